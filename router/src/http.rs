@@ -1,0 +1,216 @@
+//! The HTTP surface: routes, tower-http layers, and the mapping of pipeline replies to
+//! responses (headers, JSON or SSE). Every error a client can see is OpenAI-shaped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{json_response, ApiError};
+use crate::metrics::{self, InFlight};
+use crate::pipeline::{self, Reply, ReplyBody};
+use crate::policy::Live;
+
+/// Response header naming the model alias that answered.
+pub const HEADER_MODEL: &str = "x-frugal-model";
+/// Response header naming the provider that answered.
+pub const HEADER_PROVIDER: &str = "x-frugal-provider";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The live policy and upstream clients.
+    pub live: Live,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set once shutdown starts, so `/readyz` turns away new traffic.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// Builds the application with all routes and layers.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(openai_shaped_errors))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn(count_requests))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let live = state.live.load_full();
+    let limit = live.policy.limits.max_body_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(actual) = announced.filter(|&n| n > limit) {
+        return ApiError::PayloadTooLarge { actual, limit }.into_response();
+    }
+    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => {
+            return ApiError::PayloadTooLarge { actual: limit + 1, limit }.into_response();
+        }
+        Err(e) => return ApiError::invalid_body(format!("Could not read the request body: {e}.")).into_response(),
+    };
+    match pipeline::handle(&live, &bytes).await {
+        Ok(reply) => reply_response(reply),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "chat completion failed upstream");
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util_limit::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// axum re-exports the body limit error only through its source chain; name it once here.
+mod http_body_util_limit {
+    pub use http_body_util::LengthLimitError;
+}
+
+fn reply_response(reply: Reply) -> Response {
+    let mut response = match reply.body {
+        ReplyBody::Json(body) => Json(body).into_response(),
+        ReplyBody::Stream(frames) => {
+            let body = Body::from_stream(frames.map(Ok::<_, std::convert::Infallible>));
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [(HEADER_MODEL, reply.meta.model), (HEADER_PROVIDER, reply.meta.provider)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+async fn list_models(State(state): State<AppState>) -> Response {
+    let live = state.live.load();
+    let data: Vec<_> = live
+        .policy
+        .models
+        .keys()
+        .map(|alias| json!({ "id": alias, "object": "model", "created": 0, "owned_by": "frugal" }))
+        .collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let live = state.live.load();
+    let body = json!({
+        "status": if state.draining.load(Ordering::Relaxed) { "draining" } else { "ready" },
+        "policy_hash": live.policy.hash,
+        "policy_revision": live.revision,
+        "models": live.policy.models.len(),
+    });
+    let status = if state.draining.load(Ordering::Relaxed) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+async fn not_found(request: Request) -> Response {
+    let message = format!("Unknown route: {} {}.", request.method(), request.uri().path());
+    ApiError::NotFound(message).into_response()
+}
+
+/// Rewrites framework-level errors (timeouts, wrong methods, …) that carry no JSON body into
+/// OpenAI-shaped ones, so a client never has to parse two error formats.
+async fn openai_shaped_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() && !status.is_server_error() || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::REQUEST_TIMEOUT => "The request took too long and was cancelled.".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "This HTTP method is not allowed on this route.".to_string(),
+        _ => status.canonical_reason().unwrap_or("HTTP error").to_string(),
+    };
+    let body = ApiError::Http { status, message }.body().to_string();
+    let mut shaped = json_response(status, body.into());
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped
+}
+
+/// Counts requests by matched route and status, and times them to the response head.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let endpoint = endpoint_label(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let _in_flight = InFlight::start();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::record_request(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Maps a matched route to a fixed label, keeping the label set closed.
+fn endpoint_label(matched: Option<&str>) -> &'static str {
+    match matched {
+        Some("/v1/chat/completions") => "chat_completions",
+        Some("/v1/models") => "models",
+        Some("/healthz") => "healthz",
+        Some("/readyz") => "readyz",
+        Some("/metrics") => "metrics",
+        _ => "other",
+    }
+}

@@ -1,0 +1,19 @@
+//! frugal: a sidecar that makes LLM traffic cheaper without making it worse.
+//!
+//! It speaks the OpenAI Chat Completions API on localhost and forwards each request to the
+//! upstream its policy names; trimming, caching, routing and budgets are stages of
+//! [`pipeline::handle`]. This crate holds the HTTP server, the pipeline, upstream clients,
+//! policy files, metrics, the CLI, and a scriptable fake OpenAI server ([`mock`]) for tests,
+//! demos and benchmarks.
+
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod mock;
+pub mod pipeline;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod sse;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,178 @@
+//! The `frugal` command line: `serve`, `mock-upstream`, `policy check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use frugal::mock::{MockServer, Script};
+use frugal::server::RunningServer;
+use frugal::telemetry::{self, LogFormat};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "frugal", version, about = "A sidecar that makes LLM traffic cheaper without making it worse")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "FRUGAL_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible API, forwarding to the policy's upstreams.
+    Serve {
+        /// Policy file (YAML).
+        #[arg(long, env = "FRUGAL_POLICY")]
+        policy: PathBuf,
+        /// Listen address; overrides the policy's `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run a scriptable fake OpenAI server for tests, demos and benchmarks.
+    MockUpstream {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: SocketAddr,
+        /// Latency added to every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Script file (YAML or JSON) with rules and a default behaviour.
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
+    /// Work with policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files: exit 0 with a summary each, or 1 with every error.
+    Check {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Policy { command: PolicyCommand::Check { files } } => check_policies(&files),
+        command => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { policy, listen } => serve(policy, listen).await,
+        Command::MockUpstream { listen, latency_ms, script } => mock_upstream(listen, latency_ms, script).await,
+        Command::Policy { .. } => Ok(()),
+    }
+}
+
+async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let policy = frugal::policy::load(&path).map_err(|errors| anyhow::anyhow!("refusing to start:\n{errors}"))?;
+    let addr = listen.unwrap_or(policy.listen);
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let models = policy.models.len();
+    let hash = policy.hash.clone();
+    let server = RunningServer::start(policy, listener)?;
+    tracing::info!(addr = %server.addr, policy = %path.display(), %hash, models, "frugal is serving");
+    server.run_until(shutdown_signal()).await
+}
+
+async fn mock_upstream(listen: SocketAddr, latency_ms: u64, script: Option<PathBuf>) -> anyhow::Result<()> {
+    let script = match script {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
+            serde_yaml::from_str::<Script>(&text).map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))?
+        }
+        None => Script::default(),
+    };
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let mock = MockServer::start(listener, script, Duration::from_millis(latency_ms)).map_err(anyhow::Error::msg)?;
+    tracing::info!(base_url = %mock.base_url(), latency_ms, "mock upstream is serving");
+    shutdown_signal().await;
+    Ok(())
+}
+
+fn check_policies(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match frugal::policy::load(file) {
+            Ok(policy) => println!(
+                "{}: ok ({} provider{}, {} model{}, default `{}`, hash {})",
+                file.display(),
+                policy.providers.len(),
+                plural(policy.providers.len()),
+                policy.models.len(),
+                plural(policy.models.len()),
+                policy.default_model,
+                policy.hash
+            ),
+            Err(errors) => {
+                failed = true;
+                eprint!("{errors}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,119 @@
+//! Every metric frugal exports, as one closed enum: names and label sets live here and nowhere
+//! else, so the exporter, the docs and the dashboard cannot drift apart.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// A metric frugal exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Counter `{endpoint, status}`: HTTP requests served.
+    RequestsTotal,
+    /// Histogram `{endpoint}`: time until the response head was sent.
+    RequestDurationSeconds,
+    /// Gauge: requests being served now.
+    RequestsInFlight,
+    /// Counter `{provider, outcome}`: calls to upstream providers.
+    UpstreamRequestsTotal,
+    /// Histogram `{provider}`: upstream time to reply (or to response headers for streams).
+    UpstreamDurationSeconds,
+    /// Gauge `{hash}` = revision: which policy is live.
+    PolicyInfo,
+}
+
+impl Metric {
+    /// All metrics, for documentation and tests.
+    pub const ALL: [Metric; 6] = [
+        Self::RequestsTotal,
+        Self::RequestDurationSeconds,
+        Self::RequestsInFlight,
+        Self::UpstreamRequestsTotal,
+        Self::UpstreamDurationSeconds,
+        Self::PolicyInfo,
+    ];
+
+    /// The Prometheus name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RequestsTotal => "frugal_requests_total",
+            Self::RequestDurationSeconds => "frugal_request_duration_seconds",
+            Self::RequestsInFlight => "frugal_requests_in_flight",
+            Self::UpstreamRequestsTotal => "frugal_upstream_requests_total",
+            Self::UpstreamDurationSeconds => "frugal_upstream_duration_seconds",
+            Self::PolicyInfo => "frugal_policy_info",
+        }
+    }
+
+    /// The one-line help text.
+    pub const fn help(self) -> &'static str {
+        match self {
+            Self::RequestsTotal => "HTTP requests served, by endpoint and status code.",
+            Self::RequestDurationSeconds => "Time from request to response head, by endpoint.",
+            Self::RequestsInFlight => "Requests being served now.",
+            Self::UpstreamRequestsTotal => "Calls to upstream providers, by provider and outcome.",
+            Self::UpstreamDurationSeconds => "Upstream time to reply (to headers for streams), by provider.",
+            Self::PolicyInfo => "The live policy: revision as value, content hash as label.",
+        }
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Installs the process-wide Prometheus recorder (once) and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = builder.set_buckets(LATENCY_BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by a test harness); keep serving ours.
+            let _ = metrics::set_global_recorder(recorder);
+            for metric in Metric::ALL {
+                metrics::describe_counter!(metric.name(), metric.help());
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Records one served HTTP request.
+pub fn record_request(endpoint: &'static str, status: u16, elapsed: Duration) {
+    metrics::counter!(Metric::RequestsTotal.name(), "endpoint" => endpoint, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(Metric::RequestDurationSeconds.name(), "endpoint" => endpoint).record(elapsed.as_secs_f64());
+}
+
+/// Records one upstream call.
+pub fn record_upstream(provider: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(Metric::UpstreamRequestsTotal.name(), "provider" => provider.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(Metric::UpstreamDurationSeconds.name(), "provider" => provider.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Sets the live policy's info gauge.
+pub fn record_policy(hash: &str, revision: u64) {
+    metrics::gauge!(Metric::PolicyInfo.name(), "hash" => hash.to_string()).set(revision as f64);
+}
+
+/// Counts a request in flight until dropped.
+pub struct InFlight;
+
+impl InFlight {
+    /// Starts counting.
+    pub fn start() -> Self {
+        metrics::gauge!(Metric::RequestsInFlight.name()).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(Metric::RequestsInFlight.name()).decrement(1.0);
+    }
+}

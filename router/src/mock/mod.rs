@@ -1,0 +1,313 @@
+//! A deterministic, scriptable fake OpenAI server (`frugal mock-upstream`), for tests, the demo
+//! and benchmarks. It answers `POST /v1/chat/completions` (JSON and SSE) with real token counts,
+//! can be slow, fail, reset, hang, truncate or send bad JSON on cue, and counts calls per model.
+//!
+//! Control endpoints: `GET /_mock/calls`, `GET /_mock/requests`, `PUT /_mock/script` (YAML or
+//! JSON script), `POST /_mock/rules` (append one rule), `POST /_mock/reset`.
+
+mod reply;
+mod script;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+pub use reply::{count_tokens, last_user_text, Answer};
+pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
+
+/// How many request bodies the mock remembers for inspection.
+const REMEMBERED_REQUESTS: usize = 256;
+
+/// Marks a response whose connection must be reset instead of answered.
+#[derive(Clone, Copy)]
+struct ResetConnection;
+
+/// Shared state of a running mock.
+#[derive(Debug)]
+struct MockState {
+    script: RwLock<CompiledScript>,
+    initial: Script,
+    latency: Duration,
+    seq: AtomicU64,
+    calls: Mutex<BTreeMap<String, u64>>,
+    requests: Mutex<VecDeque<Value>>,
+}
+
+/// A running mock upstream; dropping it stops the accept loop.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<MockState>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl MockServer {
+    /// Starts a mock on `listener` with a script and a fixed latency added to every answer.
+    pub fn start(listener: TcpListener, script: Script, latency: Duration) -> Result<Self, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(MockState {
+            script: RwLock::new(CompiledScript::compile(script.clone())?),
+            initial: script,
+            latency,
+            seq: AtomicU64::new(0),
+            calls: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(VecDeque::new()),
+        });
+        let router = router(state.clone());
+        let accept = tokio::spawn(accept_loop(listener, router));
+        Ok(Self { addr, state, accept })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The OpenAI base URL of this mock (`http://ADDR/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Appends a rule (tried after the existing ones).
+    pub fn push_rule(&self, rule: Rule) -> Result<(), String> {
+        self.state.script.write().map_err(|_| "script lock poisoned".to_string())?.push(rule)
+    }
+
+    /// Calls received for an upstream model name.
+    pub fn calls(&self, model: &str) -> u64 {
+        self.state.calls.lock().map(|c| c.get(model).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Calls received in total.
+    pub fn total_calls(&self) -> u64 {
+        self.state.calls.lock().map(|c| c.values().sum()).unwrap_or(0)
+    }
+
+    /// The most recent request bodies, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.requests.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Router) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let (reset_tx, reset_rx) = oneshot::channel::<()>();
+            let reset_tx = Arc::new(Mutex::new(Some(reset_tx)));
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                let reset_tx = reset_tx.clone();
+                async move {
+                    let response = router.oneshot(request.map(Body::new)).await.unwrap_or_else(|e| match e {});
+                    if response.extensions().get::<ResetConnection>().is_some() {
+                        if let Some(tx) = reset_tx.lock().ok().and_then(|mut t| t.take()) {
+                            let _ = tx.send(());
+                        }
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = reset_rx => {} // dropping the connection closes the socket unanswered
+            }
+        });
+    }
+}
+
+fn router(state: Arc<MockState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/_mock/calls", get(calls))
+        .route("/_mock/requests", get(requests))
+        .route("/_mock/script", put(replace_script))
+        .route("/_mock/rules", post(append_rule))
+        .route("/_mock/reset", post(reset))
+        .with_state(state)
+}
+
+fn error_response(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": null } });
+    (status, Json(body)).into_response()
+}
+
+async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return error_response(StatusCode::BAD_REQUEST, "We could not parse the JSON body of your request.", "invalid_request_error");
+    };
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    let prompt = last_user_text(&request);
+    if let Ok(mut calls) = state.calls.lock() {
+        *calls.entry(model.clone()).or_default() += 1;
+    }
+    if let Ok(mut remembered) = state.requests.lock() {
+        if remembered.len() == REMEMBERED_REQUESTS {
+            remembered.pop_front();
+        }
+        remembered.push_back(Value::Object(request.clone()));
+    }
+    let behaviour = match state.script.read() {
+        Ok(script) => script.pick(&model, &prompt),
+        Err(_) => Behaviour::default(),
+    };
+    let delay = state.latency + Duration::from_millis(behaviour.delay_ms);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if behaviour.reset {
+        let mut response = StatusCode::OK.into_response();
+        response.extensions_mut().insert(ResetConnection);
+        return response;
+    }
+    if behaviour.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(status) = behaviour.status {
+        return scripted_error(status, behaviour.retry_after);
+    }
+    let seq = state.seq.fetch_add(1, Ordering::Relaxed);
+    let answer = Answer::new(&request, &behaviour, seq);
+    if request.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        stream_answer(&request, &answer, &behaviour)
+    } else {
+        json_answer(&answer, &behaviour)
+    }
+}
+
+fn scripted_error(status: u16, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_error" } else { "server_error" };
+    let message = format!("Simulated upstream failure (HTTP {}).", status.as_u16());
+    let mut response = error_response(status, &message, kind);
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn json_answer(answer: &Answer, behaviour: &Behaviour) -> Response {
+    let body = answer.completion().to_string();
+    let body = if behaviour.malformed {
+        format!("{{\"id\": \"{}\", \"choices\": [{{\"message\": oops", answer.id)
+    } else if behaviour.truncate_after.is_some() {
+        body[..body.len() / 2].to_string()
+    } else {
+        body
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn stream_answer(request: &Map<String, Value>, answer: &Answer, behaviour: &Behaviour) -> Response {
+    let include_usage = request
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut frames: Vec<Bytes> =
+        answer.chunks(include_usage).iter().map(|c| Bytes::from(format!("data: {c}\n\n"))).collect();
+    if behaviour.malformed {
+        frames.insert(frames.len().min(2), Bytes::from_static(b"data: {\"choices\": [oops\n\n"));
+    }
+    match behaviour.truncate_after {
+        Some(n) => frames.truncate(n + 1), // the role chunk plus n content chunks
+        None => frames.push(Bytes::from_static(b"data: [DONE]\n\n")),
+    }
+    let pause = Duration::from_millis(behaviour.token_delay_ms);
+    let stream = futures::stream::iter(frames).then(move |frame| async move {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        Ok::<_, Infallible>(frame)
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response
+}
+
+async fn models(State(state): State<Arc<MockState>>) -> Response {
+    let seen: Vec<Value> = state
+        .calls
+        .lock()
+        .map(|c| c.keys().map(|m| json!({ "id": m, "object": "model", "owned_by": "mock" })).collect())
+        .unwrap_or_default();
+    Json(json!({ "object": "list", "data": seen })).into_response()
+}
+
+async fn calls(State(state): State<Arc<MockState>>) -> Response {
+    let by_model = state.calls.lock().map(|c| c.clone()).unwrap_or_default();
+    let total: u64 = by_model.values().sum();
+    Json(json!({ "total": total, "by_model": by_model })).into_response()
+}
+
+async fn requests(State(state): State<Arc<MockState>>) -> Response {
+    let list: Vec<Value> = state.requests.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+    Json(Value::Array(list)).into_response()
+}
+
+async fn replace_script(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let parsed = serde_yaml::from_slice::<Script>(&body).map_err(|e| e.to_string());
+    match parsed.and_then(CompiledScript::compile) {
+        Ok(compiled) => match state.script.write() {
+            Ok(mut script) => {
+                *script = compiled;
+                Json(json!({ "status": "replaced" })).into_response()
+            }
+            Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "script lock poisoned", "server_error"),
+        },
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &format!("bad script: {e}"), "invalid_request_error"),
+    }
+}
+
+async fn append_rule(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let rule = match serde_yaml::from_slice::<Rule>(&body) {
+        Ok(rule) => rule,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("bad rule: {e}"), "invalid_request_error"),
+    };
+    match state.script.write().map_err(|_| "script lock poisoned".to_string()).and_then(|mut s| s.push(rule)) {
+        Ok(()) => Json(json!({ "status": "added" })).into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e, "invalid_request_error"),
+    }
+}
+
+async fn reset(State(state): State<Arc<MockState>>) -> Response {
+    if let (Ok(mut script), Ok(initial)) = (state.script.write(), CompiledScript::compile(state.initial.clone())) {
+        *script = initial;
+    }
+    if let Ok(mut calls) = state.calls.lock() {
+        calls.clear();
+    }
+    if let Ok(mut requests) = state.requests.lock() {
+        requests.clear();
+    }
+    Json(json!({ "status": "reset" })).into_response()
+}

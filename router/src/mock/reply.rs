@@ -1,0 +1,235 @@
+//! Building the fake upstream's answers: chat completion objects and SSE chunks with real
+//! token counts (tiktoken o200k_base) and optional logprobs.
+
+use serde_json::{json, Map, Value};
+use tiktoken_rs::CoreBPE;
+
+use super::script::Behaviour;
+
+/// `created` is fixed so answers are byte-for-byte reproducible.
+const CREATED: u64 = 1_700_000_000;
+const DEFAULT_LOGPROB: f64 = -0.05;
+
+/// What the fake model will say to one request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Completion id.
+    pub id: String,
+    /// Model name echoed back.
+    pub model: String,
+    /// The answer split into tokens (their texts concatenate to the answer).
+    pub tokens: Vec<String>,
+    /// `stop` or `length` (or the script's override).
+    pub finish_reason: String,
+    /// Prompt tokens, counted the way OpenAI bills chat messages.
+    pub prompt_tokens: usize,
+    /// Per-token logprob to report, when the client asked for logprobs.
+    pub logprobs: Option<(f64, usize)>,
+}
+
+fn tokenizer() -> &'static CoreBPE {
+    tiktoken_rs::o200k_base_singleton()
+}
+
+/// Counts a text's tokens.
+pub fn count_tokens(text: &str) -> usize {
+    tokenizer().encode_ordinary(text).len()
+}
+
+/// The text of the last user message (string content or text parts).
+pub fn last_user_text(body: &Map<String, Value>) -> String {
+    let messages = body.get("messages").and_then(Value::as_array);
+    messages
+        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+        .map(|m| content_text(m.get("content")))
+        .unwrap_or_default()
+}
+
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Prompt tokens as OpenAI counts chat messages: 3 per message + content + 3 for the reply primer.
+fn prompt_tokens(body: &Map<String, Value>) -> usize {
+    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let per_message: usize = messages
+        .iter()
+        .map(|m| {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+            3 + count_tokens(role) + count_tokens(&content_text(m.get("content")))
+        })
+        .sum();
+    per_message + 3
+}
+
+/// The deterministic default reply: names the model and quotes the start of the question.
+fn default_reply(model: &str, prompt: &str) -> String {
+    let excerpt: Vec<&str> = prompt.split_whitespace().take(24).collect();
+    format!("This is {model}, a simulated model. You asked: \"{}\". Here is a concise answer.", excerpt.join(" "))
+}
+
+impl Answer {
+    /// Decides the answer to a request under a behaviour; `seq` makes the id unique.
+    pub fn new(body: &Map<String, Value>, behaviour: &Behaviour, seq: u64) -> Self {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+        let prompt = last_user_text(body);
+        let text = behaviour.reply.clone().unwrap_or_else(|| default_reply(&model, &prompt));
+        let mut tokens = tokenizer().split_by_token_ordinary(&text).unwrap_or_else(|_| vec![text.clone()]);
+        let limit = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_u64))
+            .and_then(|n| usize::try_from(n).ok());
+        let mut finish_reason = "stop".to_string();
+        if let Some(limit) = limit.filter(|&l| tokens.len() > l) {
+            tokens.truncate(limit);
+            finish_reason = "length".into();
+        }
+        if let Some(forced) = &behaviour.finish_reason {
+            finish_reason = forced.clone();
+        }
+        let wants_logprobs = body.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
+        let top = body.get("top_logprobs").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+        Self {
+            id: format!("chatcmpl-mock{seq:08}"),
+            model,
+            tokens,
+            finish_reason,
+            prompt_tokens: prompt_tokens(body),
+            logprobs: wants_logprobs.then(|| (behaviour.logprob.unwrap_or(DEFAULT_LOGPROB), top)),
+        }
+    }
+
+    /// The full answer text.
+    pub fn text(&self) -> String {
+        self.tokens.concat()
+    }
+
+    fn usage(&self) -> Value {
+        let completion = self.tokens.len();
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        })
+    }
+
+    fn logprobs_for(&self, tokens: &[String]) -> Value {
+        match self.logprobs {
+            None => Value::Null,
+            Some((mean, top)) => {
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, token)| {
+                        // Alternate around the mean so the average is exactly `mean` over pairs.
+                        let logprob = if i % 2 == 0 { mean * 0.5 } else { mean * 1.5 };
+                        let alternatives: Vec<Value> = (0..top)
+                            .map(|k| {
+                                let (t, lp) = if k == 0 {
+                                    (token.clone(), logprob)
+                                } else {
+                                    (format!("{token}#{k}"), logprob - 2.0 * k as f64)
+                                };
+                                json!({ "token": t, "logprob": lp, "bytes": t.as_bytes() })
+                            })
+                            .collect();
+                        json!({ "token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": alternatives })
+                    })
+                    .collect();
+                json!({ "content": content, "refusal": null })
+            }
+        }
+    }
+
+    /// The non-streaming chat completion object.
+    pub fn completion(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": self.model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": self.text(), "refusal": null },
+                "logprobs": self.logprobs_for(&self.tokens),
+                "finish_reason": self.finish_reason,
+            }],
+            "usage": self.usage(),
+        })
+    }
+
+    fn chunk(&self, delta: Value, logprobs: Value, finish_reason: Value, include_usage: bool) -> Value {
+        let mut chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": self.model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{ "index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason }],
+        });
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
+
+    /// The stream's JSON chunks in order (without `[DONE]`): role, one per token, finish, usage.
+    pub fn chunks(&self, include_usage: bool) -> Vec<Value> {
+        let mut chunks = Vec::with_capacity(self.tokens.len() + 3);
+        chunks.push(self.chunk(json!({ "role": "assistant", "content": "" }), Value::Null, Value::Null, include_usage));
+        for token in &self.tokens {
+            let logprobs = self.logprobs_for(std::slice::from_ref(token));
+            chunks.push(self.chunk(json!({ "content": token }), logprobs, Value::Null, include_usage));
+        }
+        chunks.push(self.chunk(json!({}), Value::Null, json!(self.finish_reason), include_usage));
+        if include_usage {
+            chunks.push(json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": self.model,
+                "system_fingerprint": "fp_mock",
+                "choices": [],
+                "usage": self.usage(),
+            }));
+        }
+        chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: Value) -> Map<String, Value> {
+        json.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn max_tokens_truncates_with_length() {
+        let b = body(json!({"model":"m","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":3}));
+        let answer = Answer::new(&b, &Behaviour::default(), 1);
+        assert_eq!(answer.tokens.len(), 3);
+        assert_eq!(answer.finish_reason, "length");
+        assert_eq!(answer.completion()["usage"]["completion_tokens"], 3);
+    }
+
+    #[test]
+    fn stream_chunks_concatenate_to_the_completion() {
+        let b = body(json!({"model":"m","messages":[{"role":"user","content":"hi there"}],"logprobs":true}));
+        let answer = Answer::new(&b, &Behaviour { reply: Some("Hello, world!".into()), ..Default::default() }, 1);
+        let chunks = answer.chunks(true);
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, "Hello, world!");
+        assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], answer.tokens.len());
+        let lps = &answer.completion()["choices"][0]["logprobs"]["content"];
+        assert_eq!(lps.as_array().unwrap().len(), answer.tokens.len());
+    }
+}

@@ -1,0 +1,518 @@
+//! Raw policy → compiled policy: every reference resolved, every value checked, and *all*
+//! mistakes reported at once with their path and line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+use super::locate::{join, Position, SourceMap};
+use super::raw::{RawLimits, RawModel, RawPolicy, RawProvider, TOP_LEVEL_KEYS};
+
+/// A validated policy: the only form the request path ever sees.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Upstream providers by name.
+    pub providers: BTreeMap<String, Arc<ProviderConfig>>,
+    /// Model aliases by name; every one names an existing provider.
+    pub models: BTreeMap<String, ModelRoute>,
+    /// Alias used when a request names no model; always a key of `models`.
+    pub default_model: String,
+    /// Request limits.
+    pub limits: Limits,
+    /// Short SHA-256 of the policy text, to tell which policy is live.
+    pub hash: String,
+}
+
+/// A checked upstream provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Provider name from the policy.
+    pub name: String,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:9100/v1`.
+    pub base_url: String,
+    /// Environment variable holding the API key, if any.
+    pub api_key_env: Option<String>,
+    /// Timeouts for calls to this provider.
+    pub timeouts: Timeouts,
+}
+
+/// Timeouts for one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// Whole non-streaming call.
+    pub request: Duration,
+    /// Until a streaming call's response headers arrive.
+    pub first_byte: Duration,
+    /// Longest silence between two chunks of a stream.
+    pub idle: Duration,
+}
+
+/// Where a model alias goes and what it costs.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    /// The alias clients use.
+    pub alias: String,
+    /// Provider name; always a key of [`Policy::providers`].
+    pub provider: String,
+    /// Model name sent upstream.
+    pub upstream: String,
+    /// Price per million tokens.
+    pub price: Price,
+}
+
+/// USD per million tokens, finite and non-negative.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Per 1M input tokens.
+    pub input_per_mtok: f64,
+    /// Per 1M output tokens.
+    pub output_per_mtok: f64,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: u64,
+    /// Longest time until the response head is sent.
+    pub request_timeout: Duration,
+}
+
+/// One mistake in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Dotted path of the offending key, e.g. `models.fast.provider`.
+    pub path: String,
+    /// Where it is in the file, when known.
+    pub position: Option<Position>,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "line {}:{}: {}: {}", p.line, p.column, self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every mistake found in a policy file, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct PolicyErrors {
+    /// The file (or source name) the errors are about.
+    pub source_name: String,
+    /// The errors.
+    pub errors: Vec<PolicyError>,
+}
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(f, "{}: {} error{} in policy", self.source_name, n, if n == 1 { "" } else { "s" })?;
+        for error in &self.errors {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Defaults for everything a policy may leave out.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Listen address.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// Drain time after SIGTERM.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+    /// Largest request body.
+    pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+    /// Time until the response head.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Upstream connect timeout.
+    pub const CONNECT: Duration = Duration::from_secs(5);
+    /// Upstream non-streaming call timeout.
+    pub const REQUEST: Duration = Duration::from_secs(120);
+    /// Upstream time to response headers for streams.
+    pub const FIRST_BYTE: Duration = Duration::from_secs(60);
+    /// Upstream silence allowed inside a stream.
+    pub const IDLE: Duration = Duration::from_secs(60);
+}
+
+/// Reads and compiles a policy file.
+pub fn load(path: &std::path::Path) -> Result<Policy, PolicyErrors> {
+    let source_name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &source_name),
+        Err(e) => Err(PolicyErrors {
+            source_name,
+            errors: vec![PolicyError { path: "(file)".into(), position: None, message: format!("cannot read: {e}") }],
+        }),
+    }
+}
+
+/// Parses and compiles a policy text; `source_name` names it in error messages.
+pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
+    let fail = |errors: Vec<PolicyError>| PolicyErrors { source_name: source_name.to_string(), errors };
+    let value: Value = match serde_yaml::from_str(text) {
+        Ok(Value::Null) => Value::Mapping(Default::default()),
+        Ok(value) => value,
+        Err(e) => {
+            let position = e.location().map(|l| Position { line: l.line(), column: l.column() });
+            return Err(fail(vec![PolicyError { path: "(file)".into(), position, message: e.to_string() }]));
+        }
+    };
+    let source = SourceMap::index(text);
+    let mut errors = Errors { source: &source, list: Vec::new() };
+    let raw = diagnose(&value, &mut errors);
+    let policy = raw.and_then(|raw| compile(raw, text, &mut errors));
+    match policy {
+        Some(policy) if errors.list.is_empty() => Ok(policy),
+        _ => {
+            let mut list = errors.list;
+            list.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
+            Err(fail(list))
+        }
+    }
+}
+
+struct Errors<'a> {
+    source: &'a SourceMap,
+    list: Vec<PolicyError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let position = self.source.find(&path);
+        self.list.push(PolicyError { path, position, message: message.into() });
+    }
+}
+
+/// Deserializes section by section and entry by entry, so that every structural mistake
+/// (unknown key, wrong type, missing field) is found, not only the first.
+fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
+    let Value::Mapping(top) = value else {
+        errors.push("(root)", "a policy must be a mapping of keys such as `providers:` and `models:`");
+        return None;
+    };
+    let before = errors.list.len();
+    for (key, section) in top {
+        let Some(key) = key.as_str() else {
+            errors.push("(root)", format!("keys must be strings, found {key:?}"));
+            continue;
+        };
+        match key {
+            "providers" => check_entries::<RawProvider>(section, key, errors),
+            "models" => check_entries::<RawModel>(section, key, errors),
+            "limits" => check_value::<RawLimits>(section, key, errors),
+            _ if TOP_LEVEL_KEYS.contains(&key) => check_value::<Option<String>>(section, key, errors),
+            _ => errors.push(key, unknown_key_message(key, TOP_LEVEL_KEYS)),
+        }
+    }
+    if errors.list.len() > before {
+        return None;
+    }
+    match serde_path_to_error::deserialize::<_, RawPolicy>(value.clone()) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            errors.push(e.path().to_string(), e.inner().to_string());
+            None
+        }
+    }
+}
+
+fn check_entries<T: DeserializeOwned>(section: &Value, path: &str, errors: &mut Errors) {
+    match section {
+        Value::Mapping(entries) => {
+            for (name, entry) in entries {
+                let name = name.as_str().map_or_else(|| format!("{name:?}"), str::to_string);
+                check_value::<T>(entry, &join(path, &name), errors);
+            }
+        }
+        Value::Null => {}
+        _ => errors.push(path, "expected a mapping of names to settings"),
+    }
+}
+
+fn check_value<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Errors) {
+    if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        let inner = e.path().to_string();
+        let full = if inner == "." { path.to_string() } else { join(path, &inner) };
+        let message = with_suggestion(&e.inner().to_string());
+        errors.push(full, message);
+    }
+}
+
+/// Adds "did you mean" to serde's unknown-field message.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    unknown_key_message(unknown, &candidates)
+}
+
+fn unknown_key_message(unknown: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(unknown, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min();
+    match best {
+        Some((_, c)) => format!("unknown key `{unknown}`; did you mean `{c}`?"),
+        None => format!("unknown key `{unknown}`; expected one of: {}", candidates.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
+    let listen_text = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+        errors.push("listen", format!("`{listen_text}` is not a socket address like 127.0.0.1:8080"));
+    });
+    let shutdown_grace = duration(raw.shutdown_grace.as_deref(), "shutdown_grace", defaults::SHUTDOWN_GRACE, errors);
+
+    if raw.providers.is_empty() {
+        errors.push("providers", "at least one provider is required");
+    }
+    let providers: BTreeMap<String, Arc<ProviderConfig>> = raw
+        .providers
+        .iter()
+        .filter_map(|(name, p)| compile_provider(name, p, errors).map(|p| (name.clone(), Arc::new(p))))
+        .collect();
+
+    if raw.models.is_empty() {
+        errors.push("models", "at least one model is required");
+    }
+    let provider_names: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+    let models: BTreeMap<String, ModelRoute> = raw
+        .models
+        .iter()
+        .filter_map(|(alias, m)| compile_model(alias, m, &provider_names, errors).map(|m| (alias.clone(), m)))
+        .collect();
+
+    let default_model = match (&raw.default_model, raw.models.len()) {
+        (Some(alias), _) if raw.models.contains_key(alias) => Some(alias.clone()),
+        (Some(alias), _) => {
+            let names: Vec<&str> = raw.models.keys().map(String::as_str).collect();
+            errors.push("default_model", unknown_reference("model", alias, &names));
+            None
+        }
+        (None, 1) => raw.models.keys().next().cloned(),
+        (None, 0) => None,
+        (None, _) => {
+            errors.push("default_model", "several models are defined: name the one used when a request names none");
+            None
+        }
+    };
+
+    let raw_limits = raw.limits.unwrap_or_default();
+    let max_body_bytes = raw_limits.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        errors.push("limits.max_body_bytes", "must be greater than 0");
+    }
+    let request_timeout =
+        duration(raw_limits.request_timeout.as_deref(), "limits.request_timeout", defaults::REQUEST_TIMEOUT, errors);
+
+    let hash = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Some(Policy {
+        listen: listen.ok()?,
+        shutdown_grace,
+        providers,
+        models,
+        default_model: default_model?,
+        limits: Limits { max_body_bytes, request_timeout },
+        hash,
+    })
+}
+
+fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Option<ProviderConfig> {
+    let path = join("providers", name);
+    let before = errors.list.len();
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    match reqwest::Url::parse(&base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => errors.push(join(&path, "base_url"), format!("`{}` is not an http(s) URL", raw.base_url)),
+    }
+    if let Some(var) = &raw.api_key_env {
+        let valid = !var.is_empty()
+            && !var.starts_with(|c: char| c.is_ascii_digit())
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            errors.push(join(&path, "api_key_env"), format!("`{var}` is not an environment variable name"));
+        }
+    }
+    let t = raw.timeouts.clone().unwrap_or_default();
+    let tpath = join(&path, "timeouts");
+    let timeouts = Timeouts {
+        connect: duration(t.connect.as_deref(), &join(&tpath, "connect"), defaults::CONNECT, errors),
+        request: duration(t.request.as_deref(), &join(&tpath, "request"), defaults::REQUEST, errors),
+        first_byte: duration(t.first_byte.as_deref(), &join(&tpath, "first_byte"), defaults::FIRST_BYTE, errors),
+        idle: duration(t.idle.as_deref(), &join(&tpath, "idle"), defaults::IDLE, errors),
+    };
+    (errors.list.len() == before).then(|| ProviderConfig {
+        name: name.to_string(),
+        base_url,
+        api_key_env: raw.api_key_env.clone(),
+        timeouts,
+    })
+}
+
+fn compile_model(alias: &str, raw: &RawModel, providers: &[&str], errors: &mut Errors) -> Option<ModelRoute> {
+    let path = join("models", alias);
+    let before = errors.list.len();
+    if !providers.contains(&raw.provider.as_str()) {
+        errors.push(join(&path, "provider"), unknown_reference("provider", &raw.provider, providers));
+    }
+    let upstream = raw.upstream.clone().unwrap_or_else(|| alias.to_string());
+    if upstream.trim().is_empty() {
+        errors.push(join(&path, "upstream"), "must not be empty");
+    }
+    for (key, value) in [("input_per_mtok", raw.price.input_per_mtok), ("output_per_mtok", raw.price.output_per_mtok)] {
+        if !value.is_finite() || value < 0.0 {
+            errors.push(join(&join(&path, "price"), key), format!("{value} is not a price (USD per 1M tokens, ≥ 0)"));
+        }
+    }
+    (errors.list.len() == before).then(|| ModelRoute {
+        alias: alias.to_string(),
+        provider: raw.provider.clone(),
+        upstream,
+        price: Price { input_per_mtok: raw.price.input_per_mtok, output_per_mtok: raw.price.output_per_mtok },
+    })
+}
+
+fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> String {
+    let hint = unknown_key_message(name, known);
+    let hint = hint.split_once("; ").map_or(hint.as_str(), |(_, h)| h);
+    format!("no {kind} named `{name}`; {hint}")
+}
+
+fn duration(text: Option<&str>, path: &str, default: Duration, errors: &mut Errors) -> Duration {
+    let Some(text) = text else { return default };
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            errors.push(path, "must be longer than zero");
+            default
+        }
+        Err(e) => {
+            errors.push(path, format!("`{text}` is not a duration like 500ms, 30s or 2m ({e})"));
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+providers:
+  mock:
+    base_url: http://127.0.0.1:9100/v1
+models:
+  cheap:
+    provider: mock
+    upstream: gpt-4o-mini
+    price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }
+  strong:
+    provider: mock
+    price: { input_per_mtok: 2.5, output_per_mtok: 10 }
+default_model: cheap
+";
+
+    #[test]
+    fn good_policy_compiles_with_defaults() {
+        let policy = parse(GOOD, "good.yaml").unwrap();
+        assert_eq!(policy.default_model, "cheap");
+        assert_eq!(policy.models["strong"].upstream, "strong");
+        assert_eq!(policy.models["cheap"].upstream, "gpt-4o-mini");
+        assert_eq!(policy.limits.max_body_bytes, defaults::MAX_BODY_BYTES);
+        assert_eq!(policy.providers["mock"].timeouts.connect, defaults::CONNECT);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let text = "\
+listen: not-an-address
+providers:
+  mock:
+    base_url: ftp://x
+    timeouts: { connect: soon }
+models:
+  cheap:
+    provider: mokc
+    price: { input_per_mtok: -1, output_per_mtok: 0.6 }
+default_model: strong
+";
+        let errors = parse(text, "bad.yaml").unwrap_err().errors;
+        let lines: Vec<(usize, &str)> = errors.iter().map(|e| (e.position.unwrap().line, e.path.as_str())).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (1, "listen"),
+                (4, "providers.mock.base_url"),
+                (5, "providers.mock.timeouts.connect"),
+                (8, "models.cheap.provider"),
+                (9, "models.cheap.price.input_per_mtok"),
+                (10, "default_model"),
+            ]
+        );
+        assert!(errors[3].message.contains("did you mean `mock`"), "{}", errors[3].message);
+    }
+
+    #[test]
+    fn structural_mistakes_in_several_sections_are_all_reported() {
+        let text = "\
+providers:
+  mock:
+    base_ur: http://x
+modles: {}
+limits:
+  max_body_bytes: lots
+";
+        let errors = parse(text, "bad.yaml").unwrap_err().errors;
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["providers.mock.base_ur", "modles", "limits.max_body_bytes"], "{errors:?}");
+        assert!(errors[0].message.contains("did you mean `base_url`"), "{}", errors[0].message);
+        assert!(errors[1].message.contains("did you mean `models`"), "{}", errors[1].message);
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_position() {
+        let errors = parse("models: [unclosed\n", "bad.yaml").unwrap_err().errors;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].position.is_some());
+    }
+}

@@ -1,0 +1,103 @@
+//! The policy file as written: types that mirror the YAML one to one.
+//!
+//! Every struct denies unknown fields so a misspelt key is an error, not a silently ignored
+//! setting. Values are kept as written (durations as strings, references as names); checking
+//! them is `compile.rs`'s job.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A whole policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Socket address the sidecar listens on, e.g. `127.0.0.1:8080`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// How long in-flight requests may run after SIGTERM, e.g. `20s`.
+    #[serde(default)]
+    pub shutdown_grace: Option<String>,
+    /// Upstream providers by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    /// Model aliases clients may request, by alias.
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    /// The alias used when a request names no model.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+/// An OpenAI-compatible upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Name of the environment variable holding the API key (sent as a Bearer token).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Timeouts for calls to this provider.
+    #[serde(default)]
+    pub timeouts: Option<RawTimeouts>,
+}
+
+/// Timeouts for one provider, as duration strings (`500ms`, `30s`, `2m`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// TCP + TLS connect.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// Whole non-streaming call.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// Until the response headers of a streaming call arrive.
+    #[serde(default)]
+    pub first_byte: Option<String>,
+    /// Longest silence between two chunks of a stream.
+    #[serde(default)]
+    pub idle: Option<String>,
+}
+
+/// A model alias.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Which provider serves it.
+    pub provider: String,
+    /// The model name the provider knows it by (defaults to the alias).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Price per million tokens.
+    pub price: RawPrice,
+}
+
+/// Price in US dollars per million tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per 1M input (prompt) tokens.
+    pub input_per_mtok: f64,
+    /// USD per 1M output (completion) tokens.
+    pub output_per_mtok: f64,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted request body, in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Longest time until the response head is sent, e.g. `300s`.
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+}
+
+/// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.
+pub const TOP_LEVEL_KEYS: &[&str] = &["listen", "shutdown_grace", "providers", "models", "default_model", "limits"];

@@ -1,0 +1,118 @@
+//! Server-sent events: an incremental parser for upstream streams and the encoder for replies.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// One dispatched SSE event of an OpenAI-style stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseEvent {
+    /// A `data:` payload that parsed as JSON; `raw` is relayed as received.
+    Data {
+        /// The payload text as received.
+        raw: Bytes,
+        /// The parsed payload.
+        json: Value,
+    },
+    /// The `data: [DONE]` terminator.
+    Done,
+}
+
+impl SseEvent {
+    /// Encodes the event as an SSE frame (`data: …\n\n`).
+    pub fn to_frame(&self) -> Bytes {
+        match self {
+            Self::Data { raw, .. } => frame(raw),
+            Self::Done => Bytes::from_static(b"data: [DONE]\n\n"),
+        }
+    }
+}
+
+/// Encodes one `data:` frame.
+pub fn frame(payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Splits a byte stream into events, however the bytes are chunked.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    pending: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events completed by them. An `Err` is a payload that is not JSON.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<SseEvent, String>> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        let mut start = 0;
+        while let Some(offset) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let end = start + offset;
+            let line = &self.pending[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                if let Some(event) = self.dispatch() {
+                    events.push(event);
+                }
+            } else if let Some(value) = line.strip_prefix(b"data:") {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            // Comments (`:`) and other fields (`event:`, `id:`, `retry:`) carry nothing we relay.
+            start = end + 1;
+        }
+        self.pending.drain(..start);
+        events
+    }
+
+    fn dispatch(&mut self) -> Option<Result<SseEvent, String>> {
+        if !std::mem::take(&mut self.has_data) {
+            return None;
+        }
+        let data = std::mem::take(&mut self.data);
+        if data == b"[DONE]" {
+            return Some(Ok(SseEvent::Done));
+        }
+        Some(match serde_json::from_slice::<Value>(&data) {
+            Ok(json) => Ok(SseEvent::Data { raw: Bytes::from(data), json }),
+            Err(e) => {
+                let excerpt: String = String::from_utf8_lossy(&data).chars().take(80).collect();
+                Err(format!("stream event is not JSON ({e}): {excerpt}"))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_any_chunking() {
+        let input = b"data: {\"a\":1}\n\n: keep-alive\n\ndata: {\"b\":2}\r\n\r\ndata: [DONE]\n\n";
+        for split in 1..input.len() {
+            let mut parser = SseParser::default();
+            let mut events = parser.push(&input[..split]);
+            events.extend(parser.push(&input[split..]));
+            let events: Vec<SseEvent> = events.into_iter().map(|e| e.unwrap()).collect();
+            assert_eq!(events.len(), 3, "split at {split}");
+            assert_eq!(events[0].to_frame(), Bytes::from_static(b"data: {\"a\":1}\n\n"));
+            assert_eq!(events[2], SseEvent::Done);
+        }
+    }
+
+    #[test]
+    fn malformed_payload_is_an_error() {
+        let mut parser = SseParser::default();
+        let events = parser.push(b"data: {oops\n\n");
+        assert!(events[0].is_err());
+    }
+}

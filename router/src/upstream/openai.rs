@@ -1,0 +1,213 @@
+//! An OpenAI-compatible provider: `POST {base_url}/chat/completions`, JSON or SSE.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value};
+
+use super::UpstreamError;
+use crate::policy::ProviderConfig;
+use crate::sse::{SseEvent, SseParser};
+
+/// A complete (non-streaming) reply.
+#[derive(Debug, Clone)]
+pub struct UpstreamReply {
+    /// The parsed chat completion object.
+    pub body: Map<String, Value>,
+}
+
+/// A stream of SSE events from the provider, ending with `Done` or an error.
+pub type UpstreamStream = Pin<Box<dyn Stream<Item = Result<SseEvent, UpstreamError>> + Send>>;
+
+/// A client for one OpenAI-compatible provider.
+#[derive(Debug)]
+pub struct OpenAiCompatible {
+    config: Arc<ProviderConfig>,
+    client: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl OpenAiCompatible {
+    /// Builds the HTTP client; the API key is read from the environment now, once.
+    pub fn new(config: Arc<ProviderConfig>) -> Result<Self, UpstreamError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| UpstreamError::Config { provider: config.name.clone(), reason: e.to_string() })?;
+        let api_key = config.api_key_env.as_deref().and_then(|var| std::env::var(var).ok());
+        Ok(Self { config, client, api_key })
+    }
+
+    /// The provider's name in the policy.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether the API key named in the policy was found in the environment (true if none is named).
+    pub fn has_credentials(&self) -> bool {
+        self.config.api_key_env.is_none() || self.api_key.is_some()
+    }
+
+    fn request(&self, body: &Map<String, Value>) -> reqwest::RequestBuilder {
+        let url = format!("{}/chat/completions", self.config.base_url);
+        let request = self.client.post(url).json(body);
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Sends a non-streaming request and parses the reply.
+    pub async fn complete(&self, body: &Map<String, Value>) -> Result<UpstreamReply, UpstreamError> {
+        let timeout = self.config.timeouts.request;
+        let call = async {
+            let response = self.request(body).send().await.map_err(|e| self.transport_error(e))?;
+            let response = self.check_status(response).await?;
+            let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+            parse_completion(&bytes).map_err(|reason| self.invalid(reason))
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map(|body| UpstreamReply { body }),
+            Err(_) => Err(self.timeout("request", timeout)),
+        }
+    }
+
+    /// Sends a streaming request; returns once the provider's response headers arrive.
+    pub async fn stream(&self, body: &Map<String, Value>) -> Result<UpstreamStream, UpstreamError> {
+        let first_byte = self.config.timeouts.first_byte;
+        let response = match tokio::time::timeout(first_byte, self.request(body).send()).await {
+            Ok(result) => result.map_err(|e| self.transport_error(e))?,
+            Err(_) => return Err(self.timeout("first_byte", first_byte)),
+        };
+        let response = self.check_status(response).await?;
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            return Err(self.invalid("asked for a stream but the reply is not text/event-stream".into()));
+        }
+        Ok(self.events(response))
+    }
+
+    fn events(&self, response: reqwest::Response) -> UpstreamStream {
+        let idle = self.config.timeouts.idle;
+        let provider = self.config.name.clone();
+        let mut bytes = response.bytes_stream();
+        let stream = async_stream(move |tx| async move {
+            let mut parser = SseParser::default();
+            loop {
+                let next = match tokio::time::timeout(idle, bytes.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let _ = tx.send(Err(timeout_error(&provider, "idle", idle))).await;
+                        return;
+                    }
+                };
+                match next {
+                    Some(Ok(chunk)) => {
+                        for event in parser.push(&chunk) {
+                            let event = event.map_err(|reason| invalid_error(&provider, reason));
+                            let stop = !matches!(event, Ok(SseEvent::Data { .. }));
+                            if tx.send(event).await.is_err() || stop {
+                                return;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(unreachable_error(&provider, &e))).await;
+                        return;
+                    }
+                    None => {
+                        let reason = "the stream ended before `data: [DONE]`".to_string();
+                        let _ = tx.send(Err(invalid_error(&provider, reason))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Box::pin(stream)
+    }
+
+    async fn check_status(&self, response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = response.bytes().await.unwrap_or_default();
+        let provider = self.config.name.clone();
+        if status.is_client_error() {
+            Err(UpstreamError::ClientError { provider, status, body })
+        } else {
+            let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(UpstreamError::ServerError { provider, status, excerpt })
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
+        if e.is_timeout() {
+            self.timeout("connect", self.config.timeouts.connect)
+        } else {
+            unreachable_error(&self.config.name, &e)
+        }
+    }
+
+    fn timeout(&self, phase: &'static str, after: Duration) -> UpstreamError {
+        timeout_error(&self.config.name, phase, after)
+    }
+
+    fn invalid(&self, reason: String) -> UpstreamError {
+        invalid_error(&self.config.name, reason)
+    }
+}
+
+fn timeout_error(provider: &str, phase: &'static str, after: Duration) -> UpstreamError {
+    UpstreamError::Timeout { provider: provider.to_string(), phase, after_ms: after.as_millis() }
+}
+
+fn invalid_error(provider: &str, reason: String) -> UpstreamError {
+    UpstreamError::InvalidResponse { provider: provider.to_string(), reason }
+}
+
+fn unreachable_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
+    // The Display of reqwest errors hides the cause ("error sending request"); show the chain.
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    UpstreamError::Unreachable { provider: provider.to_string(), reason }
+}
+
+/// Checks that a body is a chat completion object: JSON with a `choices` array.
+fn parse_completion(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
+    let Value::Object(map) = value else {
+        return Err("not a JSON object".into());
+    };
+    if !map.get("choices").is_some_and(Value::is_array) {
+        return Err("no `choices` array".into());
+    }
+    Ok(map)
+}
+
+/// Runs a producer task feeding a bounded channel and exposes it as a stream.
+fn async_stream<T, F, Fut>(producer: F) -> impl Stream<Item = T> + Send
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

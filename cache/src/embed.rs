@@ -302,6 +302,7 @@ fn ort_environment(dylib: &Path) -> Result<Environment, EmbedError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
 mod tests {
     use super::*;
 

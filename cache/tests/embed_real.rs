@@ -2,11 +2,22 @@
 //! `scripts/fetch-models.sh`. Skipped (loudly) when the models are absent, unless
 //! `FRUGAL_REQUIRE_MODELS` is set, in which case their absence fails the test.
 
+#![allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
+
+use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use frugal_cache::{cosine, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+
+/// Prints past libtest's output capture (which only catches the `print!` macros), so skips and
+/// timings show in a plain `cargo test` run.
+macro_rules! report {
+    ($($arg:tt)*) => {
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    };
+}
 
 /// The shared embedder, or `None` when the models are absent and not required.
 fn embedder() -> Option<&'static MiniLmEmbedder> {
@@ -17,7 +28,7 @@ fn embedder() -> Option<&'static MiniLmEmbedder> {
             let paths = ModelPaths::from_env_or(&default_dir);
             let required = std::env::var_os("FRUGAL_REQUIRE_MODELS").is_some();
             if !paths.embedder_dir.exists() && !required {
-                eprintln!(
+                report!(
                     "\n!!! SKIPPING real-model tests: {} is absent. Run scripts/fetch-models.sh \
                      (set FRUGAL_REQUIRE_MODELS=1 to make this a failure).\n",
                     paths.embedder_dir.display()
@@ -27,7 +38,7 @@ fn embedder() -> Option<&'static MiniLmEmbedder> {
             let started = Instant::now();
             let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
                 .unwrap_or_else(|e| panic!("loading the real model from {paths:?}: {e}"));
-            eprintln!("loaded {paths:?} in {:?}", started.elapsed());
+            report!("loaded {paths:?} in {:?}", started.elapsed());
             Some(embedder)
         })
         .as_ref()
@@ -66,7 +77,7 @@ fn paraphrases_are_closer_than_unrelated_sentences() {
 
     let paraphrase = cosine(&reset, &forgot);
     let unrelated = cosine(&reset, &stocks).max(cosine(&forgot, &stocks));
-    eprintln!("paraphrase similarity {paraphrase:.4}, unrelated {unrelated:.4}");
+    report!("paraphrase similarity {paraphrase:.4}, unrelated {unrelated:.4}");
     assert!(
         paraphrase > unrelated,
         "paraphrase {paraphrase} <= unrelated {unrelated}"
@@ -113,7 +124,7 @@ fn batch_of_32_short_sentences_timing() {
         embedder.embed(&[text]).unwrap();
     }
     let per_single = started.elapsed() / singles as u32;
-    eprintln!(
+    report!(
         "embedding speed: batch of 32 short sentences {per_batch:?} ({:?}/sentence); \
          one sentence alone {per_single:?}",
         per_batch / 32

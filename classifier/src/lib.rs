@@ -51,7 +51,11 @@ pub struct Complexity {
 impl Complexity {
     /// Picks the tier for a score given the policy's thresholds (`mid_above` ≤ `strong_above`).
     pub fn from_score(score: f32, mid_above: f32, strong_above: f32, reasons: Vec<Reason>) -> Self {
-        let score = if score.is_nan() { 1.0 } else { score.clamp(0.0, 1.0) };
+        let score = if score.is_nan() {
+            1.0
+        } else {
+            score.clamp(0.0, 1.0)
+        };
         let tier = if score > strong_above {
             Tier::Strong
         } else if score > mid_above {
@@ -59,7 +63,11 @@ impl Complexity {
         } else {
             Tier::Cheap
         };
-        Self { score, tier, reasons }
+        Self {
+            score,
+            tier,
+            reasons,
+        }
     }
 }
 
@@ -69,9 +77,18 @@ mod tests {
 
     #[test]
     fn thresholds_pick_the_tier() {
-        assert_eq!(Complexity::from_score(0.1, 0.4, 0.7, vec![]).tier, Tier::Cheap);
-        assert_eq!(Complexity::from_score(0.5, 0.4, 0.7, vec![]).tier, Tier::Mid);
-        assert_eq!(Complexity::from_score(0.9, 0.4, 0.7, vec![]).tier, Tier::Strong);
+        assert_eq!(
+            Complexity::from_score(0.1, 0.4, 0.7, vec![]).tier,
+            Tier::Cheap
+        );
+        assert_eq!(
+            Complexity::from_score(0.5, 0.4, 0.7, vec![]).tier,
+            Tier::Mid
+        );
+        assert_eq!(
+            Complexity::from_score(0.9, 0.4, 0.7, vec![]).tier,
+            Tier::Strong
+        );
     }
 
     #[test]

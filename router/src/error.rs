@@ -51,12 +51,20 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 for a named field.
     pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidRequest { message: message.into(), param: Some(param.into()), code: "invalid_value" }
+        Self::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: "invalid_value",
+        }
     }
 
     /// A 400 for a malformed body as a whole.
     pub fn invalid_body(message: impl Into<String>) -> Self {
-        Self::InvalidRequest { message: message.into(), param: None, code: "invalid_json" }
+        Self::InvalidRequest {
+            message: message.into(),
+            param: None,
+            code: "invalid_json",
+        }
     }
 
     /// The HTTP status this error is sent with.
@@ -73,9 +81,10 @@ impl ApiError {
     /// The OpenAI error `type` field.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::PayloadTooLarge { .. } | Self::NotFound(_) => {
-                "invalid_request_error"
-            }
+            Self::InvalidRequest { .. }
+            | Self::ModelNotFound(_)
+            | Self::PayloadTooLarge { .. }
+            | Self::NotFound(_) => "invalid_request_error",
             Self::Upstream(_) => "upstream_error",
             Self::Http { status, .. } if status.is_client_error() => "invalid_request_error",
             Self::Http { .. } => "server_error",
@@ -138,6 +147,9 @@ impl IntoResponse for ApiError {
 /// A response with a JSON body and content type.
 pub fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

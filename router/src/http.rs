@@ -51,7 +51,10 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(middleware::from_fn(openai_shaped_errors))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -59,7 +62,11 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
-async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let live = state.live.load_full();
     let limit = live.policy.limits.max_body_bytes;
     let announced = headers
@@ -69,12 +76,20 @@ async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, bod
     if let Some(actual) = announced.filter(|&n| n > limit) {
         return ApiError::PayloadTooLarge { actual, limit }.into_response();
     }
-    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
+    {
         Ok(bytes) => bytes,
         Err(e) if is_length_limit(&e) => {
-            return ApiError::PayloadTooLarge { actual: limit + 1, limit }.into_response();
+            return ApiError::PayloadTooLarge {
+                actual: limit + 1,
+                limit,
+            }
+            .into_response();
         }
-        Err(e) => return ApiError::invalid_body(format!("Could not read the request body: {e}.")).into_response(),
+        Err(e) => {
+            return ApiError::invalid_body(format!("Could not read the request body: {e}."))
+                .into_response()
+        }
     };
     match pipeline::handle(&live, &bytes).await {
         Ok(reply) => reply_response(reply),
@@ -110,14 +125,20 @@ fn reply_response(reply: Reply) -> Response {
             let body = Body::from_stream(frames.map(Ok::<_, std::convert::Infallible>));
             let mut response = Response::new(body);
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             response
         }
     };
     let headers = response.headers_mut();
-    for (name, value) in [(HEADER_MODEL, reply.meta.model), (HEADER_PROVIDER, reply.meta.provider)] {
+    for (name, value) in [
+        (HEADER_MODEL, reply.meta.model),
+        (HEADER_PROVIDER, reply.meta.provider),
+    ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
@@ -148,20 +169,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "policy_revision": live.revision,
         "models": live.policy.models.len(),
     });
-    let status = if state.draining.load(Ordering::Relaxed) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if state.draining.load(Ordering::Relaxed) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (status, Json(body)).into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut response = state.metrics.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     response
 }
 
 async fn not_found(request: Request) -> Response {
-    let message = format!("Unknown route: {} {}.", request.method(), request.uri().path());
+    let message = format!(
+        "Unknown route: {} {}.",
+        request.method(),
+        request.uri().path()
+    );
     ApiError::NotFound(message).into_response()
 }
 
@@ -180,8 +210,13 @@ async fn openai_shaped_errors(request: Request, next: Next) -> Response {
     }
     let message = match status {
         StatusCode::REQUEST_TIMEOUT => "The request took too long and was cancelled.".to_string(),
-        StatusCode::METHOD_NOT_ALLOWED => "This HTTP method is not allowed on this route.".to_string(),
-        _ => status.canonical_reason().unwrap_or("HTTP error").to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "This HTTP method is not allowed on this route.".to_string()
+        }
+        _ => status
+            .canonical_reason()
+            .unwrap_or("HTTP error")
+            .to_string(),
     };
     let body = ApiError::Http { status, message }.body().to_string();
     let mut shaped = json_response(status, body.into());
@@ -195,7 +230,12 @@ async fn openai_shaped_errors(request: Request, next: Next) -> Response {
 
 /// Counts requests by matched route and status, and times them to the response head.
 async fn count_requests(request: Request, next: Next) -> Response {
-    let endpoint = endpoint_label(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let endpoint = endpoint_label(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let _in_flight = InFlight::start();
     let started = Instant::now();
     let response = next.run(request).await;

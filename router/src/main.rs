@@ -12,10 +12,20 @@ use frugal::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "frugal", version, about = "A sidecar that makes LLM traffic cheaper without making it worse")]
+#[command(
+    name = "frugal",
+    version,
+    about = "A sidecar that makes LLM traffic cheaper without making it worse"
+)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "FRUGAL_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FRUGAL_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -65,9 +75,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
-        Command::Policy { command: PolicyCommand::Check { files } } => check_policies(&files),
+        Command::Policy {
+            command: PolicyCommand::Check { files },
+        } => check_policies(&files),
         command => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -88,15 +103,22 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { policy, listen } => serve(policy, listen).await,
-        Command::MockUpstream { listen, latency_ms, script } => mock_upstream(listen, latency_ms, script).await,
+        Command::MockUpstream {
+            listen,
+            latency_ms,
+            script,
+        } => mock_upstream(listen, latency_ms, script).await,
         Command::Policy { .. } => Ok(()),
     }
 }
 
 async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let policy = frugal::policy::load(&path).map_err(|errors| anyhow::anyhow!("refusing to start:\n{errors}"))?;
+    let policy = frugal::policy::load(&path)
+        .map_err(|errors| anyhow::anyhow!("refusing to start:\n{errors}"))?;
     let addr = listen.unwrap_or(policy.listen);
-    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let models = policy.models.len();
     let hash = policy.hash.clone();
     let server = RunningServer::start(policy, listener)?;
@@ -104,17 +126,25 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> 
     server.run_until(shutdown_signal()).await
 }
 
-async fn mock_upstream(listen: SocketAddr, latency_ms: u64, script: Option<PathBuf>) -> anyhow::Result<()> {
+async fn mock_upstream(
+    listen: SocketAddr,
+    latency_ms: u64,
+    script: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let script = match script {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
-            serde_yaml::from_str::<Script>(&text).map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))?
+            serde_yaml::from_str::<Script>(&text)
+                .map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))?
         }
         None => Script::default(),
     };
-    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let mock = MockServer::start(listener, script, Duration::from_millis(latency_ms)).map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let mock = MockServer::start(listener, script, Duration::from_millis(latency_ms))
+        .map_err(anyhow::Error::msg)?;
     tracing::info!(base_url = %mock.base_url(), latency_ms, "mock upstream is serving");
     shutdown_signal().await;
     Ok(())

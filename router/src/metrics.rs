@@ -53,14 +53,18 @@ impl Metric {
             Self::RequestDurationSeconds => "Time from request to response head, by endpoint.",
             Self::RequestsInFlight => "Requests being served now.",
             Self::UpstreamRequestsTotal => "Calls to upstream providers, by provider and outcome.",
-            Self::UpstreamDurationSeconds => "Upstream time to reply (to headers for streams), by provider.",
+            Self::UpstreamDurationSeconds => {
+                "Upstream time to reply (to headers for streams), by provider."
+            }
             Self::PolicyInfo => "The live policy: revision as value, content hash as label.",
         }
     }
 }
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
 
 /// Installs the process-wide Prometheus recorder (once) and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -68,7 +72,9 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
-            let builder = builder.set_buckets(LATENCY_BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let builder = builder
+                .set_buckets(LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (e.g. by a test harness); keep serving ours.
@@ -85,7 +91,8 @@ pub fn install() -> PrometheusHandle {
 pub fn record_request(endpoint: &'static str, status: u16, elapsed: Duration) {
     metrics::counter!(Metric::RequestsTotal.name(), "endpoint" => endpoint, "status" => status.to_string())
         .increment(1);
-    metrics::histogram!(Metric::RequestDurationSeconds.name(), "endpoint" => endpoint).record(elapsed.as_secs_f64());
+    metrics::histogram!(Metric::RequestDurationSeconds.name(), "endpoint" => endpoint)
+        .record(elapsed.as_secs_f64());
 }
 
 /// Records one upstream call.

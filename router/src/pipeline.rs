@@ -48,11 +48,17 @@ pub enum ReplyBody {
 pub async fn handle(live: &LiveState, body: &[u8]) -> Result<Reply, ApiError> {
     let request = ChatRequest::parse(body)?;
     let route = resolve_model(&live.policy, request.model.as_deref())?;
-    let upstream = live.upstreams.get(&route.provider).ok_or_else(|| UpstreamError::Config {
+    let upstream = live
+        .upstreams
+        .get(&route.provider)
+        .ok_or_else(|| UpstreamError::Config {
+            provider: route.provider.clone(),
+            reason: "no client for this provider".into(),
+        })?;
+    let meta = ReplyMeta {
+        model: route.alias.clone(),
         provider: route.provider.clone(),
-        reason: "no client for this provider".into(),
-    })?;
-    let meta = ReplyMeta { model: route.alias.clone(), provider: route.provider.clone() };
+    };
 
     let mut outbound = request.body;
     outbound.insert("model".into(), Value::String(route.upstream.clone()));
@@ -78,9 +84,15 @@ fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
 }
 
 /// Finds the route for the requested alias, or the policy's default when none is named.
-pub fn resolve_model<'p>(policy: &'p Policy, requested: Option<&str>) -> Result<&'p ModelRoute, ApiError> {
+pub fn resolve_model<'p>(
+    policy: &'p Policy,
+    requested: Option<&str>,
+) -> Result<&'p ModelRoute, ApiError> {
     let alias = requested.unwrap_or(&policy.default_model);
-    policy.models.get(alias).ok_or_else(|| ApiError::ModelNotFound(alias.to_string()))
+    policy
+        .models
+        .get(alias)
+        .ok_or_else(|| ApiError::ModelNotFound(alias.to_string()))
 }
 
 /// Turns upstream events into client frames. A stream that breaks ends with an OpenAI-shaped

@@ -6,7 +6,14 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 /// Roles a chat message may have.
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// A validated `POST /v1/chat/completions` body.
 #[derive(Debug, Clone)]
@@ -22,10 +29,13 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Parses and validates a request body; every mistake is a 400 naming the field.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::invalid_body(format!("The request body is not valid JSON: {e}.")))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::invalid_body(format!("The request body is not valid JSON: {e}."))
+        })?;
         let Value::Object(body) = value else {
-            return Err(ApiError::invalid_body("The request body must be a JSON object."));
+            return Err(ApiError::invalid_body(
+                "The request body must be a JSON object.",
+            ));
         };
         validate_messages(body.get("messages"))?;
         let model = match body.get("model") {
@@ -37,7 +47,10 @@ impl ChatRequest {
         if let Some(options) = body.get("stream_options") {
             match options {
                 Value::Object(o) => {
-                    if let Some(v) = o.get("include_usage").filter(|v| !v.is_boolean() && !v.is_null()) {
+                    if let Some(v) = o
+                        .get("include_usage")
+                        .filter(|v| !v.is_boolean() && !v.is_null())
+                    {
                         return Err(wrong_type("stream_options.include_usage", "a boolean", v));
                     }
                 }
@@ -45,7 +58,13 @@ impl ChatRequest {
                 other => return Err(wrong_type("stream_options", "an object", other)),
             }
         }
-        for field in ["max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs"] {
+        for field in [
+            "max_tokens",
+            "max_completion_tokens",
+            "n",
+            "seed",
+            "top_logprobs",
+        ] {
             optional_integer(&body, field)?;
         }
         if body.get("n").and_then(Value::as_i64).is_some_and(|n| n < 1) {
@@ -60,20 +79,30 @@ impl ChatRequest {
             optional_number_in(&body, field, low, high)?;
         }
         optional_bool(&body, "logprobs")?;
-        Ok(Self { model, stream, body })
+        Ok(Self {
+            model,
+            stream,
+            body,
+        })
     }
 }
 
 fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
     let messages = match messages {
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid_param("messages", "Missing required parameter: 'messages'."))
+            return Err(ApiError::invalid_param(
+                "messages",
+                "Missing required parameter: 'messages'.",
+            ))
         }
         Some(Value::Array(list)) => list,
         Some(other) => return Err(wrong_type("messages", "an array", other)),
     };
     if messages.is_empty() {
-        return Err(ApiError::invalid_param("messages", "`messages` must contain at least one message."));
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must contain at least one message.",
+        ));
     }
     for (i, message) in messages.iter().enumerate() {
         let at = |field: &str| format!("messages[{i}].{field}");
@@ -82,13 +111,22 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         };
         let role = match message.get("role") {
             Some(Value::String(role)) => role.as_str(),
-            None => return Err(ApiError::invalid_param(at("role"), format!("Missing required parameter: '{}'.", at("role")))),
+            None => {
+                return Err(ApiError::invalid_param(
+                    at("role"),
+                    format!("Missing required parameter: '{}'.", at("role")),
+                ))
+            }
             Some(other) => return Err(wrong_type(&at("role"), "a string", other)),
         };
         if !ROLES.contains(&role) {
             return Err(ApiError::invalid_param(
                 at("role"),
-                format!("Invalid value for '{}': '{role}'. Supported values are: {}.", at("role"), ROLES.join(", ")),
+                format!(
+                    "Invalid value for '{}': '{role}'. Supported values are: {}.",
+                    at("role"),
+                    ROLES.join(", ")
+                ),
             ));
         }
         match message.get("content") {
@@ -101,7 +139,9 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
                         _ => {
                             return Err(ApiError::invalid_param(
                                 format!("{part_at}.type"),
-                                format!("Each content part needs a string 'type' ('{part_at}.type')."),
+                                format!(
+                                    "Each content part needs a string 'type' ('{part_at}.type')."
+                                ),
                             ))
                         }
                     }
@@ -115,7 +155,13 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
                     format!("Missing required parameter: '{}'.", at("content")),
                 ))
             }
-            Some(other) => return Err(wrong_type(&at("content"), "a string or an array of content parts", other)),
+            Some(other) => {
+                return Err(wrong_type(
+                    &at("content"),
+                    "a string or an array of content parts",
+                    other,
+                ))
+            }
         }
     }
     Ok(())
@@ -130,7 +176,10 @@ fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
-    ApiError::invalid_param(param, format!("Invalid type for '{param}': expected {expected}, but got {got}."))
+    ApiError::invalid_param(
+        param,
+        format!("Invalid type for '{param}': expected {expected}, but got {got}."),
+    )
 }
 
 fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
@@ -149,12 +198,20 @@ fn optional_integer(body: &Map<String, Value>, field: &str) -> Result<(), ApiErr
     }
 }
 
-fn optional_number_in(body: &Map<String, Value>, field: &str, low: f64, high: f64) -> Result<(), ApiError> {
+fn optional_number_in(
+    body: &Map<String, Value>,
+    field: &str,
+    low: f64,
+    high: f64,
+) -> Result<(), ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(x) if (low..=high).contains(&x) => Ok(()),
-            _ => Err(ApiError::invalid_param(field, format!("'{field}' must be between {low} and {high}, got {n}."))),
+            _ => Err(ApiError::invalid_param(
+                field,
+                format!("'{field}' must be between {low} and {high}, got {n}."),
+            )),
         },
         Some(other) => Err(wrong_type(field, "a number", other)),
     }
@@ -175,14 +232,38 @@ mod tests {
     fn each_mistake_names_its_field() {
         assert_eq!(param_of(r#"{"model":"m"}"#).as_deref(), Some("messages"));
         assert_eq!(param_of(r#"{"messages":[]}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"messages":"hi"}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"messages":[{"content":"x"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"robot","content":"x"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":5}]}"#).as_deref(), Some("messages[0].content"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#).as_deref(), Some("stream"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}"#).as_deref(), Some("max_tokens"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}],"temperature":7}"#).as_deref(), Some("temperature"));
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}],"model":3}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param_of(r#"{"messages":"hi"}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"robot","content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":5}]}"#).as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#).as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}"#).as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}],"temperature":7}"#).as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}],"model":3}"#).as_deref(),
+            Some("model")
+        );
         assert_eq!(param_of("{not json"), None);
         assert_eq!(param_of("[1]"), None);
     }

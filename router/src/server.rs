@@ -32,14 +32,23 @@ impl RunningServer {
         let grace = policy.shutdown_grace;
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
-        for (name, client) in state.policy.providers.keys().filter_map(|n| state.upstreams.get(n).map(|c| (n, c))) {
+        for (name, client) in state
+            .policy
+            .providers
+            .keys()
+            .filter_map(|n| state.upstreams.get(n).map(|c| (n, c)))
+        {
             if !client.has_credentials() {
                 tracing::warn!(provider = %name, "the API key environment variable named by the policy is not set");
             }
         }
         let live: Live = Arc::new(ArcSwap::from_pointee(state));
         let draining = Arc::new(AtomicBool::new(false));
-        let app_state = AppState { live: live.clone(), metrics: metrics::install(), draining: draining.clone() };
+        let app_state = AppState {
+            live: live.clone(),
+            metrics: metrics::install(),
+            draining: draining.clone(),
+        };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
         let mut stop_serving = stop_rx.clone();
@@ -61,7 +70,12 @@ impl RunningServer {
                 }
             }
         });
-        Ok(Self { addr, live, stop, task })
+        Ok(Self {
+            addr,
+            live,
+            stop,
+            task,
+        })
     }
 
     /// Stops accepting, lets in-flight requests finish within the policy's grace period.

@@ -82,7 +82,10 @@ impl SseParser {
             return Some(Ok(SseEvent::Done));
         }
         Some(match serde_json::from_slice::<Value>(&data) {
-            Ok(json) => Ok(SseEvent::Data { raw: Bytes::from(data), json }),
+            Ok(json) => Ok(SseEvent::Data {
+                raw: Bytes::from(data),
+                json,
+            }),
             Err(e) => {
                 let excerpt: String = String::from_utf8_lossy(&data).chars().take(80).collect();
                 Err(format!("stream event is not JSON ({e}): {excerpt}"))
@@ -104,7 +107,10 @@ mod tests {
             events.extend(parser.push(&input[split..]));
             let events: Vec<SseEvent> = events.into_iter().map(|e| e.unwrap()).collect();
             assert_eq!(events.len(), 3, "split at {split}");
-            assert_eq!(events[0].to_frame(), Bytes::from_static(b"data: {\"a\":1}\n\n"));
+            assert_eq!(
+                events[0].to_frame(),
+                Bytes::from_static(b"data: {\"a\":1}\n\n")
+            );
             assert_eq!(events[2], SseEvent::Done);
         }
     }

@@ -1,1 +1,306 @@
-//! x
+//! frugal-tests: end-to-end tests of the sidecar against the real server and a scriptable fake
+//! upstream. This library is the harness: a small DSL over the mock upstream
+//! ([`MockUpstream::on_model`]`(..).fail_times(2, 503)`), an in-process sidecar wired to it
+//! ([`Sidecar`]), and helpers to run the built `frugal` binary as a child process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use frugal::mock::{Behaviour, Matcher, MockServer, Rule, Script};
+use frugal::server::RunningServer;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// A fake OpenAI upstream running in this process.
+pub struct MockUpstream {
+    server: MockServer,
+}
+
+impl MockUpstream {
+    /// Starts a mock with the default behaviour (a deterministic reply to everything).
+    pub async fn start() -> Self {
+        Self::start_with_latency(Duration::ZERO).await
+    }
+
+    /// Starts a mock that adds `latency` to every answer.
+    pub async fn start_with_latency(latency: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let server = MockServer::start(listener, Script::default(), latency).expect("start mock");
+        Self { server }
+    }
+
+    /// The mock's OpenAI base URL.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// Rules for requests to one upstream model name.
+    pub fn on_model(&self, model: &str) -> RuleBuilder<'_> {
+        self.rule(Matcher {
+            model: Some(model.to_string()),
+            prompt: None,
+        })
+    }
+
+    /// Rules for requests whose last user message matches a regex.
+    pub fn on_prompt(&self, pattern: &str) -> RuleBuilder<'_> {
+        self.rule(Matcher {
+            model: None,
+            prompt: Some(pattern.to_string()),
+        })
+    }
+
+    /// Rules for every request.
+    pub fn always(&self) -> RuleBuilder<'_> {
+        self.rule(Matcher::default())
+    }
+
+    fn rule(&self, when: Matcher) -> RuleBuilder<'_> {
+        RuleBuilder {
+            mock: self,
+            rule: Rule {
+                when,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Calls received for an upstream model name.
+    pub fn calls(&self, model: &str) -> u64 {
+        self.server.calls(model)
+    }
+
+    /// Calls received in total.
+    pub fn total_calls(&self) -> u64 {
+        self.server.total_calls()
+    }
+
+    /// Request bodies received, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        self.server.requests()
+    }
+}
+
+/// Builds one mock rule; a terminal method (`respond`, `fail_times`, …) installs it.
+pub struct RuleBuilder<'a> {
+    mock: &'a MockUpstream,
+    rule: Rule,
+}
+
+impl RuleBuilder<'_> {
+    /// Limits the rule to the next `n` matching requests.
+    pub fn times(mut self, n: u64) -> Self {
+        self.rule.times = Some(n);
+        self
+    }
+
+    /// Installs the rule with a full behaviour.
+    pub fn with(mut self, behaviour: Behaviour) {
+        self.rule.then = behaviour;
+        self.mock
+            .server
+            .push_rule(self.rule)
+            .expect("valid mock rule");
+    }
+
+    /// Replies with fixed text.
+    pub fn respond(self, text: &str) {
+        self.with(Behaviour {
+            reply: Some(text.to_string()),
+            ..Default::default()
+        })
+    }
+
+    /// Fails the next `n` matching requests with an HTTP status.
+    pub fn fail_times(self, n: u64, status: u16) {
+        self.times(n).with(Behaviour {
+            status: Some(status),
+            ..Default::default()
+        })
+    }
+
+    /// Answers normally after a delay.
+    pub fn delay(self, delay: Duration) {
+        self.with(Behaviour {
+            delay_ms: millis(delay),
+            ..Default::default()
+        })
+    }
+
+    /// Streams slowly: `per_chunk` between chunks.
+    pub fn slow_stream(self, reply: &str, per_chunk: Duration) {
+        self.with(Behaviour {
+            reply: Some(reply.into()),
+            token_delay_ms: millis(per_chunk),
+            ..Default::default()
+        })
+    }
+
+    /// Cuts the answer short: a stream stops after `chunks` content chunks without `[DONE]`.
+    pub fn truncate(self, chunks: usize) {
+        self.with(Behaviour {
+            truncate_after: Some(chunks),
+            ..Default::default()
+        })
+    }
+
+    /// Answers 200 with invalid JSON.
+    pub fn malformed(self) {
+        self.with(Behaviour {
+            malformed: true,
+            ..Default::default()
+        })
+    }
+
+    /// Closes the connection without answering.
+    pub fn reset(self) {
+        self.with(Behaviour {
+            reset: true,
+            ..Default::default()
+        })
+    }
+
+    /// Never answers.
+    pub fn hang(self) {
+        self.with(Behaviour {
+            hang: true,
+            ..Default::default()
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A policy text pointing two aliases (`cheap`, `strong`) at a mock.
+pub fn policy_for(base_url: &str, extra: &str) -> String {
+    format!(
+        "\
+providers:
+  mock:
+    base_url: {base_url}
+    timeouts: {{ connect: 1s, request: 2s, first_byte: 2s, idle: 2s }}
+models:
+  cheap:
+    provider: mock
+    upstream: gpt-4o-mini
+    price: {{ input_per_mtok: 0.15, output_per_mtok: 0.6 }}
+  strong:
+    provider: mock
+    upstream: gpt-4o
+    price: {{ input_per_mtok: 2.5, output_per_mtok: 10 }}
+default_model: cheap
+shutdown_grace: 5s
+{extra}"
+    )
+}
+
+/// The sidecar running in this process in front of a mock.
+pub struct Sidecar {
+    /// The running server (for shutdown and live-state access).
+    pub server: RunningServer,
+    /// A client for talking to it.
+    pub client: reqwest::Client,
+}
+
+impl Sidecar {
+    /// Starts the sidecar with a policy text.
+    pub async fn start(policy_text: &str) -> Self {
+        let policy =
+            frugal::policy::parse(policy_text, "test-policy.yaml").expect("valid test policy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sidecar");
+        let server = RunningServer::start(policy, listener).expect("start sidecar");
+        Self {
+            server,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the sidecar in front of `mock` with the standard test policy.
+    pub async fn in_front_of(mock: &MockUpstream) -> Self {
+        Self::start(&policy_for(&mock.base_url(), "")).await
+    }
+
+    /// The sidecar's base URL (`http://ADDR`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr)
+    }
+
+    /// POSTs a JSON chat completion request.
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .expect("sidecar reachable")
+    }
+
+    /// POSTs raw bytes as a chat completion request.
+    pub async fn chat_raw(&self, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("sidecar reachable")
+    }
+}
+
+/// Asserts an OpenAI-shaped error body and returns it.
+pub async fn expect_error(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error.message in {body}"
+    );
+    assert!(error["type"].is_string(), "error.type in {body}");
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "error.param/code in {body}"
+    );
+    body
+}
+
+/// A simple chat request body.
+pub fn chat_body(model: &str, prompt: &str) -> Value {
+    serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": prompt }] })
+}
+
+/// Parses an SSE body into its `data:` payloads.
+pub fn sse_payloads(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The built `frugal` binary (built by `cargo build` or nextest before the tests run).
+pub fn frugal_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/frugal
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile dir");
+    let binary = profile_dir.join("frugal");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p frugal` first (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A free loopback port (bound then released; fine for tests on one machine).
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}

@@ -77,7 +77,11 @@ impl MockServer {
         });
         let router = router(state.clone());
         let accept = tokio::spawn(accept_loop(listener, router));
-        Ok(Self { addr, state, accept })
+        Ok(Self {
+            addr,
+            state,
+            accept,
+        })
     }
 
     /// The bound address.
@@ -92,47 +96,70 @@ impl MockServer {
 
     /// Appends a rule (tried after the existing ones).
     pub fn push_rule(&self, rule: Rule) -> Result<(), String> {
-        self.state.script.write().map_err(|_| "script lock poisoned".to_string())?.push(rule)
+        self.state
+            .script
+            .write()
+            .map_err(|_| "script lock poisoned".to_string())?
+            .push(rule)
     }
 
     /// Calls received for an upstream model name.
     pub fn calls(&self, model: &str) -> u64 {
-        self.state.calls.lock().map(|c| c.get(model).copied().unwrap_or(0)).unwrap_or(0)
+        self.state
+            .calls
+            .lock()
+            .map(|c| c.get(model).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Calls received in total.
     pub fn total_calls(&self) -> u64 {
-        self.state.calls.lock().map(|c| c.values().sum()).unwrap_or(0)
+        self.state
+            .calls
+            .lock()
+            .map(|c| c.values().sum())
+            .unwrap_or(0)
     }
 
     /// The most recent request bodies, oldest first.
     pub fn requests(&self) -> Vec<Value> {
-        self.state.requests.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
 async fn accept_loop(listener: TcpListener, router: Router) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         tokio::spawn(async move {
             let (reset_tx, reset_rx) = oneshot::channel::<()>();
             let reset_tx = Arc::new(Mutex::new(Some(reset_tx)));
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let router = router.clone();
-                let reset_tx = reset_tx.clone();
-                async move {
-                    let response = router.oneshot(request.map(Body::new)).await.unwrap_or_else(|e| match e {});
-                    if response.extensions().get::<ResetConnection>().is_some() {
-                        if let Some(tx) = reset_tx.lock().ok().and_then(|mut t| t.take()) {
-                            let _ = tx.send(());
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    let reset_tx = reset_tx.clone();
+                    async move {
+                        let response = router
+                            .oneshot(request.map(Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {});
+                        if response.extensions().get::<ResetConnection>().is_some() {
+                            if let Some(tx) = reset_tx.lock().ok().and_then(|mut t| t.take()) {
+                                let _ = tx.send(());
+                            }
+                            std::future::pending::<()>().await;
                         }
-                        std::future::pending::<()>().await;
+                        Ok::<_, Infallible>(response)
                     }
-                    Ok::<_, Infallible>(response)
-                }
-            });
+                },
+            );
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -157,15 +184,24 @@ fn router(state: Arc<MockState>) -> Router {
 }
 
 fn error_response(status: StatusCode, message: &str, kind: &str) -> Response {
-    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": null } });
+    let body =
+        json!({ "error": { "message": message, "type": kind, "param": null, "code": null } });
     (status, Json(body)).into_response()
 }
 
 async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return error_response(StatusCode::BAD_REQUEST, "We could not parse the JSON body of your request.", "invalid_request_error");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+        );
     };
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock")
+        .to_string();
     let prompt = last_user_text(&request);
     if let Ok(mut calls) = state.calls.lock() {
         *calls.entry(model.clone()).or_default() += 1;
@@ -197,7 +233,11 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
     }
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let answer = Answer::new(&request, &behaviour, seq);
-    if request.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+    if request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         stream_answer(&request, &answer, &behaviour)
     } else {
         json_answer(&answer, &behaviour)
@@ -206,11 +246,17 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
 
 fn scripted_error(status: u16, retry_after: Option<u64>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_error" } else { "server_error" };
+    let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+        "rate_limit_error"
+    } else {
+        "server_error"
+    };
     let message = format!("Simulated upstream failure (HTTP {}).", status.as_u16());
     let mut response = error_response(status, &message, kind);
     if let Some(seconds) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -218,7 +264,10 @@ fn scripted_error(status: u16, retry_after: Option<u64>) -> Response {
 fn json_answer(answer: &Answer, behaviour: &Behaviour) -> Response {
     let body = answer.completion().to_string();
     let body = if behaviour.malformed {
-        format!("{{\"id\": \"{}\", \"choices\": [{{\"message\": oops", answer.id)
+        format!(
+            "{{\"id\": \"{}\", \"choices\": [{{\"message\": oops",
+            answer.id
+        )
     } else if behaviour.truncate_after.is_some() {
         body[..body.len() / 2].to_string()
     } else {
@@ -233,10 +282,16 @@ fn stream_answer(request: &Map<String, Value>, answer: &Answer, behaviour: &Beha
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut frames: Vec<Bytes> =
-        answer.chunks(include_usage).iter().map(|c| Bytes::from(format!("data: {c}\n\n"))).collect();
+    let mut frames: Vec<Bytes> = answer
+        .chunks(include_usage)
+        .iter()
+        .map(|c| Bytes::from(format!("data: {c}\n\n")))
+        .collect();
     if behaviour.malformed {
-        frames.insert(frames.len().min(2), Bytes::from_static(b"data: {\"choices\": [oops\n\n"));
+        frames.insert(
+            frames.len().min(2),
+            Bytes::from_static(b"data: {\"choices\": [oops\n\n"),
+        );
     }
     match behaviour.truncate_after {
         Some(n) => frames.truncate(n + 1), // the role chunk plus n content chunks
@@ -250,7 +305,10 @@ fn stream_answer(request: &Map<String, Value>, answer: &Answer, behaviour: &Beha
         Ok::<_, Infallible>(frame)
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     response
 }
 
@@ -258,7 +316,11 @@ async fn models(State(state): State<Arc<MockState>>) -> Response {
     let seen: Vec<Value> = state
         .calls
         .lock()
-        .map(|c| c.keys().map(|m| json!({ "id": m, "object": "model", "owned_by": "mock" })).collect())
+        .map(|c| {
+            c.keys()
+                .map(|m| json!({ "id": m, "object": "model", "owned_by": "mock" }))
+                .collect()
+        })
         .unwrap_or_default();
     Json(json!({ "object": "list", "data": seen })).into_response()
 }
@@ -270,7 +332,11 @@ async fn calls(State(state): State<Arc<MockState>>) -> Response {
 }
 
 async fn requests(State(state): State<Arc<MockState>>) -> Response {
-    let list: Vec<Value> = state.requests.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+    let list: Vec<Value> = state
+        .requests
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default();
     Json(Value::Array(list)).into_response()
 }
 
@@ -282,25 +348,47 @@ async fn replace_script(State(state): State<Arc<MockState>>, body: Bytes) -> Res
                 *script = compiled;
                 Json(json!({ "status": "replaced" })).into_response()
             }
-            Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "script lock poisoned", "server_error"),
+            Err(_) => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "script lock poisoned",
+                "server_error",
+            ),
         },
-        Err(e) => error_response(StatusCode::BAD_REQUEST, &format!("bad script: {e}"), "invalid_request_error"),
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("bad script: {e}"),
+            "invalid_request_error",
+        ),
     }
 }
 
 async fn append_rule(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let rule = match serde_yaml::from_slice::<Rule>(&body) {
         Ok(rule) => rule,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("bad rule: {e}"), "invalid_request_error"),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("bad rule: {e}"),
+                "invalid_request_error",
+            )
+        }
     };
-    match state.script.write().map_err(|_| "script lock poisoned".to_string()).and_then(|mut s| s.push(rule)) {
+    match state
+        .script
+        .write()
+        .map_err(|_| "script lock poisoned".to_string())
+        .and_then(|mut s| s.push(rule))
+    {
         Ok(()) => Json(json!({ "status": "added" })).into_response(),
         Err(e) => error_response(StatusCode::BAD_REQUEST, &e, "invalid_request_error"),
     }
 }
 
 async fn reset(State(state): State<Arc<MockState>>) -> Response {
-    if let (Ok(mut script), Ok(initial)) = (state.script.write(), CompiledScript::compile(state.initial.clone())) {
+    if let (Ok(mut script), Ok(initial)) = (
+        state.script.write(),
+        CompiledScript::compile(state.initial.clone()),
+    ) {
         *script = initial;
     }
     if let Ok(mut calls) = state.calls.lock() {

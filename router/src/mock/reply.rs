@@ -40,7 +40,11 @@ pub fn count_tokens(text: &str) -> usize {
 pub fn last_user_text(body: &Map<String, Value>) -> String {
     let messages = body.get("messages").and_then(Value::as_array);
     messages
-        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
         .map(|m| content_text(m.get("content")))
         .unwrap_or_default()
 }
@@ -48,16 +52,22 @@ pub fn last_user_text(body: &Map<String, Value>) -> String {
 fn content_text(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-        }
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => String::new(),
     }
 }
 
 /// Prompt tokens as OpenAI counts chat messages: 3 per message + content + 3 for the reply primer.
 fn prompt_tokens(body: &Map<String, Value>) -> usize {
-    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let per_message: usize = messages
         .iter()
         .map(|m| {
@@ -71,16 +81,28 @@ fn prompt_tokens(body: &Map<String, Value>) -> usize {
 /// The deterministic default reply: names the model and quotes the start of the question.
 fn default_reply(model: &str, prompt: &str) -> String {
     let excerpt: Vec<&str> = prompt.split_whitespace().take(24).collect();
-    format!("This is {model}, a simulated model. You asked: \"{}\". Here is a concise answer.", excerpt.join(" "))
+    format!(
+        "This is {model}, a simulated model. You asked: \"{}\". Here is a concise answer.",
+        excerpt.join(" ")
+    )
 }
 
 impl Answer {
     /// Decides the answer to a request under a behaviour; `seq` makes the id unique.
     pub fn new(body: &Map<String, Value>, behaviour: &Behaviour, seq: u64) -> Self {
-        let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock")
+            .to_string();
         let prompt = last_user_text(body);
-        let text = behaviour.reply.clone().unwrap_or_else(|| default_reply(&model, &prompt));
-        let mut tokens = tokenizer().split_by_token_ordinary(&text).unwrap_or_else(|_| vec![text.clone()]);
+        let text = behaviour
+            .reply
+            .clone()
+            .unwrap_or_else(|| default_reply(&model, &prompt));
+        let mut tokens = tokenizer()
+            .split_by_token_ordinary(&text)
+            .unwrap_or_else(|_| vec![text.clone()]);
         let limit = ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64))
@@ -93,8 +115,15 @@ impl Answer {
         if let Some(forced) = &behaviour.finish_reason {
             finish_reason = forced.clone();
         }
-        let wants_logprobs = body.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
-        let top = body.get("top_logprobs").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+        let wants_logprobs = body
+            .get("logprobs")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let top = body
+            .get("top_logprobs")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
         Self {
             id: format!("chatcmpl-mock{seq:08}"),
             model,
@@ -165,7 +194,13 @@ impl Answer {
         })
     }
 
-    fn chunk(&self, delta: Value, logprobs: Value, finish_reason: Value, include_usage: bool) -> Value {
+    fn chunk(
+        &self,
+        delta: Value,
+        logprobs: Value,
+        finish_reason: Value,
+        include_usage: bool,
+    ) -> Value {
         let mut chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -183,12 +218,27 @@ impl Answer {
     /// The stream's JSON chunks in order (without `[DONE]`): role, one per token, finish, usage.
     pub fn chunks(&self, include_usage: bool) -> Vec<Value> {
         let mut chunks = Vec::with_capacity(self.tokens.len() + 3);
-        chunks.push(self.chunk(json!({ "role": "assistant", "content": "" }), Value::Null, Value::Null, include_usage));
+        chunks.push(self.chunk(
+            json!({ "role": "assistant", "content": "" }),
+            Value::Null,
+            Value::Null,
+            include_usage,
+        ));
         for token in &self.tokens {
             let logprobs = self.logprobs_for(std::slice::from_ref(token));
-            chunks.push(self.chunk(json!({ "content": token }), logprobs, Value::Null, include_usage));
+            chunks.push(self.chunk(
+                json!({ "content": token }),
+                logprobs,
+                Value::Null,
+                include_usage,
+            ));
         }
-        chunks.push(self.chunk(json!({}), Value::Null, json!(self.finish_reason), include_usage));
+        chunks.push(self.chunk(
+            json!({}),
+            Value::Null,
+            json!(self.finish_reason),
+            include_usage,
+        ));
         if include_usage {
             chunks.push(json!({
                 "id": self.id,
@@ -214,7 +264,9 @@ mod tests {
 
     #[test]
     fn max_tokens_truncates_with_length() {
-        let b = body(json!({"model":"m","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":3}));
+        let b = body(
+            json!({"model":"m","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":3}),
+        );
         let answer = Answer::new(&b, &Behaviour::default(), 1);
         assert_eq!(answer.tokens.len(), 3);
         assert_eq!(answer.finish_reason, "length");
@@ -223,12 +275,27 @@ mod tests {
 
     #[test]
     fn stream_chunks_concatenate_to_the_completion() {
-        let b = body(json!({"model":"m","messages":[{"role":"user","content":"hi there"}],"logprobs":true}));
-        let answer = Answer::new(&b, &Behaviour { reply: Some("Hello, world!".into()), ..Default::default() }, 1);
+        let b = body(
+            json!({"model":"m","messages":[{"role":"user","content":"hi there"}],"logprobs":true}),
+        );
+        let answer = Answer::new(
+            &b,
+            &Behaviour {
+                reply: Some("Hello, world!".into()),
+                ..Default::default()
+            },
+            1,
+        );
         let chunks = answer.chunks(true);
-        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
         assert_eq!(text, "Hello, world!");
-        assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], answer.tokens.len());
+        assert_eq!(
+            chunks.last().unwrap()["usage"]["completion_tokens"],
+            answer.tokens.len()
+        );
         let lps = &answer.completion()["choices"][0]["logprobs"]["content"];
         assert_eq!(lps.as_array().unwrap().len(), answer.tokens.len());
     }

@@ -109,7 +109,10 @@ impl CompiledScript {
             .enumerate()
             .map(|(i, rule)| compile_rule(rule).map_err(|e| format!("rules[{i}].when.prompt: {e}")))
             .collect::<Result<_, _>>()?;
-        Ok(Self { rules, default: script.default })
+        Ok(Self {
+            rules,
+            default: script.default,
+        })
     }
 
     /// Adds a rule after the existing ones.
@@ -128,7 +131,9 @@ impl CompiledScript {
             }
             let available = match &rule.remaining {
                 None => true,
-                Some(left) => left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok(),
+                Some(left) => left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok(),
             };
             if available {
                 return rule.behaviour.clone();
@@ -139,7 +144,13 @@ impl CompiledScript {
 }
 
 fn compile_rule(rule: Rule) -> Result<CompiledRule, String> {
-    let prompt = rule.when.prompt.as_deref().map(Regex::new).transpose().map_err(|e| e.to_string())?;
+    let prompt = rule
+        .when
+        .prompt
+        .as_deref()
+        .map(Regex::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     Ok(CompiledRule {
         model: rule.when.model,
         prompt,
@@ -167,12 +178,24 @@ mod tests {
         let mut script = CompiledScript::default();
         script
             .push(Rule {
-                when: Matcher { prompt: Some("(?i)capital of \\w+".into()), ..Default::default() },
-                then: Behaviour { reply: Some("Paris".into()), ..Default::default() },
+                when: Matcher {
+                    prompt: Some("(?i)capital of \\w+".into()),
+                    ..Default::default()
+                },
+                then: Behaviour {
+                    reply: Some("Paris".into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .unwrap();
-        assert_eq!(script.pick("m", "What is the Capital of France?").reply.as_deref(), Some("Paris"));
+        assert_eq!(
+            script
+                .pick("m", "What is the Capital of France?")
+                .reply
+                .as_deref(),
+            Some("Paris")
+        );
         assert_eq!(script.pick("m", "hello").reply, None);
     }
 }

@@ -104,7 +104,11 @@ pub struct PolicyError {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some(p) => write!(f, "line {}:{}: {}: {}", p.line, p.column, self.path, self.message),
+            Some(p) => write!(
+                f,
+                "line {}:{}: {}: {}",
+                p.line, p.column, self.path, self.message
+            ),
             None => write!(f, "{}: {}", self.path, self.message),
         }
     }
@@ -122,7 +126,13 @@ pub struct PolicyErrors {
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        writeln!(f, "{}: {} error{} in policy", self.source_name, n, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {} error{} in policy",
+            self.source_name,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
         for error in &self.errors {
             writeln!(f, "  {error}")?;
         }
@@ -159,24 +169,41 @@ pub fn load(path: &std::path::Path) -> Result<Policy, PolicyErrors> {
         Ok(text) => parse(&text, &source_name),
         Err(e) => Err(PolicyErrors {
             source_name,
-            errors: vec![PolicyError { path: "(file)".into(), position: None, message: format!("cannot read: {e}") }],
+            errors: vec![PolicyError {
+                path: "(file)".into(),
+                position: None,
+                message: format!("cannot read: {e}"),
+            }],
         }),
     }
 }
 
 /// Parses and compiles a policy text; `source_name` names it in error messages.
 pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
-    let fail = |errors: Vec<PolicyError>| PolicyErrors { source_name: source_name.to_string(), errors };
+    let fail = |errors: Vec<PolicyError>| PolicyErrors {
+        source_name: source_name.to_string(),
+        errors,
+    };
     let value: Value = match serde_yaml::from_str(text) {
         Ok(Value::Null) => Value::Mapping(Default::default()),
         Ok(value) => value,
         Err(e) => {
-            let position = e.location().map(|l| Position { line: l.line(), column: l.column() });
-            return Err(fail(vec![PolicyError { path: "(file)".into(), position, message: e.to_string() }]));
+            let position = e.location().map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            });
+            return Err(fail(vec![PolicyError {
+                path: "(file)".into(),
+                position,
+                message: e.to_string(),
+            }]));
         }
     };
     let source = SourceMap::index(text);
-    let mut errors = Errors { source: &source, list: Vec::new() };
+    let mut errors = Errors {
+        source: &source,
+        list: Vec::new(),
+    };
     let raw = diagnose(&value, &mut errors);
     let policy = raw.and_then(|raw| compile(raw, text, &mut errors));
     match policy {
@@ -198,7 +225,11 @@ impl Errors<'_> {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let position = self.source.find(&path);
-        self.list.push(PolicyError { path, position, message: message.into() });
+        self.list.push(PolicyError {
+            path,
+            position,
+            message: message.into(),
+        });
     }
 }
 
@@ -206,7 +237,10 @@ impl Errors<'_> {
 /// (unknown key, wrong type, missing field) is found, not only the first.
 fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
     let Value::Mapping(top) = value else {
-        errors.push("(root)", "a policy must be a mapping of keys such as `providers:` and `models:`");
+        errors.push(
+            "(root)",
+            "a policy must be a mapping of keys such as `providers:` and `models:`",
+        );
         return None;
     };
     let before = errors.list.len();
@@ -219,7 +253,9 @@ fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
             "providers" => check_entries::<RawProvider>(section, key, errors),
             "models" => check_entries::<RawModel>(section, key, errors),
             "limits" => check_value::<RawLimits>(section, key, errors),
-            _ if TOP_LEVEL_KEYS.contains(&key) => check_value::<Option<String>>(section, key, errors),
+            _ if TOP_LEVEL_KEYS.contains(&key) => {
+                check_value::<Option<String>>(section, key, errors)
+            }
             _ => errors.push(key, unknown_key_message(key, TOP_LEVEL_KEYS)),
         }
     }
@@ -239,7 +275,9 @@ fn check_entries<T: DeserializeOwned>(section: &Value, path: &str, errors: &mut 
     match section {
         Value::Mapping(entries) => {
             for (name, entry) in entries {
-                let name = name.as_str().map_or_else(|| format!("{name:?}"), str::to_string);
+                let name = name
+                    .as_str()
+                    .map_or_else(|| format!("{name:?}"), str::to_string);
                 check_value::<T>(entry, &join(path, &name), errors);
             }
         }
@@ -251,7 +289,11 @@ fn check_entries<T: DeserializeOwned>(section: &Value, path: &str, errors: &mut 
 fn check_value<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Errors) {
     if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
         let inner = e.path().to_string();
-        let full = if inner == "." { path.to_string() } else { join(path, &inner) };
+        let full = if inner == "." {
+            path.to_string()
+        } else {
+            join(path, &inner)
+        };
         let message = with_suggestion(&e.inner().to_string());
         errors.push(full, message);
     }
@@ -277,7 +319,10 @@ fn unknown_key_message(unknown: &str, candidates: &[&str]) -> String {
         .min();
     match best {
         Some((_, c)) => format!("unknown key `{unknown}`; did you mean `{c}`?"),
-        None => format!("unknown key `{unknown}`; expected one of: {}", candidates.join(", ")),
+        None => format!(
+            "unknown key `{unknown}`; expected one of: {}",
+            candidates.join(", ")
+        ),
     }
 }
 
@@ -299,9 +344,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
     let listen_text = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
     let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
-        errors.push("listen", format!("`{listen_text}` is not a socket address like 127.0.0.1:8080"));
+        errors.push(
+            "listen",
+            format!("`{listen_text}` is not a socket address like 127.0.0.1:8080"),
+        );
     });
-    let shutdown_grace = duration(raw.shutdown_grace.as_deref(), "shutdown_grace", defaults::SHUTDOWN_GRACE, errors);
+    let shutdown_grace = duration(
+        raw.shutdown_grace.as_deref(),
+        "shutdown_grace",
+        defaults::SHUTDOWN_GRACE,
+        errors,
+    );
 
     if raw.providers.is_empty() {
         errors.push("providers", "at least one provider is required");
@@ -309,7 +362,9 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
     let providers: BTreeMap<String, Arc<ProviderConfig>> = raw
         .providers
         .iter()
-        .filter_map(|(name, p)| compile_provider(name, p, errors).map(|p| (name.clone(), Arc::new(p))))
+        .filter_map(|(name, p)| {
+            compile_provider(name, p, errors).map(|p| (name.clone(), Arc::new(p)))
+        })
         .collect();
 
     if raw.models.is_empty() {
@@ -319,7 +374,9 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
     let models: BTreeMap<String, ModelRoute> = raw
         .models
         .iter()
-        .filter_map(|(alias, m)| compile_model(alias, m, &provider_names, errors).map(|m| (alias.clone(), m)))
+        .filter_map(|(alias, m)| {
+            compile_model(alias, m, &provider_names, errors).map(|m| (alias.clone(), m))
+        })
         .collect();
 
     let default_model = match (&raw.default_model, raw.models.len()) {
@@ -332,27 +389,43 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
         (None, 1) => raw.models.keys().next().cloned(),
         (None, 0) => None,
         (None, _) => {
-            errors.push("default_model", "several models are defined: name the one used when a request names none");
+            errors.push(
+                "default_model",
+                "several models are defined: name the one used when a request names none",
+            );
             None
         }
     };
 
     let raw_limits = raw.limits.unwrap_or_default();
-    let max_body_bytes = raw_limits.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
+    let max_body_bytes = raw_limits
+        .max_body_bytes
+        .unwrap_or(defaults::MAX_BODY_BYTES);
     if max_body_bytes == 0 {
         errors.push("limits.max_body_bytes", "must be greater than 0");
     }
-    let request_timeout =
-        duration(raw_limits.request_timeout.as_deref(), "limits.request_timeout", defaults::REQUEST_TIMEOUT, errors);
+    let request_timeout = duration(
+        raw_limits.request_timeout.as_deref(),
+        "limits.request_timeout",
+        defaults::REQUEST_TIMEOUT,
+        errors,
+    );
 
-    let hash = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hash = Sha256::digest(text.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Some(Policy {
         listen: listen.ok()?,
         shutdown_grace,
         providers,
         models,
         default_model: default_model?,
-        limits: Limits { max_body_bytes, request_timeout },
+        limits: Limits {
+            max_body_bytes,
+            request_timeout,
+        },
         hash,
     })
 }
@@ -363,23 +436,49 @@ fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Optio
     let base_url = raw.base_url.trim_end_matches('/').to_string();
     match reqwest::Url::parse(&base_url) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-        _ => errors.push(join(&path, "base_url"), format!("`{}` is not an http(s) URL", raw.base_url)),
+        _ => errors.push(
+            join(&path, "base_url"),
+            format!("`{}` is not an http(s) URL", raw.base_url),
+        ),
     }
     if let Some(var) = &raw.api_key_env {
         let valid = !var.is_empty()
             && !var.starts_with(|c: char| c.is_ascii_digit())
             && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            errors.push(join(&path, "api_key_env"), format!("`{var}` is not an environment variable name"));
+            errors.push(
+                join(&path, "api_key_env"),
+                format!("`{var}` is not an environment variable name"),
+            );
         }
     }
     let t = raw.timeouts.clone().unwrap_or_default();
     let tpath = join(&path, "timeouts");
     let timeouts = Timeouts {
-        connect: duration(t.connect.as_deref(), &join(&tpath, "connect"), defaults::CONNECT, errors),
-        request: duration(t.request.as_deref(), &join(&tpath, "request"), defaults::REQUEST, errors),
-        first_byte: duration(t.first_byte.as_deref(), &join(&tpath, "first_byte"), defaults::FIRST_BYTE, errors),
-        idle: duration(t.idle.as_deref(), &join(&tpath, "idle"), defaults::IDLE, errors),
+        connect: duration(
+            t.connect.as_deref(),
+            &join(&tpath, "connect"),
+            defaults::CONNECT,
+            errors,
+        ),
+        request: duration(
+            t.request.as_deref(),
+            &join(&tpath, "request"),
+            defaults::REQUEST,
+            errors,
+        ),
+        first_byte: duration(
+            t.first_byte.as_deref(),
+            &join(&tpath, "first_byte"),
+            defaults::FIRST_BYTE,
+            errors,
+        ),
+        idle: duration(
+            t.idle.as_deref(),
+            &join(&tpath, "idle"),
+            defaults::IDLE,
+            errors,
+        ),
     };
     (errors.list.len() == before).then(|| ProviderConfig {
         name: name.to_string(),
@@ -389,26 +488,43 @@ fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Optio
     })
 }
 
-fn compile_model(alias: &str, raw: &RawModel, providers: &[&str], errors: &mut Errors) -> Option<ModelRoute> {
+fn compile_model(
+    alias: &str,
+    raw: &RawModel,
+    providers: &[&str],
+    errors: &mut Errors,
+) -> Option<ModelRoute> {
     let path = join("models", alias);
     let before = errors.list.len();
     if !providers.contains(&raw.provider.as_str()) {
-        errors.push(join(&path, "provider"), unknown_reference("provider", &raw.provider, providers));
+        errors.push(
+            join(&path, "provider"),
+            unknown_reference("provider", &raw.provider, providers),
+        );
     }
     let upstream = raw.upstream.clone().unwrap_or_else(|| alias.to_string());
     if upstream.trim().is_empty() {
         errors.push(join(&path, "upstream"), "must not be empty");
     }
-    for (key, value) in [("input_per_mtok", raw.price.input_per_mtok), ("output_per_mtok", raw.price.output_per_mtok)] {
+    for (key, value) in [
+        ("input_per_mtok", raw.price.input_per_mtok),
+        ("output_per_mtok", raw.price.output_per_mtok),
+    ] {
         if !value.is_finite() || value < 0.0 {
-            errors.push(join(&join(&path, "price"), key), format!("{value} is not a price (USD per 1M tokens, ≥ 0)"));
+            errors.push(
+                join(&join(&path, "price"), key),
+                format!("{value} is not a price (USD per 1M tokens, ≥ 0)"),
+            );
         }
     }
     (errors.list.len() == before).then(|| ModelRoute {
         alias: alias.to_string(),
         provider: raw.provider.clone(),
         upstream,
-        price: Price { input_per_mtok: raw.price.input_per_mtok, output_per_mtok: raw.price.output_per_mtok },
+        price: Price {
+            input_per_mtok: raw.price.input_per_mtok,
+            output_per_mtok: raw.price.output_per_mtok,
+        },
     })
 }
 
@@ -427,7 +543,10 @@ fn duration(text: Option<&str>, path: &str, default: Duration, errors: &mut Erro
             default
         }
         Err(e) => {
-            errors.push(path, format!("`{text}` is not a duration like 500ms, 30s or 2m ({e})"));
+            errors.push(
+                path,
+                format!("`{text}` is not a duration like 500ms, 30s or 2m ({e})"),
+            );
             default
         }
     }
@@ -477,7 +596,10 @@ models:
 default_model: strong
 ";
         let errors = parse(text, "bad.yaml").unwrap_err().errors;
-        let lines: Vec<(usize, &str)> = errors.iter().map(|e| (e.position.unwrap().line, e.path.as_str())).collect();
+        let lines: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|e| (e.position.unwrap().line, e.path.as_str()))
+            .collect();
         assert_eq!(
             lines,
             vec![
@@ -489,7 +611,11 @@ default_model: strong
                 (10, "default_model"),
             ]
         );
-        assert!(errors[3].message.contains("did you mean `mock`"), "{}", errors[3].message);
+        assert!(
+            errors[3].message.contains("did you mean `mock`"),
+            "{}",
+            errors[3].message
+        );
     }
 
     #[test]
@@ -504,9 +630,21 @@ limits:
 ";
         let errors = parse(text, "bad.yaml").unwrap_err().errors;
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["providers.mock.base_ur", "modles", "limits.max_body_bytes"], "{errors:?}");
-        assert!(errors[0].message.contains("did you mean `base_url`"), "{}", errors[0].message);
-        assert!(errors[1].message.contains("did you mean `models`"), "{}", errors[1].message);
+        assert_eq!(
+            paths,
+            vec!["providers.mock.base_ur", "modles", "limits.max_body_bytes"],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.contains("did you mean `base_url`"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[1].message.contains("did you mean `models`"),
+            "{}",
+            errors[1].message
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ impl LiveState {
     /// Builds the live state for a compiled policy.
     pub fn new(policy: Policy, revision: u64) -> Result<Self, crate::upstream::UpstreamError> {
         let upstreams = Upstreams::from_policy(&policy)?;
-        Ok(Self { policy: Arc::new(policy), upstreams, revision })
+        Ok(Self {
+            policy: Arc::new(policy),
+            upstreams,
+            revision,
+        })
     }
 }
 

@@ -30,7 +30,9 @@ impl SourceMap {
         if parser.load(&mut indexer, false).is_err() {
             return Self::default();
         }
-        Self { positions: indexer.positions }
+        Self {
+            positions: indexer.positions,
+        }
     }
 
     /// The position of `path`, or of its closest ancestor that has one.
@@ -70,12 +72,17 @@ impl Indexer {
     /// The path of the value about to be read, recording the position of sequence items.
     fn value_path(&mut self, mark: Marker) -> Option<String> {
         let path = match self.stack.last()? {
-            Frame::Map { path, key: Some(key) } => join(path, key),
+            Frame::Map {
+                path,
+                key: Some(key),
+            } => join(path, key),
             Frame::Map { key: None, .. } => return None,
             Frame::Seq { path, index } => format!("{path}[{index}]"),
         };
         if matches!(self.stack.last(), Some(Frame::Seq { .. })) {
-            self.positions.entry(path.clone()).or_insert_with(|| position(mark));
+            self.positions
+                .entry(path.clone())
+                .or_insert_with(|| position(mark));
         }
         Some(path)
     }
@@ -91,14 +98,21 @@ impl Indexer {
 }
 
 fn position(mark: Marker) -> Position {
-    Position { line: mark.line(), column: mark.col() + 1 }
+    Position {
+        line: mark.line(),
+        column: mark.col() + 1,
+    }
 }
 
 impl MarkedEventReceiver for Indexer {
     fn on_event(&mut self, event: Event, mark: Marker) {
         match event {
             Event::Scalar(text, ..) => {
-                if let Some(Frame::Map { path, key: key @ None }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    path,
+                    key: key @ None,
+                }) = self.stack.last_mut()
+                {
                     let full = join(path, &text);
                     self.positions.entry(full).or_insert_with(|| position(mark));
                     *key = Some(text);
@@ -137,8 +151,14 @@ mod tests {
         let text = "a: 1\nmodels:\n  fast:\n    price:\n      input: 2\nlist:\n  - x\n  - y: 3\n";
         let map = SourceMap::index(text);
         assert_eq!(map.find("a"), Some(Position { line: 1, column: 1 }));
-        assert_eq!(map.find("models.fast.price.input"), Some(Position { line: 5, column: 7 }));
+        assert_eq!(
+            map.find("models.fast.price.input"),
+            Some(Position { line: 5, column: 7 })
+        );
         assert_eq!(map.find("list[1].y"), Some(Position { line: 8, column: 5 }));
-        assert_eq!(map.find("models.fast.missing"), Some(Position { line: 3, column: 3 }));
+        assert_eq!(
+            map.find("models.fast.missing"),
+            Some(Position { line: 3, column: 3 })
+        );
     }
 }

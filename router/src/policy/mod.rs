@@ -6,5 +6,7 @@ pub mod live;
 pub mod locate;
 pub mod raw;
 
-pub use compile::{load, parse, ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, Timeouts};
+pub use compile::{
+    load, parse, ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, Timeouts,
+};
 pub use live::{Live, LiveState};

@@ -100,4 +100,11 @@ pub struct RawLimits {
 }
 
 /// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.
-pub const TOP_LEVEL_KEYS: &[&str] = &["listen", "shutdown_grace", "providers", "models", "default_model", "limits"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "shutdown_grace",
+    "providers",
+    "models",
+    "default_model",
+    "limits",
+];

@@ -78,9 +78,10 @@ impl UpstreamError {
         match self {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ClientError { status, .. } => *status,
-            Self::Unreachable { .. } | Self::ServerError { .. } | Self::InvalidResponse { .. } | Self::Config { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Unreachable { .. }
+            | Self::ServerError { .. }
+            | Self::InvalidResponse { .. }
+            | Self::Config { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -111,7 +112,9 @@ impl UpstreamError {
             Self::Unreachable { .. } => "unreachable",
             Self::Timeout { .. } => "timeout",
             Self::ServerError { .. } => "server_error",
-            Self::ClientError { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            Self::ClientError { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                "rate_limited"
+            }
             Self::ClientError { .. } => "client_error",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Config { .. } => "config",
@@ -131,7 +134,12 @@ impl Upstreams {
         let providers = policy
             .providers
             .iter()
-            .map(|(name, config)| Ok((name.clone(), Arc::new(OpenAiCompatible::new(config.clone())?))))
+            .map(|(name, config)| {
+                Ok((
+                    name.clone(),
+                    Arc::new(OpenAiCompatible::new(config.clone())?),
+                ))
+            })
             .collect::<Result<_, UpstreamError>>()?;
         Ok(Self { providers })
     }

@@ -38,9 +38,19 @@ impl OpenAiCompatible {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| UpstreamError::Config { provider: config.name.clone(), reason: e.to_string() })?;
-        let api_key = config.api_key_env.as_deref().and_then(|var| std::env::var(var).ok());
-        Ok(Self { config, client, api_key })
+            .map_err(|e| UpstreamError::Config {
+                provider: config.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let api_key = config
+            .api_key_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok());
+        Ok(Self {
+            config,
+            client,
+            api_key,
+        })
     }
 
     /// The provider's name in the policy.
@@ -63,12 +73,22 @@ impl OpenAiCompatible {
     }
 
     /// Sends a non-streaming request and parses the reply.
-    pub async fn complete(&self, body: &Map<String, Value>) -> Result<UpstreamReply, UpstreamError> {
+    pub async fn complete(
+        &self,
+        body: &Map<String, Value>,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let timeout = self.config.timeouts.request;
         let call = async {
-            let response = self.request(body).send().await.map_err(|e| self.transport_error(e))?;
+            let response = self
+                .request(body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e))?;
             let response = self.check_status(response).await?;
-            let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e))?;
             parse_completion(&bytes).map_err(|reason| self.invalid(reason))
         };
         match tokio::time::timeout(timeout, call).await {
@@ -91,7 +111,9 @@ impl OpenAiCompatible {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            return Err(self.invalid("asked for a stream but the reply is not text/event-stream".into()));
+            return Err(
+                self.invalid("asked for a stream but the reply is not text/event-stream".into())
+            );
         }
         Ok(self.events(response))
     }
@@ -135,7 +157,10 @@ impl OpenAiCompatible {
         Box::pin(stream)
     }
 
-    async fn check_status(&self, response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+    async fn check_status(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -144,10 +169,18 @@ impl OpenAiCompatible {
         let body = response.bytes().await.unwrap_or_default();
         let provider = self.config.name.clone();
         if status.is_client_error() {
-            Err(UpstreamError::ClientError { provider, status, body })
+            Err(UpstreamError::ClientError {
+                provider,
+                status,
+                body,
+            })
         } else {
             let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            Err(UpstreamError::ServerError { provider, status, excerpt })
+            Err(UpstreamError::ServerError {
+                provider,
+                status,
+                excerpt,
+            })
         }
     }
 
@@ -169,11 +202,18 @@ impl OpenAiCompatible {
 }
 
 fn timeout_error(provider: &str, phase: &'static str, after: Duration) -> UpstreamError {
-    UpstreamError::Timeout { provider: provider.to_string(), phase, after_ms: after.as_millis() }
+    UpstreamError::Timeout {
+        provider: provider.to_string(),
+        phase,
+        after_ms: after.as_millis(),
+    }
 }
 
 fn invalid_error(provider: &str, reason: String) -> UpstreamError {
-    UpstreamError::InvalidResponse { provider: provider.to_string(), reason }
+    UpstreamError::InvalidResponse {
+        provider: provider.to_string(),
+        reason,
+    }
 }
 
 fn unreachable_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
@@ -185,7 +225,10 @@ fn unreachable_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
-    UpstreamError::Unreachable { provider: provider.to_string(), reason }
+    UpstreamError::Unreachable {
+        provider: provider.to_string(),
+        reason,
+    }
 }
 
 /// Checks that a body is a chat completion object: JSON with a `choices` array.

@@ -120,7 +120,7 @@ mod http_body_util_limit {
 
 fn reply_response(reply: Reply) -> Response {
     let mut response = match reply.body {
-        ReplyBody::Json(body) => Json(body).into_response(),
+        ReplyBody::Json(body) => json_response(StatusCode::OK, body),
         ReplyBody::Stream(frames) => {
             let body = Body::from_stream(frames.map(Ok::<_, std::convert::Infallible>));
             let mut response = Response::new(body);

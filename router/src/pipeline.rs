@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::metrics;
@@ -38,8 +38,8 @@ pub struct ReplyMeta {
 
 /// A complete JSON completion or a live SSE stream.
 pub enum ReplyBody {
-    /// A chat completion object.
-    Json(Map<String, Value>),
+    /// A chat completion object, as JSON bytes.
+    Json(Bytes),
     /// SSE frames, relayed as they arrive from upstream.
     Stream(FrameStream),
 }
@@ -71,7 +71,7 @@ pub async fn handle(live: &LiveState, body: &[u8]) -> Result<Reply, ApiError> {
     } else {
         let reply = upstream.complete(&outbound).await;
         metrics::record_upstream(upstream.name(), outcome(&reply), started.elapsed());
-        ReplyBody::Json(reply?.body)
+        ReplyBody::Json(reply?.raw)
     };
     Ok(Reply { meta, body })
 }

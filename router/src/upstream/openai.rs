@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value};
 
@@ -15,7 +16,9 @@ use crate::sse::{SseEvent, SseParser};
 /// A complete (non-streaming) reply.
 #[derive(Debug, Clone)]
 pub struct UpstreamReply {
-    /// The parsed chat completion object.
+    /// The body exactly as the provider sent it, relayed byte for byte.
+    pub raw: Bytes,
+    /// The same body parsed: a chat completion object.
     pub body: Map<String, Value>,
 }
 
@@ -85,14 +88,15 @@ impl OpenAiCompatible {
                 .await
                 .map_err(|e| self.transport_error(e))?;
             let response = self.check_status(response).await?;
-            let bytes = response
+            let raw = response
                 .bytes()
                 .await
                 .map_err(|e| self.transport_error(e))?;
-            parse_completion(&bytes).map_err(|reason| self.invalid(reason))
+            let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
+            Ok(UpstreamReply { raw, body })
         };
         match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result.map(|body| UpstreamReply { body }),
+            Ok(result) => result,
             Err(_) => Err(self.timeout("request", timeout)),
         }
     }

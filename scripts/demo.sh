@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# frugal's main job, end to end on one machine: install what is missing, fetch the model, build
+# the release binary, start a simulated upstream and the sidecar, replay real prompts through
+# the official `openai` client, and print what came back and what the sidecar measured.
+#
+#   FRUGAL_DEMO_PROMPTS=N   how many prompts to replay (default 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export FRUGAL_SKIP_LLAMA=1   # the demo needs no real LLM
+source scripts/setup.sh
+
+setup_system
+setup_models
+setup_python
+
+say "cargo build --release"
+cargo build --release -p frugal
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/frugal"
+
+logs="$(mktemp -d)"
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "starting the simulated upstream (127.0.0.1:9100, 40 ms latency) and the sidecar (127.0.0.1:8080)"
+"$bin" mock-upstream --listen 127.0.0.1:9100 --latency-ms 40 >"$logs/mock.log" 2>&1 &
+"$bin" serve --policy policies/examples/local.yaml >"$logs/sidecar.log" 2>&1 &
+for url in http://127.0.0.1:9100/healthz http://127.0.0.1:8080/readyz; do
+    for _ in $(seq 100); do curl -fsS "$url" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fsS "$url" >/dev/null || { echo "demo: $url did not come up; logs in $logs" >&2; exit 1; }
+done
+
+say "replaying real prompts through the official openai client"
+.venv/bin/python scripts/demo.py --base-url http://127.0.0.1:8080 \
+    --prompts "${FRUGAL_SHARED:-../shared}/data/prompts/arena_hard.jsonl.gz" \
+    --count "${FRUGAL_DEMO_PROMPTS:-12}"

@@ -1,0 +1,263 @@
+//! The built `frugal` binary, as an operator runs it: mock upstream + sidecar as processes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use frugal_tests::{free_addr, frugal_binary, sse_payloads};
+use serde_json::{json, Value};
+
+/// A child process killed when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Process {
+    let child = Command::new(frugal_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn frugal");
+    Process(child)
+}
+
+async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become ready");
+}
+
+fn write_policy(dir: &tempfile::TempDir, mock: SocketAddr) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/examples/local.yaml"
+    ))
+    .unwrap()
+    .replace("127.0.0.1:9100", &mock.to_string());
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn binary_serves_the_acceptance_checks_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mock_addr, sidecar_addr) = (free_addr(), free_addr());
+    let policy = write_policy(&dir, mock_addr);
+    let _mock = spawn(&["mock-upstream", "--listen", &mock_addr.to_string()]);
+    let mut sidecar = spawn(&[
+        "serve",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--listen",
+        &sidecar_addr.to_string(),
+    ]);
+    let base = format!("http://{sidecar_addr}");
+    wait_ready(&format!("http://{mock_addr}/healthz")).await;
+    wait_ready(&format!("{base}/readyz")).await;
+    let client = reqwest::Client::new();
+    let chat = format!("{base}/v1/chat/completions");
+
+    let ok: Value = client
+        .post(&chat)
+        .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Hello!" }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ok["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{ok}"
+    );
+
+    let stream = client
+        .post(&chat)
+        .json(&json!({ "model": "gpt-4o", "stream": true, "messages": [{ "role": "user", "content": "Hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = stream.text().await.unwrap();
+    assert_eq!(
+        sse_payloads(&text).last().map(String::as_str),
+        Some("[DONE]")
+    );
+
+    let bad = client
+        .post(&chat)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert!(bad["error"]["message"].is_string());
+
+    let unknown = client
+        .post(&chat)
+        .json(&json!({ "model": "nope", "messages": [{ "role": "user", "content": "x" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("frugal_requests_total{endpoint=\"chat_completions\",status=\"200\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("frugal_requests_total{endpoint=\"chat_completions\",status=\"400\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("frugal_upstream_requests_total{provider=\"mock\",outcome=\"ok\"} 2"),
+        "{metrics}"
+    );
+    check_with_promtool(&metrics);
+
+    // SIGTERM: the process drains and exits cleanly.
+    let pid = sidecar.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = sidecar.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sidecar did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Validates the exposition with Prometheus' own parser when `promtool` is installed
+/// (scripts/test.sh installs it); otherwise checks the basic line grammar.
+fn check_with_promtool(metrics: &str) {
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(metrics.as_bytes())
+                .unwrap();
+            let output = child.wait_with_output().unwrap();
+            let report = String::from_utf8_lossy(&output.stderr).to_string()
+                + &String::from_utf8_lossy(&output.stdout);
+            // Lint findings (e.g. missing HELP on histograms) are not parse errors; a parse error fails.
+            assert!(
+                !report.contains("error while linting")
+                    && !report.contains("text format parsing error"),
+                "{report}"
+            );
+        }
+        Err(_) => {
+            eprintln!("promtool not installed: checking the exposition's line grammar only");
+            for line in metrics
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(
+                    value.parse::<f64>().is_ok() || value == "+Inf" || value == "NaN",
+                    "bad sample line: {line}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn policy_check_reports_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "providers:\n  p:\n    base_url: nope\nmodels:\n  m:\n    provider: q\n    price: { input_per_mtok: 1, output_per_mtok: 1 }\nlimts: {}\n",
+    )
+    .unwrap();
+    let output = Command::new(frugal_binary())
+        .args(["policy", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 8:1: limts: unknown key `limts`; did you mean `limits`?"),
+        "{stderr}"
+    );
+
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/default.yaml");
+    let output = Command::new(frugal_binary())
+        .args(["policy", "check", good])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(": ok ("));
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_bad_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "providers: {}\nmodels: {}\n").unwrap();
+    let output = Command::new(frugal_binary())
+        .args(["serve", "--policy", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains("at least one provider"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("at least one model"), "{stderr}");
+}

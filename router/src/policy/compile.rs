@@ -1,14 +1,14 @@
 //! Raw policy → compiled policy: every reference resolved, every value checked, and *all*
 //! mistakes reported at once with their path and line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
 use super::locate::{join, Position, SourceMap};
@@ -204,13 +204,14 @@ pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
         source: &source,
         list: Vec::new(),
     };
-    let raw = diagnose(&value, &mut errors);
-    let policy = raw.and_then(|raw| compile(raw, text, &mut errors));
+    let mut broken = BTreeSet::new();
+    let raw = diagnose(&value, &mut errors, &mut broken);
+    let policy = raw.and_then(|raw| compile(raw, text, &broken, &mut errors));
     match policy {
         Some(policy) if errors.list.is_empty() => Ok(policy),
         _ => {
             let mut list = errors.list;
-            list.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
+            list.sort_by_key(|e| (e.position.is_none(), e.position.map(|p| (p.line, p.column))));
             Err(fail(list))
         }
     }
@@ -234,8 +235,14 @@ impl Errors<'_> {
 }
 
 /// Deserializes section by section and entry by entry, so that every structural mistake
-/// (unknown key, wrong type, missing field) is found, not only the first.
-fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
+/// (unknown key, wrong type, missing field) is found, not only the first. What does not
+/// deserialize is left out and its path remembered in `broken`, so compiling the rest can still
+/// find the semantic mistakes without reporting a broken entry a second time.
+fn diagnose(
+    value: &Value,
+    errors: &mut Errors,
+    broken: &mut BTreeSet<String>,
+) -> Option<RawPolicy> {
     let Value::Mapping(top) = value else {
         errors.push(
             "(root)",
@@ -243,26 +250,29 @@ fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
         );
         return None;
     };
-    let before = errors.list.len();
+    let mut kept = Mapping::new();
     for (key, section) in top {
-        let Some(key) = key.as_str() else {
+        let Some(name) = key.as_str() else {
             errors.push("(root)", format!("keys must be strings, found {key:?}"));
             continue;
         };
-        match key {
-            "providers" => check_entries::<RawProvider>(section, key, errors),
-            "models" => check_entries::<RawModel>(section, key, errors),
-            "limits" => check_value::<RawLimits>(section, key, errors),
-            _ if TOP_LEVEL_KEYS.contains(&key) => {
-                check_value::<Option<String>>(section, key, errors)
+        let section = match name {
+            "providers" => check_entries::<RawProvider>(section, name, errors, broken),
+            "models" => check_entries::<RawModel>(section, name, errors, broken),
+            "limits" => check_value::<RawLimits>(section, name, errors, broken),
+            _ if TOP_LEVEL_KEYS.contains(&name) => {
+                check_value::<Option<String>>(section, name, errors, broken)
             }
-            _ => errors.push(key, unknown_key_message(key, TOP_LEVEL_KEYS)),
+            _ => {
+                errors.push(name, unknown_key_message(name, TOP_LEVEL_KEYS));
+                None
+            }
+        };
+        if let Some(section) = section {
+            kept.insert(key.clone(), section);
         }
     }
-    if errors.list.len() > before {
-        return None;
-    }
-    match serde_path_to_error::deserialize::<_, RawPolicy>(value.clone()) {
+    match serde_path_to_error::deserialize::<_, RawPolicy>(Value::Mapping(kept)) {
         Ok(raw) => Some(raw),
         Err(e) => {
             errors.push(e.path().to_string(), e.inner().to_string());
@@ -271,35 +281,59 @@ fn diagnose(value: &Value, errors: &mut Errors) -> Option<RawPolicy> {
     }
 }
 
-fn check_entries<T: DeserializeOwned>(section: &Value, path: &str, errors: &mut Errors) {
+/// Checks each entry of a name → settings mapping; returns the mapping of the good entries.
+fn check_entries<T: DeserializeOwned>(
+    section: &Value,
+    path: &str,
+    errors: &mut Errors,
+    broken: &mut BTreeSet<String>,
+) -> Option<Value> {
     match section {
         Value::Mapping(entries) => {
-            for (name, entry) in entries {
-                let name = name
-                    .as_str()
-                    .map_or_else(|| format!("{name:?}"), str::to_string);
-                check_value::<T>(entry, &join(path, &name), errors);
-            }
+            let good = entries
+                .iter()
+                .filter(|(name, entry)| {
+                    let name = name
+                        .as_str()
+                        .map_or_else(|| format!("{name:?}"), str::to_string);
+                    check_value::<T>(entry, &join(path, &name), errors, broken).is_some()
+                })
+                .map(|(name, entry)| (name.clone(), entry.clone()))
+                .collect();
+            Some(Value::Mapping(good))
         }
-        Value::Null => {}
-        _ => errors.push(path, "expected a mapping of names to settings"),
+        Value::Null => None,
+        _ => {
+            errors.push(path, "expected a mapping of names to settings");
+            broken.insert(path.to_string());
+            None
+        }
     }
 }
 
-fn check_value<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Errors) {
-    if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        let inner = e.path().to_string();
-        let full = if inner == "." {
-            path.to_string()
-        } else {
-            join(path, &inner)
-        };
-        let message = with_suggestion(&e.inner().to_string());
-        errors.push(full, message);
+/// Checks one value against its raw type; returns it if it deserializes.
+fn check_value<T: DeserializeOwned>(
+    value: &Value,
+    path: &str,
+    errors: &mut Errors,
+    broken: &mut BTreeSet<String>,
+) -> Option<Value> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(_) => Some(value.clone()),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." {
+                path.to_string()
+            } else {
+                join(path, &inner)
+            };
+            errors.push(full, with_suggestion(&e.inner().to_string()));
+            broken.insert(path.to_string());
+            None
+        }
     }
 }
 
-/// Adds "did you mean" to serde's unknown-field message.
 fn with_suggestion(message: &str) -> String {
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_string();
@@ -341,7 +375,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
+/// Names of a section's entries, including those already reported as broken (so references
+/// to them are not reported a second time).
+fn known_names<'a, V>(
+    section: &'a BTreeMap<String, V>,
+    name: &str,
+    broken: &'a BTreeSet<String>,
+) -> Vec<&'a str> {
+    let prefix = format!("{name}.");
+    let broken_names = broken
+        .iter()
+        .filter_map(move |p| p.strip_prefix(prefix.as_str()));
+    section
+        .keys()
+        .map(String::as_str)
+        .chain(broken_names)
+        .collect()
+}
+
+fn compile(
+    raw: RawPolicy,
+    text: &str,
+    broken: &BTreeSet<String>,
+    errors: &mut Errors,
+) -> Option<Policy> {
     let listen_text = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
     let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
         errors.push(
@@ -356,7 +413,8 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
         errors,
     );
 
-    if raw.providers.is_empty() {
+    let provider_names = known_names(&raw.providers, "providers", broken);
+    if provider_names.is_empty() && !broken.contains("providers") {
         errors.push("providers", "at least one provider is required");
     }
     let providers: BTreeMap<String, Arc<ProviderConfig>> = raw
@@ -367,10 +425,10 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
         })
         .collect();
 
-    if raw.models.is_empty() {
+    let model_names = known_names(&raw.models, "models", broken);
+    if model_names.is_empty() && !broken.contains("models") {
         errors.push("models", "at least one model is required");
     }
-    let provider_names: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
     let models: BTreeMap<String, ModelRoute> = raw
         .models
         .iter()
@@ -379,14 +437,16 @@ fn compile(raw: RawPolicy, text: &str, errors: &mut Errors) -> Option<Policy> {
         })
         .collect();
 
-    let default_model = match (&raw.default_model, raw.models.len()) {
-        (Some(alias), _) if raw.models.contains_key(alias) => Some(alias.clone()),
+    let default_model = match (&raw.default_model, model_names.len()) {
+        (Some(alias), _) if model_names.contains(&alias.as_str()) => Some(alias.clone()),
         (Some(alias), _) => {
-            let names: Vec<&str> = raw.models.keys().map(String::as_str).collect();
-            errors.push("default_model", unknown_reference("model", alias, &names));
+            errors.push(
+                "default_model",
+                unknown_reference("model", alias, &model_names),
+            );
             None
         }
-        (None, 1) => raw.models.keys().next().cloned(),
+        (None, 1) => model_names.first().map(|name| name.to_string()),
         (None, 0) => None,
         (None, _) => {
             errors.push(
@@ -632,7 +692,12 @@ limits:
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["providers.mock.base_ur", "modles", "limits.max_body_bytes"],
+            vec![
+                "providers.mock.base_ur",
+                "modles",
+                "limits.max_body_bytes",
+                "models"
+            ],
             "{errors:?}"
         );
         assert!(
@@ -644,6 +709,42 @@ limits:
             errors[1].message.contains("did you mean `models`"),
             "{}",
             errors[1].message
+        );
+    }
+
+    #[test]
+    fn structural_and_semantic_mistakes_are_reported_together() {
+        let text = "\
+providers:
+  openai:
+    base_url: api.openai.com
+  broken:
+    base_url: http://x
+    retries: 3
+models:
+  gpt-4o:
+    provider: opneai
+    price: { input_per_mtok: 2.5, output_per_mtok: 10 }
+  uses-broken:
+    provider: broken
+    price: { input_per_mtok: 1, output_per_mtok: 1 }
+default_model: gpt-4o
+limts: {}
+";
+        let errors = parse(text, "bad.yaml").unwrap_err().errors;
+        let found: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|e| (e.position.unwrap().line, e.path.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (3, "providers.openai.base_url"),
+                (6, "providers.broken.retries"),
+                (9, "models.gpt-4o.provider"),
+                (15, "limts"),
+            ],
+            "a reference to the broken provider is not reported twice: {errors:?}"
         );
     }
 

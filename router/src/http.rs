@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::{json_response, ApiError};
 use crate::metrics::{self, InFlight};
 use crate::pipeline::{self, Reply, ReplyBody};
-use crate::policy::Live;
+use crate::policy::{Live, ReloadOutcome, Reloader};
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Set once shutdown starts, so `/readyz` turns away new traffic.
     pub draining: Arc<AtomicBool>,
+    /// Re-reads the policy file on `POST /v1/frugal/reload` (absent when served from memory).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// Builds the application with all routes and layers.
@@ -49,6 +51,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .route("/v1/frugal/reload", post(reload_policy))
         .fallback(not_found)
         .layer(middleware::from_fn(openai_shaped_errors))
         .layer(TimeoutLayer::with_status_code(
@@ -186,6 +189,19 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     response
 }
 
+async fn reload_policy(State(state): State<AppState>) -> Response {
+    let Some(reloader) = &state.reloader else {
+        let message = "This sidecar was started without a policy file; there is nothing to reload.";
+        return ApiError::NotFound(message.into()).into_response();
+    };
+    let outcome = reloader.check(true).await;
+    let status = match outcome {
+        ReloadOutcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    (status, Json(outcome)).into_response()
+}
+
 async fn not_found(request: Request) -> Response {
     let message = format!(
         "Unknown route: {} {}.",
@@ -251,6 +267,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
+        Some("/v1/frugal/reload") => "reload",
         _ => "other",
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use frugal::mock::{MockServer, Script};
-use frugal::server::RunningServer;
+use frugal::server::{PolicySource, RunningServer};
 use frugal::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
 
@@ -41,6 +41,9 @@ enum Command {
         /// Listen address; overrides the policy's `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// How often to re-check the policy file besides file events (`0s`: events only).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        reload_interval: Duration,
     },
     /// Run a scriptable fake OpenAI server for tests, demos and benchmarks.
     MockUpstream {
@@ -69,6 +72,8 @@ enum PolicyCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the policy JSON schema (committed as policies/schema.json).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +83,9 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => check_policies(&files),
+        Command::Policy {
+            command: PolicyCommand::Schema,
+        } => print_schema(),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -102,7 +110,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { policy, listen } => serve(policy, listen).await,
+        Command::Serve {
+            policy,
+            listen,
+            reload_interval,
+        } => serve(policy, listen, reload_interval).await,
         Command::MockUpstream {
             listen,
             latency_ms,
@@ -112,7 +124,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    path: PathBuf,
+    listen: Option<SocketAddr>,
+    reload_interval: Duration,
+) -> anyhow::Result<()> {
     let policy = frugal::policy::load(&path)
         .map_err(|errors| anyhow::anyhow!("refusing to start:\n{errors}"))?;
     let addr = listen.unwrap_or(policy.listen);
@@ -121,7 +137,11 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let models = policy.models.len();
     let hash = policy.hash.clone();
-    let server = RunningServer::start(policy, listener)?;
+    let source = PolicySource {
+        path: path.clone(),
+        poll: reload_interval,
+    };
+    let server = RunningServer::start(policy, listener, Some(source))?;
     tracing::info!(addr = %server.addr, policy = %path.display(), %hash, models, "frugal is serving");
     server.run_until(shutdown_signal()).await
 }
@@ -174,6 +194,19 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn print_schema() -> ExitCode {
+    match serde_json::to_string_pretty(&frugal::policy::raw::json_schema()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot render the schema: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -19,19 +19,22 @@ pub enum Metric {
     UpstreamRequestsTotal,
     /// Histogram `{provider}`: upstream time to reply (or to response headers for streams).
     UpstreamDurationSeconds,
-    /// Gauge `{hash}` = revision: which policy is live.
+    /// Gauge `{revision, hash}` = 1 for the live policy, 0 for replaced ones.
     PolicyInfo,
+    /// Counter `{result}`: policy reload checks that applied or rejected a new file.
+    PolicyReloadsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
         Self::UpstreamRequestsTotal,
         Self::UpstreamDurationSeconds,
         Self::PolicyInfo,
+        Self::PolicyReloadsTotal,
     ];
 
     /// The Prometheus name.
@@ -43,6 +46,7 @@ impl Metric {
             Self::UpstreamRequestsTotal => "frugal_upstream_requests_total",
             Self::UpstreamDurationSeconds => "frugal_upstream_duration_seconds",
             Self::PolicyInfo => "frugal_policy_info",
+            Self::PolicyReloadsTotal => "frugal_policy_reloads_total",
         }
     }
 
@@ -56,7 +60,10 @@ impl Metric {
             Self::UpstreamDurationSeconds => {
                 "Upstream time to reply (to headers for streams), by provider."
             }
-            Self::PolicyInfo => "The live policy: revision as value, content hash as label.",
+            Self::PolicyInfo => "The live policy (value 1) by revision and content hash.",
+            Self::PolicyReloadsTotal => {
+                "Policy reloads by result: applied, or rejected (old policy kept)."
+            }
         }
     }
 }
@@ -103,9 +110,22 @@ pub fn record_upstream(provider: &str, outcome: &'static str, elapsed: Duration)
         .record(elapsed.as_secs_f64());
 }
 
-/// Sets the live policy's info gauge.
+/// Marks a policy live.
 pub fn record_policy(hash: &str, revision: u64) {
-    metrics::gauge!(Metric::PolicyInfo.name(), "hash" => hash.to_string()).set(revision as f64);
+    metrics::gauge!(Metric::PolicyInfo.name(), "revision" => revision.to_string(), "hash" => hash.to_string())
+        .set(1.0);
+}
+
+/// Marks the old policy replaced and the new one live.
+pub fn record_policy_swap(old_hash: &str, old_revision: u64, new_hash: &str, new_revision: u64) {
+    metrics::gauge!(Metric::PolicyInfo.name(), "revision" => old_revision.to_string(), "hash" => old_hash.to_string())
+        .set(0.0);
+    record_policy(new_hash, new_revision);
+}
+
+/// Counts a reload that applied or rejected a changed file.
+pub fn record_reload(result: &'static str) {
+    metrics::counter!(Metric::PolicyReloadsTotal.name(), "result" => result).increment(1);
 }
 
 /// Counts a request in flight until dropped.

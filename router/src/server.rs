@@ -2,8 +2,10 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -12,7 +14,16 @@ use tokio::task::JoinHandle;
 
 use crate::http::{app, AppState};
 use crate::metrics;
-use crate::policy::{Live, LiveState, Policy};
+use crate::policy::{Live, LiveState, Policy, Reloader};
+
+/// The file a served policy was read from, watched for changes.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// The policy file.
+    pub path: PathBuf,
+    /// How often to re-check it besides file events.
+    pub poll: Duration,
+}
 
 /// A sidecar serving in the background (used by `frugal serve` and by tests).
 pub struct RunningServer {
@@ -22,32 +33,47 @@ pub struct RunningServer {
     pub live: Live,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
+    }
 }
 
 impl RunningServer {
-    /// Starts serving `policy` on `listener`.
-    pub fn start(policy: Policy, listener: TcpListener) -> anyhow::Result<Self> {
+    /// Starts serving `policy` on `listener`; with a `source`, the file is watched and reloaded.
+    pub fn start(
+        policy: Policy,
+        listener: TcpListener,
+        source: Option<PolicySource>,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
-        for (name, client) in state
-            .policy
-            .providers
-            .keys()
-            .filter_map(|n| state.upstreams.get(n).map(|c| (n, c)))
-        {
-            if !client.has_credentials() {
-                tracing::warn!(provider = %name, "the API key environment variable named by the policy is not set");
-            }
+        for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
+            tracing::warn!(provider = %client.name(), "the API key environment variable named by the policy is not set");
         }
         let live: Live = Arc::new(ArcSwap::from_pointee(state));
         let draining = Arc::new(AtomicBool::new(false));
+        let reloader = source
+            .as_ref()
+            .map(|s| Arc::new(Reloader::new(s.path.clone(), live.clone())));
+        let watcher = reloader
+            .clone()
+            .zip(source.map(|s| s.poll))
+            .filter(|(_, poll)| !poll.is_zero())
+            .map(|(reloader, poll)| tokio::spawn(reloader.watch(poll)));
         let app_state = AppState {
             live: live.clone(),
             metrics: metrics::install(),
             draining: draining.clone(),
+            reloader,
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
@@ -75,13 +101,17 @@ impl RunningServer {
             live,
             stop,
             task,
+            watcher,
         })
     }
 
     /// Stops accepting, lets in-flight requests finish within the policy's grace period.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
         let _ = self.stop.send(true);
-        self.task.await??;
+        (&mut self.task).await??;
         Ok(())
     }
 

@@ -213,7 +213,24 @@ impl Sidecar {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind sidecar");
-        let server = RunningServer::start(policy, listener).expect("start sidecar");
+        let server = RunningServer::start(policy, listener, None).expect("start sidecar");
+        Self {
+            server,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the sidecar from a policy file, watched for changes every `poll`.
+    pub async fn start_watching(path: &std::path::Path, poll: Duration) -> Self {
+        let policy = frugal::policy::load(path).expect("valid test policy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sidecar");
+        let source = frugal::server::PolicySource {
+            path: path.to_path_buf(),
+            poll,
+        };
+        let server = RunningServer::start(policy, listener, Some(source)).expect("start sidecar");
         Self {
             server,
             client: reqwest::Client::new(),

@@ -162,6 +162,15 @@ pub mod defaults {
     pub const IDLE: Duration = Duration::from_secs(60);
 }
 
+/// Short SHA-256 of a policy text: what `Policy::hash` and `frugal_policy_info` show.
+pub fn text_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Reads and compiles a policy file.
 pub fn load(path: &std::path::Path) -> Result<Policy, PolicyErrors> {
     let source_name = path.display().to_string();
@@ -471,11 +480,7 @@ fn compile(
         errors,
     );
 
-    let hash = Sha256::digest(text.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = text_hash(text);
     Some(Policy {
         listen: listen.ok()?,
         shutdown_grace,

@@ -1,12 +1,14 @@
 //! Policy files: YAML as written (`raw`), where each key is (`locate`), the validated form the
-//! request path uses (`compile`), and the live, swappable state (`live`).
+//! request path uses (`compile`), and the live, swappable state (`live`), and hot reload (`reload`).
 
 pub mod compile;
 pub mod live;
 pub mod locate;
 pub mod raw;
+pub mod reload;
 
 pub use compile::{
     load, parse, ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, Timeouts,
 };
 pub use live::{Live, LiveState};
+pub use reload::{ReloadOutcome, Reloader};

@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// A whole policy file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     /// Socket address the sidecar listens on, e.g. `127.0.0.1:8080`.
@@ -33,7 +34,7 @@ pub struct RawPolicy {
 }
 
 /// An OpenAI-compatible upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
@@ -47,7 +48,7 @@ pub struct RawProvider {
 }
 
 /// Timeouts for one provider, as duration strings (`500ms`, `30s`, `2m`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// TCP + TLS connect.
@@ -65,7 +66,7 @@ pub struct RawTimeouts {
 }
 
 /// A model alias.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     /// Which provider serves it.
@@ -78,7 +79,7 @@ pub struct RawModel {
 }
 
 /// Price in US dollars per million tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
     /// USD per 1M input (prompt) tokens.
@@ -88,7 +89,7 @@ pub struct RawPrice {
 }
 
 /// Request limits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Largest accepted request body, in bytes.
@@ -108,3 +109,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "default_model",
     "limits",
 ];
+
+/// The JSON schema of a policy file, for editor completion (`policies/schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(RawPolicy);
+    serde_json::to_value(schema).unwrap_or_default()
+}

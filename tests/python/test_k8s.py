@@ -1,17 +1,20 @@
 """The Kubernetes deployment in k8s/ checked offline: every kustomization renders and its output
 passes strict schema validation (unknown fields fail), the policy it ships passes `frugal policy
-check`, its probes hit routes a running sidecar answers, the Grafana dashboard queries only
-metrics and labels a running sidecar exports, and the Dockerfile lints clean.
+check`, its probes hit routes a running sidecar answers, an update of the ConfigMap volume is
+hot-reloaded, the Grafana dashboard queries only metrics and labels a running sidecar exports,
+and the Dockerfile lints clean.
 
 Rendering needs `kubectl` (kustomize built in); without it those tests skip, saying so. Schemas
 come bundled with the `kubernetes-validate` package, so nothing is fetched."""
 
 import json
 import os
-import sys
 import re
 import shutil
 import subprocess
+import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -300,17 +303,38 @@ def test_k8s_policy_file_passes_policy_check(frugal_bin):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.fixture
-def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
-    """`frugal serve` with k8s/base/policy.yaml (the ConfigMap's content), pointed at the mock
-    upstream, started the way the container starts it (policy path from FRUGAL_POLICY, key from
-    OPENAI_API_KEY)."""
+def write_configmap_volume(folder: Path, files: dict[str, str], version: int) -> None:
+    """Lays out `files` the way the kubelet writes a ConfigMap volume: the data in a versioned
+    hidden folder, `..data` a symlink to it, each key a symlink through `..data`. Called again
+    with new files, it swaps `..data` atomically (a rename), as an update of the ConfigMap does."""
+    data = folder / f"..{version}"
+    data.mkdir(parents=True)
+    for key, text in files.items():
+        (data / key).write_text(text)
+    staged = folder / "..data_tmp"
+    staged.symlink_to(data.name)
+    staged.rename(folder / "..data")
+    for key in files:
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(f"..data/{key}")
+
+
+def k8s_policy_for(mock_upstream: str, **changes) -> str:
+    """k8s/base/policy.yaml (the ConfigMap's content) with its providers pointed at the mock."""
     policy = yaml.safe_load((K8S / "base" / "policy.yaml").read_text())
     for provider in policy["providers"].values():
         provider["base_url"] = mock_upstream
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    monkeypatch.setenv("FRUGAL_POLICY", str(path))
+    policy.update(changes)
+    return yaml.safe_dump(policy)
+
+
+@pytest.fixture
+def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+    """`frugal serve` started the way the container starts it: the policy from FRUGAL_POLICY in
+    a ConfigMap-style volume, the API key from OPENAI_API_KEY; pointed at the mock upstream."""
+    mount = tmp_path / "etc-frugal"
+    write_configmap_volume(mount, {"policy.yaml": k8s_policy_for(mock_upstream)}, version=1)
+    monkeypatch.setenv("FRUGAL_POLICY", str(mount / "policy.yaml"))
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-from-the-secret")
     port = free_port()
     # --listen only because 8080 may be taken here; the probes' port is checked above.
@@ -358,8 +382,36 @@ def scrape_labels(text: str) -> dict[str, dict[str, set[str]]]:
     return series
 
 
-# Exported today (README, Metrics); the dashboard must use every one and nothing else.
+def ready_state(base: str) -> dict:
+    return json.loads(get(base + "/readyz")[1])
+
+
+def wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+def test_configmap_update_is_hot_reloaded_and_a_bad_one_rejected(k8s_sidecar, mock_upstream):
+    mount = Path(os.environ["FRUGAL_POLICY"]).parent
+    before = ready_state(k8s_sidecar)
+    write_configmap_volume(mount, {"policy.yaml": k8s_policy_for(mock_upstream, default_model="gpt-4o")}, version=2)
+    wait_for(lambda: ready_state(k8s_sidecar)["policy_hash"] != before["policy_hash"])
+    applied = ready_state(k8s_sidecar)
+    assert applied["policy_revision"] == before["policy_revision"] + 1
+    write_configmap_volume(mount, {"policy.yaml": "listen: 0.0.0.0:8080\nmodels: {}\n"}, version=3)
+    wait_for(lambda: 'frugal_policy_reloads_total{result="rejected"}' in get(k8s_sidecar + "/metrics")[1])
+    assert ready_state(k8s_sidecar)["policy_hash"] == applied["policy_hash"]
+
+
+# Exported today (README, Metrics; and the reload counter that came with hot reload); the dashboard
+# must use every one and nothing else.
 EXPORTED_TODAY = {
+    "frugal_policy_reloads_total",
     "frugal_requests_total",
     "frugal_request_duration_seconds",
     "frugal_requests_in_flight",
@@ -386,6 +438,13 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     )
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200
+    # A rejected reload creates frugal_policy_reloads_total without making a new policy live
+    # (which would set frugal_policy_info and hide the bug described at KNOWN_MISSING).
+    Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
+    reload = urllib.request.Request(k8s_sidecar + "/v1/frugal/reload", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        urllib.request.urlopen(reload, timeout=30)
+    assert rejected.value.code == 422
     status, text = get(k8s_sidecar + "/metrics")
     assert status == 200
     exported = scrape_labels(text)

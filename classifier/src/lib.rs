@@ -1,7 +1,21 @@
 //! frugal-classifier: how hard is a prompt? It turns a request into a [`Complexity`] (a score
 //! in [0, 1], the routing tier that score selects, and the reasons behind it) so the router can
-//! send easy prompts to a cheap model first and hard ones straight to a strong one. It is a
-//! plain library with no I/O, usable from the server and from offline tools alike.
+//! send easy prompts to a cheap model first and hard ones straight to a strong one.
+//!
+//! [`features`] computes cheap named text features; [`model`] is the small logistic model over
+//! those features and the prompt embedding (passed in: the classifier never loads a second
+//! embedding model), stored as JSON under `policies/models/`; [`answer_checks`] inspects a cheap
+//! answer for evidence that it should be escalated. The offline side — [`data`] (labelled rows,
+//! the only module that reads files), [`train`] (fitting and cross-validation) and [`curve`]
+//! (RouteLLM's cost/quality figures) — serves `frugal train` and `frugal eval router`. No
+//! network, no async: usable from the server and from offline tools alike.
+
+pub mod answer_checks;
+pub mod curve;
+pub mod data;
+pub mod features;
+pub mod model;
+pub mod train;
 
 use serde::Serialize;
 

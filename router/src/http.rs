@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,14 +20,19 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{json_response, ApiError};
+use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
-use crate::pipeline::{self, Reply, ReplyBody};
+use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
 use crate::policy::{Live, ReloadOutcome, Reloader};
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
 /// Response header naming the provider that answered.
 pub const HEADER_PROVIDER: &str = "x-frugal-provider";
+/// Request header naming the tenant a request is billed to.
+pub const HEADER_TENANT: &str = "x-frugal-tenant";
+/// Tenant of requests that name none.
+pub const DEFAULT_TENANT: &str = "default";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Shared state of the HTTP handlers.
@@ -41,6 +46,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Re-reads the policy file on `POST /v1/frugal/reload` (absent when served from memory).
     pub reloader: Option<Arc<Reloader>>,
+    /// Settled accounts, for `/v1/frugal/savings`.
+    pub ledger: Arc<Ledger>,
 }
 
 /// Builds the application with all routes and layers.
@@ -52,6 +59,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/v1/frugal/reload", post(reload_policy))
+        .route("/v1/frugal/savings", get(savings))
         .fallback(not_found)
         .layer(middleware::from_fn(openai_shaped_errors))
         .layer(TimeoutLayer::with_status_code(
@@ -94,7 +102,15 @@ async fn chat_completions(
                 .into_response()
         }
     };
-    match pipeline::handle(&live, &bytes).await {
+    let tenant = match tenant_of(&headers) {
+        Ok(tenant) => tenant,
+        Err(e) => return e.into_response(),
+    };
+    let ctx = RequestContext {
+        tenant,
+        ledger: state.ledger.clone(),
+    };
+    match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => reply_response(reply),
         Err(e) => {
             if e.status().is_server_error() {
@@ -103,6 +119,24 @@ async fn chat_completions(
             e.into_response()
         }
     }
+}
+
+/// The tenant named by `x-frugal-tenant`: 1–64 characters of `[A-Za-z0-9_.-]`.
+fn tenant_of(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(HEADER_TENANT) else {
+        return Ok(DEFAULT_TENANT.to_string());
+    };
+    let valid = value.to_str().ok().filter(|t| {
+        !t.is_empty()
+            && t.len() <= 64
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    });
+    valid.map(str::to_string).ok_or_else(|| ApiError::InvalidRequest {
+        message: format!("The `{HEADER_TENANT}` header must be 1-64 characters of letters, digits, `_`, `.` or `-`."),
+        param: Some(HEADER_TENANT.to_string()),
+        code: "invalid_tenant",
+    })
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -138,10 +172,16 @@ fn reply_response(reply: Reply) -> Response {
         }
     };
     let headers = response.headers_mut();
-    for (name, value) in [
+    let mut values = vec![
         (HEADER_MODEL, reply.meta.model),
         (HEADER_PROVIDER, reply.meta.provider),
-    ] {
+    ];
+    if let Some(account) = &reply.meta.account {
+        values.push(("x-frugal-cost-usd", account.actual.to_string()));
+        values.push(("x-frugal-baseline-usd", account.baseline.to_string()));
+        values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
+    }
+    for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
@@ -200,6 +240,25 @@ async fn reload_policy(State(state): State<AppState>) -> Response {
         _ => StatusCode::OK,
     };
     (status, Json(outcome)).into_response()
+}
+
+/// Query of `GET /v1/frugal/savings`.
+#[derive(Debug, serde::Deserialize)]
+struct SavingsQuery {
+    /// A window like `15m`, `1h`, `24h`; since start when absent.
+    window: Option<String>,
+}
+
+async fn savings(State(state): State<AppState>, Query(query): Query<SavingsQuery>) -> Response {
+    let window = match query.window.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(window)) if !window.is_zero() && window <= MAX_WINDOW => Some(window),
+        Some(_) => {
+            let message = "`window` must be a duration like 15m, 1h or 24h (at most 24h).";
+            return ApiError::invalid_param("window", message).into_response();
+        }
+    };
+    Json(state.ledger.report(window)).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
@@ -268,6 +327,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
         Some("/v1/frugal/reload") => "reload",
+        Some("/v1/frugal/savings") => "savings",
         _ => "other",
     }
 }

@@ -8,12 +8,17 @@
 
 pub mod error;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod mock;
+pub mod money;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod request;
 pub mod server;
 pub mod sse;
+pub mod stage;
 pub mod telemetry;
+pub mod tokens;
 pub mod upstream;

@@ -57,6 +57,18 @@ enum Command {
         #[arg(long)]
         script: Option<PathBuf>,
     },
+    /// Print the savings of a running sidecar per tenant and lever.
+    Report {
+        /// The sidecar's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "FRUGAL_URL")]
+        url: String,
+        /// Only the last WINDOW (e.g. 15m, 1h, 24h) instead of since start.
+        #[arg(long)]
+        window: Option<String>,
+        /// Print the JSON report instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -120,6 +132,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             latency_ms,
             script,
         } => mock_upstream(listen, latency_ms, script).await,
+        Command::Report { url, window, json } => report(&url, window.as_deref(), json).await,
         Command::Policy { .. } => Ok(()),
     }
 }
@@ -167,6 +180,29 @@ async fn mock_upstream(
         .map_err(anyhow::Error::msg)?;
     tracing::info!(base_url = %mock.base_url(), latency_ms, "mock upstream is serving");
     shutdown_signal().await;
+    Ok(())
+}
+
+async fn report(url: &str, window: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let mut endpoint = format!("{}/v1/frugal/savings", url.trim_end_matches('/'));
+    if let Some(window) = window {
+        endpoint.push_str(&format!("?window={window}"));
+    }
+    let response = reqwest::get(&endpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("{endpoint} answered {status}: {text}");
+    }
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    let report: frugal::ledger::SavingsReport = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("unexpected savings report: {e}"))?;
+    print!("{}", frugal::report::render(&report));
     Ok(())
 }
 

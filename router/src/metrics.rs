@@ -23,11 +23,19 @@ pub enum Metric {
     PolicyInfo,
     /// Counter `{result}`: policy reload checks that applied or rejected a new file.
     PolicyReloadsTotal,
+    /// Counter `{tenant, model}`: dollars paid upstream (every attempt).
+    CostUsdTotal,
+    /// Counter `{tenant}`: dollars the same requests would have cost without the sidecar.
+    BaselineCostUsdTotal,
+    /// Counter `{tenant, lever}`: dollars saved, by lever (`route` may decrease).
+    SavedUsdTotal,
+    /// Counter `{tenant, model, direction}`: tokens billed upstream, `input` or `output`.
+    TokensTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 11] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -35,6 +43,10 @@ impl Metric {
         Self::UpstreamDurationSeconds,
         Self::PolicyInfo,
         Self::PolicyReloadsTotal,
+        Self::CostUsdTotal,
+        Self::BaselineCostUsdTotal,
+        Self::SavedUsdTotal,
+        Self::TokensTotal,
     ];
 
     /// The Prometheus name.
@@ -47,6 +59,10 @@ impl Metric {
             Self::UpstreamDurationSeconds => "frugal_upstream_duration_seconds",
             Self::PolicyInfo => "frugal_policy_info",
             Self::PolicyReloadsTotal => "frugal_policy_reloads_total",
+            Self::CostUsdTotal => "frugal_cost_usd_total",
+            Self::BaselineCostUsdTotal => "frugal_baseline_cost_usd_total",
+            Self::SavedUsdTotal => "frugal_saved_usd_total",
+            Self::TokensTotal => "frugal_tokens_total",
         }
     }
 
@@ -63,6 +79,18 @@ impl Metric {
             Self::PolicyInfo => "The live policy (value 1) by revision and content hash.",
             Self::PolicyReloadsTotal => {
                 "Policy reloads by result: applied, or rejected (old policy kept)."
+            }
+            Self::CostUsdTotal => {
+                "Dollars paid upstream, every attempt included, by tenant and model."
+            }
+            Self::BaselineCostUsdTotal => {
+                "Dollars the same requests would have cost without the sidecar."
+            }
+            Self::SavedUsdTotal => {
+                "Dollars saved by tenant and lever (trim, cache, route; route may be negative)."
+            }
+            Self::TokensTotal => {
+                "Tokens billed upstream by tenant, model and direction (input, output)."
             }
         }
     }
@@ -126,6 +154,36 @@ pub fn record_policy_swap(old_hash: &str, old_revision: u64, new_hash: &str, new
 /// Counts a reload that applied or rejected a changed file.
 pub fn record_reload(result: &'static str) {
     metrics::counter!(Metric::PolicyReloadsTotal.name(), "result" => result).increment(1);
+}
+
+/// Records a settled request: cost per attempt, baseline, savings per lever, tokens.
+///
+/// Dollar sums are exported as gauges holding running totals: the `metrics` crate's counters are
+/// integers, and route savings can go down. Tokens are true counters.
+pub fn record_account(tenant: &str, account: &crate::stage::account::Account) {
+    for attempt in &account.attempts {
+        let model = attempt.model.clone();
+        metrics::gauge!(Metric::CostUsdTotal.name(), "tenant" => tenant.to_string(), "model" => model.clone())
+            .increment(attempt.cost.dollars());
+        for (direction, tokens) in [
+            ("input", attempt.tokens.input),
+            ("output", attempt.tokens.output),
+        ] {
+            metrics::counter!(
+                Metric::TokensTotal.name(),
+                "tenant" => tenant.to_string(),
+                "model" => model.clone(),
+                "direction" => direction
+            )
+            .increment(tokens);
+        }
+    }
+    metrics::gauge!(Metric::BaselineCostUsdTotal.name(), "tenant" => tenant.to_string())
+        .increment(account.baseline.dollars());
+    for (lever, saved) in account.savings.by_lever() {
+        metrics::gauge!(Metric::SavedUsdTotal.name(), "tenant" => tenant.to_string(), "lever" => lever)
+            .increment(saved.dollars());
+    }
 }
 
 /// Counts a request in flight until dropped.

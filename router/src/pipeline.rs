@@ -1,23 +1,36 @@
-//! The request path, top to bottom: validate, resolve the model, call the upstream, relay.
-//!
-//! It knows nothing of HTTP framing or Prometheus; it returns a [`Reply`] or an [`ApiError`].
+//! The request path, top to bottom: validate, resolve the model, call the upstream, relay,
+//! account. It knows nothing of HTTP framing; it returns a [`Reply`] or an [`ApiError`].
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use serde_json::{json, Value};
+use futures::{future, stream, Stream, StreamExt};
+use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::ledger::{Ledger, RequestFacts};
 use crate::metrics;
-use crate::policy::{LiveState, ModelRoute, Policy};
+use crate::money::TokenPrice;
+use crate::policy::{Baseline, LiveState, ModelRoute, Policy};
 use crate::request::ChatRequest;
-use crate::sse::frame;
-use crate::upstream::UpstreamError;
+use crate::sse::{frame, SseEvent};
+use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
+use crate::tokens;
+use crate::upstream::{UpstreamError, UpstreamStream};
 
 /// SSE frames ready to send to the client.
 pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// Who is asking, and where settled accounts go.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// Tenant the request is billed to.
+    pub tenant: String,
+    /// Where settled accounts are summed.
+    pub ledger: Arc<Ledger>,
+}
 
 /// What the pipeline answers.
 pub struct Reply {
@@ -34,6 +47,8 @@ pub struct ReplyMeta {
     pub model: String,
     /// The provider that answered.
     pub provider: String,
+    /// The settled account; `None` for a stream, which settles when it ends.
+    pub account: Option<Account>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -45,7 +60,11 @@ pub enum ReplyBody {
 }
 
 /// Handles one chat completion request.
-pub async fn handle(live: &LiveState, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn handle(
+    live: &LiveState,
+    ctx: &RequestContext,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let request = ChatRequest::parse(body)?;
     let route = resolve_model(&live.policy, request.model.as_deref())?;
     let upstream = live
@@ -55,25 +74,46 @@ pub async fn handle(live: &LiveState, body: &[u8]) -> Result<Reply, ApiError> {
             provider: route.provider.clone(),
             reason: "no client for this provider".into(),
         })?;
-    let meta = ReplyMeta {
+    let pricing = Pricing {
+        model: route.alias.clone(),
+        price: route.token_price,
+        baseline: baseline_price(&live.policy, route),
+    };
+    let mut meta = ReplyMeta {
         model: route.alias.clone(),
         provider: route.provider.clone(),
+        account: None,
     };
 
     let mut outbound = request.body;
     outbound.insert("model".into(), Value::String(route.upstream.clone()));
-
     let started = Instant::now();
-    let body = if request.stream {
+    if request.stream {
+        // Ask for usage so the stream can be priced; the client only sees it if it asked too.
+        let client_wants_usage = wants_usage(&outbound);
+        let prompt_tokens = tokens::prompt_tokens(&outbound);
+        set_include_usage(&mut outbound);
         let events = upstream.stream(&outbound).await;
         metrics::record_upstream(upstream.name(), outcome(&events), started.elapsed());
-        ReplyBody::Stream(relay(events?))
-    } else {
-        let reply = upstream.complete(&outbound).await;
-        metrics::record_upstream(upstream.name(), outcome(&reply), started.elapsed());
-        ReplyBody::Json(reply?.raw)
-    };
-    Ok(Reply { meta, body })
+        let tap = StreamTap::new(ctx.clone(), pricing, prompt_tokens, client_wants_usage);
+        return Ok(Reply {
+            meta,
+            body: ReplyBody::Stream(relay(events?, tap)),
+        });
+    }
+    let reply = upstream.complete(&outbound).await;
+    metrics::record_upstream(upstream.name(), outcome(&reply), started.elapsed());
+    let reply = reply?;
+    let tokens = reported_tokens(reply.body.get("usage")).unwrap_or_else(|| Tokens {
+        input: tokens::prompt_tokens(&outbound),
+        output: tokens::count(&answer_text(&reply.body)),
+        source: TokenSource::Counted,
+    });
+    meta.account = Some(settle(ctx, &pricing, tokens));
+    Ok(Reply {
+        meta,
+        body: ReplyBody::Json(reply.raw),
+    })
 }
 
 fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
@@ -95,18 +135,190 @@ pub fn resolve_model<'p>(
         .ok_or_else(|| ApiError::ModelNotFound(alias.to_string()))
 }
 
-/// Turns upstream events into client frames. A stream that breaks ends with an OpenAI-shaped
-/// error event instead of `[DONE]`, so the client knows the answer is incomplete.
-fn relay(events: crate::upstream::UpstreamStream) -> FrameStream {
-    let frames = events.map(|event| match event {
-        Ok(event) => event.to_frame(),
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream stream failed mid-way");
-            let error = ApiError::Upstream(e);
-            let body = json!({ "error": error.body()["error"].clone() });
-            frame(body.to_string().as_bytes())
-        }
+fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
+    match &policy.baseline {
+        Baseline::Requested => requested.token_price,
+        Baseline::Model(alias) => policy
+            .models
+            .get(alias)
+            .map_or(requested.token_price, |m| m.token_price),
+    }
+}
+
+/// Prices for one request.
+#[derive(Debug, Clone)]
+struct Pricing {
+    model: String,
+    price: TokenPrice,
+    baseline: TokenPrice,
+}
+
+/// Settles a request answered by one upstream call and records it.
+fn settle(ctx: &RequestContext, pricing: &Pricing, tokens: Tokens) -> Account {
+    let account = account::settle(Facts {
+        baseline_price: pricing.baseline,
+        untrimmed_input: tokens.input,
+        trimmed_input: tokens.input,
+        output: tokens.output,
+        cache_hit: false,
+        attempts: vec![Attempt::new(&pricing.model, tokens, pricing.price)],
     });
-    // The upstream stream ends after `[DONE]` or its first error, so the relay ends with it.
+    ctx.ledger
+        .record(&ctx.tenant, &account, RequestFacts::default());
+    metrics::record_account(&ctx.tenant, &account);
+    account
+}
+
+fn reported_tokens(usage: Option<&Value>) -> Option<Tokens> {
+    let usage = usage?;
+    Some(Tokens {
+        input: usage.get("prompt_tokens")?.as_u64()?,
+        output: usage.get("completion_tokens")?.as_u64()?,
+        source: TokenSource::Usage,
+    })
+}
+
+fn answer_text(body: &Map<String, Value>) -> String {
+    body.get("choices")
+        .and_then(Value::as_array)
+        .map(|choices| {
+            choices
+                .iter()
+                .map(|c| tokens::content_text(c.get("message").and_then(|m| m.get("content"))))
+                .collect::<Vec<_>>()
+                .concat()
+        })
+        .unwrap_or_default()
+}
+
+fn wants_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn set_include_usage(body: &mut Map<String, Value>) {
+    match body.get_mut("stream_options") {
+        Some(Value::Object(options)) => {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+        _ => {
+            body.insert("stream_options".into(), json!({ "include_usage": true }));
+        }
+    }
+}
+
+/// Watches a relayed stream: collects the answer's text and usage, hides the usage the sidecar
+/// asked for when the client did not, and settles the account when the stream ends — or when
+/// it is dropped early (a disconnected client still cost what was generated).
+struct StreamTap {
+    ctx: RequestContext,
+    pricing: Pricing,
+    prompt_tokens: u64,
+    client_wants_usage: bool,
+    text: String,
+    usage: Option<Tokens>,
+    settled: bool,
+}
+
+impl StreamTap {
+    fn new(
+        ctx: RequestContext,
+        pricing: Pricing,
+        prompt_tokens: u64,
+        client_wants_usage: bool,
+    ) -> Self {
+        Self {
+            ctx,
+            pricing,
+            prompt_tokens,
+            client_wants_usage,
+            text: String::new(),
+            usage: None,
+            settled: false,
+        }
+    }
+
+    /// The frames to send for one upstream event.
+    fn on_event(&mut self, event: Result<SseEvent, UpstreamError>) -> Vec<Bytes> {
+        match event {
+            Ok(SseEvent::Data { raw, json }) => self.on_chunk(raw, json),
+            Ok(SseEvent::Done) => {
+                let account = self.settle();
+                let note = format!(
+                    ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
+                    account.actual,
+                    account.baseline,
+                    account.savings.total()
+                );
+                vec![Bytes::from(note), SseEvent::Done.to_frame()]
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream stream failed mid-way");
+                self.settle();
+                let error = ApiError::Upstream(e);
+                let body = json!({ "error": error.body()["error"].clone() });
+                vec![frame(body.to_string().as_bytes())]
+            }
+        }
+    }
+
+    fn on_chunk(&mut self, raw: Bytes, mut json: Value) -> Vec<Bytes> {
+        if let Some(choices) = json.get("choices").and_then(Value::as_array) {
+            for choice in choices {
+                if let Some(text) = choice
+                    .get("delta")
+                    .and_then(|d| d.get("content"))
+                    .and_then(Value::as_str)
+                {
+                    self.text.push_str(text);
+                }
+            }
+        }
+        if let Some(tokens) = reported_tokens(json.get("usage")) {
+            self.usage = Some(tokens);
+        }
+        if self.client_wants_usage || json.get("usage").is_none() {
+            return vec![frame(&raw)];
+        }
+        let usage_only = json
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if usage_only {
+            return vec![];
+        }
+        if let Some(object) = json.as_object_mut() {
+            object.remove("usage");
+        }
+        vec![frame(json.to_string().as_bytes())]
+    }
+
+    fn settle(&mut self) -> Account {
+        self.settled = true;
+        let tokens = self.usage.unwrap_or_else(|| Tokens {
+            input: self.prompt_tokens,
+            output: tokens::count(&self.text),
+            source: TokenSource::Counted,
+        });
+        settle(&self.ctx, &self.pricing, tokens)
+    }
+}
+
+impl Drop for StreamTap {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle();
+        }
+    }
+}
+
+/// Turns upstream events into client frames through the tap. The upstream stream ends after
+/// `[DONE]` or its first error, so the relay ends with it.
+fn relay(events: UpstreamStream, tap: StreamTap) -> FrameStream {
+    let frames = events
+        .scan(tap, |tap, event| future::ready(Some(tap.on_event(event))))
+        .flat_map(stream::iter);
     Box::pin(frames)
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::http::{app, AppState};
+use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 
@@ -55,6 +56,8 @@ impl RunningServer {
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
         let state = LiveState::new(policy, 1)?;
+        // The recorder must exist before the first metric, or that metric is lost.
+        let metrics_handle = metrics::install();
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
             tracing::warn!(provider = %client.name(), "the API key environment variable named by the policy is not set");
@@ -71,9 +74,10 @@ impl RunningServer {
             .map(|(reloader, poll)| tokio::spawn(reloader.watch(poll)));
         let app_state = AppState {
             live: live.clone(),
-            metrics: metrics::install(),
+            metrics: metrics_handle,
             draining: draining.clone(),
             reloader,
+            ledger: Arc::new(Ledger::new()),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);

@@ -29,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-pub use reply::{count_tokens, last_user_text, Answer};
+use crate::tokens::last_user_text;
+pub use reply::Answer;
 pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
 
 /// How many request bodies the mock remembers for inspection.

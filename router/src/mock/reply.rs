@@ -2,9 +2,9 @@
 //! token counts (tiktoken o200k_base) and optional logprobs.
 
 use serde_json::{json, Map, Value};
-use tiktoken_rs::CoreBPE;
 
 use super::script::Behaviour;
+use crate::tokens::{last_user_text, prompt_tokens, split};
 
 /// `created` is fixed so answers are byte-for-byte reproducible.
 const CREATED: u64 = 1_700_000_000;
@@ -25,57 +25,6 @@ pub struct Answer {
     pub prompt_tokens: usize,
     /// Per-token logprob to report, when the client asked for logprobs.
     pub logprobs: Option<(f64, usize)>,
-}
-
-fn tokenizer() -> &'static CoreBPE {
-    tiktoken_rs::o200k_base_singleton()
-}
-
-/// Counts a text's tokens.
-pub fn count_tokens(text: &str) -> usize {
-    tokenizer().encode_ordinary(text).len()
-}
-
-/// The text of the last user message (string content or text parts).
-pub fn last_user_text(body: &Map<String, Value>) -> String {
-    let messages = body.get("messages").and_then(Value::as_array);
-    messages
-        .and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        })
-        .map(|m| content_text(m.get("content")))
-        .unwrap_or_default()
-}
-
-fn content_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
-/// Prompt tokens as OpenAI counts chat messages: 3 per message + content + 3 for the reply primer.
-fn prompt_tokens(body: &Map<String, Value>) -> usize {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let per_message: usize = messages
-        .iter()
-        .map(|m| {
-            let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-            3 + count_tokens(role) + count_tokens(&content_text(m.get("content")))
-        })
-        .sum();
-    per_message + 3
 }
 
 /// The deterministic default reply: names the model and quotes the start of the question.
@@ -100,9 +49,7 @@ impl Answer {
             .reply
             .clone()
             .unwrap_or_else(|| default_reply(&model, &prompt));
-        let mut tokens = tokenizer()
-            .split_by_token_ordinary(&text)
-            .unwrap_or_else(|_| vec![text.clone()]);
+        let mut tokens = split(&text);
         let limit = ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64))
@@ -129,7 +76,7 @@ impl Answer {
             model,
             tokens,
             finish_reason,
-            prompt_tokens: prompt_tokens(body),
+            prompt_tokens: prompt_tokens(body) as usize,
             logprobs: wants_logprobs.then(|| (behaviour.logprob.unwrap_or(DEFAULT_LOGPROB), top)),
         }
     }

@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
+use crate::money::TokenPrice;
+
 use super::locate::{join, Position, SourceMap};
 use super::raw::{RawLimits, RawModel, RawPolicy, RawProvider, TOP_LEVEL_KEYS};
 
@@ -27,10 +29,21 @@ pub struct Policy {
     pub models: BTreeMap<String, ModelRoute>,
     /// Alias used when a request names no model; always a key of `models`.
     pub default_model: String,
+    /// What savings are measured against.
+    pub baseline: Baseline,
     /// Request limits.
     pub limits: Limits,
     /// Short SHA-256 of the policy text, to tell which policy is live.
     pub hash: String,
+}
+
+/// The counterfactual that savings are measured against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Baseline {
+    /// The model the client asked for, on its untrimmed prompt.
+    Requested,
+    /// A fixed model alias (always a key of [`Policy::models`]).
+    Model(String),
 }
 
 /// A checked upstream provider.
@@ -68,8 +81,10 @@ pub struct ModelRoute {
     pub provider: String,
     /// Model name sent upstream.
     pub upstream: String,
-    /// Price per million tokens.
+    /// Price per million tokens, as written.
     pub price: Price,
+    /// The same price per token, exact.
+    pub token_price: TokenPrice,
 }
 
 /// USD per million tokens, finite and non-negative.
@@ -466,6 +481,16 @@ fn compile(
         }
     };
 
+    let baseline = match raw.baseline_model.as_deref() {
+        None | Some("requested") => Baseline::Requested,
+        Some(alias) if model_names.contains(&alias) => Baseline::Model(alias.to_string()),
+        Some(alias) => {
+            let hint = unknown_reference("model", alias, &model_names);
+            errors.push("baseline_model", format!("{hint} (or `requested`)"));
+            Baseline::Requested
+        }
+    };
+
     let raw_limits = raw.limits.unwrap_or_default();
     let max_body_bytes = raw_limits
         .max_body_bytes
@@ -487,6 +512,7 @@ fn compile(
         providers,
         models,
         default_model: default_model?,
+        baseline,
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -590,6 +616,7 @@ fn compile_model(
             input_per_mtok: raw.price.input_per_mtok,
             output_per_mtok: raw.price.output_per_mtok,
         },
+        token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
     })
 }
 

@@ -28,6 +28,10 @@ pub struct RawPolicy {
     /// The alias used when a request names no model.
     #[serde(default)]
     pub default_model: Option<String>,
+    /// What savings are measured against: `requested` (the model the client asked for, on its
+    /// untrimmed prompt) or a model alias (e.g. the strong model every request would otherwise use).
+    #[serde(default)]
+    pub baseline_model: Option<String>,
     /// Request limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
@@ -107,6 +111,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "providers",
     "models",
     "default_model",
+    "baseline_model",
     "limits",
 ];
 

@@ -1,0 +1,152 @@
+//! Money, exactly: amounts are integer pico-dollars (10⁻¹² USD), so per-lever savings add up to
+//! baseline − actual to the last digit, and prices are per token, converted once from the
+//! policy's USD per million tokens.
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, Neg, Sub};
+
+use serde::{Serialize, Serializer};
+
+const PICO_PER_USD: i128 = 1_000_000_000_000;
+
+/// An amount of US dollars, in pico-dollars. Arithmetic saturates instead of panicking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(i128);
+
+impl Usd {
+    /// Zero dollars.
+    pub const ZERO: Usd = Usd(0);
+
+    /// From pico-dollars.
+    pub const fn from_pico(pico: i128) -> Self {
+        Self(pico)
+    }
+
+    /// The amount in pico-dollars.
+    pub const fn pico(self) -> i128 {
+        self.0
+    }
+
+    /// From (finite) dollars, rounded to the nearest pico-dollar.
+    pub fn from_dollars(dollars: f64) -> Self {
+        Self((dollars * PICO_PER_USD as f64).round() as i128)
+    }
+
+    /// The amount in dollars, for display and metrics.
+    pub fn dollars(self) -> f64 {
+        self.0 as f64 / PICO_PER_USD as f64
+    }
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Usd) -> Option<Usd> {
+        self.0.checked_add(other.0).map(Usd)
+    }
+
+    /// `self - other`, or `None` on overflow.
+    pub fn checked_sub(self, other: Usd) -> Option<Usd> {
+        self.0.checked_sub(other.0).map(Usd)
+    }
+
+    /// This per-token price times a token count.
+    pub fn times(self, tokens: u64) -> Usd {
+        Usd(self.0.saturating_mul(i128::from(tokens)))
+    }
+}
+
+impl Add for Usd {
+    type Output = Usd;
+    fn add(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_add(other.0))
+    }
+}
+
+impl Sub for Usd {
+    type Output = Usd;
+    fn sub(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_sub(other.0))
+    }
+}
+
+impl Neg for Usd {
+    type Output = Usd;
+    fn neg(self) -> Usd {
+        Usd(self.0.saturating_neg())
+    }
+}
+
+impl Sum for Usd {
+    fn sum<I: Iterator<Item = Usd>>(iter: I) -> Usd {
+        iter.fold(Usd::ZERO, Add::add)
+    }
+}
+
+impl fmt::Display for Usd {
+    /// Dollars with up to 9 decimals, trailing zeros trimmed (`0.000123`, `-1.5`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nano = (self.0 + self.0.signum() * 500) / 1000; // round to nano-dollars
+        let sign = if nano < 0 { "-" } else { "" };
+        let nano = nano.unsigned_abs();
+        let (whole, frac) = (nano / 1_000_000_000, nano % 1_000_000_000);
+        let frac = format!("{frac:09}");
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            write!(f, "{sign}{whole}")
+        } else {
+            write!(f, "{sign}{whole}.{frac}")
+        }
+    }
+}
+
+impl Serialize for Usd {
+    /// Serialized as a JSON number of dollars.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.dollars())
+    }
+}
+
+/// What one token costs on a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenPrice {
+    /// Per input (prompt) token.
+    pub input: Usd,
+    /// Per output (completion) token.
+    pub output: Usd,
+}
+
+impl TokenPrice {
+    /// From the policy's USD per million tokens.
+    pub fn per_million(input: f64, output: f64) -> Self {
+        Self {
+            input: Usd::from_dollars(input / 1e6),
+            output: Usd::from_dollars(output / 1e6),
+        }
+    }
+
+    /// The cost of a call with these token counts.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> Usd {
+        self.input.times(input_tokens) + self.output.times(output_tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_prices_are_exact_per_token() {
+        let mini = TokenPrice::per_million(0.15, 0.60);
+        assert_eq!(mini.input.pico(), 150_000);
+        assert_eq!(mini.cost(1_000_000, 0), Usd::from_dollars(0.15));
+        let flash = TokenPrice::per_million(0.075, 0.30);
+        assert_eq!(flash.cost(3, 2).pico(), 3 * 75_000 + 2 * 300_000);
+    }
+
+    #[test]
+    fn display_is_plain_dollars() {
+        assert_eq!(Usd::from_dollars(0.000123).to_string(), "0.000123");
+        assert_eq!(Usd::from_dollars(-1.5).to_string(), "-1.5");
+        assert_eq!(Usd::ZERO.to_string(), "0");
+        assert_eq!(Usd::from_pico(150_000).to_string(), "0.00000015");
+    }
+}

@@ -1,0 +1,159 @@
+//! `frugal eval router`: what cheap-first routing would cost and keep on labelled rows, per
+//! benchmark: RouteLLM's APGR and CPT for prompt-only routing, the strong-call share needed
+//! for 95% of the strong model's quality (prompt-only, and for the cascade where the rows carry
+//! the weak model's answer), and the cost cut at that point.
+//!
+//! A model is never scored on the data it was trained on: when `--model` records the data
+//! file's hash (or no model is given), the figures come from k-fold cross-validation instead —
+//! train on k−1 folds with the model's training settings, score the held-out fold.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use frugal_classifier::data;
+use frugal_classifier::model::ComplexityModel;
+use frugal_classifier::train::{self, TrainConfig};
+
+use super::{all_figures, cascade_verdicts, print_table, EmbedArgs, Prepared, PriceArgs};
+
+/// Arguments of `frugal eval router`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalRouterArgs {
+    /// Labelled JSON Lines file (plain or gzip), as for `frugal train`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Trained weights to score with. If they were trained on --data, or none are given, the
+    /// figures come from k-fold cross-validation with the same training settings.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// One JSON object per benchmark instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Folds for cross-validated evaluation.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Threads for cross-validation folds.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub prices: PriceArgs,
+}
+
+/// Runs `frugal eval router`.
+pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
+    let set = data::load(&args.data)?;
+    anyhow::ensure!(!set.rows.is_empty(), "{} has no rows", args.data.display());
+    let model = args
+        .model
+        .as_ref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            ComplexityModel::from_json(&text)
+                .with_context(|| format!("bad model {}", path.display()))
+        })
+        .transpose()?;
+
+    let trained_on_this = model
+        .as_ref()
+        .is_some_and(|m| training_hashes(m).contains(&set.content_sha256));
+    let prepared = Prepared::new(set.rows, &args.embed)?;
+    let verdicts = cascade_verdicts(&prepared.rows);
+
+    let started = Instant::now();
+    let (scores, method) =
+        match model {
+            Some(model) if !trained_on_this => {
+                if let Some(dim) = model.embedding_dim() {
+                    anyhow::ensure!(
+                        prepared.embeddings.first().is_none_or(|e| e.len() == dim),
+                        "the model expects {dim}-dimensional embeddings"
+                    );
+                }
+                let scores = prepared
+                    .features
+                    .iter()
+                    .zip(&prepared.embeddings)
+                    .map(|(f, e)| model.score(f, Some(e)).map(|s| s.score))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (scores, "held-out model".to_owned())
+            }
+            model => {
+                let mut config = model
+                    .as_ref()
+                    .and_then(|m| m.training.get("config"))
+                    .and_then(|c| serde_json::from_value::<TrainConfig>(c.clone()).ok())
+                    .unwrap_or_default();
+                config.folds = args.folds;
+                if trained_on_this {
+                    eprintln!(
+                    "NOTE: {} was trained on {} — its scores there would be optimistic, so it is \
+                     not used; the figures below are {}-fold cross-validated (trained on {} folds \
+                     with the model's settings, scored on the held-out one).",
+                    args.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    args.data.display(),
+                    config.folds,
+                    config.folds - 1
+                );
+                }
+                let examples = prepared.examples();
+                let scores = train::cross_validate(&examples, &config, args.threads);
+                (scores, format!("{}-fold cross-validation", config.folds))
+            }
+        };
+    eprintln!(
+        "scored {} rows by {method} in {:.1} s",
+        prepared.rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let figures = all_figures(&prepared, &scores, &verdicts, &args.prices);
+    if args.json {
+        for f in &figures {
+            println!("{}", serde_json::to_string(f)?);
+        }
+    } else {
+        println!("{} — {method}", args.data.display());
+        print_table(&figures);
+        for f in figures.iter().filter(|f| !f.checks.is_empty()) {
+            println!(
+                "\ncascade checks on {} weak answers (fired / weak wrong / only strong right):",
+                f.benchmark
+            );
+            for (name, c) in &f.checks {
+                println!(
+                    "  {name:<18} {:>5} {:>5} {:>5}",
+                    c.fired, c.weak_wrong, c.only_strong_right
+                );
+            }
+        }
+        println!(
+            "\nshares are of prompts reaching the strong model; 95 = 95% of the strong model's \
+             quality; cost cut vs. all-strong at {}/{} USD per call-token pair, wasted cheap \
+             calls included",
+            args.prices.per_call().0,
+            args.prices.per_call().1
+        );
+    }
+    Ok(())
+}
+
+/// The content hashes of the files a model was trained on, as its summary records them.
+fn training_hashes(model: &ComplexityModel) -> Vec<String> {
+    model
+        .training
+        .get("data")
+        .and_then(|d| d.as_array())
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|f| f.get("sha256").and_then(|h| h.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,472 @@
+//! Offline tools over labelled routing data: `frugal train` fits the complexity classifier and
+//! `frugal eval router` measures what routing would cost and keep. Both embed prompts with the
+//! same all-MiniLM-L6-v2 model the cache uses, through a disk cache so repeated runs are fast.
+
+pub mod eval_router;
+pub mod train;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+use sha2::{Digest, Sha256};
+
+/// Where the embedding model lives and where computed embeddings are kept between runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedArgs {
+    /// Folder filled by scripts/fetch-models.sh (FRUGAL_MODEL_DIR overrides it).
+    #[arg(long, default_value = "models")]
+    pub model_dir: PathBuf,
+    /// Folder for cached prompt embeddings (never commit it); `--no-embedding-cache` skips it.
+    #[arg(long, default_value = "target/frugal-embeddings-cache")]
+    pub embedding_cache: PathBuf,
+    /// Embed everything afresh and do not write the cache.
+    #[arg(long)]
+    pub no_embedding_cache: bool,
+}
+
+/// Texts embedded per model call: large enough to amortise the call, small enough to report
+/// progress and to lose little when interrupted.
+const BATCH: usize = 32;
+
+/// Bytes of one cache record: the text's SHA-256, then the vector as little-endian f32s.
+const RECORD: usize = 32 + MiniLmEmbedder::DIM * 4;
+
+/// Embeds `texts` (one vector each, in order), reading and extending the disk cache.
+pub fn embed_texts(args: &EmbedArgs, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let cache_file = (!args.no_embedding_cache).then(|| cache_path(args));
+    let mut known = match &cache_file {
+        Some(path) => read_cache(path)?,
+        None => HashMap::new(),
+    };
+    let keys: Vec<[u8; 32]> = texts
+        .iter()
+        .map(|t| Sha256::digest(t.as_bytes()).into())
+        .collect();
+
+    // Each distinct missing text once, in first-seen order, so runs are reproducible.
+    let mut missing: Vec<(usize, [u8; 32])> = Vec::new();
+    let mut queued = std::collections::HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        if !known.contains_key(key) && queued.insert(*key) {
+            missing.push((i, *key));
+        }
+    }
+    if !missing.is_empty() {
+        let started = Instant::now();
+        eprintln!(
+            "embedding {} prompts ({} cached){}",
+            missing.len(),
+            texts.len() - missing.len(),
+            cache_file
+                .as_ref()
+                .map(|p| format!(", caching in {}", p.display()))
+                .unwrap_or_default()
+        );
+        let paths = ModelPaths::from_env_or(&args.model_dir);
+        let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
+            .context("cannot load the embedding model")?;
+        let mut writer = match &cache_file {
+            Some(path) => Some(open_for_append(path)?),
+            None => None,
+        };
+        for (done, batch) in missing.chunks(BATCH).enumerate() {
+            let batch_texts: Vec<&str> = batch.iter().map(|(i, _)| texts[*i]).collect();
+            let vectors = embedder.embed(&batch_texts)?;
+            for ((_, key), vector) in batch.iter().zip(vectors) {
+                if let Some(w) = writer.as_mut() {
+                    w.write_all(key)?;
+                    for x in &vector {
+                        w.write_all(&x.to_le_bytes())?;
+                    }
+                }
+                known.insert(*key, vector);
+            }
+            if let Some(w) = writer.as_mut() {
+                // A record is only useful whole: flush per batch so an interrupted run keeps
+                // everything embedded so far.
+                w.flush()?;
+            }
+            let embedded = (done + 1) * BATCH;
+            if done % 20 == 19 {
+                let rate = started.elapsed().as_secs_f64() / embedded as f64;
+                eprintln!(
+                    "  {embedded}/{} ({:.1} ms/prompt, ~{:.0} s left)",
+                    missing.len(),
+                    rate * 1e3,
+                    rate * missing.len().saturating_sub(embedded) as f64
+                );
+            }
+        }
+        eprintln!(
+            "embedded {} prompts in {:.1} s",
+            missing.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    keys.iter()
+        .map(|key| {
+            known
+                .get(key)
+                .cloned()
+                .context("an embedding is missing after embedding every text")
+        })
+        .collect()
+}
+
+fn cache_path(args: &EmbedArgs) -> PathBuf {
+    // The model and its token cap are part of the identity of a vector.
+    args.embedding_cache.join(format!(
+        "{}-max{}.f32le",
+        ModelPaths::EMBEDDER_SUBDIR,
+        MiniLmOptions::default().max_tokens
+    ))
+}
+
+fn read_cache(path: &Path) -> anyhow::Result<HashMap<[u8; 32], Vec<f32>>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    }
+    // A torn last record (interrupted write) is ignored; it will be embedded again.
+    let mut map = HashMap::with_capacity(bytes.len() / RECORD);
+    for record in bytes.chunks_exact(RECORD) {
+        let (key, vector) = record.split_at(32);
+        let mut k = [0u8; 32];
+        k.copy_from_slice(key);
+        let v = vector
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+fn open_for_append(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Drop a torn tail first so later records stay aligned.
+    let len = file.metadata()?.len();
+    let whole = len - len % RECORD as u64;
+    if whole != len {
+        file.set_len(whole)?;
+    }
+    Ok(BufWriter::new(file))
+}
+
+/// Cheap and strong prices for the cost figures, in USD per million tokens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PriceArgs {
+    /// Cheap model input price (default: gpt-4o-mini).
+    #[arg(long, default_value_t = 0.15)]
+    pub cheap_input_price: f64,
+    /// Cheap model output price.
+    #[arg(long, default_value_t = 0.60)]
+    pub cheap_output_price: f64,
+    /// Strong model input price (default: gpt-4o).
+    #[arg(long, default_value_t = 2.50)]
+    pub strong_input_price: f64,
+    /// Strong model output price.
+    #[arg(long, default_value_t = 10.0)]
+    pub strong_output_price: f64,
+}
+
+impl PriceArgs {
+    /// (cheap, strong) cost of one call, assuming both models see and write the same number of
+    /// tokens for a prompt (so only the prices' ratio matters).
+    pub fn per_call(&self) -> (f64, f64) {
+        (
+            self.cheap_input_price + self.cheap_output_price,
+            self.strong_input_price + self.strong_output_price,
+        )
+    }
+}
+
+/// Labelled rows of one or more files, with their features, embeddings and cascade verdicts.
+pub struct Prepared {
+    /// The rows, files concatenated in order.
+    pub rows: Vec<frugal_classifier::data::LabelledRow>,
+    /// Text features per row.
+    pub features: Vec<frugal_classifier::features::Features>,
+    /// Embedding per row.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Mean time to extract one prompt's features, in microseconds.
+    pub feature_micros: f64,
+}
+
+impl Prepared {
+    /// Extracts features and embeds every row's prompt.
+    pub fn new(
+        rows: Vec<frugal_classifier::data::LabelledRow>,
+        embed: &EmbedArgs,
+    ) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let features: Vec<_> = rows
+            .iter()
+            .map(|r| frugal_classifier::features::extract(&r.prompt))
+            .collect();
+        let feature_micros = started.elapsed().as_secs_f64() * 1e6 / rows.len().max(1) as f64;
+        let texts: Vec<&str> = rows.iter().map(|r| r.prompt.as_str()).collect();
+        let embeddings = embed_texts(embed, &texts)?;
+        Ok(Self {
+            rows,
+            features,
+            embeddings,
+            feature_micros,
+        })
+    }
+
+    /// Training examples over the rows (fold key: benchmark and prompt, so duplicates share a fold).
+    pub fn examples(&self) -> Vec<frugal_classifier::train::Example<'_>> {
+        self.rows
+            .iter()
+            .zip(&self.features)
+            .zip(&self.embeddings)
+            .map(
+                |((row, features), embedding)| frugal_classifier::train::Example {
+                    features: *features,
+                    embedding,
+                    outcome: row.outcome,
+                    key: frugal_classifier::train::text_key(&format!(
+                        "{}|{}",
+                        row.benchmark, row.prompt
+                    )),
+                },
+            )
+            .collect()
+    }
+
+    /// Benchmarks in first-seen order.
+    pub fn benchmarks(&self) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for row in &self.rows {
+            if !seen.contains(&row.benchmark) {
+                seen.push(row.benchmark.clone());
+            }
+        }
+        seen
+    }
+}
+
+/// Whether the cascade escalates a row: its weak answer exists and a check fires on it.
+pub fn cascade_verdicts(
+    rows: &[frugal_classifier::data::LabelledRow],
+) -> Vec<Option<Vec<Concern>>> {
+    rows.iter()
+        .map(|r| {
+            r.weak_response.as_deref().map(|answer| {
+                frugal_classifier::answer_checks::check_math_answer(answer)
+                    .into_iter()
+                    .map(|f| f.concern)
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+use frugal_classifier::answer_checks::Concern;
+use frugal_classifier::curve::{self, Curve};
+
+/// How often one check fired, and how often it was right to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckStats {
+    /// Answers the check fired on.
+    pub fired: usize,
+    /// Of those, answers the weak model had wrong.
+    pub weak_wrong: usize,
+    /// Of those, answers the strong model had right where the weak one was wrong.
+    pub only_strong_right: usize,
+}
+
+/// The routing figures of one benchmark (`frugal eval router --json` prints one per line).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchmarkFigures {
+    /// Benchmark name.
+    pub benchmark: String,
+    /// Rows.
+    pub n: usize,
+    /// Weak model quality (accuracy; mean grade / 10 for graded rows).
+    pub weak_acc: f64,
+    /// Strong model quality.
+    pub strong_acc: f64,
+    /// RouteLLM's average performance gap recovered, prompt-only routing.
+    pub apgr: f64,
+    /// Strong share recovering 50% of the gap, prompt-only routing.
+    pub cpt50: Option<f64>,
+    /// Strong share recovering 80% of the gap, prompt-only routing.
+    pub cpt80: Option<f64>,
+    /// Strong share prompt-only routing needs for 95% of the strong model's quality.
+    pub preroute_strong_share_at_95: Option<f64>,
+    /// Strong share the default policy needs for 95% (the cascade where weak answers exist),
+    /// counting every prompt that reached the strong model.
+    pub strong_share_at_95: Option<f64>,
+    /// Cost saved against sending everything to the strong model, at that point, wasted
+    /// cheap calls included.
+    pub cost_cut_at_95: Option<f64>,
+    /// Start-strong threshold of that point (prompts scoring at or above it start strong).
+    pub threshold_at_95: Option<f32>,
+    /// Share of prompts escalated after a cheap answer at that point.
+    pub escalated_share_at_95: Option<f64>,
+    /// Whether the policy figures come from the cascade.
+    pub cascade: bool,
+    /// Strong share a random router needs for 95%.
+    pub random_strong_share_at_95: Option<f64>,
+    /// Strong share a perfect router needs for 95%.
+    pub oracle_strong_share_at_95: Option<f64>,
+    /// Per-check firing counts on the weak answers, where there are any.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub checks: std::collections::BTreeMap<&'static str, CheckStats>,
+}
+
+/// The quality share every "at 95" figure is measured at.
+pub const QUALITY_SHARE: f64 = 0.95;
+
+/// Figures for one benchmark's rows from their scores and (optional) cascade verdicts.
+pub fn benchmark_figures(
+    benchmark: &str,
+    rows: &[&frugal_classifier::data::LabelledRow],
+    scores: &[f32],
+    verdicts: &[Option<Vec<Concern>>],
+    prices: &PriceArgs,
+) -> BenchmarkFigures {
+    let outcomes: Vec<_> = rows.iter().map(|r| r.outcome).collect();
+    let cascade = verdicts.iter().any(Option::is_some);
+    let escalate: Vec<bool> = verdicts
+        .iter()
+        .map(|v| v.as_ref().is_some_and(|c| !c.is_empty()))
+        .collect();
+    let prompt_only = Curve::sweep(scores, &outcomes, &vec![false; rows.len()]);
+    let policy = if cascade {
+        Curve::sweep(scores, &outcomes, &escalate)
+    } else {
+        prompt_only.clone()
+    };
+    let point = policy.point_at_quality_of_strong(QUALITY_SHARE);
+    let (cheap, strong) = prices.per_call();
+    let escalated_share = point.map(|p| {
+        // Escalated = strong calls that were not pre-routed = strong share − (1 − cheap share).
+        p.strong_share - (1.0 - p.cheap_share)
+    });
+
+    let mut checks = std::collections::BTreeMap::new();
+    for (verdict, row) in verdicts.iter().zip(rows) {
+        for concern in verdict.iter().flatten() {
+            let stats = checks.entry(concern.as_str()).or_insert(CheckStats {
+                fired: 0,
+                weak_wrong: 0,
+                only_strong_right: 0,
+            });
+            stats.fired += 1;
+            let (w, s) = (row.outcome.weak_quality(), row.outcome.strong_quality());
+            stats.weak_wrong += usize::from(w < 0.5);
+            stats.only_strong_right += usize::from(w < 0.5 && s >= 0.5);
+        }
+    }
+    BenchmarkFigures {
+        benchmark: benchmark.to_owned(),
+        n: rows.len(),
+        weak_acc: prompt_only.weak,
+        strong_acc: prompt_only.strong,
+        apgr: prompt_only.apgr(),
+        cpt50: prompt_only.cpt(0.5),
+        cpt80: prompt_only.cpt(0.8),
+        preroute_strong_share_at_95: prompt_only.share_at_quality_of_strong(QUALITY_SHARE),
+        strong_share_at_95: policy.share_at_quality_of_strong(QUALITY_SHARE),
+        cost_cut_at_95: point.map(|p| 1.0 - curve::relative_cost(&p, cheap, strong)),
+        threshold_at_95: point.map(|p| p.threshold),
+        escalated_share_at_95: escalated_share,
+        cascade,
+        random_strong_share_at_95: curve::random_share_at_quality_of_strong(
+            prompt_only.weak,
+            prompt_only.strong,
+            QUALITY_SHARE,
+        ),
+        oracle_strong_share_at_95: curve::oracle_share_at_quality_of_strong(
+            &outcomes,
+            QUALITY_SHARE,
+        ),
+        checks,
+    }
+}
+
+/// Figures for every benchmark of the prepared rows.
+pub fn all_figures(
+    prepared: &Prepared,
+    scores: &[f32],
+    verdicts: &[Option<Vec<Concern>>],
+    prices: &PriceArgs,
+) -> Vec<BenchmarkFigures> {
+    prepared
+        .benchmarks()
+        .iter()
+        .map(|b| {
+            let idx: Vec<usize> = (0..prepared.rows.len())
+                .filter(|i| prepared.rows[*i].benchmark == *b)
+                .collect();
+            let rows: Vec<_> = idx.iter().map(|i| &prepared.rows[*i]).collect();
+            let s: Vec<f32> = idx.iter().map(|i| scores[*i]).collect();
+            let v: Vec<_> = idx.iter().map(|i| verdicts[*i].clone()).collect();
+            benchmark_figures(b, &rows, &s, &v, prices)
+        })
+        .collect()
+}
+
+/// Formats a share as a percentage, or `—` when it was never reached.
+pub fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".to_owned(), |x| format!("{:.1}%", 100.0 * x))
+}
+
+/// Prints figures as an aligned table.
+pub fn print_table(figures: &[BenchmarkFigures]) {
+    println!(
+        "{:<10} {:>6} {:>7} {:>7} {:>6} {:>7} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "benchmark",
+        "n",
+        "weak",
+        "strong",
+        "APGR",
+        "CPT50",
+        "CPT80",
+        "random95",
+        "oracle95",
+        "pre95",
+        "policy95",
+        "thr95",
+        "costcut95"
+    );
+    for f in figures {
+        println!(
+            "{:<10} {:>6} {:>7.4} {:>7.4} {:>6.3} {:>7} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}{}",
+            f.benchmark,
+            f.n,
+            f.weak_acc,
+            f.strong_acc,
+            f.apgr,
+            pct(f.cpt50),
+            pct(f.cpt80),
+            pct(f.random_strong_share_at_95),
+            pct(f.oracle_strong_share_at_95),
+            pct(f.preroute_strong_share_at_95),
+            pct(f.strong_share_at_95),
+            f.threshold_at_95.map_or_else(|| "—".to_owned(), |t| format!("{t:.4}")),
+            pct(f.cost_cut_at_95),
+            if f.cascade { "  (cascade)" } else { "" }
+        );
+    }
+}

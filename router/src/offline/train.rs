@@ -1,0 +1,293 @@
+//! `frugal train`: fits the complexity classifier on labelled routing rows and writes its
+//! weights (JSON) for the policy to load, after reporting k-fold cross-validated figures.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use frugal_cache::ModelPaths;
+use frugal_classifier::data::{self, LabelledRow};
+use frugal_classifier::model::Thresholds;
+use frugal_classifier::train::{self, LabelScheme, TrainConfig};
+use serde_json::json;
+
+use super::{all_figures, cascade_verdicts, pct, print_table, EmbedArgs, Prepared, PriceArgs};
+
+/// Arguments of `frugal train`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Labelled JSON Lines files (plain or gzip): rows {prompt, weak_correct, strong_correct,
+    /// benchmark} or MT-Bench-style {prompt, weak_score, strong_score, benchmark}.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Where to write the weights.
+    #[arg(long, default_value = "policies/models/complexity.json")]
+    pub out: PathBuf,
+    /// Files whose prompts must not be trained on (e.g. an evaluation file): matching rows of
+    /// --data are dropped.
+    #[arg(long)]
+    pub exclude: Vec<PathBuf>,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Embedding L2 penalties to choose from by cross-validation (mean APGR over benchmarks
+    /// with at least 200 rows).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.03, 0.1, 0.3])]
+    pub l2_grid: Vec<f64>,
+    /// Topics: k-means clusters of the embeddings, each with its own learned offset (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub topics: usize,
+    /// L2 penalty on the topic offsets.
+    #[arg(long, default_value_t = 1e-2)]
+    pub l2_topics: f64,
+    /// Also cross-validate the other label schemes and a features-only model, for comparison.
+    #[arg(long)]
+    pub compare: bool,
+    /// Threads for cross-validation folds.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub prices: PriceArgs,
+}
+
+/// Benchmarks smaller than this are reported but do not steer model selection.
+const MIN_ROWS_FOR_SELECTION: usize = 200;
+
+/// Runs `frugal train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let mut rows: Vec<LabelledRow> = Vec::new();
+    let mut sources = Vec::new();
+    for path in &args.data {
+        let set = data::load(path)?;
+        sources.push(json!({
+            "path": path.display().to_string(),
+            "sha256": set.content_sha256,
+            "rows": set.rows.len(),
+        }));
+        rows.extend(set.rows);
+    }
+    let mut excluded_sources = Vec::new();
+    if !args.exclude.is_empty() {
+        let mut banned: HashSet<String> = HashSet::new();
+        for path in &args.exclude {
+            let set = data::load(path)?;
+            excluded_sources
+                .push(json!({"path": path.display().to_string(), "sha256": set.content_sha256}));
+            banned.extend(set.rows.into_iter().map(|r| r.prompt));
+        }
+        let before = rows.len();
+        rows.retain(|r| !banned.contains(&r.prompt));
+        eprintln!("--exclude dropped {} of {before} rows", before - rows.len());
+    }
+    anyhow::ensure!(!rows.is_empty(), "no rows to train on");
+
+    let prepared = Prepared::new(rows, &args.embed)?;
+    let examples = prepared.examples();
+    let verdicts = cascade_verdicts(&prepared.rows);
+    eprintln!(
+        "{} rows; features {:.1} µs/prompt",
+        prepared.rows.len(),
+        prepared.feature_micros
+    );
+
+    let base = TrainConfig {
+        folds: args.folds,
+        seed: args.seed,
+        topics: args.topics,
+        l2_topics: args.l2_topics,
+        ..TrainConfig::default()
+    };
+    let selection_score = |scores: &[f32]| -> f64 {
+        let figures = all_figures(&prepared, scores, &verdicts, &args.prices);
+        let big: Vec<f64> = figures
+            .iter()
+            .filter(|f| f.n >= MIN_ROWS_FOR_SELECTION)
+            .map(|f| f.apgr)
+            .collect();
+        big.iter().sum::<f64>() / big.len().max(1) as f64
+    };
+
+    // Choose the embedding penalty by cross-validated APGR.
+    let mut best: Option<(f64, TrainConfig, Vec<f32>)> = None;
+    let mut grid_report = Vec::new();
+    for &l2 in &args.l2_grid {
+        let config = TrainConfig {
+            l2_embedding: l2,
+            ..base.clone()
+        };
+        let started = Instant::now();
+        let scores = train::cross_validate(&examples, &config, args.threads);
+        let score = selection_score(&scores);
+        eprintln!(
+            "l2_embedding {l2:<6}: mean CV APGR {score:.4} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        grid_report.push(json!({"l2_embedding": l2, "mean_apgr": score}));
+        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+            best = Some((score, config, scores));
+        }
+    }
+    let (_, config, cv_scores) = best.context("--l2-grid is empty")?;
+
+    let mut comparisons = Vec::new();
+    if args.compare {
+        let mut variants: Vec<(String, TrainConfig)> = LabelScheme::ALL
+            .iter()
+            .filter(|l| **l != config.label)
+            .map(|l| {
+                (
+                    format!("label={}", l.as_str()),
+                    TrainConfig {
+                        label: *l,
+                        ..config.clone()
+                    },
+                )
+            })
+            .collect();
+        variants.push((
+            "features only".to_owned(),
+            TrainConfig {
+                use_embedding: false,
+                ..config.clone()
+            },
+        ));
+        let other_topics = if config.topics == 0 { 64 } else { 0 };
+        variants.push((
+            format!("topics={other_topics}"),
+            TrainConfig {
+                topics: other_topics,
+                ..config.clone()
+            },
+        ));
+        println!("\nComparison ({}-fold CV, same folds):", config.folds);
+        println!(
+            "{:<36} {:>10} {:>8} {:>10} {:>10}",
+            "variant", "benchmark", "APGR", "pre95", "policy95"
+        );
+        let mut show = |name: &str, scores: &[f32]| {
+            for f in all_figures(&prepared, scores, &verdicts, &args.prices) {
+                println!(
+                    "{name:<36} {:>10} {:>8.4} {:>10} {:>10}",
+                    f.benchmark,
+                    f.apgr,
+                    pct(f.preroute_strong_share_at_95),
+                    pct(f.strong_share_at_95)
+                );
+                comparisons.push(json!({
+                    "variant": name, "benchmark": f.benchmark, "apgr": f.apgr,
+                    "preroute_strong_share_at_95": f.preroute_strong_share_at_95,
+                    "strong_share_at_95": f.strong_share_at_95,
+                }));
+            }
+        };
+        show(
+            &format!("chosen (label={})", config.label.as_str()),
+            &cv_scores,
+        );
+        for (name, variant) in &variants {
+            let scores = train::cross_validate(&examples, variant, args.threads);
+            show(name, &scores);
+        }
+    }
+
+    let figures = all_figures(&prepared, &cv_scores, &verdicts, &args.prices);
+    println!(
+        "\nCross-validated figures ({}-fold, seed {}, label {}, l2_embedding {}):",
+        config.folds,
+        config.seed,
+        config.label.as_str(),
+        config.l2_embedding
+    );
+    print_table(&figures);
+
+    // The default policy's threshold: the strictest (lowest) of the per-benchmark thresholds
+    // that reach 95% of the strong model's quality, over benchmarks big enough to trust.
+    let strong_above = figures
+        .iter()
+        .filter(|f| f.n >= MIN_ROWS_FOR_SELECTION)
+        .filter_map(|f| f.threshold_at_95)
+        .filter(|t| t.is_finite())
+        .fold(None, |m: Option<f32>, t| Some(m.map_or(t, |m| m.min(t))))
+        .unwrap_or(0.5)
+        .clamp(0.0, 1.0);
+
+    let started = Instant::now();
+    let all: Vec<_> = examples.iter().collect();
+    let embedding_model = format!(
+        "{}-max{}",
+        ModelPaths::EMBEDDER_SUBDIR,
+        frugal_cache::MiniLmOptions::default().max_tokens
+    );
+    let mut benchmarks = serde_json::Map::new();
+    for b in prepared.benchmarks() {
+        let n = prepared.rows.iter().filter(|r| r.benchmark == b).count();
+        benchmarks.insert(b, json!(n));
+    }
+    let summary = json!({
+        "data": sources,
+        "excluded": excluded_sources,
+        "rows": prepared.rows.len(),
+        "rows_by_benchmark": benchmarks,
+        "config": config,
+        "embedding_model": embedding_model,
+        "labels": "gain: target (1 + strong_correct - weak_correct) / 2, so ties (both right or both wrong) are 1/2 and only-weak-right rows 0; graded rows use (strong - weak) / 9 in place of the difference",
+        "l2_grid": grid_report,
+        "cv": figures,
+        "comparisons": comparisons,
+        "threshold_rule": "strong_above = lowest per-benchmark CV threshold reaching 95% of the strong model's quality (cascade where weak answers exist), over benchmarks with >= 200 rows",
+    });
+    let (mut model, report) = train::fit(&all, &config, &embedding_model, summary);
+    model.thresholds = Thresholds {
+        mid_above: strong_above,
+        strong_above,
+    };
+    if let serde_json::Value::Object(map) = &mut model.training {
+        map.insert("fit".to_owned(), json!(report));
+    }
+    model.validate()?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, model.to_json() + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+
+    // Time the classifier itself (features + scoring), the part a request pays beyond the
+    // shared embedding.
+    let timing_rows = prepared.rows.len().min(2000);
+    let started_scoring = Instant::now();
+    let mut sink = 0.0f32;
+    for (row, embedding) in prepared
+        .rows
+        .iter()
+        .zip(&prepared.embeddings)
+        .take(timing_rows)
+    {
+        let features = frugal_classifier::features::extract(&row.prompt);
+        if let Ok(c) = model.predict(&features, Some(embedding)) {
+            sink += c.score;
+        }
+    }
+    let per_prompt = started_scoring.elapsed().as_secs_f64() * 1e6 / timing_rows.max(1) as f64;
+    println!(
+        "\nfinal fit on {} rows: {} L-BFGS iterations, loss {:.5}, {:.1} s; strong_above {:.4}",
+        report.rows,
+        report.iterations,
+        report.loss,
+        started.elapsed().as_secs_f64(),
+        strong_above
+    );
+    println!(
+        "classifier latency (features + score + reasons, beyond the embedding): {per_prompt:.1} µs/prompt{}",
+        if sink.is_nan() { " (NaN seen)" } else { "" }
+    );
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

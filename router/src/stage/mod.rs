@@ -1,0 +1,3 @@
+//! The pipeline's stages, one job each, called in order by [`crate::pipeline::handle`].
+
+pub mod account;

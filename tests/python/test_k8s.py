@@ -408,29 +408,36 @@ def test_configmap_update_is_hot_reloaded_and_a_bad_one_rejected(k8s_sidecar, mo
     assert ready_state(k8s_sidecar)["policy_hash"] == applied["policy_hash"]
 
 
-# Exported today (README, Metrics; and the reload counter that came with hot reload); the dashboard
-# must use every one and nothing else.
+# Exported today (router/src/metrics.rs, Metric::name; README, Metrics); the dashboard must use
+# every one and nothing else.
 EXPORTED_TODAY = {
-    "frugal_policy_reloads_total",
     "frugal_requests_total",
     "frugal_request_duration_seconds",
     "frugal_requests_in_flight",
     "frugal_upstream_requests_total",
     "frugal_upstream_duration_seconds",
     "frugal_policy_info",
+    "frugal_policy_reloads_total",
+    "frugal_cost_usd_total",
+    "frugal_baseline_cost_usd_total",
+    "frugal_saved_usd_total",
+    "frugal_tokens_total",
 }
-# Known bug, not a dashboard mistake: RunningServer::start (router/src/server.rs) sets
-# frugal_policy_info before it installs the Prometheus recorder, so the gauge goes to the no-op
-# recorder and never reaches /metrics. Remove this once it is fixed; the test then checks the
-# policy panels' labels against the scrape like every other panel.
-KNOWN_MISSING = {"frugal_policy_info"}
 
 
 def base_name(name: str, exported: dict) -> str:
     return name if name in exported else re.sub(r"_(bucket|sum|count)$", "", name)
 
 
+def test_exported_today_is_every_metric_the_router_defines():
+    source = (REPO / "router" / "src" / "metrics.rs").read_text()
+    names = set(re.findall(r'=>\s*"(frugal_[a-z0-9_]+)"', source))
+    assert names == EXPORTED_TODAY, "router/src/metrics.rs and EXPORTED_TODAY (so the dashboard) drifted"
+
+
 def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar):
+    # One answered chat request creates the request, upstream, cost, baseline, saved (every
+    # lever) and tokens series, all with tenant="default".
     request = urllib.request.Request(
         k8s_sidecar + "/v1/chat/completions",
         data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
@@ -438,8 +445,8 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     )
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200
-    # A rejected reload creates frugal_policy_reloads_total without making a new policy live
-    # (which would set frugal_policy_info and hide the bug described at KNOWN_MISSING).
+    # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
+    # there from startup (the live policy, value 1), not from a reload.
     Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
     reload = urllib.request.Request(k8s_sidecar + "/v1/frugal/reload", method="POST")
     with pytest.raises(urllib.error.HTTPError) as rejected:
@@ -452,7 +459,9 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
     queries = dashboard_queries(dashboard)
     assert len(queries) >= 10
-    used, missing = set(), set()
+    assert exported["frugal_policy_info"]["revision"] == {"1"}
+    assert re.search(r'^frugal_policy_info\{revision="1",hash="\w+"\} 1$', text, re.M), "policy 1 not live"
+    used = set()
     for query in queries:
         # Every `name{` is a metric selector; frugal's metrics are the only ones a panel may use.
         for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", query):
@@ -461,9 +470,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         assert names, f"no frugal metric in {query!r}"
         assert names <= EXPORTED_TODAY, f"{names - EXPORTED_TODAY} (in {query!r}) is not a metric frugal has"
         used |= names
-        if not names <= set(exported):
-            missing |= names - set(exported)
-            continue
+        assert names <= set(exported), f"{names - set(exported)} (in {query!r}) missing from a real /metrics scrape"
         labels_here = set(TARGET_LABELS).union(*(exported[n] for n in names))
         for name, matchers in re.findall(r"(frugal_[a-z0-9_]+)\s*\{([^}]*)\}", query):
             name = base_name(name, exported)
@@ -474,12 +481,10 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query):
             for label in filter(None, (g.strip() for g in group.split(","))):
                 assert label in labels_here, f"grouping by {label!r}, which {names} lack: {query!r}"
-        for label in re.findall(r"label_values\([^,]*,\s*(\w+)\)", query):
-            assert label in labels_here
+        # The selector may hold commas ({job=~"$job", instance=~"$instance"}): skip over braces.
+        for label in re.findall(r"label_values\((?:[^,{]|\{[^}]*\})*,\s*(\w+)\s*\)", query):
+            assert label in labels_here, f"label_values of {label!r}, which {names} lack: {query!r}"
     assert used == EXPORTED_TODAY, f"no panel for {EXPORTED_TODAY - used}"
-    assert missing <= KNOWN_MISSING, f"{missing} missing from a real /metrics scrape"
-    if missing:
-        pytest.xfail(f"{sorted(missing)} not in /metrics: set before the recorder is installed (server.rs)")
 
 
 def test_dashboard_promql_parses():
@@ -489,7 +494,10 @@ def test_dashboard_promql_parses():
     dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
     exprs = [q for q in dashboard_queries(dashboard) if not q.startswith("label_values(")]
     # Grafana's variables become what Grafana would substitute.
-    exprs = [q.replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*") for q in exprs]
+    grafana = {"$__rate_interval": "2m", "$__interval": "2m", "$__range": "6h", "$job": ".*", "$instance": ".*", "$tenant": ".*"}
+    for variable, value in grafana.items():
+        exprs = [q.replace(variable, value) for q in exprs]
+    assert not [q for q in exprs if "$" in q], "a Grafana variable the test does not substitute"
     rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"frugal:panel{i}", "expr": e} for i, e in enumerate(exprs)]}]}
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"frugal-dashboard-rules-{os.getpid()}.yaml"
     path.write_text(yaml.safe_dump(rules))

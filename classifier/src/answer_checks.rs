@@ -8,6 +8,8 @@
 //!   do not report `finish_reason: length`);
 //! * `no_final_answer`: no final result is stated (no "answer is …", "#### …", nor a number
 //!   in the closing sentence) — only meaningful for questions that want a number;
+//! * `unused_quantity`: a number the question gives never appears in the worked answer, the
+//!   classic sign of a solution that skipped part of the problem;
 //! * `refusal_or_hedge`: the answer says it cannot answer, or is unsure.
 //!
 //! Everything here is plain string work, microseconds per answer, with no model and no I/O.
@@ -21,16 +23,19 @@ pub enum Concern {
     Truncated,
     /// No final result is stated.
     NoFinalAnswer,
+    /// A quantity given in the question never appears in the worked answer.
+    UnusedQuantity,
     /// The answer refuses, or hedges about its own correctness.
     RefusalOrHedge,
 }
 
 impl Concern {
     /// Every concern, in check order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ArithmeticError,
         Self::Truncated,
         Self::NoFinalAnswer,
+        Self::UnusedQuantity,
         Self::RefusalOrHedge,
     ];
 
@@ -40,6 +45,7 @@ impl Concern {
             Self::ArithmeticError => "arithmetic_error",
             Self::Truncated => "truncated",
             Self::NoFinalAnswer => "no_final_answer",
+            Self::UnusedQuantity => "unused_quantity",
             Self::RefusalOrHedge => "refusal_or_hedge",
         }
     }
@@ -78,7 +84,7 @@ pub const DEFAULT_HEDGES: &[&str] = &[
 
 /// Runs every check meant for an answer to a question that wants a worked, numeric result
 /// (a word problem, a calculation). Findings come in [`Concern::ALL`] order.
-pub fn check_math_answer(answer: &str) -> Vec<Finding> {
+pub fn check_math_answer(question: &str, answer: &str) -> Vec<Finding> {
     let mut findings: Vec<Finding> = arithmetic_errors(answer)
         .into_iter()
         .map(|evidence| Finding {
@@ -98,6 +104,13 @@ pub fn check_math_answer(answer: &str) -> Vec<Finding> {
             evidence: tail(),
         });
     }
+    let unused = unused_quantities(question, answer);
+    if !unused.is_empty() {
+        findings.push(Finding {
+            concern: Concern::UnusedQuantity,
+            evidence: unused.join(", "),
+        });
+    }
     if let Some(phrase) = hedge(answer, DEFAULT_HEDGES) {
         findings.push(Finding {
             concern: Concern::RefusalOrHedge,
@@ -105,6 +118,42 @@ pub fn check_math_answer(answer: &str) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// Numbers the question states (as digits; ordinals, 0 and 1 aside) that the answer never
+/// mentions, as written in the question. A percentage counts as used in either form (30 or 0.3).
+pub fn unused_quantities(question: &str, answer: &str) -> Vec<String> {
+    let numbers = |text: &str| -> Vec<(f64, bool, String)> {
+        let tokens = tokenize(text);
+        tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.kind {
+                Kind::Num { value, percent, .. } => {
+                    let ordinal = tokens.get(i + 1).is_some_and(|n| {
+                        n.at == t.end
+                            && matches!(n.text.to_lowercase().as_str(), "st" | "nd" | "rd" | "th")
+                    });
+                    // 0 and 1 are often implicit in a worked answer ("per hour", "a dozen").
+                    (!ordinal && value != 0.0 && value != 1.0)
+                        .then(|| (value, percent, t.text.to_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let used: Vec<f64> = numbers(answer).into_iter().map(|(v, _, _)| v).collect();
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    let mut unused: Vec<String> = Vec::new();
+    for (value, percent, text) in numbers(question) {
+        let mentioned = used
+            .iter()
+            .any(|u| same(*u, value) || (percent && same(*u, value / 100.0)));
+        if !mentioned && !unused.contains(&text) {
+            unused.push(text);
+        }
+    }
+    unused
 }
 
 /// The first of `phrases` the answer contains (case-insensitively).
@@ -211,16 +260,21 @@ pub fn arithmetic_errors(text: &str) -> Vec<String> {
             break;
         };
         let inner = &rest[inner_start..inner_start + close];
-        if let Some((lhs, rhs)) = inner.split_once('=') {
-            if let Some(false) = equation_holds(&tokenize(lhs), &tokenize(rhs)) {
-                errors.push(format!("<<{inner}>>"));
-            }
+        if !equation_errors(inner).is_empty() {
+            errors.push(format!("<<{inner}>>"));
         }
         rest = &rest[inner_start + close + 2..];
     }
     prose.push_str(rest);
 
-    let tokens = tokenize(&prose);
+    errors.extend(equation_errors(&prose));
+    errors
+}
+
+/// The equations of a text whose sides disagree, as written.
+fn equation_errors(text: &str) -> Vec<String> {
+    let tokens = tokenize(text);
+    let mut errors = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         if !matches!(token.kind, Kind::Eq) {
             continue;
@@ -236,7 +290,7 @@ pub fn arithmetic_errors(text: &str) -> Vec<String> {
                     .rev()
                     .find(|t| !matches!(t.kind, Kind::Word))
                     .map_or(tokens[rhs.end - 1].end, |t| t.end);
-                errors.push(prose[from..to].trim().to_owned());
+                errors.push(text[from..to].trim().to_owned());
             }
         }
     }
@@ -325,7 +379,8 @@ fn tokenize(text: &str) -> Vec<Token<'_>> {
         } else {
             i += width;
             match c {
-                ' ' | '\t' | '$' | '€' | '£' => continue,
+                // Markdown escapes (`3 \\* 4`) and currency signs carry no arithmetic.
+                ' ' | '\t' | '$' | '€' | '£' | '\\' => continue,
                 '+' | '-' | '−' | '*' | '/' | '×' | '÷' | '·' | '^' => Kind::Op(match c {
                     '−' => '-',
                     '×' | '·' => '*',
@@ -451,6 +506,21 @@ fn expression_after(tokens: &[Token<'_>], eq: usize) -> Option<std::ops::Range<u
 /// `Some(true)` when both sides evaluate and agree, `Some(false)` when they disagree, `None`
 /// when either side is not plain arithmetic or the left side has no operator (`x = 5`).
 fn equation_holds(lhs: &[Token<'_>], rhs: &[Token<'_>]) -> Option<bool> {
+    // Different units on the two sides ("2 x 1 hour = 120 minutes") mean a conversion we do
+    // not model.
+    let units = |side: &[Token<'_>]| -> Vec<String> {
+        side.iter()
+            .filter(|t| is_unit_word(t))
+            .map(|t| t.text.to_lowercase().trim_end_matches('s').to_owned())
+            .collect()
+    };
+    let (lhs_units, rhs_units) = (units(lhs), units(rhs));
+    if !lhs_units.is_empty()
+        && !rhs_units.is_empty()
+        && !lhs_units.iter().any(|u| rhs_units.contains(u))
+    {
+        return None;
+    }
     let lhs: Vec<&Token<'_>> = lhs.iter().filter(|t| !is_unit_word(t)).collect();
     let rhs: Vec<&Token<'_>> = rhs.iter().filter(|t| !is_unit_word(t)).collect();
     let has_operator = lhs
@@ -459,30 +529,37 @@ fn equation_holds(lhs: &[Token<'_>], rhs: &[Token<'_>]) -> Option<bool> {
     if !has_operator {
         return None;
     }
-    let decimals = rhs
-        .iter()
-        .filter_map(|t| match t.kind {
-            Kind::Num { decimals, .. } => Some(decimals),
-            _ => None,
-        })
-        .max()?;
-    // Percent signs are read as "/100" or as bare numbers: accept either reading.
+    // "a + b = 96 ÷ 3 = 32" chains results: the left side may equal the right side's first
+    // number rather than the whole of it.
+    let sign = usize::from(rhs.first().is_some_and(|t| t.kind == Kind::Op('-')));
+    let first_number: Vec<&Token<'_>> = rhs.iter().take(sign + 1).copied().collect();
     let mut agreed = None;
-    for percent_as_fraction in [true, false] {
-        let (Some(l), Some(r)) = (
-            evaluate(&lhs, percent_as_fraction),
-            evaluate(&rhs, percent_as_fraction),
-        ) else {
-            continue;
-        };
-        // An integer result must be exact; a decimal one may be rounded to its digits.
-        let tolerance = if decimals == 0 {
-            1e-6 * l.abs().max(1.0)
-        } else {
-            0.5 * 10f64.powi(-(decimals as i32)) + 1e-9
-        };
-        let ok = (l - r).abs() <= tolerance;
-        agreed = Some(agreed.unwrap_or(false) || ok);
+    for candidate in [&rhs, &first_number] {
+        let decimals = candidate
+            .iter()
+            .filter_map(|t| match t.kind {
+                Kind::Num { decimals, .. } => Some(decimals),
+                _ => None,
+            })
+            .max();
+        let Some(decimals) = decimals else { continue };
+        // Percent signs are read as "/100" or as bare numbers: accept either reading.
+        for percent_as_fraction in [true, false] {
+            let (Some(l), Some(r)) = (
+                evaluate(&lhs, percent_as_fraction),
+                evaluate(candidate, percent_as_fraction),
+            ) else {
+                continue;
+            };
+            // An integer result must be exact; a decimal one may be rounded to its digits.
+            let tolerance = if decimals == 0 {
+                1e-6 * l.abs().max(1.0)
+            } else {
+                0.5 * 10f64.powi(-(decimals as i32)) + 1e-9
+            };
+            let ok = (l - r).abs() <= tolerance;
+            agreed = Some(agreed.unwrap_or(false) || ok);
+        }
     }
     agreed
 }
@@ -587,7 +664,7 @@ mod tests {
     use super::*;
 
     fn concerns(answer: &str) -> Vec<&'static str> {
-        check_math_answer(answer)
+        check_math_answer("", answer)
             .iter()
             .map(|f| f.concern.as_str())
             .collect()
@@ -597,11 +674,9 @@ mod tests {
     fn correct_worked_answer_passes() {
         let answer = " James runs 3 x 60 = <<3*60=180>>180 meters per session.\n\
                       In a week he runs 180 x 3 = <<180*3=540>>540 meters.\n#### 540\n\n";
-        assert!(
-            check_math_answer(answer).is_empty(),
-            "{:?}",
-            check_math_answer(answer)
-        );
+        let question = "James runs 3 sprints of 60 meters, 3 times a week. How far in a week?";
+        let findings = check_math_answer(question, answer);
+        assert!(findings.is_empty(), "{findings:?}");
     }
 
     #[test]
@@ -628,6 +703,29 @@ mod tests {
             arithmetic_errors("It takes 10 / 3 = 3 hours."),
             ["10 / 3 = 3"]
         );
+    }
+
+    #[test]
+    fn escaped_operators_chains_and_conversions_are_read_right() {
+        assert!(arithmetic_errors("she uses 17 / (1/4) = 17 \\* 4 = 68 beads").is_empty());
+        assert!(arithmetic_errors("12 + 43 + 15 + 4 + 22 = $96 ÷ 3 = $32 each").is_empty());
+        assert!(arithmetic_errors("It takes 2 x 1 hour = 120 minutes.").is_empty());
+        assert_eq!(arithmetic_errors("So 3 \\* 4 = 13 eggs."), ["3 \\* 4 = 13"]);
+    }
+
+    #[test]
+    fn chained_annotations_are_checked_link_by_link() {
+        assert!(arithmetic_errors("<<8*12+4=96+4=100>>100").is_empty());
+        assert!(arithmetic_errors("He has 10000 + $800 = $10800 - $5200 = $5600 left.").is_empty());
+    }
+
+    #[test]
+    fn quantities_the_answer_skips_are_reported() {
+        let question =
+            "Bernice drove 325 km in 4 days of a 1955 km trip. How far is left on the 2nd day?";
+        let answer = "She still needs 1955 - 325 = 1630 km.\n#### 1630";
+        assert_eq!(unused_quantities(question, answer), ["4"]);
+        assert!(unused_quantities("A 30% tip on $50?", "50 * 0.3 = 15").is_empty());
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub enum ApiError {
     /// The route exists but not for this HTTP method, or does not exist at all.
     #[error("{0}")]
     NotFound(String),
+    /// The tenant's budget cannot cover this request.
+    #[error("Budget exceeded for tenant `{tenant}`: ${committed} of its ${cap} {window} budget is spent or reserved, and this request may cost up to ${estimate}. It resets in {retry_after_secs} s.")]
+    BudgetExceeded {
+        /// Tenant.
+        tenant: String,
+        /// Budget window label.
+        window: &'static str,
+        /// Hard cap.
+        cap: crate::money::Usd,
+        /// Spent plus reserved in the window.
+        committed: crate::money::Usd,
+        /// This request's estimated cost.
+        estimate: crate::money::Usd,
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
     /// The upstream provider failed; see [`UpstreamError`].
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -73,6 +89,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(e) => e.client_status(),
             Self::Http { status, .. } => *status,
         }
@@ -85,6 +102,7 @@ impl ApiError {
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge { .. }
             | Self::NotFound(_) => "invalid_request_error",
+            Self::BudgetExceeded { .. } => "insufficient_quota",
             Self::Upstream(_) => "upstream_error",
             Self::Http { status, .. } if status.is_client_error() => "invalid_request_error",
             Self::Http { .. } => "server_error",
@@ -97,6 +115,7 @@ impl ApiError {
             Self::InvalidRequest { code, .. } => code,
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::NotFound(_) => "not_found",
             Self::Upstream(e) => e.code(),
             Self::Http { status, .. } => match *status {
@@ -140,7 +159,16 @@ impl IntoResponse for ApiError {
             }
         }
         let bytes = Bytes::from(self.body().to_string());
-        json_response(self.status(), bytes)
+        let mut response = json_response(self.status(), bytes);
+        if let Self::BudgetExceeded {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
     }
 }
 

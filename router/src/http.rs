@@ -24,6 +24,7 @@ use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
 use crate::policy::{Live, ReloadOutcome, Reloader};
+use crate::stage::budget::Budgets;
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
@@ -48,6 +49,8 @@ pub struct AppState {
     pub reloader: Option<Arc<Reloader>>,
     /// Settled accounts, for `/v1/frugal/savings`.
     pub ledger: Arc<Ledger>,
+    /// Tenant budget state.
+    pub budgets: Arc<Budgets>,
 }
 
 /// Builds the application with all routes and layers.
@@ -109,6 +112,7 @@ async fn chat_completions(
     let ctx = RequestContext {
         tenant,
         ledger: state.ledger.clone(),
+        budgets: state.budgets.clone(),
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => reply_response(reply),
@@ -180,6 +184,9 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-cost-usd", account.actual.to_string()));
         values.push(("x-frugal-baseline-usd", account.baseline.to_string()));
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
+    }
+    if let Some(warning) = reply.meta.budget_warnings.last() {
+        values.push(("x-frugal-budget-warning", warning.to_string()));
     }
     for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {

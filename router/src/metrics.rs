@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::money::Usd;
+
 /// A metric frugal exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -31,11 +33,19 @@ pub enum Metric {
     SavedUsdTotal,
     /// Counter `{tenant, model, direction}`: tokens billed upstream, `input` or `output`.
     TokensTotal,
+    /// Gauge `{tenant, window}`: settled spend in the current budget window.
+    BudgetSpentUsd,
+    /// Gauge `{tenant, window}`: hard cap minus settled spend.
+    BudgetRemainingUsd,
+    /// Counter `{tenant, threshold}`: soft budget thresholds crossed.
+    BudgetThresholdCrossedTotal,
+    /// Counter `{tenant}`: requests refused by a hard budget cap.
+    BudgetRejectionsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 15] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -47,6 +57,10 @@ impl Metric {
         Self::BaselineCostUsdTotal,
         Self::SavedUsdTotal,
         Self::TokensTotal,
+        Self::BudgetSpentUsd,
+        Self::BudgetRemainingUsd,
+        Self::BudgetThresholdCrossedTotal,
+        Self::BudgetRejectionsTotal,
     ];
 
     /// The Prometheus name.
@@ -63,6 +77,10 @@ impl Metric {
             Self::BaselineCostUsdTotal => "frugal_baseline_cost_usd_total",
             Self::SavedUsdTotal => "frugal_saved_usd_total",
             Self::TokensTotal => "frugal_tokens_total",
+            Self::BudgetSpentUsd => "frugal_budget_spent_usd",
+            Self::BudgetRemainingUsd => "frugal_budget_remaining_usd",
+            Self::BudgetThresholdCrossedTotal => "frugal_budget_threshold_crossed_total",
+            Self::BudgetRejectionsTotal => "frugal_budget_rejections_total",
         }
     }
 
@@ -92,6 +110,14 @@ impl Metric {
             Self::TokensTotal => {
                 "Tokens billed upstream by tenant, model and direction (input, output)."
             }
+            Self::BudgetSpentUsd => {
+                "Settled spend in the current budget window, by tenant and window."
+            }
+            Self::BudgetRemainingUsd => "Hard cap minus settled spend in the current window.",
+            Self::BudgetThresholdCrossedTotal => {
+                "Soft budget thresholds crossed, by tenant and threshold."
+            }
+            Self::BudgetRejectionsTotal => "Requests refused (429) by a tenant's hard budget cap.",
         }
     }
 }
@@ -184,6 +210,30 @@ pub fn record_account(tenant: &str, account: &crate::stage::account::Account) {
         metrics::gauge!(Metric::SavedUsdTotal.name(), "tenant" => tenant.to_string(), "lever" => lever)
             .increment(saved.dollars());
     }
+}
+
+/// Sets a tenant's budget gauges.
+pub fn record_budget_spend(tenant: &str, window: &'static str, spent: Usd, cap: Usd) {
+    metrics::gauge!(Metric::BudgetSpentUsd.name(), "tenant" => tenant.to_string(), "window" => window)
+        .set(spent.dollars());
+    metrics::gauge!(Metric::BudgetRemainingUsd.name(), "tenant" => tenant.to_string(), "window" => window)
+        .set((cap - spent).dollars());
+}
+
+/// Counts a soft threshold crossed.
+pub fn record_budget_threshold(tenant: &str, threshold: f64) {
+    metrics::counter!(
+        Metric::BudgetThresholdCrossedTotal.name(),
+        "tenant" => tenant.to_string(),
+        "threshold" => format!("{threshold}")
+    )
+    .increment(1);
+}
+
+/// Counts a request refused by a hard cap.
+pub fn record_budget_rejection(tenant: &str) {
+    metrics::counter!(Metric::BudgetRejectionsTotal.name(), "tenant" => tenant.to_string())
+        .increment(1);
 }
 
 /// Counts a request in flight until dropped.

@@ -17,6 +17,7 @@ use crate::policy::{Baseline, LiveState, ModelRoute, Policy};
 use crate::request::ChatRequest;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
+use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
 
@@ -30,6 +31,8 @@ pub struct RequestContext {
     pub tenant: String,
     /// Where settled accounts are summed.
     pub ledger: Arc<Ledger>,
+    /// Tenant budget state.
+    pub budgets: Arc<Budgets>,
 }
 
 /// What the pipeline answers.
@@ -49,6 +52,8 @@ pub struct ReplyMeta {
     pub provider: String,
     /// The settled account; `None` for a stream, which settles when it ends.
     pub account: Option<Account>,
+    /// Soft budget thresholds this request crossed.
+    pub budget_warnings: Vec<BudgetWarning>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -83,10 +88,12 @@ pub async fn handle(
         model: route.alias.clone(),
         provider: route.provider.clone(),
         account: None,
+        budget_warnings: Vec::new(),
     };
 
     let mut outbound = request.body;
     outbound.insert("model".into(), Value::String(route.upstream.clone()));
+    let reservation = reserve_budget(live, ctx, &pricing, &outbound)?;
     let started = Instant::now();
     if request.stream {
         // Ask for usage so the stream can be priced; the client only sees it if it asked too.
@@ -95,7 +102,13 @@ pub async fn handle(
         set_include_usage(&mut outbound);
         let events = upstream.stream(&outbound).await;
         metrics::record_upstream(upstream.name(), outcome(&events), started.elapsed());
-        let tap = StreamTap::new(ctx.clone(), pricing, prompt_tokens, client_wants_usage);
+        let tap = StreamTap::new(
+            ctx.clone(),
+            pricing,
+            prompt_tokens,
+            client_wants_usage,
+            reservation,
+        );
         return Ok(Reply {
             meta,
             body: ReplyBody::Stream(relay(events?, tap)),
@@ -109,7 +122,11 @@ pub async fn handle(
         output: tokens::count(&answer_text(&reply.body)),
         source: TokenSource::Counted,
     });
-    meta.account = Some(settle(ctx, &pricing, tokens));
+    let account = settle(ctx, &pricing, tokens);
+    if let Some(reservation) = reservation {
+        meta.budget_warnings = reservation.settle(account.actual);
+    }
+    meta.account = Some(account);
     Ok(Reply {
         meta,
         body: ReplyBody::Json(reply.raw),
@@ -133,6 +150,25 @@ pub fn resolve_model<'p>(
         .models
         .get(alias)
         .ok_or_else(|| ApiError::ModelNotFound(alias.to_string()))
+}
+
+/// Reserves the request's worst-case cost against its tenant's budget, if one applies: every
+/// prompt token plus `max_tokens` (or the budget's assumed output) at the answering model's price.
+fn reserve_budget(
+    live: &LiveState,
+    ctx: &RequestContext,
+    pricing: &Pricing,
+    body: &Map<String, Value>,
+) -> Result<Option<Reservation>, ApiError> {
+    let Some(budget) = Budgets::policy_for(&live.policy, &ctx.tenant) else {
+        return Ok(None);
+    };
+    let max_output = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+        .unwrap_or(budget.assumed_output_tokens);
+    let estimate = pricing.price.cost(tokens::prompt_tokens(body), max_output);
+    ctx.budgets.reserve(budget, &ctx.tenant, estimate).map(Some)
 }
 
 fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
@@ -219,6 +255,7 @@ struct StreamTap {
     client_wants_usage: bool,
     text: String,
     usage: Option<Tokens>,
+    reservation: Option<Reservation>,
     settled: bool,
 }
 
@@ -228,6 +265,7 @@ impl StreamTap {
         pricing: Pricing,
         prompt_tokens: u64,
         client_wants_usage: bool,
+        reservation: Option<Reservation>,
     ) -> Self {
         Self {
             ctx,
@@ -236,6 +274,7 @@ impl StreamTap {
             client_wants_usage,
             text: String::new(),
             usage: None,
+            reservation,
             settled: false,
         }
     }
@@ -302,7 +341,12 @@ impl StreamTap {
             output: tokens::count(&self.text),
             source: TokenSource::Counted,
         });
-        settle(&self.ctx, &self.pricing, tokens)
+        let account = settle(&self.ctx, &self.pricing, tokens);
+        if let Some(reservation) = self.reservation.take() {
+            // Streams cannot carry a late header; the warning is logged and counted.
+            reservation.settle(account.actual);
+        }
+        account
     }
 }
 

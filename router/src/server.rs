@@ -16,6 +16,7 @@ use crate::http::{app, AppState};
 use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
+use crate::stage::budget::Budgets;
 
 /// The file a served policy was read from, watched for changes.
 #[derive(Debug, Clone)]
@@ -32,18 +33,25 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The live state, swappable for reloads.
     pub live: Live,
+    /// Tenant budget state.
+    pub budgets: Arc<Budgets>,
+    budget_file: Option<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    watcher: Option<JoinHandle<()>>,
+    /// Policy watcher and budget persister.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        if let Some(watcher) = &self.watcher {
-            watcher.abort();
+        for task in &self.background {
+            task.abort();
         }
     }
 }
+
+/// How often changed budget spend is written to the policy's `budget_state_file`.
+const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl RunningServer {
     /// Starts serving `policy` on `listener`; with a `source`, the file is watched and reloaded.
@@ -55,6 +63,13 @@ impl RunningServer {
         let addr = listener.local_addr()?;
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
+        let budget_file = policy.budget_state_file.clone();
+        let budgets = Arc::new(match &budget_file {
+            Some(path) => Budgets::load(path).map_err(|e| {
+                anyhow::anyhow!("cannot read budget_state_file {}: {e}", path.display())
+            })?,
+            None => Budgets::default(),
+        });
         let state = LiveState::new(policy, 1)?;
         // The recorder must exist before the first metric, or that metric is lost.
         let metrics_handle = metrics::install();
@@ -67,17 +82,23 @@ impl RunningServer {
         let reloader = source
             .as_ref()
             .map(|s| Arc::new(Reloader::new(s.path.clone(), live.clone())));
-        let watcher = reloader
-            .clone()
-            .zip(source.map(|s| s.poll))
-            .filter(|(_, poll)| !poll.is_zero())
-            .map(|(reloader, poll)| tokio::spawn(reloader.watch(poll)));
+        let mut background = Vec::new();
+        if let Some((reloader, poll)) = reloader.clone().zip(source.map(|s| s.poll)) {
+            if !poll.is_zero() {
+                background.push(tokio::spawn(reloader.watch(poll)));
+            }
+        }
+        if let Some(path) = &budget_file {
+            let persister = budgets.clone().persist(path.clone(), BUDGET_SAVE_INTERVAL);
+            background.push(tokio::spawn(persister));
+        }
         let app_state = AppState {
             live: live.clone(),
             metrics: metrics_handle,
             draining: draining.clone(),
             reloader,
             ledger: Arc::new(Ledger::new()),
+            budgets: budgets.clone(),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
@@ -103,19 +124,24 @@ impl RunningServer {
         Ok(Self {
             addr,
             live,
+            budgets,
+            budget_file,
             stop,
             task,
-            watcher,
+            background,
         })
     }
 
     /// Stops accepting, lets in-flight requests finish within the policy's grace period.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(watcher) = self.watcher.take() {
-            watcher.abort();
-        }
         let _ = self.stop.send(true);
         (&mut self.task).await??;
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        if let Some(path) = &self.budget_file {
+            self.budgets.save(path)?;
+        }
         Ok(())
     }
 

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::money::TokenPrice;
 
 use super::locate::{join, Position, SourceMap};
-use super::raw::{RawLimits, RawModel, RawPolicy, RawProvider, TOP_LEVEL_KEYS};
+use super::raw::{
+    RawBudget, RawLimits, RawModel, RawPolicy, RawProvider, RawTenant, TOP_LEVEL_KEYS,
+};
 
 /// A validated policy: the only form the request path ever sees.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct Policy {
     pub baseline: Baseline,
     /// Request limits.
     pub limits: Limits,
+    /// Budgets by tenant name; the `default` entry (if any) applies to unlisted tenants.
+    pub budgets: BTreeMap<String, BudgetPolicy>,
+    /// Where budget spend is persisted, if anywhere.
+    pub budget_state_file: Option<std::path::PathBuf>,
     /// Short SHA-256 of the policy text, to tell which policy is live.
     pub hash: String,
 }
@@ -95,6 +101,45 @@ pub struct Price {
     /// Per 1M output tokens.
     pub output_per_mtok: f64,
 }
+
+/// A calendar window a budget counts over (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    /// From the start of the hour.
+    Hour,
+    /// From midnight UTC.
+    Day,
+    /// From the first of the month, UTC.
+    Month,
+}
+
+impl BudgetWindow {
+    /// The label used in metrics and headers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+}
+
+/// One tenant's checked budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetPolicy {
+    /// The window spend counts over.
+    pub window: BudgetWindow,
+    /// Hard cap in the window.
+    pub hard_cap: crate::money::Usd,
+    /// Soft thresholds as shares of the cap, ascending, each in (0, 1).
+    pub soft_thresholds: Vec<f64>,
+    /// Output tokens assumed for requests without `max_tokens`.
+    pub assumed_output_tokens: u64,
+}
+
+/// Output tokens assumed when a request sets no `max_tokens`.
+pub const DEFAULT_ASSUMED_OUTPUT_TOKENS: u64 = 1024;
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -284,6 +329,7 @@ fn diagnose(
             "providers" => check_entries::<RawProvider>(section, name, errors, broken),
             "models" => check_entries::<RawModel>(section, name, errors, broken),
             "limits" => check_value::<RawLimits>(section, name, errors, broken),
+            "tenants" => check_entries::<RawTenant>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -505,6 +551,29 @@ fn compile(
         errors,
     );
 
+    let budgets = raw
+        .tenants
+        .iter()
+        .filter_map(|(name, tenant)| {
+            let budget = tenant.budget.as_ref()?;
+            compile_budget(&join(&join("tenants", name), "budget"), budget, errors)
+                .map(|b| (name.clone(), b))
+        })
+        .collect();
+    for name in raw.tenants.keys() {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            errors.push(
+                join("tenants", name),
+                "tenant names are 1-64 letters, digits, `_`, `.` or `-`",
+            );
+        }
+    }
+
     let hash = text_hash(text);
     Some(Policy {
         listen: listen.ok()?,
@@ -513,6 +582,8 @@ fn compile(
         models,
         default_model: default_model?,
         baseline,
+        budgets,
+        budget_state_file: raw.budget_state_file.map(std::path::PathBuf::from),
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -617,6 +688,50 @@ fn compile_model(
             output_per_mtok: raw.price.output_per_mtok,
         },
         token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
+    })
+}
+
+fn compile_budget(path: &str, raw: &RawBudget, errors: &mut Errors) -> Option<BudgetPolicy> {
+    let before = errors.list.len();
+    let window = match raw.window.as_str() {
+        "hour" => BudgetWindow::Hour,
+        "day" => BudgetWindow::Day,
+        "month" => BudgetWindow::Month,
+        other => {
+            errors.push(
+                join(path, "window"),
+                format!("`{other}` is not a window: use hour, day or month"),
+            );
+            BudgetWindow::Day
+        }
+    };
+    if !raw.hard_cap_usd.is_finite() || raw.hard_cap_usd <= 0.0 {
+        errors.push(
+            join(path, "hard_cap_usd"),
+            "must be a positive number of dollars",
+        );
+    }
+    let mut thresholds = raw.soft_thresholds.clone();
+    for (i, t) in thresholds.iter().enumerate() {
+        if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
+            errors.push(
+                format!("{}[{i}]", join(path, "soft_thresholds")),
+                format!("{t} is not a share of the cap in (0, 1)"),
+            );
+        }
+    }
+    thresholds.sort_by(f64::total_cmp);
+    thresholds.dedup();
+    if raw.assumed_output_tokens == Some(0) {
+        errors.push(join(path, "assumed_output_tokens"), "must be at least 1");
+    }
+    (errors.list.len() == before).then(|| BudgetPolicy {
+        window,
+        hard_cap: crate::money::Usd::from_dollars(raw.hard_cap_usd),
+        soft_thresholds: thresholds,
+        assumed_output_tokens: raw
+            .assumed_output_tokens
+            .unwrap_or(DEFAULT_ASSUMED_OUTPUT_TOKENS),
     })
 }
 

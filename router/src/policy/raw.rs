@@ -35,6 +35,37 @@ pub struct RawPolicy {
     /// Request limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// Per-tenant settings by tenant name; `default` applies to every tenant not listed.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+    /// File where budget spend is saved (atomically) so it survives a restart.
+    #[serde(default)]
+    pub budget_state_file: Option<String>,
+}
+
+/// Settings of one tenant (or of `default`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Spend limit over a calendar window.
+    #[serde(default)]
+    pub budget: Option<RawBudget>,
+}
+
+/// A spend limit over a calendar window (UTC).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// `hour`, `day` or `month`.
+    pub window: String,
+    /// Requests that could take spend past this many USD in the window get a 429.
+    pub hard_cap_usd: f64,
+    /// Shares of the cap (each in (0, 1)) that raise a warning once per window.
+    #[serde(default)]
+    pub soft_thresholds: Vec<f64>,
+    /// Output tokens assumed when reserving for a request without `max_tokens`.
+    #[serde(default)]
+    pub assumed_output_tokens: Option<u64>,
 }
 
 /// An OpenAI-compatible upstream.
@@ -113,6 +144,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "default_model",
     "baseline_model",
     "limits",
+    "tenants",
+    "budget_state_file",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

@@ -1,3 +1,4 @@
 //! The pipeline's stages, one job each, called in order by [`crate::pipeline::handle`].
 
 pub mod account;
+pub mod budget;

@@ -328,12 +328,22 @@ def k8s_policy_for(mock_upstream: str, **changes) -> str:
     return yaml.safe_dump(policy)
 
 
-@pytest.fixture
-def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+# Budgets for the scrape: k8s/base/policy.yaml has none (it is policies/default.yaml), so no
+# budget series would ever appear. `default` (every tenant not listed) has room to spare but a
+# soft threshold the first request crosses, so that request settles spend (the spent and
+# remaining gauges) and counts a crossing; `capped` can afford nothing, so its request is
+# refused before any spend and counts a rejection.
+SCRAPE_TENANTS = {
+    "default": {"budget": {"window": "day", "hard_cap_usd": 1.0, "soft_thresholds": [0.000001]}},
+    "capped": {"budget": {"window": "day", "hard_cap_usd": 0.0000001}},
+}
+
+
+def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> str:
     """`frugal serve` started the way the container starts it: the policy from FRUGAL_POLICY in
-    a ConfigMap-style volume, the API key from OPENAI_API_KEY; pointed at the mock upstream."""
+    a ConfigMap-style volume, the API key from OPENAI_API_KEY."""
     mount = tmp_path / "etc-frugal"
-    write_configmap_volume(mount, {"policy.yaml": k8s_policy_for(mock_upstream)}, version=1)
+    write_configmap_volume(mount, {"policy.yaml": policy}, version=1)
     monkeypatch.setenv("FRUGAL_POLICY", str(mount / "policy.yaml"))
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-from-the-secret")
     port = free_port()
@@ -341,6 +351,26 @@ def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
     proc = procs.start([frugal_bin, "serve", "--listen", f"127.0.0.1:{port}"])
     wait_ready(f"http://127.0.0.1:{port}/healthz", proc=proc)
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+    """A sidecar on the k8s policy as shipped, pointed at the mock upstream."""
+    return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, k8s_policy_for(mock_upstream))
+
+
+@pytest.fixture
+def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+    """A sidecar on the k8s policy plus SCRAPE_TENANTS, pointed at the mock upstream."""
+    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS)
+    return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
+
+
+def test_scrape_budget_policy_passes_policy_check(frugal_bin, tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(k8s_policy_for("http://127.0.0.1:9/v1", tenants=SCRAPE_TENANTS))
+    out = subprocess.run([frugal_bin, "policy", "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def get(url: str) -> tuple[int, str]:
@@ -422,6 +452,10 @@ EXPORTED_TODAY = {
     "frugal_baseline_cost_usd_total",
     "frugal_saved_usd_total",
     "frugal_tokens_total",
+    "frugal_budget_spent_usd",
+    "frugal_budget_remaining_usd",
+    "frugal_budget_threshold_crossed_total",
+    "frugal_budget_rejections_total",
 }
 
 
@@ -435,16 +469,26 @@ def test_exported_today_is_every_metric_the_router_defines():
     assert names == EXPORTED_TODAY, "router/src/metrics.rs and EXPORTED_TODAY (so the dashboard) drifted"
 
 
-def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar):
-    # One answered chat request creates the request, upstream, cost, baseline, saved (every
-    # lever) and tokens series, all with tenant="default".
-    request = urllib.request.Request(
-        k8s_sidecar + "/v1/chat/completions",
+def chat_request(base: str, **headers) -> urllib.request.Request:
+    return urllib.request.Request(
+        base + "/v1/chat/completions",
         data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **headers},
     )
-    with urllib.request.urlopen(request, timeout=30) as r:
+
+
+def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar_with_budgets):
+    k8s_sidecar = k8s_sidecar_with_budgets
+    # One answered chat request creates the request, upstream, cost, baseline, saved (every
+    # lever) and tokens series, all with tenant="default", and (SCRAPE_TENANTS) the budget
+    # spent and remaining gauges and a soft threshold crossing.
+    with urllib.request.urlopen(chat_request(k8s_sidecar), timeout=30) as r:
         assert r.status == 200
+        assert r.headers.get("x-frugal-budget-warning"), "the soft threshold was not crossed"
+    # A request from tenant `capped` is refused by its hard cap: the rejection counter.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-tenant": "capped"}), timeout=30)
+    assert refused.value.code == 429
     # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
     # there from startup (the live policy, value 1), not from a reload.
     Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
@@ -461,6 +505,10 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert len(queries) >= 10
     assert exported["frugal_policy_info"]["revision"] == {"1"}
     assert re.search(r'^frugal_policy_info\{revision="1",hash="\w+"\} 1$', text, re.M), "policy 1 not live"
+    for gauge in ("frugal_budget_spent_usd", "frugal_budget_remaining_usd"):
+        assert exported[gauge] == {"tenant": {"default"}, "window": {"day"}}, gauge
+    assert exported["frugal_budget_threshold_crossed_total"] == {"tenant": {"default"}, "threshold": {"0.000001"}}
+    assert exported["frugal_budget_rejections_total"] == {"tenant": {"capped"}}
     used = set()
     for query in queries:
         # Every `name{` is a metric selector; frugal's metrics are the only ones a panel may use.

@@ -80,11 +80,13 @@ def main() -> None:
         metrics = r.read().decode()
     print("\nsidecar metrics (GET /metrics):")
     for line in metrics.splitlines():
-        if line.startswith(("frugal_requests_total", "frugal_upstream_requests_total", "frugal_policy_info")):
+        if line.startswith(
+            ("frugal_requests_total", "frugal_upstream_requests_total", "frugal_cost_usd_total", "frugal_budget_")
+        ):
             print("  " + line)
     print(
-        "\nLevers live in this build: none yet — requests are relayed to the model they name. Trim, cache,"
-        "\nroute and per-lever savings land as their issues do; this demo will print them here."
+        "\nLevers live in this build: accounting and budgets. Trim, cache and route are not built yet,"
+        "\nso their savings below read zero: each request is relayed to the model it names."
     )
 
 

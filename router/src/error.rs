@@ -51,6 +51,14 @@ pub enum ApiError {
         /// Seconds until the window resets.
         retry_after_secs: u64,
     },
+    /// A per-run cap or the loop detector stopped the request.
+    #[error("{message}")]
+    RunLimit {
+        /// What was exceeded.
+        message: String,
+        /// `run_budget_exceeded` or `loop_detected`.
+        code: &'static str,
+    },
     /// The upstream provider failed; see [`UpstreamError`].
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -89,7 +97,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BudgetExceeded { .. } | Self::RunLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(e) => e.client_status(),
             Self::Http { status, .. } => *status,
         }
@@ -102,7 +110,7 @@ impl ApiError {
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge { .. }
             | Self::NotFound(_) => "invalid_request_error",
-            Self::BudgetExceeded { .. } => "insufficient_quota",
+            Self::BudgetExceeded { .. } | Self::RunLimit { .. } => "insufficient_quota",
             Self::Upstream(_) => "upstream_error",
             Self::Http { status, .. } if status.is_client_error() => "invalid_request_error",
             Self::Http { .. } => "server_error",
@@ -116,6 +124,7 @@ impl ApiError {
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::RunLimit { code, .. } => code,
             Self::NotFound(_) => "not_found",
             Self::Upstream(e) => e.code(),
             Self::Http { status, .. } => match *status {

@@ -25,6 +25,7 @@ use crate::metrics::{self, InFlight};
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
 use crate::policy::{Live, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
+use crate::stage::run::{run_id, OutcomeError, Runs};
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
@@ -32,6 +33,8 @@ pub const HEADER_MODEL: &str = "x-frugal-model";
 pub const HEADER_PROVIDER: &str = "x-frugal-provider";
 /// Request header naming the tenant a request is billed to.
 pub const HEADER_TENANT: &str = "x-frugal-tenant";
+/// Request header naming the agent run a request belongs to.
+pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
 /// Tenant of requests that name none.
 pub const DEFAULT_TENANT: &str = "default";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,6 +54,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// Tenant budget state.
     pub budgets: Arc<Budgets>,
+    /// Agent run state.
+    pub runs: Arc<Runs>,
 }
 
 /// Builds the application with all routes and layers.
@@ -63,6 +68,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/v1/frugal/reload", post(reload_policy))
         .route("/v1/frugal/savings", get(savings))
+        .route("/v1/frugal/outcome", post(report_outcome))
         .fallback(not_found)
         .layer(middleware::from_fn(openai_shaped_errors))
         .layer(TimeoutLayer::with_status_code(
@@ -113,6 +119,11 @@ async fn chat_completions(
         tenant,
         ledger: state.ledger.clone(),
         budgets: state.budgets.clone(),
+        run_id: run_id(
+            headers.get(HEADER_RUN_ID).and_then(|v| v.to_str().ok()),
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        ),
+        runs: state.runs.clone(),
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => reply_response(reply),
@@ -184,6 +195,9 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-cost-usd", account.actual.to_string()));
         values.push(("x-frugal-baseline-usd", account.baseline.to_string()));
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
+    }
+    if let Some(finding) = &reply.meta.loop_flag {
+        values.push(("x-frugal-loop-detected", finding.clone()));
     }
     if let Some(warning) = reply.meta.budget_warnings.last() {
         values.push(("x-frugal-budget-warning", warning.to_string()));
@@ -268,6 +282,45 @@ async fn savings(State(state): State<AppState>, Query(query): Query<SavingsQuery
     Json(state.ledger.report(window)).into_response()
 }
 
+/// Body of `POST /v1/frugal/outcome`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeReport {
+    run_id: String,
+    resolved: bool,
+}
+
+async fn report_outcome(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let report: OutcomeReport = match serde_json::from_slice(&body) {
+        Ok(report) => report,
+        Err(e) => {
+            let message = format!("Expected {{\"run_id\": string, \"resolved\": boolean}}: {e}.");
+            return ApiError::invalid_body(message).into_response();
+        }
+    };
+    match state.runs.report_outcome(&report.run_id, report.resolved) {
+        Ok(summary) => {
+            state.ledger.record_outcome(&summary);
+            Json(summary).into_response()
+        }
+        Err(OutcomeError::Unknown) => {
+            let message = format!(
+                "No request of run `{}` has been seen (or it expired).",
+                report.run_id
+            );
+            ApiError::NotFound(message).into_response()
+        }
+        Err(OutcomeError::AlreadyReported) => ApiError::Http {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "The outcome of run `{}` was already reported.",
+                report.run_id
+            ),
+        }
+        .into_response(),
+    }
+}
+
 async fn not_found(request: Request) -> Response {
     let message = format!(
         "Unknown route: {} {}.",
@@ -335,6 +388,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
         Some("/metrics") => "metrics",
         Some("/v1/frugal/reload") => "reload",
         Some("/v1/frugal/savings") => "savings",
+        Some("/v1/frugal/outcome") => "outcome",
         _ => "other",
     }
 }

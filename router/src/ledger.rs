@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Usd;
 use crate::stage::account::Account;
+use crate::stage::run::RunSummary;
 
 /// How long per-minute buckets are kept (the longest window that can be asked for).
 pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -34,8 +35,68 @@ pub struct Totals {
     pub trimmed_tokens: u64,
     /// Upstream calls made (retries and escalations included).
     pub upstream_attempts: u64,
+    /// Agent runs whose outcome was reported (`POST /v1/frugal/outcome`).
+    #[serde(default)]
+    pub runs: RunTotals,
     #[serde(skip)]
     exact: ExactTotals,
+}
+
+/// Cost per resolved interaction: what finance cares about.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTotals {
+    /// Runs reported resolved.
+    pub resolved: u64,
+    /// Runs reported unresolved.
+    pub unresolved: u64,
+    /// Spend of all reported runs divided by the resolved ones: what one success really costs.
+    pub cost_per_resolved_run_usd: f64,
+    /// The same at baseline prices.
+    pub baseline_per_resolved_run_usd: f64,
+    /// Share of reported runs' spend that went to unresolved runs.
+    pub unresolved_spend_share: f64,
+    #[serde(skip)]
+    exact: ExactRuns,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ExactRuns {
+    resolved_actual: Usd,
+    unresolved_actual: Usd,
+    resolved_baseline: Usd,
+    unresolved_baseline: Usd,
+}
+
+impl RunTotals {
+    fn add(&mut self, other: &ExactRuns, resolved: u64, unresolved: u64) {
+        let e = &mut self.exact;
+        e.resolved_actual = e.resolved_actual + other.resolved_actual;
+        e.unresolved_actual = e.unresolved_actual + other.unresolved_actual;
+        e.resolved_baseline = e.resolved_baseline + other.resolved_baseline;
+        e.unresolved_baseline = e.unresolved_baseline + other.unresolved_baseline;
+        self.resolved += resolved;
+        self.unresolved += unresolved;
+        let all_actual = (e.resolved_actual + e.unresolved_actual).dollars();
+        let all_baseline = (e.resolved_baseline + e.unresolved_baseline).dollars();
+        let per = |usd: f64| {
+            if self.resolved == 0 {
+                0.0
+            } else {
+                usd / self.resolved as f64
+            }
+        };
+        self.cost_per_resolved_run_usd = per(all_actual);
+        self.baseline_per_resolved_run_usd = per(all_baseline);
+        self.unresolved_spend_share = if all_actual == 0.0 {
+            0.0
+        } else {
+            e.unresolved_actual.dollars() / all_actual
+        };
+    }
+
+    fn merge(&mut self, other: &RunTotals) {
+        self.add(&other.exact, other.resolved, other.unresolved);
+    }
 }
 
 /// Dollars saved per lever.
@@ -98,6 +159,7 @@ impl Totals {
         self.escalations += other.escalations;
         self.trimmed_tokens += other.trimmed_tokens;
         self.upstream_attempts += other.upstream_attempts;
+        self.runs.merge(&other.runs);
         self.refresh_dollars();
     }
 
@@ -192,6 +254,44 @@ impl Ledger {
                 .entry(tenant.to_string())
                 .or_default()
                 .add(account, facts);
+        }
+    }
+
+    /// Adds a run whose outcome the agent reported.
+    pub fn record_outcome(&self, run: &RunSummary) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let exact = if run.resolved {
+            ExactRuns {
+                resolved_actual: run.actual,
+                resolved_baseline: run.baseline,
+                ..Default::default()
+            }
+        } else {
+            ExactRuns {
+                unresolved_actual: run.actual,
+                unresolved_baseline: run.baseline,
+                ..Default::default()
+            }
+        };
+        let (resolved, unresolved) = if run.resolved { (1, 0) } else { (0, 1) };
+        state
+            .since_start
+            .entry(run.tenant.clone())
+            .or_default()
+            .runs
+            .add(&exact, resolved, unresolved);
+        let minute = unix_minute(SystemTime::now());
+        if state.minutes.back().map(|(m, _)| *m) != Some(minute) {
+            state.minutes.push_back((minute, BTreeMap::new()));
+        }
+        if let Some((_, bucket)) = state.minutes.back_mut() {
+            bucket
+                .entry(run.tenant.clone())
+                .or_default()
+                .runs
+                .add(&exact, resolved, unresolved);
         }
     }
 

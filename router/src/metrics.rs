@@ -41,11 +41,15 @@ pub enum Metric {
     BudgetThresholdCrossedTotal,
     /// Counter `{tenant}`: requests refused by a hard budget cap.
     BudgetRejectionsTotal,
+    /// Counter `{tenant, kind}`: requests refused by a per-run cap (`cost` or `tokens`).
+    RunCapExceededTotal,
+    /// Counter `{tenant, action}`: loops detected in agent runs (`block` or `flag`).
+    LoopsDetectedTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 17] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -61,6 +65,8 @@ impl Metric {
         Self::BudgetRemainingUsd,
         Self::BudgetThresholdCrossedTotal,
         Self::BudgetRejectionsTotal,
+        Self::RunCapExceededTotal,
+        Self::LoopsDetectedTotal,
     ];
 
     /// The Prometheus name.
@@ -81,6 +87,8 @@ impl Metric {
             Self::BudgetRemainingUsd => "frugal_budget_remaining_usd",
             Self::BudgetThresholdCrossedTotal => "frugal_budget_threshold_crossed_total",
             Self::BudgetRejectionsTotal => "frugal_budget_rejections_total",
+            Self::RunCapExceededTotal => "frugal_run_cap_exceeded_total",
+            Self::LoopsDetectedTotal => "frugal_loops_detected_total",
         }
     }
 
@@ -118,6 +126,12 @@ impl Metric {
                 "Soft budget thresholds crossed, by tenant and threshold."
             }
             Self::BudgetRejectionsTotal => "Requests refused (429) by a tenant's hard budget cap.",
+            Self::RunCapExceededTotal => {
+                "Requests refused by a per-run cap, by tenant and kind (cost, tokens)."
+            }
+            Self::LoopsDetectedTotal => {
+                "Loops detected in agent runs, by tenant and action (block, flag)."
+            }
         }
     }
 }
@@ -234,6 +248,16 @@ pub fn record_budget_threshold(tenant: &str, threshold: f64) {
 pub fn record_budget_rejection(tenant: &str) {
     metrics::counter!(Metric::BudgetRejectionsTotal.name(), "tenant" => tenant.to_string())
         .increment(1);
+}
+
+/// Counts a request refused by a per-run cap.
+pub fn record_run_cap_exceeded(tenant: &str, kind: &'static str) {
+    metrics::counter!(Metric::RunCapExceededTotal.name(), "tenant" => tenant.to_string(), "kind" => kind).increment(1);
+}
+
+/// Counts a detected loop.
+pub fn record_loop(tenant: &str, action: &'static str) {
+    metrics::counter!(Metric::LoopsDetectedTotal.name(), "tenant" => tenant.to_string(), "action" => action).increment(1);
 }
 
 /// Counts a request in flight until dropped.

@@ -13,11 +13,13 @@ use crate::error::ApiError;
 use crate::ledger::{Ledger, RequestFacts};
 use crate::metrics;
 use crate::money::TokenPrice;
+use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
 use crate::policy::{Baseline, LiveState, ModelRoute, Policy};
 use crate::request::ChatRequest;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
 use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
+use crate::stage::run::Runs;
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
 
@@ -33,6 +35,10 @@ pub struct RequestContext {
     pub ledger: Arc<Ledger>,
     /// Tenant budget state.
     pub budgets: Arc<Budgets>,
+    /// The agent run this request belongs to, if it says.
+    pub run_id: Option<String>,
+    /// Per-run state.
+    pub runs: Arc<Runs>,
 }
 
 /// What the pipeline answers.
@@ -54,6 +60,8 @@ pub struct ReplyMeta {
     pub account: Option<Account>,
     /// Soft budget thresholds this request crossed.
     pub budget_warnings: Vec<BudgetWarning>,
+    /// A loop the policy flags rather than blocks.
+    pub loop_flag: Option<String>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -89,11 +97,27 @@ pub async fn handle(
         provider: route.provider.clone(),
         account: None,
         budget_warnings: Vec::new(),
+        loop_flag: None,
     };
 
     let mut outbound = request.body;
     outbound.insert("model".into(), Value::String(route.upstream.clone()));
-    let reservation = reserve_budget(live, ctx, &pricing, &outbound)?;
+    let worst = worst_case(live, ctx, &pricing, &outbound);
+    if let Some(run_id) = &ctx.run_id {
+        let verdict = ctx.runs.check(
+            &live.policy.runs,
+            &ctx.tenant,
+            run_id,
+            &outbound,
+            worst.cost,
+            worst.tokens,
+        )?;
+        meta.loop_flag = verdict.loop_flag;
+    }
+    let reservation = match Budgets::policy_for(&live.policy, &ctx.tenant) {
+        Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
+        None => None,
+    };
     let started = Instant::now();
     if request.stream {
         // Ask for usage so the stream can be priced; the client only sees it if it asked too.
@@ -152,23 +176,30 @@ pub fn resolve_model<'p>(
         .ok_or_else(|| ApiError::ModelNotFound(alias.to_string()))
 }
 
-/// Reserves the request's worst-case cost against its tenant's budget, if one applies: every
-/// prompt token plus `max_tokens` (or the budget's assumed output) at the answering model's price.
-fn reserve_budget(
+/// The most a request can cost: every prompt token plus `max_tokens` (or the tenant budget's
+/// assumed output) at the answering model's price.
+struct WorstCase {
+    cost: crate::money::Usd,
+    tokens: u64,
+}
+
+fn worst_case(
     live: &LiveState,
     ctx: &RequestContext,
     pricing: &Pricing,
     body: &Map<String, Value>,
-) -> Result<Option<Reservation>, ApiError> {
-    let Some(budget) = Budgets::policy_for(&live.policy, &ctx.tenant) else {
-        return Ok(None);
-    };
+) -> WorstCase {
+    let assumed = Budgets::policy_for(&live.policy, &ctx.tenant)
+        .map_or(DEFAULT_ASSUMED_OUTPUT_TOKENS, |b| b.assumed_output_tokens);
     let max_output = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
-        .unwrap_or(budget.assumed_output_tokens);
-    let estimate = pricing.price.cost(tokens::prompt_tokens(body), max_output);
-    ctx.budgets.reserve(budget, &ctx.tenant, estimate).map(Some)
+        .unwrap_or(assumed);
+    let input = tokens::prompt_tokens(body);
+    WorstCase {
+        cost: pricing.price.cost(input, max_output),
+        tokens: input + max_output,
+    }
 }
 
 fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
@@ -201,6 +232,9 @@ fn settle(ctx: &RequestContext, pricing: &Pricing, tokens: Tokens) -> Account {
     });
     ctx.ledger
         .record(&ctx.tenant, &account, RequestFacts::default());
+    if let Some(run_id) = &ctx.run_id {
+        ctx.runs.settle(run_id, &account);
+    }
     metrics::record_account(&ctx.tenant, &account);
     account
 }

@@ -17,6 +17,7 @@ use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
+use crate::stage::run::Runs;
 
 /// The file a served policy was read from, watched for changes.
 #[derive(Debug, Clone)]
@@ -99,6 +100,7 @@ impl RunningServer {
             reloader,
             ledger: Arc::new(Ledger::new()),
             budgets: budgets.clone(),
+            runs: Arc::new(Runs::default()),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);

@@ -15,7 +15,7 @@ use crate::money::TokenPrice;
 
 use super::locate::{join, Position, SourceMap};
 use super::raw::{
-    RawBudget, RawLimits, RawModel, RawPolicy, RawProvider, RawTenant, TOP_LEVEL_KEYS,
+    RawBudget, RawLimits, RawModel, RawPolicy, RawProvider, RawRuns, RawTenant, TOP_LEVEL_KEYS,
 };
 
 /// A validated policy: the only form the request path ever sees.
@@ -39,6 +39,8 @@ pub struct Policy {
     pub budgets: BTreeMap<String, BudgetPolicy>,
     /// Where budget spend is persisted, if anywhere.
     pub budget_state_file: Option<std::path::PathBuf>,
+    /// Per-run caps and loop detection.
+    pub runs: RunPolicy,
     /// Short SHA-256 of the policy text, to tell which policy is live.
     pub hash: String,
 }
@@ -136,6 +138,52 @@ pub struct BudgetPolicy {
     pub soft_thresholds: Vec<f64>,
     /// Output tokens assumed for requests without `max_tokens`.
     pub assumed_output_tokens: u64,
+}
+
+/// What to do when a loop is detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopAction {
+    /// Refuse the request with a 429 `loop_detected`.
+    Block,
+    /// Serve it, with a header and a metric.
+    Flag,
+}
+
+impl LoopAction {
+    /// Metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Flag => "flag",
+        }
+    }
+}
+
+/// Checked per-run limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPolicy {
+    /// Hard cap on a run's spend.
+    pub max_cost: Option<crate::money::Usd>,
+    /// Hard cap on a run's tokens.
+    pub max_tokens: Option<u64>,
+    /// Repeats beyond this are a loop.
+    pub loop_max_repeats: Option<u64>,
+    /// What a loop does.
+    pub loop_action: LoopAction,
+    /// Idle time after which a run is forgotten.
+    pub idle_ttl: Duration,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            max_cost: None,
+            max_tokens: None,
+            loop_max_repeats: None,
+            loop_action: LoopAction::Block,
+            idle_ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Output tokens assumed when a request sets no `max_tokens`.
@@ -330,6 +378,7 @@ fn diagnose(
             "models" => check_entries::<RawModel>(section, name, errors, broken),
             "limits" => check_value::<RawLimits>(section, name, errors, broken),
             "tenants" => check_entries::<RawTenant>(section, name, errors, broken),
+            "runs" => check_value::<RawRuns>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -574,6 +623,8 @@ fn compile(
         }
     }
 
+    let runs = compile_runs(raw.runs.as_ref(), errors);
+
     let hash = text_hash(text);
     Some(Policy {
         listen: listen.ok()?,
@@ -584,6 +635,7 @@ fn compile(
         baseline,
         budgets,
         budget_state_file: raw.budget_state_file.map(std::path::PathBuf::from),
+        runs,
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -689,6 +741,51 @@ fn compile_model(
         },
         token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
     })
+}
+
+fn compile_runs(raw: Option<&RawRuns>, errors: &mut Errors) -> RunPolicy {
+    let Some(raw) = raw else {
+        return RunPolicy::default();
+    };
+    let max_cost = raw.max_cost_usd.and_then(|usd| {
+        if usd.is_finite() && usd > 0.0 {
+            Some(crate::money::Usd::from_dollars(usd))
+        } else {
+            errors.push("runs.max_cost_usd", "must be a positive number of dollars");
+            None
+        }
+    });
+    for (key, value) in [
+        ("max_tokens", raw.max_tokens),
+        ("loop_max_repeats", raw.loop_max_repeats),
+    ] {
+        if value == Some(0) {
+            errors.push(join("runs", key), "must be at least 1");
+        }
+    }
+    let loop_action = match raw.loop_action.as_deref() {
+        None | Some("block") => LoopAction::Block,
+        Some("flag") => LoopAction::Flag,
+        Some(other) => {
+            errors.push(
+                "runs.loop_action",
+                format!("`{other}` is not an action: use block or flag"),
+            );
+            LoopAction::Block
+        }
+    };
+    RunPolicy {
+        max_cost,
+        max_tokens: raw.max_tokens,
+        loop_max_repeats: raw.loop_max_repeats,
+        loop_action,
+        idle_ttl: duration(
+            raw.idle_ttl.as_deref(),
+            "runs.idle_ttl",
+            Duration::from_secs(3600),
+            errors,
+        ),
+    }
 }
 
 fn compile_budget(path: &str, raw: &RawBudget, errors: &mut Errors) -> Option<BudgetPolicy> {

@@ -41,6 +41,31 @@ pub struct RawPolicy {
     /// File where budget spend is saved (atomically) so it survives a restart.
     #[serde(default)]
     pub budget_state_file: Option<String>,
+    /// Limits per agent run (requests sharing `x-frugal-run-id` or a W3C `traceparent` trace id).
+    #[serde(default)]
+    pub runs: Option<RawRuns>,
+}
+
+/// Limits per agent run: the worst leaks are runaway loops, so each run gets its own caps.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuns {
+    /// Hard cap on a run's spend in USD (429 `run_budget_exceeded`).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Hard cap on a run's input + output tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The same request, or the same tool call with the same arguments, seen more than this
+    /// many times in a run is a loop.
+    #[serde(default)]
+    pub loop_max_repeats: Option<u64>,
+    /// `block` (429 `loop_detected`) or `flag` (header and metric only). Default `block`.
+    #[serde(default)]
+    pub loop_action: Option<String>,
+    /// Forget a run after this long without requests, e.g. `1h`.
+    #[serde(default)]
+    pub idle_ttl: Option<String>,
 }
 
 /// Settings of one tenant (or of `default`).
@@ -146,6 +171,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "tenants",
     "budget_state_file",
+    "runs",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

@@ -2,3 +2,4 @@
 
 pub mod account;
 pub mod budget;
+pub mod run;

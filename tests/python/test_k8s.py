@@ -337,6 +337,11 @@ SCRAPE_TENANTS = {
     "default": {"budget": {"window": "day", "hard_cap_usd": 1.0, "soft_thresholds": [0.000001]}},
     "capped": {"budget": {"window": "day", "hard_cap_usd": 0.0000001}},
 }
+# Per-run settings for the scrape, for the run-cap and loop series: only requests carrying
+# x-frugal-run-id are checked, so the test's other requests are unaffected. A request repeated
+# once in a run is flagged as a loop (not blocked), and a run may not use more than 100000
+# tokens, so one request asking for max_tokens 200000 is refused by the run's token cap.
+SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag"}
 
 
 def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> str:
@@ -361,14 +366,15 @@ def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
-    """A sidecar on the k8s policy plus SCRAPE_TENANTS, pointed at the mock upstream."""
-    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS)
+    """A sidecar on the k8s policy plus SCRAPE_TENANTS and SCRAPE_RUNS, pointed at the mock
+    upstream."""
+    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS)
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
 
 
 def test_scrape_budget_policy_passes_policy_check(frugal_bin, tmp_path):
     path = tmp_path / "policy.yaml"
-    path.write_text(k8s_policy_for("http://127.0.0.1:9/v1", tenants=SCRAPE_TENANTS))
+    path.write_text(k8s_policy_for("http://127.0.0.1:9/v1", tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS))
     out = subprocess.run([frugal_bin, "policy", "check", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -456,6 +462,8 @@ EXPORTED_TODAY = {
     "frugal_budget_remaining_usd",
     "frugal_budget_threshold_crossed_total",
     "frugal_budget_rejections_total",
+    "frugal_run_cap_exceeded_total",
+    "frugal_loops_detected_total",
 }
 
 
@@ -469,10 +477,13 @@ def test_exported_today_is_every_metric_the_router_defines():
     assert names == EXPORTED_TODAY, "router/src/metrics.rs and EXPORTED_TODAY (so the dashboard) drifted"
 
 
-def chat_request(base: str, **headers) -> urllib.request.Request:
+def chat_request(base: str, max_tokens: int | None = None, **headers) -> urllib.request.Request:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     return urllib.request.Request(
         base + "/v1/chat/completions",
-        data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        data=json.dumps(body).encode(),
         headers={"content-type": "application/json", **headers},
     )
 
@@ -481,7 +492,8 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     k8s_sidecar = k8s_sidecar_with_budgets
     # One answered chat request creates the request, upstream, cost, baseline, saved (every
     # lever) and tokens series, all with tenant="default", and (SCRAPE_TENANTS) the budget
-    # spent and remaining gauges and a soft threshold crossing.
+    # spent and remaining gauges and a soft threshold crossing. It carries no run id, so
+    # SCRAPE_RUNS does not apply to it.
     with urllib.request.urlopen(chat_request(k8s_sidecar), timeout=30) as r:
         assert r.status == 200
         assert r.headers.get("x-frugal-budget-warning"), "the soft threshold was not crossed"
@@ -489,6 +501,17 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-tenant": "capped"}), timeout=30)
     assert refused.value.code == 429
+    # SCRAPE_RUNS: the same request twice in one run; the second is a loop, flagged, not blocked.
+    for attempt in range(2):
+        with urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-run-id": "loop-run"}), timeout=30) as r:
+            assert r.status == 200
+            flagged = r.headers.get("x-frugal-loop-detected")
+            assert bool(flagged) == (attempt == 1), f"request {attempt + 1} of the run: {flagged!r}"
+    # A request that may use more tokens than its run's cap is refused: a run-cap refusal.
+    with pytest.raises(urllib.error.HTTPError) as over_cap:
+        urllib.request.urlopen(chat_request(k8s_sidecar, 200000, **{"x-frugal-run-id": "big-run"}), timeout=30)
+    assert over_cap.value.code == 429
+    assert json.loads(over_cap.value.read())["error"]["code"] == "run_budget_exceeded"
     # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
     # there from startup (the live policy, value 1), not from a reload.
     Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
@@ -509,6 +532,8 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         assert exported[gauge] == {"tenant": {"default"}, "window": {"day"}}, gauge
     assert exported["frugal_budget_threshold_crossed_total"] == {"tenant": {"default"}, "threshold": {"0.000001"}}
     assert exported["frugal_budget_rejections_total"] == {"tenant": {"capped"}}
+    assert exported["frugal_run_cap_exceeded_total"] == {"tenant": {"default"}, "kind": {"tokens"}}
+    assert exported["frugal_loops_detected_total"] == {"tenant": {"default"}, "action": {"flag"}}
     used = set()
     for query in queries:
         # Every `name{` is a metric selector; frugal's metrics are the only ones a panel may use.

@@ -23,7 +23,8 @@ use crate::error::{json_response, ApiError};
 use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
-use crate::policy::{Live, ReloadOutcome, Reloader};
+use crate::policy::compile::key_digest;
+use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::run::{run_id, OutcomeError, Runs};
 
@@ -111,7 +112,7 @@ async fn chat_completions(
                 .into_response()
         }
     };
-    let tenant = match tenant_of(&headers) {
+    let tenant = match tenant_of(&headers, &live.policy) {
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
     };
@@ -136,22 +137,50 @@ async fn chat_completions(
     }
 }
 
-/// The tenant named by `x-frugal-tenant`: 1–64 characters of `[A-Za-z0-9_.-]`.
-fn tenant_of(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(value) = headers.get(HEADER_TENANT) else {
-        return Ok(DEFAULT_TENANT.to_string());
+/// The tenant a request is billed to. `x-frugal-tenant` names it (1–64 characters of
+/// `[A-Za-z0-9_.-]`, default `default`); a tenant with a sidecar key in the policy can only be
+/// claimed by presenting that key as `Authorization: Bearer …`, so no tenant can bill another.
+fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
+    let claimed = match headers.get(HEADER_TENANT) {
+        None => None,
+        Some(value) => {
+            let valid = value.to_str().ok().filter(|t| {
+                !t.is_empty()
+                    && t.len() <= 64
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            });
+            Some(valid.ok_or_else(|| ApiError::InvalidRequest {
+                message: format!("The `{HEADER_TENANT}` header must be 1-64 characters of letters, digits, `_`, `.` or `-`."),
+                param: Some(HEADER_TENANT.to_string()),
+                code: "invalid_tenant",
+            })?)
+        }
     };
-    let valid = value.to_str().ok().filter(|t| {
-        !t.is_empty()
-            && t.len() <= 64
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    });
-    valid.map(str::to_string).ok_or_else(|| ApiError::InvalidRequest {
-        message: format!("The `{HEADER_TENANT}` header must be 1-64 characters of letters, digits, `_`, `.` or `-`."),
-        param: Some(HEADER_TENANT.to_string()),
-        code: "invalid_tenant",
-    })
+    let keyed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|key| policy.tenant_keys.get(&key_digest(key.trim())));
+    let forbidden = |message: String| ApiError::Http {
+        status: StatusCode::FORBIDDEN,
+        message,
+    };
+    match (keyed, claimed) {
+        (Some(owner), Some(claimed)) if owner != claimed => Err(forbidden(format!(
+            "This key belongs to tenant `{owner}`, not `{claimed}`."
+        ))),
+        (Some(owner), _) => Ok(owner.clone()),
+        (None, claimed) => {
+            let tenant = claimed.unwrap_or(DEFAULT_TENANT);
+            if policy.tenant_keys.values().any(|t| t == tenant) {
+                return Err(forbidden(format!(
+                    "Tenant `{tenant}` requires its key: send it as `Authorization: Bearer <key>`."
+                )));
+            }
+            Ok(tenant.to_string())
+        }
+    }
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

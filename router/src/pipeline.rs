@@ -103,6 +103,7 @@ pub async fn handle(
     let mut outbound = request.body;
     outbound.insert("model".into(), Value::String(route.upstream.clone()));
     let worst = worst_case(live, ctx, &pricing, &outbound);
+    check_request_caps(&live.policy, &worst)?;
     if let Some(run_id) = &ctx.run_id {
         let verdict = ctx.runs.check(
             &live.policy.runs,
@@ -180,6 +181,7 @@ pub fn resolve_model<'p>(
 /// assumed output) at the answering model's price.
 struct WorstCase {
     cost: crate::money::Usd,
+    input: u64,
     tokens: u64,
 }
 
@@ -198,8 +200,42 @@ fn worst_case(
     let input = tokens::prompt_tokens(body);
     WorstCase {
         cost: pricing.price.cost(input, max_output),
+        input,
         tokens: input + max_output,
     }
+}
+
+/// The policy's per-request caps: prompt size and worst-case cost.
+fn check_request_caps(policy: &Policy, worst: &WorstCase) -> Result<(), ApiError> {
+    if let Some(cap) = policy
+        .limits
+        .max_input_tokens
+        .filter(|cap| worst.input > *cap)
+    {
+        return Err(ApiError::InvalidRequest {
+            message: format!(
+                "The prompt is {} tokens, over this deployment's limit of {cap}.",
+                worst.input
+            ),
+            param: Some("messages".into()),
+            code: "input_too_long",
+        });
+    }
+    if let Some(cap) = policy
+        .limits
+        .max_request_cost
+        .filter(|cap| worst.cost > *cap)
+    {
+        return Err(ApiError::InvalidRequest {
+            message: format!(
+                "This request may cost up to ${}, over this deployment's per-request limit of ${cap}; lower `max_tokens` or shorten the prompt.",
+                worst.cost
+            ),
+            param: Some("max_tokens".into()),
+            code: "request_cost_too_high",
+        });
+    }
+    Ok(())
 }
 
 fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {

@@ -41,6 +41,9 @@ pub struct Policy {
     pub budget_state_file: Option<std::path::PathBuf>,
     /// Per-run caps and loop detection.
     pub runs: RunPolicy,
+    /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
+    /// not kept); tenants listed here can only be claimed with their key.
+    pub tenant_keys: BTreeMap<String, String>,
     /// Short SHA-256 of the policy text, to tell which policy is live.
     pub hash: String,
 }
@@ -196,6 +199,10 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Longest time until the response head is sent.
     pub request_timeout: Duration,
+    /// Largest prompt in input tokens, if capped.
+    pub max_input_tokens: Option<u64>,
+    /// Largest worst-case cost of one request, if capped.
+    pub max_request_cost: Option<crate::money::Usd>,
 }
 
 /// One mistake in a policy file.
@@ -275,6 +282,14 @@ pub fn text_hash(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The digest tenant keys are looked up by.
+pub fn key_digest(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
@@ -600,6 +615,43 @@ fn compile(
         errors,
     );
 
+    if raw_limits.max_input_tokens == Some(0) {
+        errors.push("limits.max_input_tokens", "must be at least 1");
+    }
+    let max_request_cost = raw_limits.max_request_cost_usd.and_then(|usd| {
+        if usd.is_finite() && usd > 0.0 {
+            Some(crate::money::Usd::from_dollars(usd))
+        } else {
+            errors.push(
+                "limits.max_request_cost_usd",
+                "must be a positive number of dollars",
+            );
+            None
+        }
+    });
+    let mut tenant_keys = BTreeMap::new();
+    for (name, tenant) in &raw.tenants {
+        let Some(var) = &tenant.api_key_env else {
+            continue;
+        };
+        let path = join(&join("tenants", name), "api_key_env");
+        match std::env::var(var) {
+            Ok(key) if key.len() >= 16 => {
+                if let Some(other) = tenant_keys.insert(key_digest(&key), name.clone()) {
+                    errors.push(
+                        path,
+                        format!("tenants `{other}` and `{name}` have the same key"),
+                    );
+                }
+            }
+            Ok(_) => errors.push(
+                path,
+                format!("the key in `{var}` is shorter than 16 characters"),
+            ),
+            Err(_) => errors.push(path, format!("environment variable `{var}` is not set")),
+        }
+    }
+
     let budgets = raw
         .tenants
         .iter()
@@ -639,7 +691,10 @@ fn compile(
         limits: Limits {
             max_body_bytes,
             request_timeout,
+            max_input_tokens: raw_limits.max_input_tokens,
+            max_request_cost,
         },
+        tenant_keys,
         hash,
     })
 }

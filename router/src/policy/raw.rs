@@ -75,6 +75,10 @@ pub struct RawTenant {
     /// Spend limit over a calendar window.
     #[serde(default)]
     pub budget: Option<RawBudget>,
+    /// Environment variable holding this tenant's sidecar key. Requests bearing it
+    /// (`Authorization: Bearer …`) are this tenant; without it, nobody can claim the tenant's name.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 /// A spend limit over a calendar window (UTC).
@@ -158,6 +162,12 @@ pub struct RawLimits {
     /// Longest time until the response head is sent, e.g. `300s`.
     #[serde(default)]
     pub request_timeout: Option<String>,
+    /// Largest prompt (input tokens after trimming) a request may send upstream.
+    #[serde(default)]
+    pub max_input_tokens: Option<u64>,
+    /// Largest worst-case cost (prompt + `max_tokens` at the model's price) of one request, in USD.
+    #[serde(default)]
+    pub max_request_cost_usd: Option<f64>,
 }
 
 /// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.

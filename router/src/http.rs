@@ -26,6 +26,7 @@ use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
 use crate::policy::compile::key_digest;
 use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
+use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::run::{run_id, OutcomeError, Runs};
 
 /// Response header naming the model alias that answered.
@@ -34,6 +35,8 @@ pub const HEADER_MODEL: &str = "x-frugal-model";
 pub const HEADER_PROVIDER: &str = "x-frugal-provider";
 /// Request header naming the tenant a request is billed to.
 pub const HEADER_TENANT: &str = "x-frugal-tenant";
+/// Request header `default|bypass|refresh`; response header `exact|miss|bypass|shadow_hit`.
+pub const HEADER_CACHE: &str = "x-frugal-cache";
 /// Request header naming the agent run a request belongs to.
 pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
 /// Tenant of requests that name none.
@@ -57,6 +60,8 @@ pub struct AppState {
     pub budgets: Arc<Budgets>,
     /// Agent run state.
     pub runs: Arc<Runs>,
+    /// The response cache.
+    pub cache: Arc<ResponseCache>,
 }
 
 /// Builds the application with all routes and layers.
@@ -112,6 +117,18 @@ async fn chat_completions(
                 .into_response()
         }
     };
+    let cache_control = match headers
+        .get(HEADER_CACHE)
+        .map(|v| v.to_str().ok().and_then(CacheControl::parse))
+    {
+        None => CacheControl::Default,
+        Some(Some(control)) => control,
+        Some(None) => {
+            let message =
+                format!("The `{HEADER_CACHE}` header must be default, bypass or refresh.");
+            return ApiError::invalid_param(HEADER_CACHE, message).into_response();
+        }
+    };
     let tenant = match tenant_of(&headers, &live.policy) {
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
@@ -125,6 +142,8 @@ async fn chat_completions(
             headers.get("traceparent").and_then(|v| v.to_str().ok()),
         ),
         runs: state.runs.clone(),
+        cache: state.cache.clone(),
+        cache_control,
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => reply_response(reply),
@@ -225,6 +244,7 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-baseline-usd", account.baseline.to_string()));
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
     }
+    values.push((HEADER_CACHE, reply.meta.cache.as_str().to_string()));
     if let Some(finding) = &reply.meta.loop_flag {
         values.push(("x-frugal-loop-detected", finding.clone()));
     }

@@ -45,11 +45,19 @@ pub enum Metric {
     RunCapExceededTotal,
     /// Counter `{tenant, action}`: loops detected in agent runs (`block` or `flag`).
     LoopsDetectedTotal,
+    /// Counter `{tier, result}`: cache lookups (`exact`; `hit`, `miss`, `shadow_hit`, `bypass`).
+    CacheLookupsTotal,
+    /// Gauge: answers in the cache.
+    CacheEntries,
+    /// Gauge: bytes of answers in the cache.
+    CacheBytes,
+    /// Counter: answers evicted for size or expired.
+    CacheEvictionsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 21] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -67,6 +75,10 @@ impl Metric {
         Self::BudgetRejectionsTotal,
         Self::RunCapExceededTotal,
         Self::LoopsDetectedTotal,
+        Self::CacheLookupsTotal,
+        Self::CacheEntries,
+        Self::CacheBytes,
+        Self::CacheEvictionsTotal,
     ];
 
     /// The Prometheus name.
@@ -89,6 +101,10 @@ impl Metric {
             Self::BudgetRejectionsTotal => "frugal_budget_rejections_total",
             Self::RunCapExceededTotal => "frugal_run_cap_exceeded_total",
             Self::LoopsDetectedTotal => "frugal_loops_detected_total",
+            Self::CacheLookupsTotal => "frugal_cache_lookups_total",
+            Self::CacheEntries => "frugal_cache_entries",
+            Self::CacheBytes => "frugal_cache_bytes",
+            Self::CacheEvictionsTotal => "frugal_cache_evictions_total",
         }
     }
 
@@ -132,6 +148,12 @@ impl Metric {
             Self::LoopsDetectedTotal => {
                 "Loops detected in agent runs, by tenant and action (block, flag)."
             }
+            Self::CacheLookupsTotal => {
+                "Cache lookups by tier and result (hit, miss, shadow_hit, bypass)."
+            }
+            Self::CacheEntries => "Answers in the response cache.",
+            Self::CacheBytes => "Bytes of answers in the response cache.",
+            Self::CacheEvictionsTotal => "Cached answers evicted for size or expired.",
         }
     }
 }
@@ -258,6 +280,23 @@ pub fn record_run_cap_exceeded(tenant: &str, kind: &'static str) {
 /// Counts a detected loop.
 pub fn record_loop(tenant: &str, action: &'static str) {
     metrics::counter!(Metric::LoopsDetectedTotal.name(), "tenant" => tenant.to_string(), "action" => action).increment(1);
+}
+
+/// Counts a cache lookup.
+pub fn record_cache_lookup(tier: &'static str, result: &'static str) {
+    metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier, "result" => result)
+        .increment(1);
+}
+
+/// Sets the cache size gauges.
+pub fn record_cache_size(entries: u64, bytes: u64) {
+    metrics::gauge!(Metric::CacheEntries.name()).set(entries as f64);
+    metrics::gauge!(Metric::CacheBytes.name()).set(bytes as f64);
+}
+
+/// Counts an eviction.
+pub fn record_cache_eviction() {
+    metrics::counter!(Metric::CacheEvictionsTotal.name()).increment(1);
 }
 
 /// Counts a request in flight until dropped.

@@ -14,11 +14,12 @@ use crate::ledger::{Ledger, RequestFacts};
 use crate::metrics;
 use crate::money::TokenPrice;
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
-use crate::policy::{Baseline, LiveState, ModelRoute, Policy};
+use crate::policy::{Baseline, CacheMode, LiveState, ModelRoute, Policy};
 use crate::request::ChatRequest;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
 use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
+use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup, ResponseCache};
 use crate::stage::run::Runs;
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
@@ -39,6 +40,10 @@ pub struct RequestContext {
     pub run_id: Option<String>,
     /// Per-run state.
     pub runs: Arc<Runs>,
+    /// The response cache.
+    pub cache: Arc<ResponseCache>,
+    /// What the client asked of the cache.
+    pub cache_control: CacheControl,
 }
 
 /// What the pipeline answers.
@@ -62,6 +67,8 @@ pub struct ReplyMeta {
     pub budget_warnings: Vec<BudgetWarning>,
     /// A loop the policy flags rather than blocks.
     pub loop_flag: Option<String>,
+    /// What the cache did.
+    pub cache: Lookup,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -98,6 +105,7 @@ pub async fn handle(
         account: None,
         budget_warnings: Vec::new(),
         loop_flag: None,
+        cache: Lookup::Bypass,
     };
 
     let mut outbound = request.body;
@@ -114,6 +122,32 @@ pub async fn handle(
             worst.tokens,
         )?;
         meta.loop_flag = verdict.loop_flag;
+    }
+    let cache_key = cache_key(&live.policy, ctx, route, &outbound);
+    if let Some(key) = &cache_key {
+        meta.cache = Lookup::Miss;
+        let found = (ctx.cache_control != CacheControl::Refresh)
+            .then(|| ctx.cache.get(key))
+            .flatten();
+        match (found, live.policy.cache.mode) {
+            (Some(hit), CacheMode::On) => {
+                metrics::record_cache_lookup("exact", "hit");
+                meta.cache = Lookup::Exact;
+                meta.account = Some(settle(ctx, &pricing, hit.tokens, true));
+                let body = if request.stream {
+                    let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
+                    ReplyBody::Stream(Box::pin(stream::iter(frames)))
+                } else {
+                    ReplyBody::Json(ctx.cache.hit_json(&hit))
+                };
+                return Ok(Reply { meta, body });
+            }
+            (Some(_), _) => {
+                metrics::record_cache_lookup("exact", "shadow_hit");
+                meta.cache = Lookup::ShadowHit;
+            }
+            (None, _) => metrics::record_cache_lookup("exact", "miss"),
+        }
     }
     let reservation = match Budgets::policy_for(&live.policy, &ctx.tenant) {
         Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
@@ -133,6 +167,7 @@ pub async fn handle(
             prompt_tokens,
             client_wants_usage,
             reservation,
+            cache_key,
         );
         return Ok(Reply {
             meta,
@@ -147,9 +182,18 @@ pub async fn handle(
         output: tokens::count(&answer_text(&reply.body)),
         source: TokenSource::Counted,
     });
-    let account = settle(ctx, &pricing, tokens);
+    let account = settle(ctx, &pricing, tokens, false);
     if let Some(reservation) = reservation {
         meta.budget_warnings = reservation.settle(account.actual);
+    }
+    if let Some(key) = cache_key.filter(|_| cache::storable(&reply.body)) {
+        ctx.cache.insert(
+            key,
+            CachedAnswer {
+                completion: reply.body,
+                tokens,
+            },
+        );
     }
     meta.account = Some(account);
     Ok(Reply {
@@ -205,6 +249,27 @@ fn worst_case(
     }
 }
 
+/// The exact-tier key, when the cache is on (or in shadow) and this request may be cached.
+fn cache_key(
+    policy: &Policy,
+    ctx: &RequestContext,
+    route: &ModelRoute,
+    body: &Map<String, Value>,
+) -> Option<CacheKey> {
+    let settings = &policy.cache;
+    let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
+    if !wanted || !cache::eligible(settings, body) {
+        metrics::record_cache_lookup("exact", "bypass");
+        return None;
+    }
+    Some(cache::key(
+        &ctx.tenant,
+        &settings.namespace,
+        &route.alias,
+        body,
+    ))
+}
+
 /// The policy's per-request caps: prompt size and worst-case cost.
 fn check_request_caps(policy: &Policy, worst: &WorstCase) -> Result<(), ApiError> {
     if let Some(cap) = policy
@@ -256,18 +321,27 @@ struct Pricing {
     baseline: TokenPrice,
 }
 
-/// Settles a request answered by one upstream call and records it.
-fn settle(ctx: &RequestContext, pricing: &Pricing, tokens: Tokens) -> Account {
+/// Settles a request answered by one upstream call (or by the cache, with the stored answer's
+/// tokens) and records it.
+fn settle(ctx: &RequestContext, pricing: &Pricing, tokens: Tokens, cache_hit: bool) -> Account {
+    let attempts = if cache_hit {
+        vec![]
+    } else {
+        vec![Attempt::new(&pricing.model, tokens, pricing.price)]
+    };
     let account = account::settle(Facts {
         baseline_price: pricing.baseline,
         untrimmed_input: tokens.input,
         trimmed_input: tokens.input,
         output: tokens.output,
-        cache_hit: false,
-        attempts: vec![Attempt::new(&pricing.model, tokens, pricing.price)],
+        cache_hit,
+        attempts,
     });
-    ctx.ledger
-        .record(&ctx.tenant, &account, RequestFacts::default());
+    let facts = RequestFacts {
+        cache_hit,
+        ..RequestFacts::default()
+    };
+    ctx.ledger.record(&ctx.tenant, &account, facts);
     if let Some(run_id) = &ctx.run_id {
         ctx.runs.settle(run_id, &account);
     }
@@ -326,6 +400,10 @@ struct StreamTap {
     text: String,
     usage: Option<Tokens>,
     reservation: Option<Reservation>,
+    /// Where to store the answer if the stream completes with `finish_reason: stop`.
+    cache_key: Option<CacheKey>,
+    finish_reason: Option<String>,
+    model: Option<Value>,
     settled: bool,
 }
 
@@ -336,6 +414,7 @@ impl StreamTap {
         prompt_tokens: u64,
         client_wants_usage: bool,
         reservation: Option<Reservation>,
+        cache_key: Option<CacheKey>,
     ) -> Self {
         Self {
             ctx,
@@ -345,6 +424,9 @@ impl StreamTap {
             text: String::new(),
             usage: None,
             reservation,
+            cache_key,
+            finish_reason: None,
+            model: None,
             settled: false,
         }
     }
@@ -355,6 +437,7 @@ impl StreamTap {
             Ok(SseEvent::Data { raw, json }) => self.on_chunk(raw, json),
             Ok(SseEvent::Done) => {
                 let account = self.settle();
+                self.store_answer();
                 let note = format!(
                     ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
                     account.actual,
@@ -374,8 +457,14 @@ impl StreamTap {
     }
 
     fn on_chunk(&mut self, raw: Bytes, mut json: Value) -> Vec<Bytes> {
+        if self.model.is_none() {
+            self.model = json.get("model").cloned();
+        }
         if let Some(choices) = json.get("choices").and_then(Value::as_array) {
             for choice in choices {
+                if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                    self.finish_reason = Some(reason.to_string());
+                }
                 if let Some(text) = choice
                     .get("delta")
                     .and_then(|d| d.get("content"))
@@ -411,12 +500,47 @@ impl StreamTap {
             output: tokens::count(&self.text),
             source: TokenSource::Counted,
         });
-        let account = settle(&self.ctx, &self.pricing, tokens);
+        self.usage = Some(tokens);
+        let account = settle(&self.ctx, &self.pricing, tokens, false);
         if let Some(reservation) = self.reservation.take() {
             // Streams cannot carry a late header; the warning is logged and counted.
             reservation.settle(account.actual);
         }
         account
+    }
+}
+
+impl StreamTap {
+    /// Stores a completed stream's answer as a chat completion object.
+    fn store_answer(&mut self) {
+        let (Some(key), Some(tokens)) = (self.cache_key.take(), self.usage) else {
+            return;
+        };
+        if self.finish_reason.as_deref() != Some("stop") {
+            return;
+        }
+        let completion = json!({
+            "id": "chatcmpl-stored",
+            "object": "chat.completion",
+            "created": 0,
+            "model": self.model.clone().unwrap_or(Value::Null),
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": self.text },
+                "logprobs": null,
+                "finish_reason": "stop",
+            }],
+            "usage": {
+                "prompt_tokens": tokens.input,
+                "completion_tokens": tokens.output,
+                "total_tokens": tokens.input + tokens.output,
+            },
+        });
+        if let Value::Object(completion) = completion {
+            self.ctx
+                .cache
+                .insert(key, CachedAnswer { completion, tokens });
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
+use crate::stage::cache::ResponseCache;
 use crate::stage::run::Runs;
 
 /// The file a served policy was read from, watched for changes.
@@ -101,6 +102,7 @@ impl RunningServer {
             ledger: Arc::new(Ledger::new()),
             budgets: budgets.clone(),
             runs: Arc::new(Runs::default()),
+            cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);

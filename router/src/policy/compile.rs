@@ -15,7 +15,8 @@ use crate::money::TokenPrice;
 
 use super::locate::{join, Position, SourceMap};
 use super::raw::{
-    RawBudget, RawLimits, RawModel, RawPolicy, RawProvider, RawRuns, RawTenant, TOP_LEVEL_KEYS,
+    RawBudget, RawCache, RawLimits, RawModel, RawPolicy, RawProvider, RawRuns, RawTenant,
+    TOP_LEVEL_KEYS,
 };
 
 /// A validated policy: the only form the request path ever sees.
@@ -41,6 +42,8 @@ pub struct Policy {
     pub budget_state_file: Option<std::path::PathBuf>,
     /// Per-run caps and loop detection.
     pub runs: RunPolicy,
+    /// Response cache settings.
+    pub cache: CachePolicy,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,
@@ -141,6 +144,44 @@ pub struct BudgetPolicy {
     pub soft_thresholds: Vec<f64>,
     /// Output tokens assumed for requests without `max_tokens`.
     pub assumed_output_tokens: u64,
+}
+
+/// Whether the cache serves answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// No lookups, no inserts.
+    Off,
+    /// Lookups and inserts, but hits are only counted; upstream always answers.
+    Shadow,
+    /// Hits are served.
+    On,
+}
+
+/// Checked cache settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachePolicy {
+    /// Off, shadow or on.
+    pub mode: CacheMode,
+    /// Entry lifetime.
+    pub ttl: Duration,
+    /// Byte budget of stored answers.
+    pub max_bytes: u64,
+    /// Hottest sampling temperature still cached.
+    pub max_temperature: f64,
+    /// Namespace, part of every key.
+    pub namespace: String,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            mode: CacheMode::Off,
+            ttl: Duration::from_secs(3600),
+            max_bytes: 64 * 1024 * 1024,
+            max_temperature: 1.0,
+            namespace: "default".into(),
+        }
+    }
 }
 
 /// What to do when a loop is detected.
@@ -394,6 +435,7 @@ fn diagnose(
             "limits" => check_value::<RawLimits>(section, name, errors, broken),
             "tenants" => check_entries::<RawTenant>(section, name, errors, broken),
             "runs" => check_value::<RawRuns>(section, name, errors, broken),
+            "cache" => check_value::<RawCache>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -676,6 +718,7 @@ fn compile(
     }
 
     let runs = compile_runs(raw.runs.as_ref(), errors);
+    let cache = compile_cache(raw.cache.as_ref(), errors);
 
     let hash = text_hash(text);
     Some(Policy {
@@ -688,6 +731,7 @@ fn compile(
         budgets,
         budget_state_file: raw.budget_state_file.map(std::path::PathBuf::from),
         runs,
+        cache,
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -796,6 +840,41 @@ fn compile_model(
         },
         token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
     })
+}
+
+fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> CachePolicy {
+    let defaults = CachePolicy::default();
+    let Some(raw) = raw else { return defaults };
+    let mode = match raw.mode.as_deref() {
+        None | Some("on") => CacheMode::On,
+        Some("off") => CacheMode::Off,
+        Some("shadow") => CacheMode::Shadow,
+        Some(other) => {
+            errors.push(
+                "cache.mode",
+                format!("`{other}` is not a mode: use off, shadow or on"),
+            );
+            CacheMode::Off
+        }
+    };
+    if raw.max_bytes == Some(0) {
+        errors.push("cache.max_bytes", "must be greater than 0");
+    }
+    let max_temperature = raw.max_temperature.unwrap_or(defaults.max_temperature);
+    if !(0.0..=2.0).contains(&max_temperature) {
+        errors.push("cache.max_temperature", "must be between 0 and 2");
+    }
+    let namespace = raw.namespace.clone().unwrap_or(defaults.namespace);
+    if namespace.is_empty() {
+        errors.push("cache.namespace", "must not be empty");
+    }
+    CachePolicy {
+        mode,
+        ttl: duration(raw.ttl.as_deref(), "cache.ttl", defaults.ttl, errors),
+        max_bytes: raw.max_bytes.unwrap_or(defaults.max_bytes),
+        max_temperature,
+        namespace,
+    }
 }
 
 fn compile_runs(raw: Option<&RawRuns>, errors: &mut Errors) -> RunPolicy {

@@ -8,8 +8,8 @@ pub mod raw;
 pub mod reload;
 
 pub use compile::{
-    load, parse, Baseline, BudgetPolicy, BudgetWindow, LoopAction, ModelRoute, Policy, PolicyError,
-    PolicyErrors, Price, ProviderConfig, RunPolicy, Timeouts,
+    load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
+    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy, Timeouts,
 };
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};

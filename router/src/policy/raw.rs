@@ -44,6 +44,30 @@ pub struct RawPolicy {
     /// Limits per agent run (requests sharing `x-frugal-run-id` or a W3C `traceparent` trace id).
     #[serde(default)]
     pub runs: Option<RawRuns>,
+    /// The response cache.
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// Response cache settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `off`, `shadow` (look up and count would-be hits, but always call upstream) or `on`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// How long an answer may be served from the cache, e.g. `1h`.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Most bytes of answers kept; least recently used go first.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Requests with a higher `temperature` (default 1.0 when absent) are not cached.
+    #[serde(default)]
+    pub max_temperature: Option<f64>,
+    /// Cache namespace; requests only hit entries of their own namespace (and tenant).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Limits per agent run: the worst leaks are runaway loops, so each run gets its own caps.
@@ -182,6 +206,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "tenants",
     "budget_state_file",
     "runs",
+    "cache",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

@@ -2,4 +2,5 @@
 
 pub mod account;
 pub mod budget;
+pub mod cache;
 pub mod run;

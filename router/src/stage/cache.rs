@@ -1,0 +1,311 @@
+//! The response cache's exact tier: a request identical to an earlier one (same tenant,
+//! namespace, model, messages, tools, sampling parameters — every field but the streaming
+//! switches) is answered from the stored answer. Only complete answers (`finish_reason: stop`)
+//! are stored; requests sampled hotter than the policy allows, or asking for several choices,
+//! are never cached. A hit costs nothing, so it is served even when the tenant's budget is spent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::metrics;
+use crate::policy::CachePolicy;
+use crate::sse::frame;
+use crate::stage::account::Tokens;
+
+/// Request fields that change how an answer is delivered, not what it says.
+const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
+
+/// What the client asked of the cache (`x-frugal-cache` request header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheControl {
+    /// Look up, and store the answer on a miss.
+    #[default]
+    Default,
+    /// Neither look up nor store.
+    Bypass,
+    /// Skip the lookup but store the fresh answer.
+    Refresh,
+}
+
+impl CacheControl {
+    /// Parses the header value; unknown values are `None`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "default" => Some(Self::Default),
+            "bypass" => Some(Self::Bypass),
+            "refresh" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a lookup, as the `x-frugal-cache` response header and metric label show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Served from the exact tier.
+    Exact,
+    /// Looked up, not found (or refreshed); the answer may be stored.
+    Miss,
+    /// Not looked up: cache off, ineligible request, or the client said so.
+    Bypass,
+    /// Shadow mode found an answer but upstream answered anyway.
+    ShadowHit,
+}
+
+impl Lookup {
+    /// Header value and metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+            Self::ShadowHit => "shadow_hit",
+        }
+    }
+}
+
+/// A stored answer.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer {
+    /// The chat completion object as first answered.
+    pub completion: Map<String, Value>,
+    /// Its token counts, which price the saving of every hit.
+    pub tokens: Tokens,
+}
+
+impl CachedAnswer {
+    fn weight(&self) -> u32 {
+        let bytes = Value::Object(self.completion.clone()).to_string().len() + 64;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    fn content(&self) -> String {
+        self.completion
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .and_then(|c| c.get("message"))
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The key of a request in the exact tier.
+pub type CacheKey = [u8; 32];
+
+/// The cache store: bounded by bytes, entries expire after the policy's TTL.
+pub struct ResponseCache {
+    store: moka::sync::Cache<CacheKey, Arc<CachedAnswer>>,
+    seq: AtomicU64,
+}
+
+impl ResponseCache {
+    /// A store sized and timed by the policy (changes to these two apply on restart).
+    pub fn new(policy: &CachePolicy) -> Self {
+        let store = moka::sync::Cache::builder()
+            .max_capacity(policy.max_bytes)
+            .weigher(|_key: &CacheKey, answer: &Arc<CachedAnswer>| answer.weight())
+            .time_to_live(policy.ttl)
+            .eviction_listener(|_key, _answer, cause| {
+                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
+                    metrics::record_cache_eviction();
+                }
+            })
+            .build();
+        Self {
+            store,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The stored answer for a key.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
+        self.store.get(key)
+    }
+
+    /// Stores an answer.
+    pub fn insert(&self, key: CacheKey, answer: CachedAnswer) {
+        self.store.insert(key, Arc::new(answer));
+        self.store.run_pending_tasks();
+        metrics::record_cache_size(self.store.entry_count(), self.store.weighted_size());
+    }
+
+    fn next_id(&self) -> String {
+        format!(
+            "chatcmpl-frugal{:08}",
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A hit as a JSON completion, with a fresh id and creation time.
+    pub fn hit_json(&self, answer: &CachedAnswer) -> Bytes {
+        let mut completion = answer.completion.clone();
+        completion.insert("id".into(), Value::String(self.next_id()));
+        completion.insert("created".into(), json!(unix_now()));
+        Bytes::from(Value::Object(completion).to_string())
+    }
+
+    /// A hit replayed as SSE frames, ending with `[DONE]`.
+    pub fn hit_stream(&self, answer: &CachedAnswer, include_usage: bool) -> Vec<Bytes> {
+        let (id, created) = (self.next_id(), unix_now());
+        let model = answer
+            .completion
+            .get("model")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let chunk = |delta: Value, finish: Value| {
+            let mut chunk = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+            });
+            if include_usage {
+                chunk["usage"] = Value::Null;
+            }
+            frame(chunk.to_string().as_bytes())
+        };
+        let mut frames = vec![
+            chunk(json!({ "role": "assistant", "content": "" }), Value::Null),
+            chunk(json!({ "content": answer.content() }), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ];
+        if include_usage {
+            let usage = answer
+                .completion
+                .get("usage")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let last = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [], "usage": usage,
+            });
+            frames.push(frame(last.to_string().as_bytes()));
+        }
+        frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        frames
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether a request may be cached at all under the policy.
+pub fn eligible(policy: &CachePolicy, body: &Map<String, Value>) -> bool {
+    // OpenAI's default temperature is 1.
+    let temperature = body
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0);
+    let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    temperature <= policy.max_temperature && choices == 1
+}
+
+/// The exact-tier key: tenant, namespace, model alias and every request field except the
+/// delivery switches, in canonical form (object keys sorted), so any field a client adds is
+/// part of the key and can never cause a false hit.
+pub fn key(tenant: &str, namespace: &str, model: &str, body: &Map<String, Value>) -> CacheKey {
+    let mut hasher = Sha256::new();
+    for part in [tenant, namespace, model] {
+        hasher.update(part.len().to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let fields: Map<String, Value> = body
+        .iter()
+        .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()) && k.as_str() != "model")
+        .map(|(k, v)| (k.clone(), canonical(v)))
+        .collect();
+    hasher.update(canonical(&Value::Object(fields)).to_string().as_bytes());
+    hasher.finalize().into()
+}
+
+/// The value with every object's keys sorted.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Whether an upstream answer is complete and single, so it may be stored.
+pub fn storable(completion: &Map<String, Value>) -> bool {
+    let choices = completion.get("choices").and_then(Value::as_array);
+    choices.is_some_and(|c| {
+        c.len() == 1
+            && c[0].get("finish_reason").and_then(Value::as_str) == Some("stop")
+            && c[0]
+                .get("message")
+                .and_then(|m| m.get("content"))
+                .and_then(Value::as_str)
+                .is_some()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn key_ignores_key_order_and_delivery_but_not_content() {
+        let a = body(
+            json!({"messages":[{"role":"user","content":"hi"}],"temperature":0,"stream":true}),
+        );
+        let b = body(json!({"temperature":0,"messages":[{"content":"hi","role":"user"}]}));
+        assert_eq!(key("t", "ns", "m", &a), key("t", "ns", "m", &b));
+        let c = body(json!({"temperature":0,"messages":[{"content":"hi!","role":"user"}]}));
+        assert_ne!(key("t", "ns", "m", &a), key("t", "ns", "m", &c));
+        assert_ne!(
+            key("t", "ns", "m", &a),
+            key("u", "ns", "m", &a),
+            "never across tenants"
+        );
+        assert_ne!(
+            key("t", "ns", "m", &a),
+            key("t", "other", "m", &a),
+            "never across namespaces"
+        );
+        let d = body(json!({"temperature":0,"messages":[{"content":"hi","role":"user"}],"seed":1}));
+        assert_ne!(
+            key("t", "ns", "m", &b),
+            key("t", "ns", "m", &d),
+            "unknown fields are part of the key"
+        );
+    }
+
+    #[test]
+    fn hot_sampling_and_several_choices_are_not_cached() {
+        let policy = CachePolicy {
+            max_temperature: 0.5,
+            ..CachePolicy::default()
+        };
+        assert!(eligible(&policy, &body(json!({"temperature":0.2}))));
+        assert!(
+            !eligible(&policy, &body(json!({}))),
+            "absent temperature is 1.0"
+        );
+        assert!(!eligible(&policy, &body(json!({"temperature":0.2,"n":2}))));
+    }
+}

@@ -165,10 +165,14 @@ impl ComplexityModel {
         Ok(model)
     }
 
-    /// The model as pretty JSON, ready to commit.
+    /// The model as indented JSON, ready to commit: objects one key per line, arrays of
+    /// numbers packed onto lines of about 100 characters so the file stays readable.
     pub fn to_json(&self) -> String {
         // Serialising plain numbers, strings and a JSON value cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut out = String::new();
+        write_json(&value, 0, &mut out);
+        out
     }
 
     /// Checks format, version, feature names and that every vector fits.
@@ -313,6 +317,56 @@ impl ComplexityModel {
             thresholds.strong_above,
             strongest(scored.contributions, MAX_REASONS),
         ))
+    }
+}
+
+fn write_json(value: &serde_json::Value, depth: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = |n: usize| "  ".repeat(n);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push_str("{\n");
+            for (i, (key, v)) in map.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push_str(": ");
+                write_json(v, depth + 1, out);
+                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        Value::Array(items) if items.iter().all(|v| v.is_number()) && !items.is_empty() => {
+            out.push_str("[\n");
+            let mut line = pad(depth + 1);
+            for (i, v) in items.iter().enumerate() {
+                let text = v.to_string();
+                if line.len() + text.len() > 100 && !line.trim().is_empty() {
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                    line = pad(depth + 1);
+                }
+                line.push_str(&text);
+                if i + 1 < items.len() {
+                    line.push_str(", ");
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push_str("[\n");
+            for (i, v) in items.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_json(v, depth + 1, out);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

@@ -90,6 +90,13 @@ pub struct TrainConfig {
     pub l2_embedding: f64,
     /// Whether to use the embedding at all.
     pub use_embedding: bool,
+    /// Train for what starting strong adds beyond the cascade: rows whose cheap answer the
+    /// answer checks would escalate anyway count as ties (the strong answer is reached either
+    /// way). The caller applies it when building [`Example`]s; it is recorded here so that
+    /// evaluation rebuilds them the same way.
+    pub cascade_labels: bool,
+    /// Scale each embedding dimension to unit variance (true) or all by one shared factor.
+    pub whiten_embedding: bool,
     /// Topics (k-means clusters of the embeddings) with their own offsets; 0 for none.
     pub topics: usize,
     /// L2 penalty on the standardised topic-indicator weights.
@@ -107,8 +114,10 @@ impl Default for TrainConfig {
         Self {
             label: LabelScheme::Gain,
             l2_features: 1e-3,
-            l2_embedding: 3e-2,
+            l2_embedding: 0.3,
             use_embedding: true,
+            cascade_labels: true,
+            whiten_embedding: true,
             topics: 0,
             l2_topics: 1e-2,
             folds: 5,
@@ -221,6 +230,12 @@ pub fn fit(
         // A constant column (say, no code in any prompt) gets a unit scale and, by the
         // penalty, a zero weight.
         *s = if s.sqrt() > 1e-8 { s.sqrt() } else { 1.0 };
+    }
+    if !config.whiten_embedding && d > 0 {
+        // One shared scale for every dimension keeps the embedding's own geometry: directions
+        // along which prompts differ a lot (topics) stay cheaper to use than quiet ones.
+        let shared = (stds[nf..nf + d].iter().map(|s| s * s).sum::<f64>() / d as f64).sqrt();
+        stds[nf..nf + d].iter_mut().for_each(|s| *s = shared);
     }
     let mut x: Vec<f32> = Vec::with_capacity(rows.len() * width);
     for r in 0..rows.len() {

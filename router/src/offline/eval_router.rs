@@ -36,11 +36,15 @@ pub struct EvalRouterArgs {
     /// Threads for cross-validation folds.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Also write each row's score (`id<TAB>benchmark<TAB>score`) to this file, for plots or
+    /// further analysis.
+    #[arg(long)]
+    pub scores_out: Option<PathBuf>,
+    /// Where the embedding model and the embedding cache live.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub embed: EmbedArgs,
+    /// Cheap and strong prices for the cost figures.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub prices: PriceArgs,
 }
 
@@ -59,6 +63,7 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
         })
         .transpose()?;
 
+    let policy_threshold = model.as_ref().map(|m| m.thresholds.strong_above);
     let trained_on_this = model
         .as_ref()
         .is_some_and(|m| training_hashes(m).contains(&set.content_sha256));
@@ -101,7 +106,7 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
                     config.folds - 1
                 );
                 }
-                let examples = prepared.examples();
+                let examples = prepared.examples(config.cascade_labels.then_some(&verdicts[..]));
                 let scores = train::cross_validate(&examples, &config, args.threads);
                 (scores, format!("{}-fold cross-validation", config.folds))
             }
@@ -112,7 +117,22 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let figures = all_figures(&prepared, &scores, &verdicts, &args.prices);
+    if let Some(path) = &args.scores_out {
+        let lines: String = prepared
+            .rows
+            .iter()
+            .zip(&scores)
+            .map(|(r, s)| format!("{}\t{}\t{s}\n", r.id, r.benchmark))
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let figures = all_figures(
+        &prepared,
+        &scores,
+        &verdicts,
+        &args.prices,
+        policy_threshold,
+    );
     if args.json {
         for f in &figures {
             println!("{}", serde_json::to_string(f)?);
@@ -120,6 +140,18 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
     } else {
         println!("{} — {method}", args.data.display());
         print_table(&figures);
+        if let Some(t) = policy_threshold {
+            println!("\nat the model's strong_above {t:.4} (what the default policy runs):");
+            for f in &figures {
+                println!(
+                    "  {:<10} strong share {:>6}  quality {:>6} of strong  cost cut {:>6}",
+                    f.benchmark,
+                    super::pct(f.strong_share_at_threshold),
+                    super::pct(f.quality_vs_strong_at_threshold),
+                    super::pct(f.cost_cut_at_threshold)
+                );
+            }
+        }
         for f in figures.iter().filter(|f| !f.checks.is_empty()) {
             println!(
                 "\ncascade checks on {} weak answers (fired / weak wrong / only strong right):",

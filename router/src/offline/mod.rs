@@ -232,23 +232,40 @@ impl Prepared {
         })
     }
 
-    /// Training examples over the rows (fold key: benchmark and prompt, so duplicates share a fold).
-    pub fn examples(&self) -> Vec<frugal_classifier::train::Example<'_>> {
+    /// Training examples over the rows (fold key: benchmark and prompt, so duplicates share a
+    /// fold). With `cascade`, rows the cascade escalates anyway are labelled as ties: their
+    /// cheap path ends at the strong answer too, so starting strong gains nothing.
+    pub fn examples(
+        &self,
+        cascade: Option<&[Option<Vec<Concern>>]>,
+    ) -> Vec<frugal_classifier::train::Example<'_>> {
+        use frugal_classifier::data::Outcome;
         self.rows
             .iter()
+            .enumerate()
             .zip(&self.features)
             .zip(&self.embeddings)
-            .map(
-                |((row, features), embedding)| frugal_classifier::train::Example {
+            .map(|(((i, row), features), embedding)| {
+                let escalated = cascade
+                    .and_then(|v| v.get(i))
+                    .is_some_and(|v| v.as_ref().is_some_and(|c| !c.is_empty()));
+                let outcome = match row.outcome {
+                    Outcome::Correct { strong, .. } if escalated => Outcome::Correct {
+                        weak: strong,
+                        strong,
+                    },
+                    other => other,
+                };
+                frugal_classifier::train::Example {
                     features: *features,
                     embedding,
-                    outcome: row.outcome,
+                    outcome,
                     key: frugal_classifier::train::text_key(&format!(
                         "{}|{}",
                         row.benchmark, row.prompt
                     )),
-                },
-            )
+                }
+            })
             .collect()
     }
 
@@ -271,7 +288,7 @@ pub fn cascade_verdicts(
     rows.iter()
         .map(|r| {
             r.weak_response.as_deref().map(|answer| {
-                frugal_classifier::answer_checks::check_math_answer(answer)
+                frugal_classifier::answer_checks::check_math_answer(&r.prompt, answer)
                     .into_iter()
                     .map(|f| f.concern)
                     .collect()
@@ -329,6 +346,15 @@ pub struct BenchmarkFigures {
     pub random_strong_share_at_95: Option<f64>,
     /// Strong share a perfect router needs for 95%.
     pub oracle_strong_share_at_95: Option<f64>,
+    /// The policy threshold the figures below are for (the model's `strong_above`), if known.
+    pub policy_threshold: Option<f32>,
+    /// Strong share when prompts scoring above `policy_threshold` start strong (cascade where
+    /// weak answers exist).
+    pub strong_share_at_threshold: Option<f64>,
+    /// Quality at `policy_threshold`, as a share of the strong model's.
+    pub quality_vs_strong_at_threshold: Option<f64>,
+    /// Cost saved against all-strong at `policy_threshold`.
+    pub cost_cut_at_threshold: Option<f64>,
     /// Per-check firing counts on the weak answers, where there are any.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub checks: std::collections::BTreeMap<&'static str, CheckStats>,
@@ -344,6 +370,7 @@ pub fn benchmark_figures(
     scores: &[f32],
     verdicts: &[Option<Vec<Concern>>],
     prices: &PriceArgs,
+    policy_threshold: Option<f32>,
 ) -> BenchmarkFigures {
     let outcomes: Vec<_> = rows.iter().map(|r| r.outcome).collect();
     let cascade = verdicts.iter().any(Option::is_some);
@@ -359,9 +386,19 @@ pub fn benchmark_figures(
     };
     let point = policy.point_at_quality_of_strong(QUALITY_SHARE);
     let (cheap, strong) = prices.per_call();
+    // The policy starts a prompt strong when its score is above the threshold: the last point
+    // of the sweep whose threshold is still above it.
+    let at_threshold = policy_threshold.and_then(|t| {
+        policy
+            .points
+            .iter()
+            .take_while(|p| p.threshold > t)
+            .last()
+            .copied()
+    });
     let escalated_share = point.map(|p| {
         // Escalated = strong calls that were not pre-routed = strong share − (1 − cheap share).
-        p.strong_share - (1.0 - p.cheap_share)
+        (p.strong_share - (1.0 - p.cheap_share)).max(0.0)
     });
 
     let mut checks = std::collections::BTreeMap::new();
@@ -401,6 +438,12 @@ pub fn benchmark_figures(
             &outcomes,
             QUALITY_SHARE,
         ),
+        policy_threshold,
+        strong_share_at_threshold: at_threshold.map(|p| p.strong_share),
+        quality_vs_strong_at_threshold: at_threshold
+            .filter(|_| policy.strong > 0.0)
+            .map(|p| p.quality / policy.strong),
+        cost_cut_at_threshold: at_threshold.map(|p| 1.0 - curve::relative_cost(&p, cheap, strong)),
         checks,
     }
 }
@@ -411,6 +454,7 @@ pub fn all_figures(
     scores: &[f32],
     verdicts: &[Option<Vec<Concern>>],
     prices: &PriceArgs,
+    policy_threshold: Option<f32>,
 ) -> Vec<BenchmarkFigures> {
     prepared
         .benchmarks()
@@ -422,7 +466,7 @@ pub fn all_figures(
             let rows: Vec<_> = idx.iter().map(|i| &prepared.rows[*i]).collect();
             let s: Vec<f32> = idx.iter().map(|i| scores[*i]).collect();
             let v: Vec<_> = idx.iter().map(|i| verdicts[*i].clone()).collect();
-            benchmark_figures(b, &rows, &s, &v, prices)
+            benchmark_figures(b, &rows, &s, &v, prices, policy_threshold)
         })
         .collect()
 }
@@ -468,5 +512,48 @@ pub fn print_table(figures: &[BenchmarkFigures]) {
             pct(f.cost_cut_at_95),
             if f.cascade { "  (cascade)" } else { "" }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_cache_round_trips_and_drops_a_torn_tail() {
+        let dir = std::env::temp_dir().join(format!("frugal-embcache-{}", std::process::id()));
+        let path = dir.join("vectors.f32le");
+        let _ = std::fs::remove_dir_all(&dir);
+        let key: [u8; 32] = Sha256::digest(b"hello").into();
+        let vector: Vec<f32> = (0..MiniLmEmbedder::DIM).map(|i| i as f32 / 7.0).collect();
+        {
+            let mut w = open_for_append(&path).unwrap();
+            w.write_all(&key).unwrap();
+            for x in &vector {
+                w.write_all(&x.to_le_bytes()).unwrap();
+            }
+            // Half a record, as an interrupted run would leave.
+            w.write_all(&[1, 2, 3]).unwrap();
+            w.flush().unwrap();
+        }
+        let read = read_cache(&path).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[&key], vector);
+        // Reopening for append trims the torn tail so new records stay aligned.
+        drop(open_for_append(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD as u64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn equal_token_counts_make_only_the_price_ratio_matter() {
+        let prices = PriceArgs {
+            cheap_input_price: 0.15,
+            cheap_output_price: 0.60,
+            strong_input_price: 2.50,
+            strong_output_price: 10.0,
+        };
+        let (cheap, strong) = prices.per_call();
+        assert!((cheap / strong - 0.06).abs() < 1e-12);
     }
 }

@@ -36,11 +36,18 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Embedding L2 penalties to choose from by cross-validation (mean APGR over benchmarks
     /// with at least 200 rows).
-    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.03, 0.1, 0.3])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 1.0, 3.0])]
     pub l2_grid: Vec<f64>,
     /// Topics: k-means clusters of the embeddings, each with its own learned offset (0: none).
     #[arg(long, default_value_t = 0)]
     pub topics: usize,
+    /// Label rows by what the weak model's own answer earned, ignoring that the cascade's
+    /// answer checks would escalate some of them anyway.
+    #[arg(long)]
+    pub prompt_only_labels: bool,
+    /// Scale embedding dimensions by one shared factor instead of one each.
+    #[arg(long)]
+    pub shared_embedding_scale: bool,
     /// L2 penalty on the topic offsets.
     #[arg(long, default_value_t = 1e-2)]
     pub l2_topics: f64,
@@ -50,11 +57,11 @@ pub struct TrainArgs {
     /// Threads for cross-validation folds.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where the embedding model and the embedding cache live.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub embed: EmbedArgs,
+    /// Cheap and strong prices for the cost figures.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub prices: PriceArgs,
 }
 
@@ -90,7 +97,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!rows.is_empty(), "no rows to train on");
 
     let prepared = Prepared::new(rows, &args.embed)?;
-    let examples = prepared.examples();
     let verdicts = cascade_verdicts(&prepared.rows);
     eprintln!(
         "{} rows; features {:.1} µs/prompt",
@@ -99,14 +105,25 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     );
 
     let base = TrainConfig {
+        cascade_labels: !args.prompt_only_labels,
         folds: args.folds,
         seed: args.seed,
         topics: args.topics,
         l2_topics: args.l2_topics,
+        whiten_embedding: !args.shared_embedding_scale,
         ..TrainConfig::default()
     };
+    let cascade_examples = prepared.examples(Some(&verdicts));
+    let plain_examples = prepared.examples(None);
+    let examples_for = |config: &TrainConfig| {
+        if config.cascade_labels {
+            &cascade_examples
+        } else {
+            &plain_examples
+        }
+    };
     let selection_score = |scores: &[f32]| -> f64 {
-        let figures = all_figures(&prepared, scores, &verdicts, &args.prices);
+        let figures = all_figures(&prepared, scores, &verdicts, &args.prices, None);
         let big: Vec<f64> = figures
             .iter()
             .filter(|f| f.n >= MIN_ROWS_FOR_SELECTION)
@@ -124,7 +141,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             ..base.clone()
         };
         let started = Instant::now();
-        let scores = train::cross_validate(&examples, &config, args.threads);
+        let scores = train::cross_validate(examples_for(&config), &config, args.threads);
         let score = selection_score(&scores);
         eprintln!(
             "l2_embedding {l2:<6}: mean CV APGR {score:.4} ({:.1} s)",
@@ -153,6 +170,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             })
             .collect();
         variants.push((
+            format!("cascade_labels={}", !config.cascade_labels),
+            TrainConfig {
+                cascade_labels: !config.cascade_labels,
+                ..config.clone()
+            },
+        ));
+        variants.push((
             "features only".to_owned(),
             TrainConfig {
                 use_embedding: false,
@@ -173,7 +197,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             "variant", "benchmark", "APGR", "pre95", "policy95"
         );
         let mut show = |name: &str, scores: &[f32]| {
-            for f in all_figures(&prepared, scores, &verdicts, &args.prices) {
+            for f in all_figures(&prepared, scores, &verdicts, &args.prices, None) {
                 println!(
                     "{name:<36} {:>10} {:>8.4} {:>10} {:>10}",
                     f.benchmark,
@@ -193,12 +217,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             &cv_scores,
         );
         for (name, variant) in &variants {
-            let scores = train::cross_validate(&examples, variant, args.threads);
+            let scores = train::cross_validate(examples_for(variant), variant, args.threads);
             show(name, &scores);
         }
     }
 
-    let figures = all_figures(&prepared, &cv_scores, &verdicts, &args.prices);
+    let figures = all_figures(&prepared, &cv_scores, &verdicts, &args.prices, None);
     println!(
         "\nCross-validated figures ({}-fold, seed {}, label {}, l2_embedding {}):",
         config.folds,
@@ -220,7 +244,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .clamp(0.0, 1.0);
 
     let started = Instant::now();
-    let all: Vec<_> = examples.iter().collect();
+    let all: Vec<_> = examples_for(&config).iter().collect();
     let embedding_model = format!(
         "{}-max{}",
         ModelPaths::EMBEDDER_SUBDIR,
@@ -238,7 +262,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         "rows_by_benchmark": benchmarks,
         "config": config,
         "embedding_model": embedding_model,
-        "labels": "gain: target (1 + strong_correct - weak_correct) / 2, so ties (both right or both wrong) are 1/2 and only-weak-right rows 0; graded rows use (strong - weak) / 9 in place of the difference",
+        "labels": "gain: target (1 + strong_correct - weak_correct) / 2, so ties (both right or both wrong) are 1/2 and only-weak-right rows 0; graded rows use (strong - weak) / 9 in place of the difference; with cascade_labels, rows whose weak answer the answer checks escalate count as ties",
         "l2_grid": grid_report,
         "cv": figures,
         "comparisons": comparisons,

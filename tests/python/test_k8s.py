@@ -342,6 +342,12 @@ SCRAPE_TENANTS = {
 # once in a run is flagged as a loop (not blocked), and a run may not use more than 100000
 # tokens, so one request asking for max_tokens 200000 is refused by the run's token cap.
 SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag"}
+# The response cache for the scrape (k8s/base/policy.yaml has none, so no cache series would
+# appear): on, so a repeated request is a hit, and small enough that a third stored answer
+# evicts one. Each stored answer weighs its JSON length + 64 bytes; the mock upstream's answer
+# to chat_request() is 406 bytes of JSON (470 stored), so two answers fit in 1000 bytes and a
+# third does not.
+SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000}
 
 
 def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> str:
@@ -366,15 +372,17 @@ def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
-    """A sidecar on the k8s policy plus SCRAPE_TENANTS and SCRAPE_RUNS, pointed at the mock
-    upstream."""
-    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS)
+    """A sidecar on the k8s policy plus SCRAPE_TENANTS, SCRAPE_RUNS and SCRAPE_CACHE, pointed at
+    the mock upstream."""
+    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS, cache=SCRAPE_CACHE)
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
 
 
 def test_scrape_budget_policy_passes_policy_check(frugal_bin, tmp_path):
     path = tmp_path / "policy.yaml"
-    path.write_text(k8s_policy_for("http://127.0.0.1:9/v1", tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS))
+    path.write_text(
+        k8s_policy_for("http://127.0.0.1:9/v1", tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS, cache=SCRAPE_CACHE)
+    )
     out = subprocess.run([frugal_bin, "policy", "check", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -464,6 +472,10 @@ EXPORTED_TODAY = {
     "frugal_budget_rejections_total",
     "frugal_run_cap_exceeded_total",
     "frugal_loops_detected_total",
+    "frugal_cache_lookups_total",
+    "frugal_cache_entries",
+    "frugal_cache_bytes",
+    "frugal_cache_evictions_total",
 }
 
 
@@ -493,10 +505,25 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     # One answered chat request creates the request, upstream, cost, baseline, saved (every
     # lever) and tokens series, all with tenant="default", and (SCRAPE_TENANTS) the budget
     # spent and remaining gauges and a soft threshold crossing. It carries no run id, so
-    # SCRAPE_RUNS does not apply to it.
+    # SCRAPE_RUNS does not apply to it. SCRAPE_CACHE: it is a cache miss and its answer is stored
+    # (the entries and bytes gauges); the same request again is a hit.
     with urllib.request.urlopen(chat_request(k8s_sidecar), timeout=30) as r:
         assert r.status == 200
         assert r.headers.get("x-frugal-budget-warning"), "the soft threshold was not crossed"
+        assert r.headers.get("x-frugal-cache") == "miss"
+    with urllib.request.urlopen(chat_request(k8s_sidecar), timeout=30) as r:
+        assert r.status == 200
+        assert r.headers.get("x-frugal-cache") == "exact", "the repeated request was not a cache hit"
+    # A request that tells the cache to keep out is not looked up: a bypass.
+    with urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-cache": "bypass"}), timeout=30) as r:
+        assert r.status == 200
+        assert r.headers.get("x-frugal-cache") == "bypass"
+    # Two more answers, to requests differing only in max_tokens (high enough for a complete,
+    # storable answer): the second overflows SCRAPE_CACHE's max_bytes, an eviction.
+    for max_tokens in (1000, 1001):
+        with urllib.request.urlopen(chat_request(k8s_sidecar, max_tokens), timeout=30) as r:
+            assert r.status == 200
+            assert r.headers.get("x-frugal-cache") == "miss"
     # A request from tenant `capped` is refused by its hard cap: the rejection counter.
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-tenant": "capped"}), timeout=30)
@@ -534,6 +561,11 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_budget_rejections_total"] == {"tenant": {"capped"}}
     assert exported["frugal_run_cap_exceeded_total"] == {"tenant": {"default"}, "kind": {"tokens"}}
     assert exported["frugal_loops_detected_total"] == {"tenant": {"default"}, "action": {"flag"}}
+    assert exported["frugal_cache_lookups_total"] == {"tier": {"exact"}, "result": {"hit", "miss", "bypass"}}
+    for unlabelled in ("frugal_cache_entries", "frugal_cache_bytes", "frugal_cache_evictions_total"):
+        assert exported[unlabelled] == {}, unlabelled
+    bytes_cached = float(re.search(r"^frugal_cache_bytes (\S+)$", text, re.M)[1])
+    assert 0 < bytes_cached <= SCRAPE_CACHE["max_bytes"]
     used = set()
     for query in queries:
         # Every `name{` is a metric selector; frugal's metrics are the only ones a panel may use.

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod mock;
 pub mod money;
+pub mod offline;
 pub mod pipeline;
 pub mod policy;
 pub mod report;

@@ -69,11 +69,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fit the complexity classifier on labelled routing data and write its weights.
+    Train(frugal::offline::train::TrainArgs),
+    /// Offline evaluations on labelled data.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// What cheap-first routing costs and keeps (RouteLLM APGR/CPT, 95%-quality share, cascade).
+    Router(frugal::offline::eval_router::EvalRouterArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +146,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             script,
         } => mock_upstream(listen, latency_ms, script).await,
         Command::Report { url, window, json } => report(&url, window.as_deref(), json).await,
+        Command::Train(args) => frugal::offline::train::run(&args),
+        Command::Eval {
+            command: EvalCommand::Router(args),
+        } => frugal::offline::eval_router::run(&args),
         Command::Policy { .. } => Ok(()),
     }
 }

@@ -9,5 +9,16 @@
 //! the server and from the offline tools alike.
 
 mod embed;
+pub mod embed_disk;
+pub mod eval;
+pub mod index;
+pub mod pairs;
+pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+pub use index::{IndexConfig, Neighbour, VectorIndex};
+pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
+
+/// Cosine similarity a semantic candidate needs before verification, chosen on the development
+/// pairs (see `frugal eval cache --sweep`).
+pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.88;

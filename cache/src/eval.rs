@@ -1,0 +1,810 @@
+//! Offline evaluation of semantic-cache decisions on labelled prompt pairs (`frugal eval cache`).
+//!
+//! Each pair says whether serving `a`'s answer for `b` would be right. A lookup of `b` is a
+//! hit when a stored prompt has cosine ≥ the threshold **and** passes verification; candidates
+//! are tried in similarity order, the first that passes is served.
+//!
+//! * [`Mode::Pair`]: per pair a fresh scope holding only `a`; `b` looks it up.
+//! * [`Mode::Index`]: every `a` in one index; each `b` looks up the whole index, and a hit is
+//!   correct only when it returns that pair's `a` and the pair is a duplicate.
+//!
+//! Lookup latency covers what the cache does per request once the query vector exists: the
+//! index search, the query's analysis and the verification of the candidates (the stored
+//! prompts' analyses are made at insert time, as a cache would). Embedding is measured apart,
+//! as throughput on a sample of the queries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::embed_disk::{DiskEmbeddings, EmbedCacheError, BATCH};
+use crate::index::{IndexConfig, VectorIndex};
+use crate::pairs::Pair;
+use crate::verify::{Analysis, Guard, GuardSet, Verifier};
+use crate::Embedder;
+
+/// How lookups are staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A fresh scope per pair, holding only its `a`.
+    #[default]
+    Pair,
+    /// One scope holding every `a`.
+    Index,
+}
+
+impl Mode {
+    /// The mode's command-line name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Pair => "pair",
+            Mode::Index => "index",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pair" => Ok(Mode::Pair),
+            "index" => Ok(Mode::Index),
+            _ => Err(format!("unknown mode {s:?} (pair or index)")),
+        }
+    }
+}
+
+/// What to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Cosine similarity a candidate needs before it is verified.
+    pub threshold: f32,
+    /// Guards the verification runs.
+    pub guards: GuardSet,
+    /// Pair or index mode.
+    pub mode: Mode,
+    /// Nearest candidates verified per lookup (the first that passes is served).
+    pub candidates: usize,
+    /// Index tuning (index mode builds one large index).
+    pub index: IndexConfig,
+    /// Also compute the precision/recall curve across thresholds, with and without guards.
+    pub sweep: bool,
+    /// Also compute each guard's contribution (only that guard; all enabled but that guard).
+    pub ablation: bool,
+    /// Queries embedded afresh to measure embedding throughput (0 skips the measurement).
+    pub throughput_sample: usize,
+    /// Draw progress bars on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            threshold: crate::DEFAULT_SIMILARITY_THRESHOLD,
+            guards: GuardSet::ALL,
+            mode: Mode::Pair,
+            candidates: 3,
+            index: IndexConfig::default(),
+            sweep: false,
+            ablation: false,
+            throughput_sample: 256,
+            progress: true,
+        }
+    }
+}
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Embedding failed, or its disk cache could not be used.
+    #[error(transparent)]
+    Embed(#[from] EmbedCacheError),
+    /// The embedder returned a vector the index refused.
+    #[error("embedding unusable for the index")]
+    Index(#[from] crate::index::IndexError),
+    /// There is nothing to evaluate.
+    #[error("no pairs to evaluate")]
+    NoPairs,
+}
+
+/// The figures of one evaluation; `--json` prints exactly these keys (plus `sweep` and
+/// `ablation` when asked for).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Pairs evaluated.
+    pub pairs: usize,
+    /// Similarity threshold.
+    pub threshold: f32,
+    /// Lookups that were served from the cache.
+    pub hits: usize,
+    /// Correct hits / hits (1 when there were no hits).
+    pub precision: f64,
+    /// Correct hits / duplicate pairs.
+    pub recall: f64,
+    /// Hits on non-duplicate pairs / non-duplicate pairs.
+    pub false_hit_rate: f64,
+    /// Hits on hard negatives / hard negatives (0 when there are none).
+    pub hard_negative_false_hit_rate: f64,
+    /// Candidates at or above the threshold that each guard rejected (a candidate can be
+    /// rejected by several guards; every enabled guard is listed).
+    pub guard_rejections: BTreeMap<&'static str, usize>,
+    /// Median lookup latency in milliseconds: index search + verification, embedding excluded.
+    pub lookup_latency_p50_ms: f64,
+    /// 99th-percentile lookup latency in milliseconds, same scope.
+    pub lookup_latency_p99_ms: f64,
+    /// Texts embedded per second (batches of 32), measured on a sample of queries.
+    pub embedding_throughput_per_s: f64,
+    /// Precision/recall across thresholds, with and without guards (`--sweep`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Vec<SweepPoint>>,
+    /// Each guard's contribution at the threshold (`--ablation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ablation: Option<Vec<GuardEffect>>,
+}
+
+/// Decision quality at one threshold for one guard set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quality {
+    /// Lookups served.
+    pub hits: usize,
+    /// Correct hits / hits.
+    pub precision: f64,
+    /// Correct hits / duplicates.
+    pub recall: f64,
+    /// Hits on non-duplicates / non-duplicates.
+    pub false_hit_rate: f64,
+    /// Hits on hard negatives / hard negatives.
+    pub hard_negative_false_hit_rate: f64,
+}
+
+/// One threshold of the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// Similarity threshold.
+    pub threshold: f32,
+    /// Plain cosine, no verification.
+    pub plain: Quality,
+    /// Cosine plus the enabled guards.
+    pub guarded: Quality,
+}
+
+/// What one guard does at the evaluated threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardEffect {
+    /// The guard.
+    pub guard: &'static str,
+    /// Candidates above the threshold it rejects, on duplicate pairs (recall it costs).
+    pub rejects_duplicates: usize,
+    /// Candidates above the threshold it rejects, on non-duplicate pairs (false hits it stops).
+    pub rejects_non_duplicates: usize,
+    /// Quality with this guard alone.
+    pub alone: Quality,
+    /// Quality with every enabled guard but this one.
+    pub without: Quality,
+}
+
+/// A candidate returned for one lookup.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    /// Stored prompt (index into the distinct `a` texts).
+    entry: usize,
+    similarity: f32,
+    /// Guards (all of them, whatever is enabled) that reject this candidate.
+    fired: GuardSet,
+}
+
+/// Everything the lookups found, from which any threshold and guard set can be scored.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Per pair: its `a`'s entry, duplicate, hard.
+    labels: Vec<(usize, bool, bool)>,
+    /// Per pair: candidates in similarity order.
+    candidates: Vec<Vec<Candidate>>,
+    /// Per pair: lookup time with the configured threshold and guards.
+    latencies: Vec<Duration>,
+    mode: Mode,
+}
+
+/// Vectors of the pairs' texts.
+#[derive(Debug, Clone)]
+pub struct EmbeddedPairs {
+    /// One vector per pair's `a`.
+    pub a: Vec<Vec<f32>>,
+    /// One vector per pair's `b`.
+    pub b: Vec<Vec<f32>>,
+}
+
+/// Embeds every pair's `a` and `b`, through the disk cache, with a progress bar.
+pub fn embed_pairs(
+    pairs: &[Pair],
+    embedder: &dyn Embedder,
+    disk: &DiskEmbeddings,
+    progress: bool,
+) -> Result<EmbeddedPairs, EvalError> {
+    let texts: Vec<&str> = pairs
+        .iter()
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .collect();
+    let bar = progress_bar(progress, 0, "embedding");
+    let (mut vectors, _) = disk.embed(embedder, &texts, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let mut a = Vec::with_capacity(pairs.len());
+    let mut b = Vec::with_capacity(pairs.len());
+    let mut it = vectors.drain(..);
+    while let (Some(x), Some(y)) = (it.next(), it.next()) {
+        a.push(x);
+        b.push(y);
+    }
+    Ok(EmbeddedPairs { a, b })
+}
+
+/// Texts per second the embedder sustains in batches of [`BATCH`], over up to `sample` of the
+/// queries (embedded afresh, not from the disk cache); 0 when nothing was sampled.
+pub fn embedding_throughput(
+    pairs: &[Pair],
+    embedder: &dyn Embedder,
+    sample: usize,
+) -> Result<f64, EvalError> {
+    let texts: Vec<&str> = pairs.iter().take(sample).map(|p| p.b.as_str()).collect();
+    if texts.is_empty() {
+        return Ok(0.0);
+    }
+    let started = Instant::now();
+    for batch in texts.chunks(BATCH) {
+        embedder
+            .embed(batch)
+            .map_err(|e| EvalError::Embed(e.into()))?;
+    }
+    Ok(texts.len() as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Embeds (through `disk`), looks every pair up and scores the result: the whole of
+/// `frugal eval cache`.
+pub fn run(
+    pairs: &[Pair],
+    embedder: &dyn Embedder,
+    disk: &DiskEmbeddings,
+    options: &EvalOptions,
+) -> Result<Report, EvalError> {
+    if pairs.is_empty() {
+        return Err(EvalError::NoPairs);
+    }
+    let embedded = embed_pairs(pairs, embedder, disk, options.progress)?;
+    let throughput = embedding_throughput(pairs, embedder, options.throughput_sample)?;
+    let evaluation = Evaluation::new(pairs, &embedded, options)?;
+    Ok(evaluation.report(options, throughput))
+}
+
+impl Evaluation {
+    /// Runs every lookup of `options.mode`, timing each with `options`' threshold and guards,
+    /// and records the candidates so that other thresholds and guard sets can be scored.
+    pub fn new(
+        pairs: &[Pair],
+        embedded: &EmbeddedPairs,
+        options: &EvalOptions,
+    ) -> Result<Self, EvalError> {
+        // Distinct stored prompts: in index mode two pairs with the same `a` share an entry.
+        let mut entry_of: HashMap<&str, usize> = HashMap::new();
+        let mut stored: Vec<usize> = Vec::new();
+        let labels: Vec<(usize, bool, bool)> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let next = entry_of.len();
+                let entry = *entry_of.entry(p.a.as_str()).or_insert_with(|| {
+                    stored.push(i);
+                    next
+                });
+                (entry, p.duplicate, p.hard)
+            })
+            .collect();
+        let stored_analysis: Vec<Analysis> =
+            stored.iter().map(|i| Analysis::new(&pairs[*i].a)).collect();
+        let configured = Verifier::new(options.guards);
+        let all = Verifier::new(GuardSet::ALL);
+        let k = options.candidates.max(1);
+        let dim = embedded.a.first().map_or(0, Vec::len);
+
+        let shared = match options.mode {
+            Mode::Pair => None,
+            Mode::Index => {
+                let bar = progress_bar(options.progress, stored.len(), "indexing");
+                let mut index = VectorIndex::new(dim, options.index);
+                for (entry, i) in stored.iter().enumerate() {
+                    index.insert(entry as u64, &embedded.a[*i])?;
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
+                Some(index)
+            }
+        };
+
+        let bar = progress_bar(options.progress, pairs.len(), "looking up");
+        let mut candidates = Vec::with_capacity(pairs.len());
+        let mut latencies = Vec::with_capacity(pairs.len());
+        for (i, pair) in pairs.iter().enumerate() {
+            let own;
+            let index = match &shared {
+                Some(index) => index,
+                None => {
+                    let mut fresh = VectorIndex::new(dim, options.index);
+                    fresh.insert(labels[i].0 as u64, &embedded.a[i])?;
+                    own = fresh;
+                    &own
+                }
+            };
+            // What a cache does per request, once the query is embedded.
+            let started = Instant::now();
+            let found = index.nearest(&embedded.b[i], k)?;
+            let query = Analysis::new(&pair.b);
+            let _served = found
+                .iter()
+                .take_while(|n| n.similarity >= options.threshold)
+                .find(|n| {
+                    configured
+                        .verify(&query, &stored_analysis[n.id as usize])
+                        .passed()
+                });
+            latencies.push(started.elapsed());
+
+            candidates.push(
+                found
+                    .iter()
+                    .map(|n| Candidate {
+                        entry: n.id as usize,
+                        similarity: n.similarity,
+                        fired: all.verify(&query, &stored_analysis[n.id as usize]).fired(),
+                    })
+                    .collect(),
+            );
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(Self {
+            labels,
+            candidates,
+            latencies,
+            mode: options.mode,
+        })
+    }
+
+    /// The hit served for pair `i` at `threshold` with `guards`, if any.
+    fn served(&self, i: usize, threshold: f32, guards: GuardSet) -> Option<&Candidate> {
+        let mut above = self.candidates[i]
+            .iter()
+            .take_while(|c| c.similarity >= threshold);
+        if guards.is_empty() {
+            // Plain cosine serves the nearest, whatever it is.
+            return above.next();
+        }
+        above.find(|c| c.fired.iter().all(|g| !guards.contains(g)))
+    }
+
+    /// Decision quality at `threshold` with `guards`.
+    pub fn quality(&self, threshold: f32, guards: GuardSet) -> Quality {
+        let (mut hits, mut correct, mut false_hits, mut hard_hits) = (0, 0, 0, 0);
+        let (mut duplicates, mut negatives, mut hard) = (0, 0, 0);
+        for (i, &(entry, duplicate, is_hard)) in self.labels.iter().enumerate() {
+            duplicates += usize::from(duplicate);
+            negatives += usize::from(!duplicate);
+            hard += usize::from(is_hard);
+            let Some(hit) = self.served(i, threshold, guards) else {
+                continue;
+            };
+            hits += 1;
+            if duplicate && hit.entry == entry {
+                correct += 1;
+            }
+            if !duplicate {
+                false_hits += 1;
+                hard_hits += usize::from(is_hard);
+            }
+        }
+        let ratio = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        Quality {
+            hits,
+            precision: if hits == 0 { 1.0 } else { ratio(correct, hits) },
+            recall: ratio(correct, duplicates),
+            false_hit_rate: ratio(false_hits, negatives),
+            hard_negative_false_hit_rate: ratio(hard_hits, hard),
+        }
+    }
+
+    /// Candidates at or above `threshold` rejected by each guard of `guards`.
+    fn rejections(
+        &self,
+        threshold: f32,
+        guards: GuardSet,
+    ) -> BTreeMap<&'static str, (usize, usize)> {
+        let mut out: BTreeMap<&'static str, (usize, usize)> =
+            guards.iter().map(|g| (g.as_str(), (0, 0))).collect();
+        for (i, cands) in self.candidates.iter().enumerate() {
+            let duplicate = self.labels[i].1;
+            // Only candidates that were actually verified: up to and including the served one.
+            for c in cands.iter().take_while(|c| c.similarity >= threshold) {
+                for g in c.fired.iter().filter(|g| guards.contains(*g)) {
+                    if let Some(counts) = out.get_mut(g.as_str()) {
+                        if duplicate {
+                            counts.0 += 1;
+                        } else {
+                            counts.1 += 1;
+                        }
+                    }
+                }
+                let served = c.fired.iter().all(|g| !guards.contains(g));
+                if served {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The precision/recall curve over `thresholds`, plain and with `guards`.
+    pub fn sweep(&self, thresholds: &[f32], guards: GuardSet) -> Vec<SweepPoint> {
+        thresholds
+            .iter()
+            .map(|&t| SweepPoint {
+                threshold: t,
+                plain: self.quality(t, GuardSet::NONE),
+                guarded: self.quality(t, guards),
+            })
+            .collect()
+    }
+
+    /// Each enabled guard's contribution at `threshold`.
+    pub fn ablation(&self, threshold: f32, guards: GuardSet) -> Vec<GuardEffect> {
+        let rejections = self.rejections(threshold, GuardSet::ALL);
+        guards
+            .iter()
+            .map(|g: Guard| {
+                let (dup, non) = rejections.get(g.as_str()).copied().unwrap_or_default();
+                GuardEffect {
+                    guard: g.as_str(),
+                    rejects_duplicates: dup,
+                    rejects_non_duplicates: non,
+                    alone: self.quality(threshold, GuardSet::NONE.with(g)),
+                    without: self.quality(threshold, guards.without(g)),
+                }
+            })
+            .collect()
+    }
+
+    /// The report for `options`, with the embedding throughput measured elsewhere.
+    pub fn report(&self, options: &EvalOptions, embedding_throughput_per_s: f64) -> Report {
+        let q = self.quality(options.threshold, options.guards);
+        let mut ms: Vec<f64> = self
+            .latencies
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        Report {
+            pairs: self.labels.len(),
+            threshold: options.threshold,
+            hits: q.hits,
+            precision: q.precision,
+            recall: q.recall,
+            false_hit_rate: q.false_hit_rate,
+            hard_negative_false_hit_rate: q.hard_negative_false_hit_rate,
+            guard_rejections: self
+                .rejections(options.threshold, options.guards)
+                .into_iter()
+                .map(|(g, (d, n))| (g, d + n))
+                .collect(),
+            lookup_latency_p50_ms: percentile(&ms, 0.50),
+            lookup_latency_p99_ms: percentile(&ms, 0.99),
+            embedding_throughput_per_s,
+            sweep: options
+                .sweep
+                .then(|| self.sweep(&sweep_thresholds(), options.guards)),
+            ablation: options
+                .ablation
+                .then(|| self.ablation(options.threshold, options.guards)),
+        }
+    }
+
+    /// The entry served for pair `i` at `threshold` with `guards`, and its similarity.
+    pub fn hit(&self, i: usize, threshold: f32, guards: GuardSet) -> Option<(usize, f32)> {
+        self.served(i, threshold, guards)
+            .map(|c| (c.entry, c.similarity))
+    }
+
+    /// Pair `i`'s nearest candidate: its similarity and every guard that rejects it.
+    pub fn top(&self, i: usize) -> Option<(f32, GuardSet)> {
+        self.candidates
+            .get(i)?
+            .first()
+            .map(|c| (c.similarity, c.fired))
+    }
+
+    /// The lookup mode this evaluation ran.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+/// Thresholds of `--sweep`: 0.70 to 0.99 by 0.01, then 0.995.
+pub fn sweep_thresholds() -> Vec<f32> {
+    (70..=99)
+        .map(|t| t as f32 / 100.0)
+        .chain(std::iter::once(0.995))
+        .collect()
+}
+
+/// Nearest-rank percentile of sorted values; 0 when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn progress_bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>11} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+impl Report {
+    /// The report as an aligned, readable table (what `frugal eval cache` prints by default).
+    pub fn to_table(&self, mode: Mode, guards: GuardSet) -> String {
+        let mut s = String::new();
+        let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+        let _ = writeln!(s, "mode                          {}", mode.as_str());
+        let _ = writeln!(s, "guards                        {guards}");
+        let _ = writeln!(s, "pairs                         {}", self.pairs);
+        let _ = writeln!(s, "threshold                     {:.3}", self.threshold);
+        let _ = writeln!(s, "hits                          {}", self.hits);
+        let _ = writeln!(s, "precision                     {:.4}", self.precision);
+        let _ = writeln!(s, "recall                        {:.4}", self.recall);
+        let _ = writeln!(
+            s,
+            "false_hit_rate                {}",
+            pct(self.false_hit_rate)
+        );
+        let _ = writeln!(
+            s,
+            "hard_negative_false_hit_rate  {}",
+            pct(self.hard_negative_false_hit_rate)
+        );
+        let _ = writeln!(
+            s,
+            "lookup latency p50 / p99      {:.3} ms / {:.3} ms  (index search + verification; embedding excluded)",
+            self.lookup_latency_p50_ms, self.lookup_latency_p99_ms
+        );
+        let _ = writeln!(
+            s,
+            "embedding throughput          {:.0} texts/s  (batches of {BATCH})",
+            self.embedding_throughput_per_s
+        );
+        let _ = writeln!(
+            s,
+            "guard rejections (candidates at or above the threshold):"
+        );
+        for (guard, n) in &self.guard_rejections {
+            let _ = writeln!(s, "  {guard:<12} {n}");
+        }
+        if let Some(effects) = &self.ablation {
+            let _ = writeln!(
+                s,
+                "\n{:<12} {:>9} {:>9} | {:>12} {:>12} | {:>14} {:>14}",
+                "guard",
+                "rej dup",
+                "rej non",
+                "alone recall",
+                "alone fhr",
+                "without recall",
+                "without fhr"
+            );
+            for e in effects {
+                let _ = writeln!(
+                    s,
+                    "{:<12} {:>9} {:>9} | {:>12.4} {:>12} | {:>14.4} {:>14}",
+                    e.guard,
+                    e.rejects_duplicates,
+                    e.rejects_non_duplicates,
+                    e.alone.recall,
+                    pct(e.alone.false_hit_rate),
+                    e.without.recall,
+                    pct(e.without.false_hit_rate)
+                );
+            }
+        }
+        if let Some(points) = &self.sweep {
+            let _ = writeln!(
+                s,
+                "\n{:>9} | {:>6} {:>9} {:>7} {:>8} | {:>6} {:>9} {:>7} {:>8}",
+                "threshold",
+                "plain:",
+                "precision",
+                "recall",
+                "fhr",
+                "guard:",
+                "precision",
+                "recall",
+                "fhr"
+            );
+            for p in points {
+                let _ = writeln!(
+                    s,
+                    "{:>9.3} | {:>6} {:>9.4} {:>7.4} {:>8} | {:>6} {:>9.4} {:>7.4} {:>8}",
+                    p.threshold,
+                    p.plain.hits,
+                    p.plain.precision,
+                    p.plain.recall,
+                    pct(p.plain.false_hit_rate),
+                    p.guarded.hits,
+                    p.guarded.precision,
+                    p.guarded.recall,
+                    pct(p.guarded.false_hit_rate)
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
+mod tests {
+    use super::*;
+
+    fn pair(a: &str, b: &str, duplicate: bool, hard: bool) -> Pair {
+        Pair {
+            a: a.to_owned(),
+            b: b.to_owned(),
+            duplicate,
+            hard,
+        }
+    }
+
+    /// Four pairs with hand-made 3-d vectors: a near-identical duplicate, a near-identical
+    /// non-duplicate that a guard catches, a far duplicate, and a far non-duplicate.
+    fn fixture() -> (Vec<Pair>, EmbeddedPairs) {
+        let pairs = vec![
+            pair("How do I learn Rust?", "How can I learn Rust?", true, false),
+            pair("What is 2+2?", "What is 2+3?", false, true),
+            pair(
+                "Tips for sleeping well",
+                "How do I sleep better?",
+                true,
+                false,
+            ),
+            pair("Best pizza in town", "Capital of France", false, false),
+        ];
+        let e = |x: f32, y: f32, z: f32| {
+            let n = (x * x + y * y + z * z).sqrt();
+            vec![x / n, y / n, z / n]
+        };
+        let embedded = EmbeddedPairs {
+            a: vec![
+                e(1.0, 0.0, 0.0),
+                e(0.0, 1.0, 0.0),
+                e(0.0, 0.0, 1.0),
+                e(1.0, 1.0, 0.0),
+            ],
+            b: vec![
+                e(1.0, 0.05, 0.0),
+                e(0.0, 1.0, 0.05),
+                e(0.0, 0.6, 1.0),
+                e(-1.0, 1.0, 0.3),
+            ],
+        };
+        (pairs, embedded)
+    }
+
+    fn options(mode: Mode) -> EvalOptions {
+        EvalOptions {
+            threshold: 0.95,
+            mode,
+            progress: false,
+            ..EvalOptions::default()
+        }
+    }
+
+    #[test]
+    fn guards_turn_a_false_hit_into_a_miss() {
+        let (pairs, embedded) = fixture();
+        for mode in [Mode::Pair, Mode::Index] {
+            let eval = Evaluation::new(&pairs, &embedded, &options(mode)).unwrap();
+            let plain = eval.quality(0.95, GuardSet::NONE);
+            assert_eq!(plain.hits, 2, "{mode:?}");
+            assert_eq!(plain.false_hit_rate, 0.5);
+            assert_eq!(plain.hard_negative_false_hit_rate, 1.0);
+            let guarded = eval.quality(0.95, GuardSet::ALL);
+            assert_eq!(guarded.hits, 1);
+            assert_eq!(guarded.precision, 1.0);
+            assert_eq!(guarded.recall, 0.5);
+            assert_eq!(guarded.false_hit_rate, 0.0);
+        }
+    }
+
+    #[test]
+    fn report_counts_guard_rejections_and_keeps_its_json_keys() {
+        let (pairs, embedded) = fixture();
+        let opts = options(Mode::Pair);
+        let report = Evaluation::new(&pairs, &embedded, &opts)
+            .unwrap()
+            .report(&opts, 123.0);
+        assert_eq!(report.guard_rejections["numbers"], 1);
+        assert_eq!(report.guard_rejections["order"], 0);
+        let json = serde_json::to_value(&report).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "pairs",
+                "threshold",
+                "hits",
+                "precision",
+                "recall",
+                "false_hit_rate",
+                "hard_negative_false_hit_rate",
+                "guard_rejections",
+                "lookup_latency_p50_ms",
+                "lookup_latency_p99_ms",
+                "embedding_throughput_per_s"
+            ]
+        );
+        assert!(report
+            .to_table(Mode::Pair, GuardSet::ALL)
+            .contains("false_hit_rate"));
+    }
+
+    #[test]
+    fn index_mode_hit_on_the_wrong_entry_is_not_correct() {
+        // b of pair 0 is nearest to a of pair 1.
+        let pairs = vec![
+            pair("alpha question", "alpha query", true, false),
+            pair("beta question", "beta query", true, false),
+        ];
+        let embedded = EmbeddedPairs {
+            a: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            b: vec![vec![0.1, 1.0], vec![0.0, 1.0]],
+        };
+        let eval = Evaluation::new(&pairs, &embedded, &options(Mode::Index)).unwrap();
+        let q = eval.quality(0.9, GuardSet::NONE);
+        assert_eq!((q.hits, q.recall, q.precision), (2, 0.5, 0.5));
+    }
+
+    #[test]
+    fn sweep_is_monotone_in_the_threshold_for_plain_cosine() {
+        let (pairs, embedded) = fixture();
+        let eval = Evaluation::new(&pairs, &embedded, &options(Mode::Pair)).unwrap();
+        let points = eval.sweep(&sweep_thresholds(), GuardSet::ALL);
+        for w in points.windows(2) {
+            assert!(w[0].plain.hits >= w[1].plain.hits);
+            assert!(w[0].guarded.hits <= w[0].plain.hits);
+        }
+    }
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

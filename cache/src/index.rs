@@ -1,0 +1,432 @@
+//! The vector index of one cache scope: nearest earlier prompts by cosine similarity.
+//!
+//! While a scope is small an exact scan over a contiguous array is both exact and faster than a
+//! graph; past [`IndexConfig::hnsw_threshold`] live vectors the index moves to an HNSW graph
+//! (hnsw_rs, dot-product distance on unit vectors). Removals are tombstones: the slot is marked
+//! dead and skipped at query time (inside the graph search, so dead points never crowd out live
+//! ones). [`VectorIndex::rebuilt`] makes a compact copy without the dead slots, for a caller to
+//! build off the lookup path and swap in atomically once [`VectorIndex::needs_rebuild`] says so.
+
+use std::collections::HashMap;
+
+use hnsw_rs::anndists::dist::DistDot;
+use hnsw_rs::hnsw::Hnsw;
+
+/// Tuning of a [`VectorIndex`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexConfig {
+    /// Live vectors above which the exact scan is replaced by an HNSW graph.
+    pub hnsw_threshold: usize,
+    /// HNSW links per node and layer (`M`).
+    pub max_connections: usize,
+    /// HNSW candidate list size while inserting.
+    pub ef_construction: usize,
+    /// HNSW candidate list size while searching (raised to `k` when smaller).
+    pub ef_search: usize,
+    /// Dead slots, as a share of all slots, past which [`VectorIndex::needs_rebuild`] is true.
+    pub rebuild_dead_share: f32,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            // A scan of 4096 × 384 floats takes well under a millisecond and is exact.
+            hnsw_threshold: 4096,
+            max_connections: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            rebuild_dead_share: 0.3,
+        }
+    }
+}
+
+/// A vector the index refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IndexError {
+    /// The vector does not have the index's dimension.
+    #[error("vector has {actual} dimensions, the index holds {expected}")]
+    Dimension {
+        /// The index's dimension.
+        expected: usize,
+        /// The vector's length.
+        actual: usize,
+    },
+    /// The vector is zero or holds NaN or infinity, so it has no direction.
+    #[error("vector is zero or not finite")]
+    NotFinite,
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    /// The id the vector was inserted under.
+    pub id: u64,
+    /// Cosine similarity to the query, in [-1, 1].
+    pub similarity: f32,
+}
+
+enum Backend {
+    /// Slot `s` occupies `vectors[s * dim..(s + 1) * dim]`.
+    Flat { vectors: Vec<f32> },
+    /// Data id = slot.
+    Hnsw(Box<Hnsw<'static, f32, DistDot>>),
+}
+
+/// Nearest-neighbour index over unit vectors, keyed by caller-chosen `u64` ids.
+pub struct VectorIndex {
+    dim: usize,
+    config: IndexConfig,
+    backend: Backend,
+    /// Id of each slot, and whether it is live.
+    slots: Vec<(u64, bool)>,
+    /// Live id → slot.
+    live: HashMap<u64, usize>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("dim", &self.dim)
+            .field("live", &self.len())
+            .field("dead", &self.dead())
+            .field("hnsw", &self.is_hnsw())
+            .finish()
+    }
+}
+
+impl VectorIndex {
+    /// An empty index of `dim`-dimensional vectors.
+    pub fn new(dim: usize, config: IndexConfig) -> Self {
+        Self {
+            dim,
+            config,
+            backend: Backend::Flat {
+                vectors: Vec::new(),
+            },
+            slots: Vec::new(),
+            live: HashMap::new(),
+        }
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether the index has no live vector.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Removed vectors still occupying a slot.
+    pub fn dead(&self) -> usize {
+        self.slots.len() - self.live.len()
+    }
+
+    /// Whether the index searches an HNSW graph (rather than scanning).
+    pub fn is_hnsw(&self) -> bool {
+        matches!(self.backend, Backend::Hnsw(_))
+    }
+
+    /// Whether enough slots are dead that a [`VectorIndex::rebuilt`] copy is worth making.
+    pub fn needs_rebuild(&self) -> bool {
+        !self.slots.is_empty()
+            && self.dead() as f32 > self.config.rebuild_dead_share * self.slots.len() as f32
+    }
+
+    /// Adds `vector` under `id`, replacing any vector already under it. The vector is
+    /// re-normalised, so near-unit input stays exactly comparable.
+    pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
+        let vector = self.unit(vector)?;
+        self.remove(id);
+        let slot = self.slots.len();
+        self.slots.push((id, true));
+        self.live.insert(id, slot);
+        match &mut self.backend {
+            Backend::Flat { vectors } => vectors.extend_from_slice(&vector),
+            Backend::Hnsw(graph) => graph.insert_slice((&vector, slot)),
+        }
+        if !self.is_hnsw() && self.live.len() > self.config.hnsw_threshold {
+            self.move_to_graph();
+        }
+        Ok(())
+    }
+
+    /// Tombstones the vector under `id`; false when there was none.
+    pub fn remove(&mut self, id: u64) -> bool {
+        match self.live.remove(&id) {
+            Some(slot) => {
+                self.slots[slot].1 = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The `k` live vectors most similar to `query`, most similar first.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, IndexError> {
+        let query = self.unit(query)?;
+        if k == 0 || self.live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found: Vec<Neighbour> = match &self.backend {
+            Backend::Flat { vectors } => {
+                let mut all: Vec<Neighbour> = vectors
+                    .chunks_exact(self.dim)
+                    .zip(&self.slots)
+                    .filter(|(_, (_, alive))| *alive)
+                    .map(|(v, (id, _))| Neighbour {
+                        id: *id,
+                        similarity: dot(v, &query),
+                    })
+                    .collect();
+                let k = k.min(all.len());
+                all.select_nth_unstable_by(k - 1, |a, b| b.similarity.total_cmp(&a.similarity));
+                all.truncate(k);
+                all
+            }
+            Backend::Hnsw(graph) => {
+                let alive = |slot: &usize| self.slots.get(*slot).is_some_and(|s| s.1);
+                let ef = self.config.ef_search.max(k);
+                graph
+                    .search_filter(&query, k, ef, Some(&alive))
+                    .into_iter()
+                    .filter_map(|n| {
+                        let (id, alive) = *self.slots.get(n.d_id)?;
+                        // Distance is 1 − dot and clamped at 0 by hnsw_rs; turn it back.
+                        alive.then_some(Neighbour {
+                            id,
+                            similarity: (1.0 - n.distance).clamp(-1.0, 1.0),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        Ok(found)
+    }
+
+    /// A compact copy holding only the live vectors (exact scan or graph by its size), to be
+    /// built off the lookup path and swapped in for this one.
+    pub fn rebuilt(&self) -> Self {
+        let mut fresh = Self::new(self.dim, self.config);
+        let live = self.live_vectors();
+        if live.len() > self.config.hnsw_threshold {
+            fresh.slots = live.iter().map(|(id, _)| (*id, true)).collect();
+            fresh.live = live
+                .iter()
+                .enumerate()
+                .map(|(s, (id, _))| (*id, s))
+                .collect();
+            fresh.backend = Backend::Hnsw(Box::new(self.graph_of(&live)));
+        } else {
+            for (id, v) in &live {
+                // Already unit vectors of the right length: cannot fail.
+                let _ = fresh.insert(*id, v);
+            }
+        }
+        fresh
+    }
+
+    /// Every live (id, vector), in slot order.
+    fn live_vectors(&self) -> Vec<(u64, Vec<f32>)> {
+        match &self.backend {
+            Backend::Flat { vectors } => vectors
+                .chunks_exact(self.dim)
+                .zip(&self.slots)
+                .filter(|(_, (_, alive))| *alive)
+                .map(|(v, (id, _))| (*id, v.to_vec()))
+                .collect(),
+            Backend::Hnsw(graph) => {
+                let mut out: Vec<(usize, u64, Vec<f32>)> = graph
+                    .get_point_indexation()
+                    .into_iter()
+                    .filter_map(|p| {
+                        let slot = p.get_origin_id();
+                        let (id, alive) = *self.slots.get(slot)?;
+                        alive.then(|| (slot, id, p.get_v().to_vec()))
+                    })
+                    .collect();
+                out.sort_unstable_by_key(|(slot, _, _)| *slot);
+                out.into_iter().map(|(_, id, v)| (id, v)).collect()
+            }
+        }
+    }
+
+    /// Moves a flat index that outgrew the scan into a graph, dropping dead slots on the way.
+    fn move_to_graph(&mut self) {
+        let live = self.live_vectors();
+        self.slots = live.iter().map(|(id, _)| (*id, true)).collect();
+        self.live = live
+            .iter()
+            .enumerate()
+            .map(|(s, (id, _))| (*id, s))
+            .collect();
+        self.backend = Backend::Hnsw(Box::new(self.graph_of(&live)));
+    }
+
+    /// A graph over `vectors`, data id = position.
+    fn graph_of(&self, vectors: &[(u64, Vec<f32>)]) -> Hnsw<'static, f32, DistDot> {
+        let graph = Hnsw::new(
+            self.config.max_connections,
+            (vectors.len() * 2).max(self.config.hnsw_threshold * 2),
+            16,
+            self.config.ef_construction,
+            DistDot,
+        );
+        let data: Vec<(&[f32], usize)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(slot, (_, v))| (v.as_slice(), slot))
+            .collect();
+        graph.parallel_insert_slice(&data);
+        graph
+    }
+
+    fn unit(&self, vector: &[f32]) -> Result<Vec<f32>, IndexError> {
+        if vector.len() != self.dim {
+            return Err(IndexError::Dimension {
+                expected: self.dim,
+                actual: vector.len(),
+            });
+        }
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Err(IndexError::NotFinite);
+        }
+        Ok(vector.iter().map(|x| x / norm).collect())
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random unit vectors (xorshift), so tests need no model.
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+
+    fn small() -> IndexConfig {
+        IndexConfig {
+            hnsw_threshold: 64,
+            ..IndexConfig::default()
+        }
+    }
+
+    #[test]
+    fn finds_itself_first_in_both_backends() {
+        let data = vectors(300, 32, 7);
+        let mut index = VectorIndex::new(32, small());
+        for (i, v) in data.iter().enumerate().take(50) {
+            index.insert(i as u64, v).unwrap();
+        }
+        assert!(!index.is_hnsw());
+        let hit = index.nearest(&data[10], 3).unwrap();
+        assert_eq!(hit[0].id, 10);
+        assert!((hit[0].similarity - 1.0).abs() < 1e-5);
+        assert!(hit[0].similarity >= hit[1].similarity && hit[1].similarity >= hit[2].similarity);
+
+        for (i, v) in data.iter().enumerate().skip(50) {
+            index.insert(i as u64, v).unwrap();
+        }
+        assert!(index.is_hnsw());
+        assert_eq!(index.len(), 300);
+        for probe in [0usize, 57, 123, 299] {
+            let hit = index.nearest(&data[probe], 1).unwrap();
+            assert_eq!(hit[0].id, probe as u64);
+            assert!(hit[0].similarity > 0.999);
+        }
+    }
+
+    #[test]
+    fn removed_vectors_are_never_returned() {
+        let data = vectors(200, 16, 3);
+        for config in [IndexConfig::default(), small()] {
+            let mut index = VectorIndex::new(16, config);
+            for (i, v) in data.iter().enumerate() {
+                index.insert(i as u64, v).unwrap();
+            }
+            assert!(index.remove(5));
+            assert!(!index.remove(5));
+            let hits = index.nearest(&data[5], 10).unwrap();
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|n| n.id != 5), "{hits:?}");
+            assert_eq!(index.len(), 199);
+            assert_eq!(index.dead(), 1);
+        }
+    }
+
+    #[test]
+    fn reinserting_an_id_replaces_its_vector() {
+        let data = vectors(3, 8, 11);
+        let mut index = VectorIndex::new(8, IndexConfig::default());
+        index.insert(1, &data[0]).unwrap();
+        index.insert(1, &data[1]).unwrap();
+        assert_eq!(index.len(), 1);
+        let hit = index.nearest(&data[1], 5).unwrap();
+        assert_eq!(hit.len(), 1);
+        assert!(hit[0].similarity > 0.999);
+    }
+
+    #[test]
+    fn rebuild_drops_dead_slots_and_keeps_answers() {
+        let data = vectors(200, 16, 5);
+        let mut index = VectorIndex::new(16, small());
+        for (i, v) in data.iter().enumerate() {
+            index.insert(i as u64, v).unwrap();
+        }
+        for id in 0..100 {
+            index.remove(id);
+        }
+        assert!(index.needs_rebuild());
+        let fresh = index.rebuilt();
+        assert_eq!((fresh.len(), fresh.dead()), (100, 0));
+        assert!(fresh.is_hnsw());
+        assert_eq!(fresh.nearest(&data[150], 1).unwrap()[0].id, 150);
+        assert!(fresh
+            .nearest(&data[50], 5)
+            .unwrap()
+            .iter()
+            .all(|n| n.id >= 100));
+    }
+
+    #[test]
+    fn refuses_wrong_dimension_and_zero_vectors() {
+        let mut index = VectorIndex::new(4, IndexConfig::default());
+        assert!(matches!(
+            index.insert(1, &[1.0, 0.0]),
+            Err(IndexError::Dimension { .. })
+        ));
+        assert_eq!(index.insert(1, &[0.0; 4]), Err(IndexError::NotFinite));
+        assert_eq!(
+            index.nearest(&[f32::NAN, 0.0, 0.0, 0.0], 1),
+            Err(IndexError::NotFinite)
+        );
+        assert!(index.nearest(&[1.0, 0.0, 0.0, 0.0], 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn index_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<VectorIndex>();
+    }
+}

@@ -257,6 +257,29 @@ impl Sidecar {
             .expect("sidecar reachable")
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("sidecar reachable");
+        response.text().await.expect("metrics text")
+    }
+
+    /// The savings report of `GET /v1/frugal/savings{query}` (e.g. `""` or `"?window=15m"`).
+    pub async fn savings(&self, query: &str) -> Value {
+        let url = self.url(&format!("/v1/frugal/savings{query}"));
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("sidecar reachable");
+        response.json().await.expect("savings JSON")
+    }
+
     /// POSTs raw bytes as a chat completion request.
     pub async fn chat_raw(&self, body: &str) -> reqwest::Response {
         self.client

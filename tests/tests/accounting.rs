@@ -11,19 +11,6 @@ fn dollars(response: &reqwest::Response, header: &str) -> f64 {
         .unwrap()
 }
 
-async fn savings(sidecar: &Sidecar, query: &str) -> Value {
-    let url = sidecar.url(&format!("/v1/frugal/savings{query}"));
-    sidecar
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn cost_headers_price_the_upstream_usage() {
     let mock = MockUpstream::start().await;
@@ -74,7 +61,7 @@ async fn savings_against_a_baseline_model_add_up_per_tenant() {
             "calling the cheap model saves against the strong baseline"
         );
     }
-    let report = savings(&sidecar, "").await;
+    let report = sidecar.savings("").await;
     assert_eq!(report["total"]["requests"], 3);
     assert_eq!(report["tenants"]["team-a"]["requests"], 2);
     assert_eq!(report["tenants"]["team-b"]["saved_usd"], 0.0);
@@ -91,7 +78,7 @@ async fn savings_against_a_baseline_model_add_up_per_tenant() {
             "{totals}"
         );
     }
-    let windowed = savings(&sidecar, "?window=15m").await;
+    let windowed = sidecar.savings("?window=15m").await;
     assert_eq!(windowed["total"]["requests"], 3);
     assert_eq!(windowed["window_seconds"], 900);
     let bad = sidecar
@@ -102,15 +89,7 @@ async fn savings_against_a_baseline_model_add_up_per_tenant() {
         .unwrap();
     expect_error(bad, 400).await;
 
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     for name in [
         "frugal_cost_usd_total{",
         "frugal_baseline_cost_usd_total{",
@@ -135,7 +114,7 @@ async fn streams_are_priced_from_usage_the_client_did_not_ask_for() {
     assert!(text.contains(": frugal cost_usd="), "{text}");
     let upstream_request = mock.requests().pop().unwrap();
     assert_eq!(upstream_request["stream_options"]["include_usage"], true);
-    let report = savings(&sidecar, "").await;
+    let report = sidecar.savings("").await;
     assert_eq!(report["total"]["requests"], 1);
     assert!(report["total"]["actual_usd"].as_f64().unwrap() > 0.0);
 }

@@ -96,15 +96,7 @@ async fn soft_warnings_fire_once_per_threshold() {
         429,
         "the 4th would pass 100%"
     );
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics
             .contains("frugal_budget_threshold_crossed_total{tenant=\"team\",threshold=\"0.5\"} 1"),
@@ -152,15 +144,7 @@ async fn sixty_four_concurrent_requests_do_not_overspend() {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(ok, 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 54);
-    let report: Value = sidecar
-        .client
-        .get(sidecar.url("/v1/frugal/savings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = sidecar.savings("").await;
     let spent = report["tenants"]["burst"]["actual_usd"].as_f64().unwrap();
     assert!(spent <= cap, "spent {spent} over cap {cap}");
     assert_eq!(mock.total_calls(), 10);

@@ -65,26 +65,10 @@ async fn an_exact_repeat_is_served_from_the_cache_and_saves_the_calls_cost() {
     assert_ne!(second["id"], first["id"], "ids are refreshed");
     assert_eq!(mock.total_calls(), 1);
 
-    let report: Value = sidecar
-        .client
-        .get(sidecar.url("/v1/frugal/savings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = sidecar.savings("").await;
     assert_eq!(report["total"]["cache_hits"], 1);
     assert!((report["total"]["by_lever"]["cache"].as_f64().unwrap() - first_cost).abs() < 1e-12);
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics.contains("frugal_cache_lookups_total{tier=\"exact\",result=\"hit\"} 1"),
         "{metrics}"

@@ -91,15 +91,7 @@ async fn valid_change_is_applied_and_broken_reload_keeps_old_policy() {
         "{outcome}"
     );
 
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics.contains("frugal_policy_reloads_total{result=\"applied\"} 1"),
         "{metrics}"

@@ -63,15 +63,7 @@ async fn run_cost_cap_stops_a_runaway_loop() {
             .status(),
         200
     );
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics.contains("frugal_run_cap_exceeded_total{tenant=\"default\",kind=\"cost\"}"),
         "{metrics}"
@@ -126,15 +118,7 @@ async fn repeated_tool_calls_can_be_flagged_instead_of_blocked() {
         .unwrap()
         .to_string();
     assert!(flag.contains("run_tests") && flag.contains('3'), "{flag}");
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics.contains("frugal_loops_detected_total{tenant=\"default\",action=\"flag\"} 1"),
         "{metrics}"
@@ -169,15 +153,7 @@ async fn outcomes_give_cost_per_resolved_run() {
         .unwrap();
     expect_error(bad_body, 400).await;
 
-    let report: Value = sidecar
-        .client
-        .get(sidecar.url("/v1/frugal/savings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = sidecar.savings("").await;
     let runs = &report["total"]["runs"];
     assert_eq!(
         (runs["resolved"].as_u64(), runs["unresolved"].as_u64()),

@@ -54,15 +54,7 @@ async fn a_keyed_tenant_cannot_be_claimed_without_its_key() {
         200,
         "unkeyed tenants by header"
     );
-    let report: serde_json::Value = sidecar
-        .client
-        .get(sidecar.url("/v1/frugal/savings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = sidecar.savings("").await;
     assert_eq!(report["tenants"]["team-a"]["requests"], 2);
     assert_eq!(report["tenants"]["team-b"]["requests"], 1);
     assert_eq!(mock.total_calls(), 3);

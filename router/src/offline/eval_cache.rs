@@ -1,0 +1,82 @@
+//! `frugal eval cache`: how often the semantic cache would serve a right or a wrong answer, on
+//! labelled prompt pairs (the JSON Lines schema of ../shared/data/cache). The evaluation itself
+//! lives in `frugal_cache::eval`; this command parses arguments, loads the pairs and the
+//! embedding model, and prints the report.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use frugal_cache::embed_disk::DiskEmbeddings;
+use frugal_cache::eval::{self, EvalOptions, Mode};
+use frugal_cache::pairs::{every_kth, read_pairs};
+use frugal_cache::{GuardSet, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+
+/// Arguments of `frugal eval cache`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalCacheArgs {
+    /// Labelled pairs (JSON Lines: `a`, `b`, `duplicate`, optional `hard`), gzip or plain.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Cosine similarity a candidate needs before verification.
+    #[arg(long, default_value_t = frugal_cache::DEFAULT_SIMILARITY_THRESHOLD)]
+    pub threshold: f32,
+    /// Verification guards: `all`, `none`, a comma list (numbers, negation, antonym, quoted,
+    /// identifiers, urls_paths, entities, order), or `all,-order`.
+    #[arg(long, default_value = "all")]
+    pub guards: GuardSet,
+    /// `pair`: a fresh scope per pair holding its `a`; `index`: every `a` in one index.
+    #[arg(long, default_value = "pair")]
+    pub mode: Mode,
+    /// Nearest candidates verified per lookup (the first that passes is served).
+    #[arg(long, default_value_t = 3)]
+    pub candidates: usize,
+    /// Also print the precision/recall curve across thresholds, with and without guards.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Also print what each guard contributes at the threshold.
+    #[arg(long)]
+    pub ablation: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Evaluate every K-th pair only (a deterministic subsample, starting with the first).
+    #[arg(long, default_value_t = 1)]
+    pub every: usize,
+    /// Where the embedding model lives and where embeddings are cached between runs.
+    #[command(flatten)]
+    pub embed: super::EmbedArgs,
+}
+
+/// Runs `frugal eval cache`.
+pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
+    let pairs = every_kth(read_pairs(&args.pairs)?, args.every);
+    let paths = ModelPaths::from_env_or(&args.embed.model_dir);
+    let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
+        .context("cannot load the embedding model")?;
+    // The model and its token cap are part of the identity of a vector.
+    let model_key = format!(
+        "{}-max{}",
+        ModelPaths::EMBEDDER_SUBDIR,
+        MiniLmOptions::default().max_tokens
+    );
+    let cache_dir =
+        (!args.embed.no_embedding_cache).then_some(args.embed.embedding_cache.as_path());
+    let disk = DiskEmbeddings::new(cache_dir, &model_key);
+    let options = EvalOptions {
+        threshold: args.threshold,
+        guards: args.guards,
+        mode: args.mode,
+        candidates: args.candidates,
+        sweep: args.sweep,
+        ablation: args.ablation,
+        ..EvalOptions::default()
+    };
+    let report = eval::run(&pairs, &embedder, &disk, &options)
+        .with_context(|| format!("cannot evaluate {}", args.pairs.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_table(args.mode, args.guards));
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Lookup latency and memory of one large scope's index:
+//! `cargo run --release -p frugal-cache --example index_bench -- [entries] [queries]`.
+//! Vectors are pseudo-random unit vectors (384-d), the hardest case for a graph index; the
+//! queries are noisy copies of stored vectors, as near-duplicate prompts would be.
+
+use std::time::Instant;
+
+use frugal_cache::{IndexConfig, VectorIndex};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let entries: usize = args.next().map_or(Ok(100_000), |s| s.parse())?;
+    let queries: usize = args.next().map_or(Ok(2_000), |s| s.parse())?;
+    let ef_search: usize = args
+        .next()
+        .map_or(Ok(IndexConfig::default().ef_search), |s| s.parse())?;
+    let dim = 384;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let mut unit = |noise_of: Option<&[f32]>| -> Vec<f32> {
+        let v: Vec<f32> = match noise_of {
+            Some(base) => base.iter().map(|x| x + 0.02 * next()).collect(),
+            None => (0..dim).map(|_| next()).collect(),
+        };
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    };
+    let rss_before = rss_mb();
+    let config = IndexConfig {
+        ef_search,
+        ..IndexConfig::default()
+    };
+    let mut index = VectorIndex::new(dim, config);
+    let started = Instant::now();
+    let mut probes = Vec::new();
+    for id in 0..entries {
+        let v = unit(None);
+        if id % (entries / queries.max(1)).max(1) == 0 && probes.len() < queries {
+            probes.push((id as u64, unit(Some(&v))));
+        }
+        index.insert(id as u64, &v)?;
+    }
+    let build = started.elapsed();
+    let rss_after = rss_mb();
+    let mut ms = Vec::new();
+    let mut found = 0;
+    for (id, q) in &probes {
+        let t = Instant::now();
+        let hits = index.nearest(q, 3)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        found += usize::from(hits.first().is_some_and(|h| h.id == *id));
+    }
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    println!(
+        "entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB (index ~{:.0} MB); \
+         lookup p50 {:.3} ms p99 {:.3} ms; recall@1 of noisy copies {:.3}",
+        index.is_hnsw(),
+        build.as_secs_f64(),
+        rss_after,
+        rss_after - rss_before,
+        pct(0.5),
+        pct(0.99),
+        found as f64 / probes.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// Resident set size of this process in MB (Linux), 0 elsewhere.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -41,52 +41,63 @@ def main() -> None:
     client = openai.OpenAI(base_url=f"{args.base_url}/v1", api_key="demo", max_retries=0)
     prompts = load_prompts(args.prompts, args.count)
     models = ["gpt-4o-mini", "gpt-4o"]
-    print(f"{'#':>2}  {'model':<12} {'mode':<6} {'in':>5} {'out':>4} {'ms':>6}  prompt → reply")
+    print(f"{'#':>2}  {'asked':<11} {'answered':<11} {'tier':<6} {'cache':<6} {'mode':<6} {'in':>5} {'out':>4} {'ms':>6}  prompt → reply")
     totals = {"in": 0, "out": 0}
-    for i, prompt in enumerate(prompts):
+    # Every prompt once (half ask the strong model, which routing may answer cheaply), then the
+    # first three again: exact repeats the cache answers.
+    plan = [(i, p) for i, p in enumerate(prompts)] + [(i, p) for i, p in enumerate(prompts[:3])]
+    for n, (i, prompt) in enumerate(plan):
         model = models[i % 2]
         stream = i % 3 == 2
         started = time.perf_counter()
+        messages = [{"role": "user", "content": prompt}]
         if stream:
-            chunks = list(
-                client.chat.completions.create(
-                    model=model,
-                    messages=[{"role": "user", "content": prompt}],
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, temperature=0.3, stream=True, stream_options={"include_usage": True}
             )
+            chunks = list(raw.parse())
             reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             usage = chunks[-1].usage
-            served_by = model
         else:
-            raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=[{"role": "user", "content": prompt}]
-            )
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, temperature=0.3)
             completion = raw.parse()
             reply, usage = completion.choices[0].message.content, completion.usage
-            served_by = raw.headers.get("x-frugal-model", "?")
+        served_by = raw.headers.get("x-frugal-model", "?")
+        tier = raw.headers.get("x-frugal-tier", "-")
+        if raw.headers.get("x-frugal-escalations"):
+            tier += "↑"
+        cache = raw.headers.get("x-frugal-cache", "-")
         ms = (time.perf_counter() - started) * 1000
         totals["in"] += usage.prompt_tokens
         totals["out"] += usage.completion_tokens
-        short = re.sub(r"\s+", " ", prompt)[:48]
+        short = re.sub(r"\s+", " ", prompt)[:40]
         print(
-            f"{i + 1:>2}  {served_by:<12} {'stream' if stream else 'json':<6} {usage.prompt_tokens:>5} "
-            f"{usage.completion_tokens:>4} {ms:>6.1f}  {short!r} → {reply[:40]!r}"
+            f"{n + 1:>2}  {model:<11} {served_by:<11} {tier:<6} {cache:<6} {'stream' if stream else 'json':<6} "
+            f"{usage.prompt_tokens:>5} {usage.completion_tokens:>4} {ms:>6.1f}  {short!r} → {reply[:32]!r}"
         )
-    print(f"\n{len(prompts)} requests, {totals['in']} input and {totals['out']} output tokens (upstream usage).")
+    print(f"\n{len(plan)} requests, {totals['in']} input and {totals['out']} output tokens (upstream usage).")
 
     with urllib.request.urlopen(f"{args.base_url}/metrics") as r:
         metrics = r.read().decode()
     print("\nsidecar metrics (GET /metrics):")
     for line in metrics.splitlines():
         if line.startswith(
-            ("frugal_requests_total", "frugal_upstream_requests_total", "frugal_cost_usd_total", "frugal_budget_")
+            (
+                "frugal_requests_total",
+                "frugal_upstream_attempts_total",
+                "frugal_cost_usd_total",
+                "frugal_route_start_total",
+                "frugal_escalations_total",
+                "frugal_cache_lookups_total",
+                "frugal_budget_",
+            )
         ):
             print("  " + line)
     print(
-        "\nLevers live in this build: accounting and budgets. Trim, cache and route are not built yet,"
-        "\nso their savings below read zero: each request is relayed to the model it names."
+        "\nLevers live in this build: routing (requests for gpt-4o start on gpt-4o-mini and escalate"
+        "\nwhen a confidence check fires; ↑ marks an escalation), the exact-repeat cache, budgets and"
+        "\naccounting. Context trimming and the semantic cache tier are not wired in yet, so trim"
+        "\nreads zero below."
     )
 
 

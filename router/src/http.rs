@@ -27,7 +27,9 @@ use crate::policy::compile::key_digest;
 use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
+use crate::stage::route;
 use crate::stage::run::{run_id, OutcomeError, Runs};
+use crate::upstream::Resilience;
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
@@ -37,7 +39,9 @@ pub const HEADER_PROVIDER: &str = "x-frugal-provider";
 pub const HEADER_TENANT: &str = "x-frugal-tenant";
 /// Request header `default|bypass|refresh`; response header `exact|miss|bypass|shadow_hit`.
 pub const HEADER_CACHE: &str = "x-frugal-cache";
-/// Request header naming the agent run a request belongs to.
+/// Request header capping the routing ladder (`cheap`, `mid` or `strong`).
+pub const HEADER_MAX_TIER: &str = "x-frugal-max-tier";
+/// Request header naming the agent run.
 pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
 /// Tenant of requests that name none.
 pub const DEFAULT_TENANT: &str = "default";
@@ -62,6 +66,8 @@ pub struct AppState {
     pub runs: Arc<Runs>,
     /// The response cache.
     pub cache: Arc<ResponseCache>,
+    /// Retry budget and circuit breakers.
+    pub resilience: Arc<Resilience>,
 }
 
 /// Builds the application with all routes and layers.
@@ -129,6 +135,17 @@ async fn chat_completions(
             return ApiError::invalid_param(HEADER_CACHE, message).into_response();
         }
     };
+    let max_tier = match headers
+        .get(HEADER_MAX_TIER)
+        .map(|v| v.to_str().ok().and_then(route::parse_tier))
+    {
+        None => None,
+        Some(Some(tier)) => Some(tier),
+        Some(None) => {
+            let message = format!("The `{HEADER_MAX_TIER}` header must be cheap, mid or strong.");
+            return ApiError::invalid_param(HEADER_MAX_TIER, message).into_response();
+        }
+    };
     let tenant = match tenant_of(&headers, &live.policy) {
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
@@ -144,6 +161,8 @@ async fn chat_completions(
         runs: state.runs.clone(),
         cache: state.cache.clone(),
         cache_control,
+        resilience: state.resilience.clone(),
+        max_tier,
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => reply_response(reply),
@@ -245,6 +264,15 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
     }
     values.push((HEADER_CACHE, reply.meta.cache.as_str().to_string()));
+    if let Some(tier) = reply.meta.tier {
+        values.push(("x-frugal-tier", tier.as_str().to_string()));
+    }
+    if !reply.meta.escalations.is_empty() {
+        values.push(("x-frugal-escalations", reply.meta.escalations.join(",")));
+    }
+    if let Some(score) = reply.meta.complexity {
+        values.push(("x-frugal-complexity", format!("{score:.3}")));
+    }
     if let Some(finding) = &reply.meta.loop_flag {
         values.push(("x-frugal-loop-detected", finding.clone()));
     }

@@ -6,6 +6,7 @@
 //! policy files, metrics, the CLI, and a scriptable fake OpenAI server ([`mock`]) for tests,
 //! demos and benchmarks.
 
+pub mod embed_worker;
 pub mod error;
 pub mod http;
 pub mod ledger;

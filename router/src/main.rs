@@ -228,13 +228,14 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
     for file in files {
         match frugal::policy::load(file) {
             Ok(policy) => println!(
-                "{}: ok ({} provider{}, {} model{}, default `{}`, hash {})",
+                "{}: ok ({} provider{}, {} model{}, default `{}`, {}, hash {})",
                 file.display(),
                 policy.providers.len(),
                 plural(policy.providers.len()),
                 policy.models.len(),
                 plural(policy.models.len()),
                 policy.default_model,
+                route_summary(&policy.route),
                 policy.hash
             ),
             Err(errors) => {
@@ -260,6 +261,22 @@ fn print_schema() -> ExitCode {
             eprintln!("error: cannot render the schema: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn route_summary(route: &frugal::policy::RoutePolicy) -> String {
+    match route.mode {
+        frugal::policy::RouteMode::Off => "routing off".into(),
+        mode => format!(
+            "routing{} {} (start strong above {})",
+            if mode == frugal::policy::RouteMode::Shadow {
+                " (shadow)"
+            } else {
+                ""
+            },
+            route.ladder.join(" → "),
+            route.start_strong_above
+        ),
     }
 }
 

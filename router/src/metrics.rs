@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::money::Usd;
 
@@ -17,8 +17,8 @@ pub enum Metric {
     RequestDurationSeconds,
     /// Gauge: requests being served now.
     RequestsInFlight,
-    /// Counter `{provider, outcome}`: calls to upstream providers.
-    UpstreamRequestsTotal,
+    /// Counter `{provider, model, outcome}`: calls to upstream providers, retries included.
+    UpstreamAttemptsTotal,
     /// Histogram `{provider}`: upstream time to reply (or to response headers for streams).
     UpstreamDurationSeconds,
     /// Gauge `{revision, hash}` = 1 for the live policy, 0 for replaced ones.
@@ -53,15 +53,31 @@ pub enum Metric {
     CacheBytes,
     /// Counter: answers evicted for size or expired.
     CacheEvictionsTotal,
+    /// Counter `{tier}`: routed requests by the rung they started on.
+    RouteStartTotal,
+    /// Counter `{from, to, reason}`: escalations to a stronger rung.
+    EscalationsTotal,
+    /// Counter `{provider}`: retried upstream calls.
+    RetriesTotal,
+    /// Gauge `{provider}`: circuit state, 0 closed, 1 half-open, 2 open.
+    CircuitState,
+    /// Histogram: complexity scores of routed requests.
+    ClassifierScore,
+    /// Histogram: time to embed one batch.
+    EmbeddingDurationSeconds,
+    /// Histogram: texts per embedding batch.
+    EmbeddingBatchSize,
+    /// Counter `{reason}`: requests that went on without their embedding.
+    EmbeddingDeadlineSkipsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 21] = [
+    pub const ALL: [Metric; 29] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
-        Self::UpstreamRequestsTotal,
+        Self::UpstreamAttemptsTotal,
         Self::UpstreamDurationSeconds,
         Self::PolicyInfo,
         Self::PolicyReloadsTotal,
@@ -79,6 +95,14 @@ impl Metric {
         Self::CacheEntries,
         Self::CacheBytes,
         Self::CacheEvictionsTotal,
+        Self::RouteStartTotal,
+        Self::EscalationsTotal,
+        Self::RetriesTotal,
+        Self::CircuitState,
+        Self::ClassifierScore,
+        Self::EmbeddingDurationSeconds,
+        Self::EmbeddingBatchSize,
+        Self::EmbeddingDeadlineSkipsTotal,
     ];
 
     /// The Prometheus name.
@@ -87,7 +111,7 @@ impl Metric {
             Self::RequestsTotal => "frugal_requests_total",
             Self::RequestDurationSeconds => "frugal_request_duration_seconds",
             Self::RequestsInFlight => "frugal_requests_in_flight",
-            Self::UpstreamRequestsTotal => "frugal_upstream_requests_total",
+            Self::UpstreamAttemptsTotal => "frugal_upstream_attempts_total",
             Self::UpstreamDurationSeconds => "frugal_upstream_duration_seconds",
             Self::PolicyInfo => "frugal_policy_info",
             Self::PolicyReloadsTotal => "frugal_policy_reloads_total",
@@ -105,6 +129,14 @@ impl Metric {
             Self::CacheEntries => "frugal_cache_entries",
             Self::CacheBytes => "frugal_cache_bytes",
             Self::CacheEvictionsTotal => "frugal_cache_evictions_total",
+            Self::RouteStartTotal => "frugal_route_start_total",
+            Self::EscalationsTotal => "frugal_escalations_total",
+            Self::RetriesTotal => "frugal_retries_total",
+            Self::CircuitState => "frugal_circuit_state",
+            Self::ClassifierScore => "frugal_classifier_score",
+            Self::EmbeddingDurationSeconds => "frugal_embedding_duration_seconds",
+            Self::EmbeddingBatchSize => "frugal_embedding_batch_size",
+            Self::EmbeddingDeadlineSkipsTotal => "frugal_embedding_deadline_skips_total",
         }
     }
 
@@ -114,7 +146,9 @@ impl Metric {
             Self::RequestsTotal => "HTTP requests served, by endpoint and status code.",
             Self::RequestDurationSeconds => "Time from request to response head, by endpoint.",
             Self::RequestsInFlight => "Requests being served now.",
-            Self::UpstreamRequestsTotal => "Calls to upstream providers, by provider and outcome.",
+            Self::UpstreamAttemptsTotal => {
+                "Calls to upstream providers, retries included, by provider, model and outcome."
+            }
             Self::UpstreamDurationSeconds => {
                 "Upstream time to reply (to headers for streams), by provider."
             }
@@ -154,6 +188,20 @@ impl Metric {
             Self::CacheEntries => "Answers in the response cache.",
             Self::CacheBytes => "Bytes of answers in the response cache.",
             Self::CacheEvictionsTotal => "Cached answers evicted for size or expired.",
+            Self::RouteStartTotal => {
+                "Routed requests by the rung they started on (cheap, mid, strong)."
+            }
+            Self::EscalationsTotal => "Escalations to a stronger rung, by from, to and reason.",
+            Self::RetriesTotal => "Upstream calls retried, by provider.",
+            Self::CircuitState => {
+                "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open."
+            }
+            Self::ClassifierScore => "Complexity scores of classified requests (0 easy .. 1 hard).",
+            Self::EmbeddingDurationSeconds => "Time to embed one batch of texts.",
+            Self::EmbeddingBatchSize => "Texts per embedding batch.",
+            Self::EmbeddingDeadlineSkipsTotal => {
+                "Requests that went on without their embedding, by reason (deadline, queue_full, failed)."
+            }
         }
     }
 }
@@ -163,6 +211,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0, 120.0,
 ];
 
+const SCORE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// Installs the process-wide Prometheus recorder (once) and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -171,6 +222,18 @@ pub fn install() -> PrometheusHandle {
             let builder = PrometheusBuilder::new();
             let builder = builder
                 .set_buckets(LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(Metric::ClassifierScore.name().into()),
+                        SCORE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(Metric::EmbeddingBatchSize.name().into()),
+                        BATCH_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -193,9 +256,14 @@ pub fn record_request(endpoint: &'static str, status: u16, elapsed: Duration) {
 }
 
 /// Records one upstream call.
-pub fn record_upstream(provider: &str, outcome: &'static str, elapsed: Duration) {
-    metrics::counter!(Metric::UpstreamRequestsTotal.name(), "provider" => provider.to_string(), "outcome" => outcome)
-        .increment(1);
+pub fn record_upstream(provider: &str, model: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(
+        Metric::UpstreamAttemptsTotal.name(),
+        "provider" => provider.to_string(),
+        "model" => model.to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
     metrics::histogram!(Metric::UpstreamDurationSeconds.name(), "provider" => provider.to_string())
         .record(elapsed.as_secs_f64());
 }
@@ -297,6 +365,46 @@ pub fn record_cache_size(entries: u64, bytes: u64) {
 /// Counts an eviction.
 pub fn record_cache_eviction() {
     metrics::counter!(Metric::CacheEvictionsTotal.name()).increment(1);
+}
+
+/// Counts a routed request's start rung and its classifier score.
+pub fn record_route_start(tier: &'static str, score: f32) {
+    metrics::counter!(Metric::RouteStartTotal.name(), "tier" => tier).increment(1);
+    metrics::histogram!(Metric::ClassifierScore.name()).record(f64::from(score));
+}
+
+/// Counts an escalation.
+pub fn record_escalation(from: &'static str, to: &'static str, reason: &'static str) {
+    metrics::counter!(Metric::EscalationsTotal.name(), "from" => from, "to" => to, "reason" => reason)
+        .increment(1);
+}
+
+/// Counts a retried upstream call.
+pub fn record_retry(provider: &str) {
+    metrics::counter!(Metric::RetriesTotal.name(), "provider" => provider.to_string()).increment(1);
+}
+
+/// Sets a provider's circuit state gauge.
+pub fn record_circuit_state(provider: &str, state: crate::upstream::CircuitState) {
+    metrics::gauge!(Metric::CircuitState.name(), "provider" => provider.to_string())
+        .set(state.gauge());
+}
+
+/// Records one embedded batch.
+pub fn record_embedding_batch(size: usize, elapsed: Duration) {
+    metrics::histogram!(Metric::EmbeddingDurationSeconds.name()).record(elapsed.as_secs_f64());
+    metrics::histogram!(Metric::EmbeddingBatchSize.name()).record(size as f64);
+}
+
+/// Counts a request that went on without its embedding.
+pub fn record_embedding_skip(reason: &'static str) {
+    metrics::counter!(Metric::EmbeddingDeadlineSkipsTotal.name(), "reason" => reason).increment(1);
+}
+
+/// Makes the deadline-skip series exist (at 0) from the start, so a rate over it is defined.
+pub fn register_embedding_skips() {
+    metrics::counter!(Metric::EmbeddingDeadlineSkipsTotal.name(), "reason" => "deadline")
+        .increment(0);
 }
 
 /// Counts a request in flight until dropped.

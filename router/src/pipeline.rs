@@ -3,10 +3,10 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{future, stream, Stream, StreamExt};
+use frugal_classifier::Tier;
+use futures::{stream, Stream};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
@@ -14,15 +14,19 @@ use crate::ledger::{Ledger, RequestFacts};
 use crate::metrics;
 use crate::money::TokenPrice;
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
-use crate::policy::{Baseline, CacheMode, LiveState, ModelRoute, Policy};
+use crate::policy::{Baseline, CacheMode, LiveState, ModelRoute, Policy, StreamCascade};
 use crate::request::ChatRequest;
-use crate::sse::{frame, SseEvent};
+use crate::sse::completion_frames;
 use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
 use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
 use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup, ResponseCache};
+use crate::stage::call::{self, Answer, Answered};
+use crate::stage::relay::{relay, reported_tokens, StreamTap, TapParts};
+use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
+use crate::stage::{classify, confidence};
 use crate::tokens;
-use crate::upstream::{UpstreamError, UpstreamStream};
+use crate::upstream::{Resilience, UpstreamError, UpstreamReply};
 
 /// SSE frames ready to send to the client.
 pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -44,6 +48,10 @@ pub struct RequestContext {
     pub cache: Arc<ResponseCache>,
     /// What the client asked of the cache.
     pub cache_control: CacheControl,
+    /// Retry budget and circuit breakers.
+    pub resilience: Arc<Resilience>,
+    /// The highest rung the client allows (`x-frugal-max-tier`).
+    pub max_tier: Option<Tier>,
 }
 
 /// What the pipeline answers.
@@ -69,6 +77,12 @@ pub struct ReplyMeta {
     pub loop_flag: Option<String>,
     /// What the cache did.
     pub cache: Lookup,
+    /// The rung that answered, for a routed request.
+    pub tier: Option<Tier>,
+    /// Why each escalation happened (reasons joined by `+`), in order.
+    pub escalations: Vec<String>,
+    /// The classifier's score, for a classified request.
+    pub complexity: Option<f32>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -86,31 +100,42 @@ pub async fn handle(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let request = ChatRequest::parse(body)?;
-    let route = resolve_model(&live.policy, request.model.as_deref())?;
-    let upstream = live
-        .upstreams
-        .get(&route.provider)
-        .ok_or_else(|| UpstreamError::Config {
-            provider: route.provider.clone(),
-            reason: "no client for this provider".into(),
-        })?;
-    let pricing = Pricing {
-        model: route.alias.clone(),
-        price: route.token_price,
-        baseline: baseline_price(&live.policy, route),
-    };
+    let requested = resolve_model(&live.policy, request.model.as_deref())?;
+    let baseline = baseline_price(&live.policy, requested);
     let mut meta = ReplyMeta {
-        model: route.alias.clone(),
-        provider: route.provider.clone(),
+        model: requested.alias.clone(),
+        provider: requested.provider.clone(),
         account: None,
         budget_warnings: Vec::new(),
         loop_flag: None,
         cache: Lookup::Bypass,
+        tier: None,
+        escalations: Vec::new(),
+        complexity: None,
     };
+    let outbound = request.body;
 
-    let mut outbound = request.body;
-    outbound.insert("model".into(), Value::String(route.upstream.clone()));
-    let worst = worst_case(live, ctx, &pricing, &outbound);
+    let route = &live.policy.route;
+    let complexity = if route.applies_to(&requested.alias) {
+        let embedding = match &live.embedder {
+            Some(worker) => {
+                let text = tokens::last_user_text(&outbound);
+                worker.embed(&text, live.policy.embeddings.deadline).await
+            }
+            None => None,
+        };
+        classify::classify(route, &outbound, embedding.as_deref())
+    } else {
+        None
+    };
+    let plan = route::plan(&live.policy, requested, complexity.as_ref(), ctx.max_tier);
+    if let Some(c) = &complexity {
+        meta.complexity = Some(c.score);
+        let start = plan.rungs.first().and_then(|r| r.tier).unwrap_or(c.tier);
+        metrics::record_route_start(start.as_str(), c.score);
+    }
+
+    let worst = worst_case(live, ctx, &plan, &outbound);
     check_request_caps(&live.policy, &worst)?;
     if let Some(run_id) = &ctx.run_id {
         let verdict = ctx.runs.check(
@@ -123,7 +148,7 @@ pub async fn handle(
         )?;
         meta.loop_flag = verdict.loop_flag;
     }
-    let cache_key = cache_key(&live.policy, ctx, route, &outbound);
+    let cache_key = cache_key(&live.policy, ctx, requested, &outbound);
     if let Some(key) = &cache_key {
         meta.cache = Lookup::Miss;
         let found = (ctx.cache_control != CacheControl::Refresh)
@@ -133,7 +158,11 @@ pub async fn handle(
             (Some(hit), CacheMode::On) => {
                 metrics::record_cache_lookup("exact", "hit");
                 meta.cache = Lookup::Exact;
-                meta.account = Some(settle(ctx, &pricing, hit.tokens, true));
+                let facts = RequestFacts {
+                    cache_hit: true,
+                    ..RequestFacts::default()
+                };
+                meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
                 let body = if request.stream {
                     let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
                     ReplyBody::Stream(Box::pin(stream::iter(frames)))
@@ -153,59 +182,360 @@ pub async fn handle(
         Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
         None => None,
     };
-    let started = Instant::now();
+    let answer = Pending {
+        live,
+        ctx,
+        plan,
+        outbound,
+        baseline,
+        reservation,
+        cache_key,
+        meta,
+    };
     if request.stream {
-        // Ask for usage so the stream can be priced; the client only sees it if it asked too.
-        let client_wants_usage = wants_usage(&outbound);
-        let prompt_tokens = tokens::prompt_tokens(&outbound);
-        set_include_usage(&mut outbound);
-        let events = upstream.stream(&outbound).await;
-        metrics::record_upstream(upstream.name(), outcome(&events), started.elapsed());
-        let tap = StreamTap::new(
-            ctx.clone(),
-            pricing,
+        answer.stream().await
+    } else {
+        answer.json().await
+    }
+}
+
+/// A request past every gate, waiting for its answer.
+struct Pending<'p> {
+    live: &'p LiveState,
+    ctx: &'p RequestContext,
+    plan: Plan<'p>,
+    outbound: Map<String, Value>,
+    baseline: TokenPrice,
+    reservation: Option<Reservation>,
+    cache_key: Option<CacheKey>,
+    meta: ReplyMeta,
+}
+
+/// The answer the client gets, and how it was reached.
+struct Accepted<'p> {
+    reply: UpstreamReply,
+    model: &'p ModelRoute,
+    tier: Option<Tier>,
+    tokens: Tokens,
+    /// Logprobs the sidecar asked for; removed before the client sees the answer.
+    added_logprobs: bool,
+}
+
+/// How climbing the buffered rungs went.
+struct Climb<'p> {
+    attempts: Vec<Attempt>,
+    escalations: Vec<String>,
+    /// The latest answer received; served if nothing better comes.
+    best: Option<Accepted<'p>>,
+    /// Whether `best` passed its checks (or came from the last rung).
+    accepted: bool,
+    error: Option<UpstreamError>,
+}
+
+impl<'p> Pending<'p> {
+    /// Answers with a complete JSON completion.
+    async fn json(self) -> Result<Reply, ApiError> {
+        let climb = self.climb(&self.plan.rungs, None).await;
+        match climb.best {
+            Some(best) => Ok(self.finish_json(best, climb.attempts, climb.escalations)),
+            None => Err(climb.error.map_or_else(no_answer, ApiError::Upstream)),
+        }
+    }
+
+    /// Answers with SSE: lower rungs (buffered cascade) answer in full and are checked first;
+    /// the last rung streams live, and once its bytes flow nothing escalates.
+    async fn stream(mut self) -> Result<Reply, ApiError> {
+        let buffered = match self.live.policy.route.stream_cascade {
+            StreamCascade::Buffer => self.plan.rungs.len() - 1,
+            StreamCascade::Direct => 0,
+        };
+        let rungs = self.plan.rungs.clone();
+        let live_rung = rungs[buffered];
+        let mut climb = self.climb(&rungs[..buffered], Some(live_rung)).await;
+        if climb.accepted {
+            if let Some(best) = climb.best.take() {
+                return Ok(self.finish_buffered_stream(best, climb.attempts, climb.escalations));
+            }
+        }
+        let mut body = self.outbound.clone();
+        let client_wants_usage = wants_usage(&body);
+        set_include_usage(&mut body);
+        let prompt_tokens = tokens::prompt_tokens(&body);
+        let mut attempts = std::mem::take(&mut climb.attempts);
+        let called = call::call(
+            self.live,
+            &self.ctx.resilience,
+            live_rung.model,
+            &body,
+            true,
+            &mut attempts,
+        )
+        .await;
+        let (events, model) = match called {
+            Ok(Answered {
+                answer: Answer::Stream(events),
+                model,
+            }) => (events, model),
+            Ok(_) => return Err(no_answer()),
+            Err(e) => {
+                return match climb.best.take() {
+                    Some(best) => {
+                        climb
+                            .escalations
+                            .push(format!("{}_failed", tier_label(live_rung.tier)));
+                        Ok(self.finish_buffered_stream(best, attempts, climb.escalations))
+                    }
+                    None => Err(ApiError::Upstream(e)),
+                }
+            }
+        };
+        self.meta.model = model.alias.clone();
+        self.meta.provider = model.provider.clone();
+        self.meta.tier = live_rung.tier;
+        self.meta.escalations = climb.escalations;
+        let tap = StreamTap::new(TapParts {
+            ctx: self.ctx.clone(),
+            model: (model.alias.clone(), model.token_price),
+            baseline: self.baseline,
+            prior: attempts,
+            escalations: escalation_count(&self.meta.escalations),
             prompt_tokens,
             client_wants_usage,
-            reservation,
-            cache_key,
-        );
-        return Ok(Reply {
-            meta,
-            body: ReplyBody::Stream(relay(events?, tap)),
+            reservation: self.reservation,
+            cache_key: self.cache_key,
         });
+        Ok(Reply {
+            meta: self.meta,
+            body: ReplyBody::Stream(relay(events, tap)),
+        })
     }
-    let reply = upstream.complete(&outbound).await;
-    metrics::record_upstream(upstream.name(), outcome(&reply), started.elapsed());
-    let reply = reply?;
-    let tokens = reported_tokens(reply.body.get("usage")).unwrap_or_else(|| Tokens {
-        input: tokens::prompt_tokens(&outbound),
-        output: tokens::count(&answer_text(&reply.body)),
-        source: TokenSource::Counted,
-    });
-    let account = settle(ctx, &pricing, tokens, false);
-    if let Some(reservation) = reservation {
-        meta.budget_warnings = reservation.settle(account.actual);
+
+    /// Calls `rungs` in order as plain (non-streaming) completions, escalating while a
+    /// rung's answer fails its checks. `then` is the rung that follows the climb (the live
+    /// stream); without one, the last rung's answer is taken as it is.
+    async fn climb(&self, rungs: &[Rung<'p>], then: Option<Rung<'p>>) -> Climb<'p> {
+        let checks = &self.live.policy.route.checks;
+        let mut climb = Climb {
+            attempts: Vec::new(),
+            escalations: Vec::new(),
+            best: None,
+            accepted: false,
+            error: None,
+        };
+        for (i, rung) in rungs.iter().enumerate() {
+            let next = rungs.get(i + 1).copied().or(then);
+            let is_final = next.is_none();
+            let mut body = self.outbound.clone();
+            if body.get("stream").and_then(Value::as_bool) == Some(true) {
+                // A buffered rung of a streamed request: answered whole, replayed as SSE.
+                body.insert("stream".into(), Value::Bool(false));
+                body.remove("stream_options");
+            }
+            let added_logprobs = !is_final && checks.min_mean_logprob.is_some() && {
+                let supports = self
+                    .live
+                    .policy
+                    .providers
+                    .get(&rung.model.provider)
+                    .is_some_and(|p| p.logprobs);
+                supports && body.get("logprobs").and_then(Value::as_bool) != Some(true)
+            };
+            if added_logprobs {
+                body.insert("logprobs".into(), Value::Bool(true));
+                // Some servers (llama.cpp) return logprobs only with top_logprobs set.
+                if !body.contains_key("top_logprobs") {
+                    body.insert("top_logprobs".into(), json!(1));
+                }
+            }
+            let called = call::call(
+                self.live,
+                &self.ctx.resilience,
+                rung.model,
+                &body,
+                false,
+                &mut climb.attempts,
+            )
+            .await;
+            let reasons = match called {
+                Ok(Answered {
+                    answer: Answer::Json(reply),
+                    model,
+                }) => {
+                    let tokens =
+                        reported_tokens(reply.body.get("usage")).unwrap_or_else(|| Tokens {
+                            input: tokens::prompt_tokens(&body),
+                            output: tokens::count(&answer_text(&reply.body)),
+                            source: TokenSource::Counted,
+                        });
+                    climb
+                        .attempts
+                        .push(Attempt::new(&model.alias, tokens, model.token_price));
+                    let reasons = if is_final {
+                        Vec::new()
+                    } else {
+                        confidence::check(checks, &self.outbound, &reply.body)
+                    };
+                    climb.best = Some(Accepted {
+                        reply,
+                        model,
+                        tier: rung.tier,
+                        tokens,
+                        added_logprobs,
+                    });
+                    reasons
+                }
+                Ok(_) => vec!["upstream_error"],
+                // A refused request would be refused higher up too.
+                Err(e) if e.is_request_rejected() => {
+                    climb.error = Some(e);
+                    return climb;
+                }
+                Err(e) => {
+                    climb.error = Some(e);
+                    vec!["upstream_error"]
+                }
+            };
+            if reasons.is_empty() {
+                climb.accepted = true;
+                return climb;
+            }
+            let Some(next) = next else {
+                // The last rung failed; an earlier answer, if any, is served.
+                climb
+                    .escalations
+                    .push(format!("{}_failed", tier_label(rung.tier)));
+                return climb;
+            };
+            if let (Some(from), Some(to)) = (rung.tier, next.tier) {
+                metrics::record_escalation(from.as_str(), to.as_str(), reasons[0]);
+            }
+            tracing::info!(model = %rung.model.alias, reasons = ?reasons, "escalating");
+            climb.escalations.push(reasons.join("+"));
+        }
+        climb
     }
-    if let Some(key) = cache_key.filter(|_| cache::storable(&reply.body)) {
-        ctx.cache.insert(
-            key,
-            CachedAnswer {
-                completion: reply.body,
-                tokens,
-            },
+
+    fn finish_json(
+        mut self,
+        best: Accepted<'p>,
+        mut attempts: Vec<Attempt>,
+        escalations: Vec<String>,
+    ) -> Reply {
+        self.meta.escalations = escalations;
+        let account = self.settle_answer(&best, &mut attempts);
+        self.meta.account = Some(account);
+        let raw = if best.added_logprobs {
+            let mut completion = best.reply.body.clone();
+            strip_logprobs(&mut completion);
+            Bytes::from(Value::Object(completion).to_string())
+        } else {
+            best.reply.raw.clone()
+        };
+        Reply {
+            meta: self.meta,
+            body: ReplyBody::Json(raw),
+        }
+    }
+
+    fn finish_buffered_stream(
+        mut self,
+        best: Accepted<'p>,
+        mut attempts: Vec<Attempt>,
+        escalations: Vec<String>,
+    ) -> Reply {
+        self.meta.escalations = escalations;
+        let account = self.settle_answer(&best, &mut attempts);
+        let mut completion = best.reply.body.clone();
+        if best.added_logprobs {
+            strip_logprobs(&mut completion);
+        }
+        let id = completion
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("chatcmpl-frugal")
+            .to_string();
+        let created = completion
+            .get("created")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(cache::unix_now);
+        let mut frames = completion_frames(&completion, &id, created, wants_usage(&self.outbound));
+        let note = format!(
+            ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
+            account.actual,
+            account.baseline,
+            account.savings.total()
         );
+        frames.insert(frames.len() - 1, Bytes::from(note));
+        Reply {
+            meta: self.meta,
+            body: ReplyBody::Stream(Box::pin(stream::iter(frames))),
+        }
     }
-    meta.account = Some(account);
-    Ok(Reply {
-        meta,
-        body: ReplyBody::Json(reply.raw),
+
+    /// Settles an answered request, stores it in the cache, and fills the reply's model.
+    fn settle_answer(&mut self, best: &Accepted<'p>, attempts: &mut Vec<Attempt>) -> Account {
+        let facts = RequestFacts {
+            escalations: escalation_count(&self.meta.escalations),
+            ..RequestFacts::default()
+        };
+        let account = settle(
+            self.ctx,
+            self.baseline,
+            best.tokens,
+            std::mem::take(attempts),
+            facts,
+        );
+        if let Some(reservation) = self.reservation.take() {
+            self.meta.budget_warnings = reservation.settle(account.actual);
+        }
+        if let Some(key) = self
+            .cache_key
+            .take()
+            .filter(|_| cache::storable(&best.reply.body))
+        {
+            let mut completion = best.reply.body.clone();
+            if best.added_logprobs {
+                strip_logprobs(&mut completion);
+            }
+            self.ctx.cache.insert(
+                key,
+                CachedAnswer {
+                    completion,
+                    tokens: best.tokens,
+                },
+            );
+        }
+        self.meta.model = best.model.alias.clone();
+        self.meta.provider = best.model.provider.clone();
+        self.meta.tier = best.tier;
+        account
+    }
+}
+
+fn no_answer() -> ApiError {
+    ApiError::Upstream(UpstreamError::InvalidResponse {
+        provider: "frugal".into(),
+        reason: "no model answered".into(),
     })
 }
 
-fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(e) => e.outcome(),
+/// Escalations among the reasons recorded (a failed last rung is not one).
+fn escalation_count(reasons: &[String]) -> u64 {
+    reasons.iter().filter(|r| !r.ends_with("_failed")).count() as u64
+}
+
+fn tier_label(tier: Option<Tier>) -> &'static str {
+    tier.map_or("model", Tier::as_str)
+}
+
+/// Removes the logprobs the sidecar asked for from every choice.
+fn strip_logprobs(completion: &mut Map<String, Value>) {
+    if let Some(Value::Array(choices)) = completion.get_mut("choices") {
+        for choice in choices {
+            if let Some(choice) = choice.as_object_mut() {
+                choice.insert("logprobs".into(), Value::Null);
+            }
+        }
     }
 }
 
@@ -222,7 +552,7 @@ pub fn resolve_model<'p>(
 }
 
 /// The most a request can cost: every prompt token plus `max_tokens` (or the tenant budget's
-/// assumed output) at the answering model's price.
+/// assumed output) on every rung it may climb.
 struct WorstCase {
     cost: crate::money::Usd,
     input: u64,
@@ -232,7 +562,7 @@ struct WorstCase {
 fn worst_case(
     live: &LiveState,
     ctx: &RequestContext,
-    pricing: &Pricing,
+    plan: &Plan,
     body: &Map<String, Value>,
 ) -> WorstCase {
     let assumed = Budgets::policy_for(&live.policy, &ctx.tenant)
@@ -242,8 +572,13 @@ fn worst_case(
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .unwrap_or(assumed);
     let input = tokens::prompt_tokens(body);
+    let cost = plan
+        .rungs
+        .iter()
+        .map(|r| r.model.token_price.cost(input, max_output))
+        .sum();
     WorstCase {
-        cost: pricing.price.cost(input, max_output),
+        cost,
         input,
         tokens: input + max_output,
     }
@@ -313,49 +648,29 @@ fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
     }
 }
 
-/// Prices for one request.
-#[derive(Debug, Clone)]
-struct Pricing {
-    model: String,
-    price: TokenPrice,
+/// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens)
+/// and records it everywhere spend is counted.
+pub fn settle(
+    ctx: &RequestContext,
     baseline: TokenPrice,
-}
-
-/// Settles a request answered by one upstream call (or by the cache, with the stored answer's
-/// tokens) and records it.
-fn settle(ctx: &RequestContext, pricing: &Pricing, tokens: Tokens, cache_hit: bool) -> Account {
-    let attempts = if cache_hit {
-        vec![]
-    } else {
-        vec![Attempt::new(&pricing.model, tokens, pricing.price)]
-    };
+    tokens: Tokens,
+    attempts: Vec<Attempt>,
+    facts: RequestFacts,
+) -> Account {
     let account = account::settle(Facts {
-        baseline_price: pricing.baseline,
+        baseline_price: baseline,
         untrimmed_input: tokens.input,
         trimmed_input: tokens.input,
         output: tokens.output,
-        cache_hit,
+        cache_hit: facts.cache_hit,
         attempts,
     });
-    let facts = RequestFacts {
-        cache_hit,
-        ..RequestFacts::default()
-    };
     ctx.ledger.record(&ctx.tenant, &account, facts);
     if let Some(run_id) = &ctx.run_id {
         ctx.runs.settle(run_id, &account);
     }
     metrics::record_account(&ctx.tenant, &account);
     account
-}
-
-fn reported_tokens(usage: Option<&Value>) -> Option<Tokens> {
-    let usage = usage?;
-    Some(Tokens {
-        input: usage.get("prompt_tokens")?.as_u64()?,
-        output: usage.get("completion_tokens")?.as_u64()?,
-        source: TokenSource::Usage,
-    })
 }
 
 fn answer_text(body: &Map<String, Value>) -> String {
@@ -387,176 +702,4 @@ fn set_include_usage(body: &mut Map<String, Value>) {
             body.insert("stream_options".into(), json!({ "include_usage": true }));
         }
     }
-}
-
-/// Watches a relayed stream: collects the answer's text and usage, hides the usage the sidecar
-/// asked for when the client did not, and settles the account when the stream ends — or when
-/// it is dropped early (a disconnected client still cost what was generated).
-struct StreamTap {
-    ctx: RequestContext,
-    pricing: Pricing,
-    prompt_tokens: u64,
-    client_wants_usage: bool,
-    text: String,
-    usage: Option<Tokens>,
-    reservation: Option<Reservation>,
-    /// Where to store the answer if the stream completes with `finish_reason: stop`.
-    cache_key: Option<CacheKey>,
-    finish_reason: Option<String>,
-    model: Option<Value>,
-    settled: bool,
-}
-
-impl StreamTap {
-    fn new(
-        ctx: RequestContext,
-        pricing: Pricing,
-        prompt_tokens: u64,
-        client_wants_usage: bool,
-        reservation: Option<Reservation>,
-        cache_key: Option<CacheKey>,
-    ) -> Self {
-        Self {
-            ctx,
-            pricing,
-            prompt_tokens,
-            client_wants_usage,
-            text: String::new(),
-            usage: None,
-            reservation,
-            cache_key,
-            finish_reason: None,
-            model: None,
-            settled: false,
-        }
-    }
-
-    /// The frames to send for one upstream event.
-    fn on_event(&mut self, event: Result<SseEvent, UpstreamError>) -> Vec<Bytes> {
-        match event {
-            Ok(SseEvent::Data { raw, json }) => self.on_chunk(raw, json),
-            Ok(SseEvent::Done) => {
-                let account = self.settle();
-                self.store_answer();
-                let note = format!(
-                    ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
-                    account.actual,
-                    account.baseline,
-                    account.savings.total()
-                );
-                vec![Bytes::from(note), SseEvent::Done.to_frame()]
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream stream failed mid-way");
-                self.settle();
-                let error = ApiError::Upstream(e);
-                let body = json!({ "error": error.body()["error"].clone() });
-                vec![frame(body.to_string().as_bytes())]
-            }
-        }
-    }
-
-    fn on_chunk(&mut self, raw: Bytes, mut json: Value) -> Vec<Bytes> {
-        if self.model.is_none() {
-            self.model = json.get("model").cloned();
-        }
-        if let Some(choices) = json.get("choices").and_then(Value::as_array) {
-            for choice in choices {
-                if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                    self.finish_reason = Some(reason.to_string());
-                }
-                if let Some(text) = choice
-                    .get("delta")
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
-                {
-                    self.text.push_str(text);
-                }
-            }
-        }
-        if let Some(tokens) = reported_tokens(json.get("usage")) {
-            self.usage = Some(tokens);
-        }
-        if self.client_wants_usage || json.get("usage").is_none() {
-            return vec![frame(&raw)];
-        }
-        let usage_only = json
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty);
-        if usage_only {
-            return vec![];
-        }
-        if let Some(object) = json.as_object_mut() {
-            object.remove("usage");
-        }
-        vec![frame(json.to_string().as_bytes())]
-    }
-
-    fn settle(&mut self) -> Account {
-        self.settled = true;
-        let tokens = self.usage.unwrap_or_else(|| Tokens {
-            input: self.prompt_tokens,
-            output: tokens::count(&self.text),
-            source: TokenSource::Counted,
-        });
-        self.usage = Some(tokens);
-        let account = settle(&self.ctx, &self.pricing, tokens, false);
-        if let Some(reservation) = self.reservation.take() {
-            // Streams cannot carry a late header; the warning is logged and counted.
-            reservation.settle(account.actual);
-        }
-        account
-    }
-}
-
-impl StreamTap {
-    /// Stores a completed stream's answer as a chat completion object.
-    fn store_answer(&mut self) {
-        let (Some(key), Some(tokens)) = (self.cache_key.take(), self.usage) else {
-            return;
-        };
-        if self.finish_reason.as_deref() != Some("stop") {
-            return;
-        }
-        let completion = json!({
-            "id": "chatcmpl-stored",
-            "object": "chat.completion",
-            "created": 0,
-            "model": self.model.clone().unwrap_or(Value::Null),
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": self.text },
-                "logprobs": null,
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": tokens.input,
-                "completion_tokens": tokens.output,
-                "total_tokens": tokens.input + tokens.output,
-            },
-        });
-        if let Value::Object(completion) = completion {
-            self.ctx
-                .cache
-                .insert(key, CachedAnswer { completion, tokens });
-        }
-    }
-}
-
-impl Drop for StreamTap {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.settle();
-        }
-    }
-}
-
-/// Turns upstream events into client frames through the tap. The upstream stream ends after
-/// `[DONE]` or its first error, so the relay ends with it.
-fn relay(events: UpstreamStream, tap: StreamTap) -> FrameStream {
-    let frames = events
-        .scan(tap, |tap, event| future::ready(Some(tap.on_event(event))))
-        .flat_map(stream::iter);
-    Box::pin(frames)
 }

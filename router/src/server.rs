@@ -19,6 +19,7 @@ use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::ResponseCache;
 use crate::stage::run::Runs;
+use crate::upstream::Resilience;
 
 /// The file a served policy was read from, watched for changes.
 #[derive(Debug, Clone)]
@@ -72,9 +73,9 @@ impl RunningServer {
             })?,
             None => Budgets::default(),
         });
-        let state = LiveState::new(policy, 1)?;
         // The recorder must exist before the first metric, or that metric is lost.
         let metrics_handle = metrics::install();
+        let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
             tracing::warn!(provider = %client.name(), "the API key environment variable named by the policy is not set");
@@ -103,6 +104,7 @@ impl RunningServer {
             budgets: budgets.clone(),
             runs: Arc::new(Runs::default()),
             cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
+            resilience: Arc::new(Resilience::new()),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);

@@ -36,6 +36,85 @@ pub fn frame(payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// A complete chat completion replayed as SSE chunks ending with `[DONE]`: a role chunk, one
+/// chunk with each choice's whole content (and tool calls, and logprobs when present), a finish
+/// chunk, and the usage chunk when `include_usage`. `id` and `created` name the replay.
+pub fn completion_frames(
+    completion: &serde_json::Map<String, Value>,
+    id: &str,
+    created: u64,
+    include_usage: bool,
+) -> Vec<Bytes> {
+    use serde_json::json;
+    let model = completion.get("model").cloned().unwrap_or(Value::Null);
+    let choices = completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let chunk = |choices: Value| {
+        let mut chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": choices,
+        });
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        frame(chunk.to_string().as_bytes())
+    };
+    let per_choice = |f: &dyn Fn(&Value, Value) -> Value| {
+        Value::Array(
+            choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| f(c, json!(c.get("index").cloned().unwrap_or(json!(i)))))
+                .collect(),
+        )
+    };
+    let mut frames = vec![
+        chunk(per_choice(&|_, index| {
+            json!({ "index": index, "delta": { "role": "assistant", "content": "" },
+                    "logprobs": null, "finish_reason": null })
+        })),
+        chunk(per_choice(&|c, index| {
+            let message = c.get("message").cloned().unwrap_or(Value::Null);
+            let mut delta =
+                json!({ "content": message.get("content").cloned().unwrap_or(Value::Null) });
+            if let Some(Value::Array(calls)) = message.get("tool_calls") {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, call)| {
+                        let mut call = call.clone();
+                        call["index"] = json!(i);
+                        call
+                    })
+                    .collect();
+                delta["tool_calls"] = Value::Array(calls);
+            }
+            if let Some(refusal) = message.get("refusal").filter(|r| !r.is_null()) {
+                delta["refusal"] = refusal.clone();
+            }
+            let logprobs = c.get("logprobs").cloned().unwrap_or(Value::Null);
+            json!({ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null })
+        })),
+        chunk(per_choice(&|c, index| {
+            let finish = c.get("finish_reason").cloned().unwrap_or(json!("stop"));
+            json!({ "index": index, "delta": {}, "logprobs": null, "finish_reason": finish })
+        })),
+    ];
+    if include_usage {
+        let usage = completion.get("usage").cloned().unwrap_or(Value::Null);
+        let last = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": usage,
+        });
+        frames.push(frame(last.to_string().as_bytes()));
+    }
+    frames.push(SseEvent::Done.to_frame());
+    frames
+}
+
 /// Splits a byte stream into events, however the bytes are chunked.
 #[derive(Debug, Default)]
 pub struct SseParser {

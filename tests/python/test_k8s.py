@@ -348,6 +348,13 @@ SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag
 # to chat_request() is 406 bytes of JSON (470 stored), so two answers fit in 1000 bytes and a
 # third does not.
 SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000}
+# Routing for the scrape: the k8s ladder, but every routed request starts cheap (no prompt
+# scores above 0.99) and the mock's token logprobs (-0.05) are below the floor, so a request
+# for gpt-4o starts cheap and escalates with reason low_logprob.
+SCRAPE_ROUTE_CHANGES = {"start_strong_above": 0.99, "checks": {"min_mean_logprob": -0.01}}
+# A retry for the scrape: the mock fails the next gpt-4o-mini call once; the default retry
+# policy tries again after a short backoff.
+SCRAPE_FAIL_ONCE = {"when": {"model": "gpt-4o-mini", "prompt": "retry me"}, "times": 1, "then": {"status": 503}}
 
 
 def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> str:
@@ -374,7 +381,8 @@ def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
 def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
     """A sidecar on the k8s policy plus SCRAPE_TENANTS, SCRAPE_RUNS and SCRAPE_CACHE, pointed at
     the mock upstream."""
-    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS, cache=SCRAPE_CACHE)
+    route = {**yaml.safe_load((K8S / "base" / "policy.yaml").read_text())["route"], **SCRAPE_ROUTE_CHANGES}
+    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS, cache=SCRAPE_CACHE, route=route)
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
 
 
@@ -458,7 +466,7 @@ EXPORTED_TODAY = {
     "frugal_requests_total",
     "frugal_request_duration_seconds",
     "frugal_requests_in_flight",
-    "frugal_upstream_requests_total",
+    "frugal_upstream_attempts_total",
     "frugal_upstream_duration_seconds",
     "frugal_policy_info",
     "frugal_policy_reloads_total",
@@ -476,6 +484,14 @@ EXPORTED_TODAY = {
     "frugal_cache_entries",
     "frugal_cache_bytes",
     "frugal_cache_evictions_total",
+    "frugal_route_start_total",
+    "frugal_escalations_total",
+    "frugal_retries_total",
+    "frugal_circuit_state",
+    "frugal_classifier_score",
+    "frugal_embedding_duration_seconds",
+    "frugal_embedding_batch_size",
+    "frugal_embedding_deadline_skips_total",
 }
 
 
@@ -489,8 +505,10 @@ def test_exported_today_is_every_metric_the_router_defines():
     assert names == EXPORTED_TODAY, "router/src/metrics.rs and EXPORTED_TODAY (so the dashboard) drifted"
 
 
-def chat_request(base: str, max_tokens: int | None = None, **headers) -> urllib.request.Request:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+def chat_request(
+    base: str, max_tokens: int | None = None, model: str = "gpt-4o-mini", prompt: str = "hi", **headers
+) -> urllib.request.Request:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     return urllib.request.Request(
@@ -500,7 +518,7 @@ def chat_request(base: str, max_tokens: int | None = None, **headers) -> urllib.
     )
 
 
-def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar_with_budgets):
+def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar_with_budgets, mock_upstream):
     k8s_sidecar = k8s_sidecar_with_budgets
     # One answered chat request creates the request, upstream, cost, baseline, saved (every
     # lever) and tokens series, all with tenant="default", and (SCRAPE_TENANTS) the budget
@@ -539,6 +557,20 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         urllib.request.urlopen(chat_request(k8s_sidecar, 200000, **{"x-frugal-run-id": "big-run"}), timeout=30)
     assert over_cap.value.code == 429
     assert json.loads(over_cap.value.read())["error"]["code"] == "run_budget_exceeded"
+    # SCRAPE_ROUTE_CHANGES: a request for gpt-4o is classified (the score histogram), starts
+    # cheap (the start counter) and escalates for low_logprob (the escalation counter).
+    with urllib.request.urlopen(chat_request(k8s_sidecar, model="gpt-4o", prompt="route me"), timeout=30) as r:
+        assert r.status == 200
+        assert (r.headers.get("x-frugal-tier"), r.headers.get("x-frugal-escalations")) == ("strong", "low_logprob")
+    # SCRAPE_FAIL_ONCE: the first call fails with 503 and is retried (the retry counter); every
+    # call sets its provider's circuit state gauge.
+    rule = urllib.request.Request(
+        mock_upstream.removesuffix("/v1") + "/_mock/rules", data=json.dumps(SCRAPE_FAIL_ONCE).encode(), method="POST"
+    )
+    with urllib.request.urlopen(rule, timeout=30) as r:
+        assert r.status in (200, 201, 204)
+    with urllib.request.urlopen(chat_request(k8s_sidecar, prompt="retry me"), timeout=30) as r:
+        assert r.status == 200
     # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
     # there from startup (the live policy, value 1), not from a reload.
     Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
@@ -562,6 +594,11 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_run_cap_exceeded_total"] == {"tenant": {"default"}, "kind": {"tokens"}}
     assert exported["frugal_loops_detected_total"] == {"tenant": {"default"}, "action": {"flag"}}
     assert exported["frugal_cache_lookups_total"] == {"tier": {"exact"}, "result": {"hit", "miss", "bypass"}}
+    assert exported["frugal_route_start_total"] == {"tier": {"cheap"}}
+    assert exported["frugal_escalations_total"] == {"from": {"cheap"}, "to": {"strong"}, "reason": {"low_logprob"}}
+    assert exported["frugal_retries_total"] == {"provider": {"openai"}}
+    assert exported["frugal_circuit_state"] == {"provider": {"openai"}}
+    assert exported["frugal_embedding_deadline_skips_total"] == {"reason": {"deadline"}}
     for unlabelled in ("frugal_cache_entries", "frugal_cache_bytes", "frugal_cache_evictions_total"):
         assert exported[unlabelled] == {}, unlabelled
     bytes_cached = float(re.search(r"^frugal_cache_bytes (\S+)$", text, re.M)[1])

@@ -65,7 +65,7 @@ def test_models_list(client):
 
 def test_upstream_failure_is_an_api_error_not_a_hang(mock_upstream, sidecar):
     control = mock_upstream.removesuffix("/v1")
-    rule = json.dumps({"when": {"model": "gpt-4o"}, "times": 1, "then": {"status": 503}}).encode()
+    rule = json.dumps({"when": {"model": "gpt-4o"}, "times": 3, "then": {"status": 503}}).encode()  # every retry
     urllib.request.urlopen(urllib.request.Request(f"{control}/_mock/rules", data=rule, method="POST"))
     base = sidecar(mock_upstream, {"gpt-4o": "gpt-4o"}, "gpt-4o")
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)

@@ -97,3 +97,68 @@ def test_logprobs_survive_the_trip(clients):
     assert [t.token for t in lp_b.content] == [t.token for t in lp_a.content]
     assert [t.logprob for t in lp_b.content] == [t.logprob for t in lp_a.content]
     assert all(t.logprob <= 0.0 for t in lp_b.content)
+
+
+def cascade_policy(llama: str, mock: str, floor: float) -> str:
+    """SmolLM2 as the cheap rung, the mock as the strong one; every routed request starts
+    cheap and escalates when the cheap answer's mean token logprob is below `floor`."""
+    return f"""\
+providers:
+  llama:
+    base_url: {llama}
+    timeouts: {{ connect: 2s, request: 120s, first_byte: 120s, idle: 60s }}
+  mock:
+    base_url: {mock}
+models:
+  cheap:
+    provider: llama
+    upstream: {MODEL_ALIAS}
+    price: {{ input_per_mtok: 0.15, output_per_mtok: 0.60 }}
+  strong:
+    provider: mock
+    upstream: gpt-4o
+    price: {{ input_per_mtok: 2.50, output_per_mtok: 10.00 }}
+default_model: strong
+retries: {{ max_attempts: 1 }}
+route:
+  ladder: [cheap, strong]
+  start_strong_above: 0.99
+  checks: {{ min_mean_logprob: {floor}, truncated: false, math: false, refusal_or_hedge: false }}
+"""
+
+
+def test_low_logprob_escalation_uses_the_real_models_logprobs(llama_server, mock_upstream, frugal_bin, procs, tmp_path):
+    # What the real model's answer scores: the mean of its token logprobs, straight from llama.cpp.
+    direct = openai.OpenAI(base_url=llama_server, api_key="x", max_retries=0, timeout=120)
+    probe = direct.chat.completions.create(model=MODEL_ALIAS, messages=PROMPT, logprobs=True, top_logprobs=1, **GREEDY)
+    logprobs = [t.logprob for t in probe.choices[0].logprobs.content]
+    mean = sum(logprobs) / len(logprobs)
+    assert mean < 0.0, "a real model is never certain of every token"
+
+    def sidecar(floor: float, name: str) -> openai.OpenAI:
+        policy = tmp_path / f"{name}.yaml"
+        policy.write_text(cascade_policy(llama_server, mock_upstream, floor))
+        port = free_port()
+        proc = procs.start([frugal_bin, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{port}"])
+        wait_ready(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=120)
+
+    # A floor above the model's confidence: the cheap answer is escalated, for low_logprob.
+    strict = sidecar(round(mean + 0.3, 3), "strict").chat.completions.with_raw_response.create(
+        model="strong", messages=PROMPT, **GREEDY
+    )
+    assert strict.headers["x-frugal-escalations"] == "low_logprob"
+    assert strict.headers["x-frugal-tier"] == "strong"
+    assert strict.headers["x-frugal-model"] == "strong"
+    answer = strict.parse()
+    assert answer.choices[0].logprobs is None, "the logprobs frugal asked for are not passed on"
+
+    # A floor below it: the cheap answer is served, without the logprobs the client never asked for.
+    lenient = sidecar(round(mean - 0.3, 3), "lenient").chat.completions.with_raw_response.create(
+        model="strong", messages=PROMPT, **GREEDY
+    )
+    assert lenient.headers.get("x-frugal-escalations") is None
+    assert lenient.headers["x-frugal-tier"] == "cheap"
+    served = lenient.parse()
+    assert served.choices[0].message.content == probe.choices[0].message.content
+    assert served.choices[0].logprobs is None

@@ -174,7 +174,8 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A policy text pointing two aliases (`cheap`, `strong`) at a mock.
+/// A policy text pointing two aliases (`cheap`, `strong`) at a mock; the embedding model is
+/// the repository's `models/` (tests run in `tests/`).
 pub fn policy_for(base_url: &str, extra: &str) -> String {
     format!(
         "\
@@ -193,6 +194,7 @@ models:
     price: {{ input_per_mtok: 2.5, output_per_mtok: 10 }}
 default_model: cheap
 shutdown_grace: 5s
+embeddings: {{ model_dir: ../models, deadline: 2s }}
 {extra}"
     )
 }

@@ -141,7 +141,11 @@ async fn binary_serves_the_acceptance_checks_and_drains_on_sigterm() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("frugal_upstream_requests_total{provider=\"mock\",outcome=\"ok\"} 2"),
+        ["gpt-4o-mini", "gpt-4o"]
+            .iter()
+            .all(|model| metrics.contains(&format!(
+            "frugal_upstream_attempts_total{{provider=\"mock\",model=\"{model}\",outcome=\"ok\"}} 1"
+        ))),
         "{metrics}"
     );
     check_with_promtool(&metrics);

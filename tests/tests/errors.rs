@@ -77,16 +77,21 @@ async fn body_over_the_policy_limit_is_413() {
 #[tokio::test]
 async fn upstream_5xx_is_502() {
     let mock = MockUpstream::start().await;
-    mock.always().fail_times(1, 500);
+    mock.always().fail_times(3, 500);
     let sidecar = Sidecar::in_front_of(&mock).await;
     let body = expect_error(sidecar.chat(&chat_body("cheap", "hi")).await, 502).await;
     assert_eq!(body["error"]["code"], "upstream_server_error");
+    assert_eq!(
+        mock.total_calls(),
+        3,
+        "retried up to max_attempts, then reported"
+    );
 }
 
 #[tokio::test]
 async fn upstream_4xx_is_passed_through_with_its_body() {
     let mock = MockUpstream::start().await;
-    mock.always().fail_times(1, 429);
+    mock.always().fail_times(3, 429);
     let sidecar = Sidecar::in_front_of(&mock).await;
     let body = expect_error(sidecar.chat(&chat_body("cheap", "hi")).await, 429).await;
     assert_eq!(
@@ -136,7 +141,8 @@ async fn unreachable_upstream_is_502() {
 async fn upstream_that_never_answers_is_504() {
     let mock = MockUpstream::start().await;
     mock.always().hang(); // the test policy's request timeout is 2 s
-    let sidecar = Sidecar::in_front_of(&mock).await;
+    let no_retries = policy_for(&mock.base_url(), "retries: { max_attempts: 1 }\n");
+    let sidecar = Sidecar::start(&no_retries).await;
     let body = expect_error(sidecar.chat(&chat_body("cheap", "hi")).await, 504).await;
     assert_eq!(body["error"]["code"], "upstream_timeout");
     let stream = json!({ "model": "cheap", "stream": true, "messages": [{ "role": "user", "content": "hi" }] });

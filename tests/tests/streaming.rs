@@ -130,7 +130,7 @@ async fn malformed_stream_event_ends_with_an_error_event() {
 #[tokio::test]
 async fn upstream_error_before_a_stream_starts_is_a_plain_json_error() {
     let mock = MockUpstream::start().await;
-    mock.always().fail_times(1, 503);
+    mock.always().fail_times(3, 503);
     let sidecar = Sidecar::in_front_of(&mock).await;
     let response = sidecar.chat(&stream_body(false)).await;
     let body = frugal_tests::expect_error(response, 502).await;

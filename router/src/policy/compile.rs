@@ -13,10 +13,14 @@ use sha2::{Digest, Sha256};
 
 use crate::money::TokenPrice;
 
+use super::embeddings::{compile_embeddings, EmbeddingPolicy};
 use super::locate::{join, Position, SourceMap};
 use super::raw::{
-    RawBudget, RawCache, RawLimits, RawModel, RawPolicy, RawProvider, RawRuns, RawTenant,
-    TOP_LEVEL_KEYS,
+    RawBudget, RawCache, RawCircuitBreaker, RawEmbeddings, RawLimits, RawModel, RawPolicy,
+    RawProvider, RawRetries, RawRoute, RawRuns, RawTenant, TOP_LEVEL_KEYS,
+};
+use super::route::{
+    compile_breaker, compile_retries, compile_route, BreakerPolicy, RetryPolicy, RoutePolicy,
 };
 
 /// A validated policy: the only form the request path ever sees.
@@ -44,6 +48,14 @@ pub struct Policy {
     pub runs: RunPolicy,
     /// Response cache settings.
     pub cache: CachePolicy,
+    /// Cheap-model-first routing.
+    pub route: RoutePolicy,
+    /// Retries of failed upstream calls.
+    pub retries: RetryPolicy,
+    /// Per-provider circuit breaker.
+    pub circuit_breaker: BreakerPolicy,
+    /// The embedding model.
+    pub embeddings: EmbeddingPolicy,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,
@@ -71,6 +83,8 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// Timeouts for calls to this provider.
     pub timeouts: Timeouts,
+    /// Whether the provider returns token logprobs.
+    pub logprobs: bool,
 }
 
 /// Timeouts for one provider.
@@ -99,6 +113,10 @@ pub struct ModelRoute {
     pub price: Price,
     /// The same price per token, exact.
     pub token_price: TokenPrice,
+    /// Aliases tried in order when this model's provider fails; each a key of `Policy::models`.
+    pub fallbacks: Vec<String>,
+    /// Longest time for one call to this model, overriding the provider's timeouts.
+    pub timeout: Option<Duration>,
 }
 
 /// USD per million tokens, finite and non-negative.
@@ -379,7 +397,11 @@ pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
     };
     let mut broken = BTreeSet::new();
     let raw = diagnose(&value, &mut errors, &mut broken);
-    let policy = raw.and_then(|raw| compile(raw, text, &broken, &mut errors));
+    let base_dir = std::path::Path::new(source_name)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let policy = raw.and_then(|raw| compile(raw, text, base_dir, &broken, &mut errors));
     match policy {
         Some(policy) if errors.list.is_empty() => Ok(policy),
         _ => {
@@ -390,13 +412,15 @@ pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
     }
 }
 
-struct Errors<'a> {
+/// Mistakes found so far, located in the source.
+pub(super) struct Errors<'a> {
     source: &'a SourceMap,
     list: Vec<PolicyError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// Records a mistake at a dotted path.
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let position = self.source.find(&path);
         self.list.push(PolicyError {
@@ -436,6 +460,10 @@ fn diagnose(
             "tenants" => check_entries::<RawTenant>(section, name, errors, broken),
             "runs" => check_value::<RawRuns>(section, name, errors, broken),
             "cache" => check_value::<RawCache>(section, name, errors, broken),
+            "route" => check_value::<RawRoute>(section, name, errors, broken),
+            "retries" => check_value::<RawRetries>(section, name, errors, broken),
+            "circuit_breaker" => check_value::<RawCircuitBreaker>(section, name, errors, broken),
+            "embeddings" => check_value::<RawEmbeddings>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -572,6 +600,7 @@ fn known_names<'a, V>(
 fn compile(
     raw: RawPolicy,
     text: &str,
+    base_dir: &std::path::Path,
     broken: &BTreeSet<String>,
     errors: &mut Errors,
 ) -> Option<Policy> {
@@ -719,6 +748,11 @@ fn compile(
 
     let runs = compile_runs(raw.runs.as_ref(), errors);
     let cache = compile_cache(raw.cache.as_ref(), errors);
+    check_fallbacks(&models, &model_names, errors);
+    let route = compile_route(raw.route.as_ref(), &model_names, base_dir, errors);
+    let retries = compile_retries(raw.retries.as_ref(), errors);
+    let circuit_breaker = compile_breaker(raw.circuit_breaker.as_ref(), errors);
+    let embeddings = compile_embeddings(raw.embeddings.as_ref(), base_dir, errors);
 
     let hash = text_hash(text);
     Some(Policy {
@@ -732,6 +766,10 @@ fn compile(
         budget_state_file: raw.budget_state_file.map(std::path::PathBuf::from),
         runs,
         cache,
+        route: route?,
+        retries,
+        circuit_breaker,
+        embeddings,
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -796,9 +834,24 @@ fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Optio
     (errors.list.len() == before).then(|| ProviderConfig {
         name: name.to_string(),
         base_url,
+        logprobs: raw.logprobs.unwrap_or(true),
         api_key_env: raw.api_key_env.clone(),
         timeouts,
     })
+}
+
+/// Every fallback names another existing model.
+fn check_fallbacks(models: &BTreeMap<String, ModelRoute>, known: &[&str], errors: &mut Errors) {
+    for (alias, model) in models {
+        let path = join(&join("models", alias), "fallbacks");
+        for fallback in &model.fallbacks {
+            if fallback == alias {
+                errors.push(&path, format!("`{alias}` cannot be its own fallback"));
+            } else if !known.contains(&fallback.as_str()) {
+                errors.push(&path, unknown_reference("model", fallback, known));
+            }
+        }
+    }
 }
 
 fn compile_model(
@@ -816,6 +869,14 @@ fn compile_model(
         );
     }
     let upstream = raw.upstream.clone().unwrap_or_else(|| alias.to_string());
+    let timeout = raw.timeout.as_deref().map(|text| {
+        duration(
+            Some(text),
+            &join(&path, "timeout"),
+            defaults::REQUEST,
+            errors,
+        )
+    });
     if upstream.trim().is_empty() {
         errors.push(join(&path, "upstream"), "must not be empty");
     }
@@ -839,13 +900,15 @@ fn compile_model(
             output_per_mtok: raw.price.output_per_mtok,
         },
         token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
+        fallbacks: raw.fallbacks.clone(),
+        timeout,
     })
 }
 
 fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> CachePolicy {
     let defaults = CachePolicy::default();
     let Some(raw) = raw else { return defaults };
-    let mode = match raw.mode.as_deref() {
+    let mode = match raw.mode.as_ref().map(|m| m.name()) {
         None | Some("on") => CacheMode::On,
         Some("off") => CacheMode::Off,
         Some("shadow") => CacheMode::Shadow,
@@ -966,13 +1029,18 @@ fn compile_budget(path: &str, raw: &RawBudget, errors: &mut Errors) -> Option<Bu
     })
 }
 
-fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> String {
+pub(super) fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> String {
     let hint = unknown_key_message(name, known);
     let hint = hint.split_once("; ").map_or(hint.as_str(), |(_, h)| h);
     format!("no {kind} named `{name}`; {hint}")
 }
 
-fn duration(text: Option<&str>, path: &str, default: Duration, errors: &mut Errors) -> Duration {
+pub(super) fn duration(
+    text: Option<&str>,
+    path: &str,
+    default: Duration,
+    errors: &mut Errors,
+) -> Duration {
     let Some(text) = text else { return default };
     match humantime::parse_duration(text) {
         Ok(d) if !d.is_zero() => d,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::compile::Policy;
-use crate::upstream::Upstreams;
+use super::route::RouteMode;
+use crate::embed_worker::{self, EmbedWorker};
+use crate::upstream::{UpstreamError, Upstreams};
 
 /// Everything a request needs that depends on the policy.
 #[derive(Debug)]
@@ -17,19 +19,43 @@ pub struct LiveState {
     pub upstreams: Upstreams,
     /// Increments on every successful (re)load; 1 for the policy loaded at start-up.
     pub revision: u64,
+    /// The embedding worker, when the policy uses embeddings.
+    pub embedder: Option<Arc<EmbedWorker>>,
+}
+
+/// Why a policy could not be made live.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The policy needs the embedding model and it could not be loaded.
+    #[error("the policy needs the embedding model (routing's classifier): {0}")]
+    Embedder(#[from] frugal_cache::EmbedError),
 }
 
 impl LiveState {
     /// Builds the live state for a compiled policy.
-    pub fn new(policy: Policy, revision: u64) -> Result<Self, crate::upstream::UpstreamError> {
+    pub fn new(policy: Policy, revision: u64) -> Result<Self, LiveError> {
         let upstreams = Upstreams::from_policy(&policy)?;
+        let embedder = if needs_embeddings(&policy) {
+            Some(embed_worker::shared(&policy.embeddings.config)?)
+        } else {
+            None
+        };
         Ok(Self {
             policy: Arc::new(policy),
             upstreams,
             revision,
+            embedder,
         })
     }
 }
 
 /// The swappable handle: readers `load()` a snapshot; a reload `store()`s a new one.
 pub type Live = Arc<ArcSwap<LiveState>>;
+
+/// Whether any stage of the policy uses the embedding model.
+pub fn needs_embeddings(policy: &Policy) -> bool {
+    policy.route.mode != RouteMode::Off && policy.route.classifier.embedding_dim().is_some()
+}

@@ -2,10 +2,12 @@
 //! request path uses (`compile`), and the live, swappable state (`live`), and hot reload (`reload`).
 
 pub mod compile;
+pub mod embeddings;
 pub mod live;
 pub mod locate;
 pub mod raw;
 pub mod reload;
+pub mod route;
 
 pub use compile::{
     load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
@@ -13,3 +15,4 @@ pub use compile::{
 };
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};
+pub use route::{BreakerPolicy, CheckPolicy, RetryPolicy, RouteMode, RoutePolicy, StreamCascade};

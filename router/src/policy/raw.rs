@@ -47,6 +47,171 @@ pub struct RawPolicy {
     /// The response cache.
     #[serde(default)]
     pub cache: Option<RawCache>,
+    /// Cheap-model-first routing: the ladder, the classifier and the escalation checks.
+    #[serde(default)]
+    pub route: Option<RawRoute>,
+    /// Retries of failed upstream calls, within a budget.
+    #[serde(default)]
+    pub retries: Option<RawRetries>,
+    /// Per-provider circuit breaker.
+    #[serde(default)]
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// The embedding model shared by routing (and the semantic cache and trimming).
+    #[serde(default)]
+    pub embeddings: Option<RawEmbeddings>,
+}
+
+/// The in-process embedding model (all-MiniLM-L6-v2, fetched by scripts/fetch-models.sh).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddings {
+    /// Folder filled by scripts/fetch-models.sh, relative to the policy file (default `models`
+    /// in the working directory); the `FRUGAL_MODEL_DIR` environment variable overrides it.
+    #[serde(default)]
+    pub model_dir: Option<String>,
+    /// Longest a request waits for its embedding before going on without it (default `25ms`).
+    #[serde(default)]
+    pub deadline: Option<String>,
+    /// Most texts embedded in one batch (default 16).
+    #[serde(default)]
+    pub max_batch: Option<usize>,
+    /// How long a text waits for others to share its batch (default `1ms`).
+    #[serde(default)]
+    pub batch_window: Option<String>,
+    /// ONNX Runtime threads (default: every core).
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+/// A section's mode as written: `off`, `shadow` or `on`. YAML 1.1 tools (PyYAML, some
+/// templating) turn a bare `on`/`off` into a boolean, so `true`/`false` are read as on/off.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawMode {
+    /// `on` or `off` after a YAML 1.1 round trip.
+    Switch(bool),
+    /// `off`, `shadow` or `on`.
+    Named(String),
+}
+
+impl RawMode {
+    /// The mode's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Switch(true) => "on",
+            Self::Switch(false) => "off",
+            Self::Named(name) => name,
+        }
+    }
+}
+
+/// Cheap-model-first routing.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// `off` (every request goes to the model it names), `shadow` (classify and count the tier
+    /// each request would start at, but call the requested model) or `on`.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// Model aliases from cheapest to strongest: two rungs (cheap, strong) or three (cheap, mid,
+    /// strong).
+    #[serde(default)]
+    pub ladder: Vec<String>,
+    /// Requests naming these aliases are routed through the ladder; others go where they say.
+    /// Default: the ladder's strongest rung.
+    #[serde(default)]
+    pub routed_models: Option<Vec<String>>,
+    /// Complexity classifier weights (JSON written by `frugal train`), relative to the policy
+    /// file. Default: the weights built into the binary (policies/models/complexity.json).
+    #[serde(default)]
+    pub classifier: Option<String>,
+    /// Prompts scoring above this start on the strongest rung (0..1).
+    #[serde(default)]
+    pub start_strong_above: Option<f32>,
+    /// Prompts scoring above this (and not above `start_strong_above`) start on the middle rung
+    /// of a three-rung ladder.
+    #[serde(default)]
+    pub start_mid_above: Option<f32>,
+    /// Most escalations per request (default: ladder length − 1).
+    #[serde(default)]
+    pub max_escalations: Option<u32>,
+    /// For `stream: true`: `buffer` (a cheap answer is checked before any byte is sent, then
+    /// replayed as SSE) or `direct` (stream the start rung live; no escalation).
+    #[serde(default)]
+    pub stream_cascade: Option<String>,
+    /// The confidence checks run on an answer before it is accepted.
+    #[serde(default)]
+    pub checks: Option<RawChecks>,
+}
+
+/// Confidence checks on a lower rung's answer; each that fires escalates with its reason.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawChecks {
+    /// `truncated`: the answer stopped at `max_tokens` (finish_reason `length`). Default on.
+    #[serde(default)]
+    pub truncated: Option<bool>,
+    /// `empty`: no text and no tool call. Default on.
+    #[serde(default)]
+    pub empty: Option<bool>,
+    /// `refusal_or_hedge`: the answer contains one of `hedge_phrases`. Default on.
+    #[serde(default)]
+    pub refusal_or_hedge: Option<bool>,
+    /// Phrases (matched case-insensitively) that mark a refusal or hedge; default a built-in list.
+    #[serde(default)]
+    pub hedge_phrases: Option<Vec<String>>,
+    /// `invalid_json`: `response_format` asks for JSON (or a JSON schema) and the answer is not
+    /// valid JSON (or does not match the schema). Default on.
+    #[serde(default)]
+    pub invalid_json: Option<bool>,
+    /// `invalid_tool_call`: a tool call's arguments are not JSON or do not match the tool's
+    /// parameter schema, or name an unknown tool. Default on.
+    #[serde(default)]
+    pub invalid_tool_call: Option<bool>,
+    /// `low_logprob`: escalate when the mean token log-probability of the answer is below this
+    /// (e.g. -1.0). Logprobs are requested from providers that support them and removed from the
+    /// reply when the client did not ask. Default off.
+    #[serde(default)]
+    pub min_mean_logprob: Option<f64>,
+    /// `arithmetic_error`: a written calculation in the answer is wrong; for prompts asking for
+    /// a number also `no_final_answer` and `unused_quantity`. Default on.
+    #[serde(default)]
+    pub math: Option<bool>,
+}
+
+/// Retries of failed upstream calls (connect errors, timeouts, 5xx, 429).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Calls per model per request, the first included (default 3; 1 disables retries).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Retries may add at most this share of first calls (default 0.2), so an outage does not
+    /// multiply the bill.
+    #[serde(default)]
+    pub budget_ratio: Option<f64>,
+    /// Retries always allowed on top of the ratio, for low traffic (default 10).
+    #[serde(default)]
+    pub budget_reserve: Option<u32>,
+    /// First backoff, doubled each retry, with full jitter (default `100ms`).
+    #[serde(default)]
+    pub backoff: Option<String>,
+    /// Longest backoff, and the longest `Retry-After` honoured (default `5s`).
+    #[serde(default)]
+    pub max_backoff: Option<String>,
+}
+
+/// A circuit breaker per provider: after `failure_threshold` consecutive failures it opens and
+/// calls fail fast (or go to a fallback) for `open_for`, then one probe call decides.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Consecutive failures that open the circuit (default 5).
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    /// How long it stays open before a probe (default `30s`).
+    #[serde(default)]
+    pub open_for: Option<String>,
 }
 
 /// Response cache settings.
@@ -55,7 +220,7 @@ pub struct RawPolicy {
 pub struct RawCache {
     /// `off`, `shadow` (look up and count would-be hits, but always call upstream) or `on`.
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<RawMode>,
     /// How long an answer may be served from the cache, e.g. `1h`.
     #[serde(default)]
     pub ttl: Option<String>,
@@ -133,6 +298,9 @@ pub struct RawProvider {
     /// Timeouts for calls to this provider.
     #[serde(default)]
     pub timeouts: Option<RawTimeouts>,
+    /// Whether the provider returns token logprobs (`logprobs: true`); default true.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
 }
 
 /// Timeouts for one provider, as duration strings (`500ms`, `30s`, `2m`).
@@ -164,6 +332,12 @@ pub struct RawModel {
     pub upstream: Option<String>,
     /// Price per million tokens.
     pub price: RawPrice,
+    /// Aliases tried, in order, when this model's provider fails or its circuit is open.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Longest time for one call to this model (default: the provider's timeouts).
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// Price in US dollars per million tokens.
@@ -207,6 +381,10 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "budget_state_file",
     "runs",
     "cache",
+    "route",
+    "retries",
+    "circuit_breaker",
+    "embeddings",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

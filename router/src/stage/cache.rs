@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use crate::metrics;
 use crate::policy::CachePolicy;
-use crate::sse::frame;
 use crate::stage::account::Tokens;
 
 /// Request fields that change how an answer is delivered, not what it says.
@@ -84,17 +83,6 @@ impl CachedAnswer {
         let bytes = Value::Object(self.completion.clone()).to_string().len() + 64;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
-
-    fn content(&self) -> String {
-        self.completion
-            .get("choices")
-            .and_then(|c| c.get(0))
-            .and_then(|c| c.get("message"))
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    }
 }
 
 /// The key of a request in the exact tier.
@@ -154,45 +142,17 @@ impl ResponseCache {
 
     /// A hit replayed as SSE frames, ending with `[DONE]`.
     pub fn hit_stream(&self, answer: &CachedAnswer, include_usage: bool) -> Vec<Bytes> {
-        let (id, created) = (self.next_id(), unix_now());
-        let model = answer
-            .completion
-            .get("model")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let chunk = |delta: Value, finish: Value| {
-            let mut chunk = json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-            });
-            if include_usage {
-                chunk["usage"] = Value::Null;
-            }
-            frame(chunk.to_string().as_bytes())
-        };
-        let mut frames = vec![
-            chunk(json!({ "role": "assistant", "content": "" }), Value::Null),
-            chunk(json!({ "content": answer.content() }), Value::Null),
-            chunk(json!({}), json!("stop")),
-        ];
-        if include_usage {
-            let usage = answer
-                .completion
-                .get("usage")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let last = json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [], "usage": usage,
-            });
-            frames.push(frame(last.to_string().as_bytes()));
-        }
-        frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-        frames
+        crate::sse::completion_frames(
+            &answer.completion,
+            &self.next_id(),
+            unix_now(),
+            include_usage,
+        )
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch, for `created` fields.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -3,4 +3,9 @@
 pub mod account;
 pub mod budget;
 pub mod cache;
+pub mod call;
+pub mod classify;
+pub mod confidence;
+pub mod relay;
+pub mod route;
 pub mod run;

@@ -2,6 +2,7 @@
 //! the client sees and whether a retry could help.
 
 mod openai;
+mod resilience;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 
 pub use openai::{OpenAiCompatible, UpstreamReply, UpstreamStream};
+pub use resilience::{backoff, CircuitState, Permit, Resilience};
 
 use crate::policy::Policy;
 
@@ -43,6 +45,8 @@ pub enum UpstreamError {
         status: StatusCode,
         /// The start of its body, for the message.
         excerpt: String,
+        /// The provider's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The provider rejected the request with a 4xx; its body is passed to the client as is.
     #[error("upstream `{provider}` rejected the request with HTTP {status}")]
@@ -53,6 +57,8 @@ pub enum UpstreamError {
         status: StatusCode,
         /// The provider's body.
         body: Bytes,
+        /// The provider's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The provider answered 2xx with something that is not a chat completion.
     #[error("upstream `{provider}` sent an invalid response: {reason}")]
@@ -70,6 +76,12 @@ pub enum UpstreamError {
         /// Why.
         reason: String,
     },
+    /// The provider's circuit breaker is open after repeated failures; it was not called.
+    #[error("upstream `{provider}` is failing; its circuit breaker is open")]
+    CircuitOpen {
+        /// Provider name.
+        provider: String,
+    },
 }
 
 impl UpstreamError {
@@ -82,6 +94,7 @@ impl UpstreamError {
             | Self::ServerError { .. }
             | Self::InvalidResponse { .. }
             | Self::Config { .. } => StatusCode::BAD_GATEWAY,
+            Self::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,6 +107,7 @@ impl UpstreamError {
             Self::ClientError { .. } => "upstream_rejected",
             Self::InvalidResponse { .. } => "upstream_invalid_response",
             Self::Config { .. } => "upstream_misconfigured",
+            Self::CircuitOpen { .. } => "upstream_circuit_open",
         }
     }
 
@@ -102,7 +116,32 @@ impl UpstreamError {
         match self {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::ServerError { .. } => true,
             Self::ClientError { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
-            Self::InvalidResponse { .. } | Self::Config { .. } => false,
+            Self::InvalidResponse { .. } | Self::Config { .. } | Self::CircuitOpen { .. } => false,
+        }
+    }
+
+    /// Whether the failure says the provider is unhealthy (for its circuit breaker), rather
+    /// than that this request was refused.
+    pub fn is_provider_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::ServerError { .. }
+        )
+    }
+
+    /// Whether the provider refused this request (a 4xx other than 429): retrying it, or
+    /// sending it elsewhere, would be refused too.
+    pub fn is_request_rejected(&self) -> bool {
+        matches!(self, Self::ClientError { status, .. } if *status != StatusCode::TOO_MANY_REQUESTS)
+    }
+
+    /// How long the provider asked to wait before trying again.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::ServerError { retry_after, .. } | Self::ClientError { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
         }
     }
 
@@ -118,6 +157,7 @@ impl UpstreamError {
             Self::ClientError { .. } => "client_error",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Config { .. } => "config",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 }

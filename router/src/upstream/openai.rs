@@ -170,6 +170,13 @@ impl OpenAiCompatible {
             return Ok(response);
         }
         let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .map(Duration::from_secs_f64);
         let body = response.bytes().await.unwrap_or_default();
         let provider = self.config.name.clone();
         if status.is_client_error() {
@@ -177,6 +184,7 @@ impl OpenAiCompatible {
                 provider,
                 status,
                 body,
+                retry_after,
             })
         } else {
             let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
@@ -184,6 +192,7 @@ impl OpenAiCompatible {
                 provider,
                 status,
                 excerpt,
+                retry_after,
             })
         }
     }

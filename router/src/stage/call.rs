@@ -1,0 +1,160 @@
+//! One model's answer, fetched resiliently: retries with backoff and jitter for retryable
+//! failures while the shared retry budget allows, the provider's circuit breaker consulted
+//! before every call, and the model's fallbacks tried in order when it cannot answer. Every
+//! attempt is logged for accounting: a failed call costs nothing, but it is recorded.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::metrics;
+use crate::policy::{LiveState, ModelRoute};
+use crate::stage::account::{Attempt, TokenSource, Tokens};
+use crate::upstream::{
+    backoff, OpenAiCompatible, Permit, Resilience, UpstreamError, UpstreamReply, UpstreamStream,
+};
+
+/// What a successful call returned.
+pub enum Answer {
+    /// A complete chat completion.
+    Json(UpstreamReply),
+    /// A live SSE stream (its response headers have arrived).
+    Stream(UpstreamStream),
+}
+
+/// An answer and the model that gave it (the one asked for, or one of its fallbacks).
+pub struct Answered<'p> {
+    /// The answer.
+    pub answer: Answer,
+    /// The model that answered.
+    pub model: &'p ModelRoute,
+}
+
+/// Calls `route` (then its fallbacks) with `body`, non-streaming or streaming; failed attempts
+/// are appended to `attempts` (the successful one is the caller's to price once it has usage).
+pub async fn call<'p>(
+    live: &'p LiveState,
+    resilience: &Resilience,
+    route: &'p ModelRoute,
+    body: &Map<String, Value>,
+    stream: bool,
+    attempts: &mut Vec<Attempt>,
+) -> Result<Answered<'p>, UpstreamError> {
+    let policy = &live.policy;
+    let mut candidates = vec![route];
+    candidates.extend(route.fallbacks.iter().filter_map(|a| policy.models.get(a)));
+    resilience.on_first_call(&policy.retries);
+    let mut last_error = None;
+    for (index, model) in candidates.iter().copied().enumerate() {
+        if index > 0 {
+            tracing::warn!(from = %route.alias, to = %model.alias, "falling back to another model");
+        }
+        let Some(client) = live.upstreams.get(&model.provider) else {
+            last_error = Some(UpstreamError::Config {
+                provider: model.provider.clone(),
+                reason: "no client for this provider".into(),
+            });
+            continue;
+        };
+        let mut outbound = body.clone();
+        outbound.insert("model".into(), Value::String(model.upstream.clone()));
+        match call_with_retries(live, resilience, client, model, &outbound, stream, attempts).await
+        {
+            Ok(answer) => return Ok(Answered { answer, model }),
+            // The request itself was refused: another provider would refuse it too.
+            Err(e) if e.is_request_rejected() => return Err(e),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| UpstreamError::Config {
+        provider: route.provider.clone(),
+        reason: "no model to call".into(),
+    }))
+}
+
+async fn call_with_retries(
+    live: &LiveState,
+    resilience: &Resilience,
+    client: &OpenAiCompatible,
+    model: &ModelRoute,
+    body: &Map<String, Value>,
+    stream: bool,
+    attempts: &mut Vec<Attempt>,
+) -> Result<Answer, UpstreamError> {
+    let policy = &live.policy;
+    let provider = client.name();
+    let mut retry = 0;
+    let mut previous: Option<UpstreamError> = None;
+    loop {
+        let permit = resilience.permit(provider);
+        if permit == Permit::Refused {
+            metrics::record_upstream(provider, &model.alias, "circuit_open", Duration::ZERO);
+            // A circuit that opened during this request's retries: report what failed.
+            return Err(previous.unwrap_or_else(|| UpstreamError::CircuitOpen {
+                provider: provider.to_string(),
+            }));
+        }
+        let started = Instant::now();
+        let result = once(client, model, body, stream).await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(UpstreamError::outcome, |_| "ok");
+        metrics::record_upstream(provider, &model.alias, outcome, started.elapsed());
+        let healthy = !result
+            .as_ref()
+            .is_err_and(UpstreamError::is_provider_failure);
+        resilience.record(provider, healthy, &policy.circuit_breaker);
+        let error = match result {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        attempts.push(Attempt::new(&model.alias, NO_TOKENS, model.token_price));
+        retry += 1;
+        if !error.is_retryable() || retry >= policy.retries.max_attempts {
+            return Err(error);
+        }
+        let Some(wait) = backoff(&policy.retries, retry, error.retry_after()) else {
+            return Err(error);
+        };
+        if !resilience.try_retry(&policy.retries) {
+            tracing::warn!(provider, error = %error, "retry budget spent; not retrying");
+            return Err(error);
+        }
+        metrics::record_retry(provider);
+        tracing::info!(provider, error = %error, wait_ms = wait.as_millis(), "retrying upstream call");
+        previous = Some(error);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Tokens of a call that failed before any answer.
+const NO_TOKENS: Tokens = Tokens {
+    input: 0,
+    output: 0,
+    source: TokenSource::Counted,
+};
+
+async fn once(
+    client: &OpenAiCompatible,
+    model: &ModelRoute,
+    body: &Map<String, Value>,
+    stream: bool,
+) -> Result<Answer, UpstreamError> {
+    let call = async {
+        if stream {
+            client.stream(body).await.map(Answer::Stream)
+        } else {
+            client.complete(body).await.map(Answer::Json)
+        }
+    };
+    match model.timeout {
+        None => call.await,
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(UpstreamError::Timeout {
+                provider: client.name().to_string(),
+                phase: "model",
+                after_ms: limit.as_millis(),
+            })
+        }),
+    }
+}

@@ -264,6 +264,12 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
     }
     values.push((HEADER_CACHE, reply.meta.cache.as_str().to_string()));
+    if let Some(similarity) = reply.meta.cache_similarity {
+        values.push(("x-frugal-cache-similarity", format!("{similarity:.4}")));
+    }
+    if let Some(guard) = reply.meta.cache_guard {
+        values.push(("x-frugal-cache-guard", guard.to_string()));
+    }
     if let Some(tier) = reply.meta.tier {
         values.push(("x-frugal-tier", tier.as_str().to_string()));
     }

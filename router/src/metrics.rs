@@ -45,7 +45,8 @@ pub enum Metric {
     RunCapExceededTotal,
     /// Counter `{tenant, action}`: loops detected in agent runs (`block` or `flag`).
     LoopsDetectedTotal,
-    /// Counter `{tier, result}`: cache lookups (`exact`; `hit`, `miss`, `shadow_hit`, `bypass`).
+    /// Counter `{tier, result}`: cache lookups (`exact`, `semantic`; `hit`, `miss`,
+    /// `shadow_hit`, `bypass`, `rejected`, `skipped`).
     CacheLookupsTotal,
     /// Gauge: answers in the cache.
     CacheEntries,
@@ -69,11 +70,13 @@ pub enum Metric {
     EmbeddingBatchSize,
     /// Counter `{reason}`: requests that went on without their embedding.
     EmbeddingDeadlineSkipsTotal,
+    /// Counter `{guard}`: semantic candidates rejected by a verification guard.
+    CacheGuardRejectionsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 29] = [
+    pub const ALL: [Metric; 30] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -103,6 +106,7 @@ impl Metric {
         Self::EmbeddingDurationSeconds,
         Self::EmbeddingBatchSize,
         Self::EmbeddingDeadlineSkipsTotal,
+        Self::CacheGuardRejectionsTotal,
     ];
 
     /// The Prometheus name.
@@ -137,6 +141,7 @@ impl Metric {
             Self::EmbeddingDurationSeconds => "frugal_embedding_duration_seconds",
             Self::EmbeddingBatchSize => "frugal_embedding_batch_size",
             Self::EmbeddingDeadlineSkipsTotal => "frugal_embedding_deadline_skips_total",
+            Self::CacheGuardRejectionsTotal => "frugal_cache_guard_rejections_total",
         }
     }
 
@@ -201,6 +206,9 @@ impl Metric {
             Self::EmbeddingBatchSize => "Texts per embedding batch.",
             Self::EmbeddingDeadlineSkipsTotal => {
                 "Requests that went on without their embedding, by reason (deadline, queue_full, failed)."
+            }
+            Self::CacheGuardRejectionsTotal => {
+                "Semantic cache candidates rejected by a verification guard, by guard."
             }
         }
     }
@@ -354,6 +362,11 @@ pub fn record_loop(tenant: &str, action: &'static str) {
 pub fn record_cache_lookup(tier: &'static str, result: &'static str) {
     metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier, "result" => result)
         .increment(1);
+}
+
+/// Counts a semantic candidate a guard rejected.
+pub fn record_guard_rejection(guard: &'static str) {
+    metrics::counter!(Metric::CacheGuardRejectionsTotal.name(), "guard" => guard).increment(1);
 }
 
 /// Sets the cache size gauges.

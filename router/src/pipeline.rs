@@ -14,13 +14,14 @@ use crate::ledger::{Ledger, RequestFacts};
 use crate::metrics;
 use crate::money::TokenPrice;
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
-use crate::policy::{Baseline, CacheMode, LiveState, ModelRoute, Policy, StreamCascade};
+use crate::policy::{Baseline, LiveState, ModelRoute, Policy, StreamCascade};
 use crate::request::ChatRequest;
 use crate::sse::completion_frames;
 use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
 use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
-use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup, ResponseCache};
+use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup, ResponseCache};
 use crate::stage::call::{self, Answer, Answered};
+use crate::stage::lookup::{self, CacheSlot};
 use crate::stage::relay::{relay, reported_tokens, StreamTap, TapParts};
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
@@ -83,6 +84,10 @@ pub struct ReplyMeta {
     pub escalations: Vec<String>,
     /// The classifier's score, for a classified request.
     pub complexity: Option<f32>,
+    /// Similarity of the semantic cache's candidate, when there was one.
+    pub cache_similarity: Option<f32>,
+    /// The guard that rejected the semantic candidate, if one did.
+    pub cache_guard: Option<&'static str>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -112,22 +117,24 @@ pub async fn handle(
         tier: None,
         escalations: Vec::new(),
         complexity: None,
+        cache_similarity: None,
+        cache_guard: None,
     };
     let outbound = request.body;
 
+    // One embedding of the question serves the classifier and the semantic cache.
     let route = &live.policy.route;
-    let complexity = if route.applies_to(&requested.alias) {
-        let embedding = match &live.embedder {
-            Some(worker) => {
-                let text = tokens::last_user_text(&outbound);
-                worker.embed(&text, live.policy.embeddings.deadline).await
-            }
-            None => None,
-        };
-        classify::classify(route, &outbound, embedding.as_deref())
-    } else {
-        None
+    let routed = route.applies_to(&requested.alias);
+    let embedding = match &live.embedder {
+        Some(worker) if routed || lookup::wants_semantic(&live.policy, ctx, &outbound) => {
+            let text = tokens::last_user_text(&outbound);
+            worker.embed(&text, live.policy.embeddings.deadline).await
+        }
+        _ => None,
     };
+    let complexity = routed
+        .then(|| classify::classify(route, &outbound, embedding.as_deref()))
+        .flatten();
     let plan = route::plan(&live.policy, requested, complexity.as_ref(), ctx.max_tier);
     if let Some(c) = &complexity {
         meta.complexity = Some(c.score);
@@ -148,36 +155,31 @@ pub async fn handle(
         )?;
         meta.loop_flag = verdict.loop_flag;
     }
-    let cache_key = cache_key(&live.policy, ctx, requested, &outbound);
-    if let Some(key) = &cache_key {
-        meta.cache = Lookup::Miss;
-        let found = (ctx.cache_control != CacheControl::Refresh)
-            .then(|| ctx.cache.get(key))
-            .flatten();
-        match (found, live.policy.cache.mode) {
-            (Some(hit), CacheMode::On) => {
-                metrics::record_cache_lookup("exact", "hit");
-                meta.cache = Lookup::Exact;
-                let facts = RequestFacts {
-                    cache_hit: true,
-                    ..RequestFacts::default()
-                };
-                meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
-                let body = if request.stream {
-                    let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
-                    ReplyBody::Stream(Box::pin(stream::iter(frames)))
-                } else {
-                    ReplyBody::Json(ctx.cache.hit_json(&hit))
-                };
-                return Ok(Reply { meta, body });
-            }
-            (Some(_), _) => {
-                metrics::record_cache_lookup("exact", "shadow_hit");
-                meta.cache = Lookup::ShadowHit;
-            }
-            (None, _) => metrics::record_cache_lookup("exact", "miss"),
-        }
+    let cached = lookup::look_up(
+        &live.policy,
+        ctx,
+        &requested.alias,
+        &outbound,
+        embedding.as_deref(),
+    );
+    meta.cache = cached.lookup;
+    meta.cache_similarity = cached.similarity;
+    meta.cache_guard = cached.guard;
+    if let Some(hit) = cached.serve {
+        let facts = RequestFacts {
+            cache_hit: true,
+            ..RequestFacts::default()
+        };
+        meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
+        let body = if request.stream {
+            let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
+            ReplyBody::Stream(Box::pin(stream::iter(frames)))
+        } else {
+            ReplyBody::Json(ctx.cache.hit_json(&hit))
+        };
+        return Ok(Reply { meta, body });
     }
+    let cache_slot = cached.slot;
     let reservation = match Budgets::policy_for(&live.policy, &ctx.tenant) {
         Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
         None => None,
@@ -189,7 +191,7 @@ pub async fn handle(
         outbound,
         baseline,
         reservation,
-        cache_key,
+        cache_slot,
         meta,
     };
     if request.stream {
@@ -207,7 +209,7 @@ struct Pending<'p> {
     outbound: Map<String, Value>,
     baseline: TokenPrice,
     reservation: Option<Reservation>,
-    cache_key: Option<CacheKey>,
+    cache_slot: Option<CacheSlot>,
     meta: ReplyMeta,
 }
 
@@ -302,7 +304,7 @@ impl<'p> Pending<'p> {
             prompt_tokens,
             client_wants_usage,
             reservation: self.reservation,
-            cache_key: self.cache_key,
+            cache_slot: self.cache_slot,
         });
         Ok(Reply {
             meta: self.meta,
@@ -488,8 +490,8 @@ impl<'p> Pending<'p> {
         if let Some(reservation) = self.reservation.take() {
             self.meta.budget_warnings = reservation.settle(account.actual);
         }
-        if let Some(key) = self
-            .cache_key
+        if let Some(slot) = self
+            .cache_slot
             .take()
             .filter(|_| cache::storable(&best.reply.body))
         {
@@ -497,8 +499,8 @@ impl<'p> Pending<'p> {
             if best.added_logprobs {
                 strip_logprobs(&mut completion);
             }
-            self.ctx.cache.insert(
-                key,
+            self.ctx.cache.store(
+                slot,
                 CachedAnswer {
                     completion,
                     tokens: best.tokens,
@@ -582,27 +584,6 @@ fn worst_case(
         input,
         tokens: input + max_output,
     }
-}
-
-/// The exact-tier key, when the cache is on (or in shadow) and this request may be cached.
-fn cache_key(
-    policy: &Policy,
-    ctx: &RequestContext,
-    route: &ModelRoute,
-    body: &Map<String, Value>,
-) -> Option<CacheKey> {
-    let settings = &policy.cache;
-    let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
-    if !wanted || !cache::eligible(settings, body) {
-        metrics::record_cache_lookup("exact", "bypass");
-        return None;
-    }
-    Some(cache::key(
-        &ctx.tenant,
-        &settings.namespace,
-        &route.alias,
-        body,
-    ))
 }
 
 /// The policy's per-request caps: prompt size and worst-case cost.

@@ -347,7 +347,7 @@ SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag
 # evicts one. Each stored answer weighs its JSON length + 64 bytes; the mock upstream's answer
 # to chat_request() is 406 bytes of JSON (470 stored), so two answers fit in 1000 bytes and a
 # third does not.
-SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000}
+SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000, "similarity_threshold": 0.5}
 # Routing for the scrape: the k8s ladder, but every routed request starts cheap (no prompt
 # scores above 0.99) and the mock's token logprobs (-0.05) are below the floor, so a request
 # for gpt-4o starts cheap and escalates with reason low_logprob.
@@ -382,7 +382,15 @@ def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeyp
     """A sidecar on the k8s policy plus SCRAPE_TENANTS, SCRAPE_RUNS and SCRAPE_CACHE, pointed at
     the mock upstream."""
     route = {**yaml.safe_load((K8S / "base" / "policy.yaml").read_text())["route"], **SCRAPE_ROUTE_CHANGES}
-    policy = k8s_policy_for(mock_upstream, tenants=SCRAPE_TENANTS, runs=SCRAPE_RUNS, cache=SCRAPE_CACHE, route=route)
+    # A generous embedding deadline: a loaded CI machine must not turn lookups into skips.
+    policy = k8s_policy_for(
+        mock_upstream,
+        tenants=SCRAPE_TENANTS,
+        runs=SCRAPE_RUNS,
+        cache=SCRAPE_CACHE,
+        route=route,
+        embeddings={"deadline": "5s"},
+    )
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
 
 
@@ -492,6 +500,7 @@ EXPORTED_TODAY = {
     "frugal_embedding_duration_seconds",
     "frugal_embedding_batch_size",
     "frugal_embedding_deadline_skips_total",
+    "frugal_cache_guard_rejections_total",
 }
 
 
@@ -536,6 +545,13 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     with urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-cache": "bypass"}), timeout=30) as r:
         assert r.status == 200
         assert r.headers.get("x-frugal-cache") == "bypass"
+    # The semantic tier, while the cache has room (SCRAPE_CACHE's low threshold lets this pair reach verification): the
+    # second question differs in a number, so the numbers guard rejects the candidate.
+    for n in (5, 10):
+        museums = chat_request(k8s_sidecar, 500, prompt=f"What are the top {n} museums in Paris?")
+        with urllib.request.urlopen(museums, timeout=30) as r:
+            assert r.status == 200
+            assert r.headers.get("x-frugal-cache-guard") == (None if n == 5 else "numbers")
     # Two more answers, to requests differing only in max_tokens (high enough for a complete,
     # storable answer): the second overflows SCRAPE_CACHE's max_bytes, an eviction.
     for max_tokens in (1000, 1001):
@@ -569,7 +585,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     )
     with urllib.request.urlopen(rule, timeout=30) as r:
         assert r.status in (200, 201, 204)
-    with urllib.request.urlopen(chat_request(k8s_sidecar, prompt="retry me"), timeout=30) as r:
+    with urllib.request.urlopen(chat_request(k8s_sidecar, 999, prompt="retry me"), timeout=30) as r:
         assert r.status == 200
     # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
     # there from startup (the live policy, value 1), not from a reload.
@@ -593,7 +609,9 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_budget_rejections_total"] == {"tenant": {"capped"}}
     assert exported["frugal_run_cap_exceeded_total"] == {"tenant": {"default"}, "kind": {"tokens"}}
     assert exported["frugal_loops_detected_total"] == {"tenant": {"default"}, "action": {"flag"}}
-    assert exported["frugal_cache_lookups_total"] == {"tier": {"exact"}, "result": {"hit", "miss", "bypass"}}
+    assert exported["frugal_cache_lookups_total"]["tier"] == {"exact", "semantic"}
+    assert exported["frugal_cache_lookups_total"]["result"] >= {"hit", "miss", "bypass", "rejected"}
+    assert exported["frugal_cache_guard_rejections_total"] == {"guard": {"numbers"}}
     assert exported["frugal_route_start_total"] == {"tier": {"cheap"}}
     assert exported["frugal_escalations_total"] == {"from": {"cheap"}, "to": {"strong"}, "reason": {"low_logprob"}}
     assert exported["frugal_retries_total"] == {"provider": {"openai"}}

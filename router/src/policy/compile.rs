@@ -188,6 +188,17 @@ pub struct CachePolicy {
     pub max_temperature: f64,
     /// Namespace, part of every key.
     pub namespace: String,
+    /// The semantic tier, when on.
+    pub semantic: Option<SemanticPolicy>,
+}
+
+/// Checked semantic-tier settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SemanticPolicy {
+    /// Cosine similarity a candidate needs.
+    pub threshold: f32,
+    /// The guards it must pass.
+    pub verifier: frugal_cache::Verifier,
 }
 
 impl Default for CachePolicy {
@@ -198,6 +209,7 @@ impl Default for CachePolicy {
             max_bytes: 64 * 1024 * 1024,
             max_temperature: 1.0,
             namespace: "default".into(),
+            semantic: None,
         }
     }
 }
@@ -931,8 +943,29 @@ fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> CachePolicy {
     if namespace.is_empty() {
         errors.push("cache.namespace", "must not be empty");
     }
+    let threshold = raw
+        .similarity_threshold
+        .unwrap_or(frugal_cache::DEFAULT_SIMILARITY_THRESHOLD);
+    if !(0.0..=1.0).contains(&threshold) {
+        errors.push("cache.similarity_threshold", "must be between 0 and 1");
+    }
+    let guards = match &raw.guards {
+        None => frugal_cache::GuardSet::ALL,
+        Some(names) => names.join(",").parse().unwrap_or_else(|e| {
+            errors.push(
+                "cache.guards",
+                format!("{e}; guards are all, none, numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order"),
+            );
+            frugal_cache::GuardSet::ALL
+        }),
+    };
+    let semantic = raw.semantic.unwrap_or(true).then_some(SemanticPolicy {
+        threshold,
+        verifier: frugal_cache::Verifier::new(guards),
+    });
     CachePolicy {
         mode,
+        semantic,
         ttl: duration(raw.ttl.as_deref(), "cache.ttl", defaults.ttl, errors),
         max_bytes: raw.max_bytes.unwrap_or(defaults.max_bytes),
         max_temperature,

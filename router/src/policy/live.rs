@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::compile::Policy;
+use super::compile::{CacheMode, Policy};
 use super::route::RouteMode;
 use crate::embed_worker::{self, EmbedWorker};
 use crate::upstream::{UpstreamError, Upstreams};
@@ -30,7 +30,9 @@ pub enum LiveError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// The policy needs the embedding model and it could not be loaded.
-    #[error("the policy needs the embedding model (routing's classifier): {0}")]
+    #[error(
+        "the policy needs the embedding model (routing's classifier, the semantic cache): {0}"
+    )]
     Embedder(#[from] frugal_cache::EmbedError),
 }
 
@@ -57,5 +59,8 @@ pub type Live = Arc<ArcSwap<LiveState>>;
 
 /// Whether any stage of the policy uses the embedding model.
 pub fn needs_embeddings(policy: &Policy) -> bool {
-    policy.route.mode != RouteMode::Off && policy.route.classifier.embedding_dim().is_some()
+    let routing =
+        policy.route.mode != RouteMode::Off && policy.route.classifier.embedding_dim().is_some();
+    let semantic = policy.cache.mode != CacheMode::Off && policy.cache.semantic.is_some();
+    routing || semantic
 }

@@ -11,7 +11,8 @@ pub mod route;
 
 pub use compile::{
     load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
-    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy, Timeouts,
+    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy,
+    SemanticPolicy, Timeouts,
 };
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};

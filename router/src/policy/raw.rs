@@ -233,6 +233,17 @@ pub struct RawCache {
     /// Cache namespace; requests only hit entries of their own namespace (and tenant).
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Whether the semantic tier answers requests whose last user message means the same as an
+    /// earlier one in the same scope (default true).
+    #[serde(default)]
+    pub semantic: Option<bool>,
+    /// Cosine similarity a semantic candidate needs before verification (default 0.93).
+    #[serde(default)]
+    pub similarity_threshold: Option<f32>,
+    /// Verification guards a semantic candidate must pass: `all` (default) or a list of
+    /// numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order.
+    #[serde(default)]
+    pub guards: Option<Vec<String>>,
 }
 
 /// Limits per agent run: the worst leaks are runaway loops, so each run gets its own caps.

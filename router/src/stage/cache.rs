@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::metrics;
 use crate::policy::CachePolicy;
 use crate::stage::account::Tokens;
+use crate::stage::semantic::SemanticIndex;
 
 /// Request fields that change how an answer is delivered, not what it says.
-const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
+pub const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
 /// What the client asked of the cache (`x-frugal-cache` request header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +50,8 @@ impl CacheControl {
 pub enum Lookup {
     /// Served from the exact tier.
     Exact,
+    /// Served from the semantic tier.
+    Semantic,
     /// Looked up, not found (or refreshed); the answer may be stored.
     Miss,
     /// Not looked up: cache off, ineligible request, or the client said so.
@@ -62,6 +65,7 @@ impl Lookup {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Exact => "exact",
+            Self::Semantic => "semantic",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
             Self::ShadowHit => "shadow_hit",
@@ -92,22 +96,28 @@ pub type CacheKey = [u8; 32];
 pub struct ResponseCache {
     store: moka::sync::Cache<CacheKey, Arc<CachedAnswer>>,
     seq: AtomicU64,
+    /// The semantic tier's vectors over the stored answers' questions.
+    pub semantic: Arc<SemanticIndex>,
 }
 
 impl ResponseCache {
     /// A store sized and timed by the policy (changes to these two apply on restart).
     pub fn new(policy: &CachePolicy) -> Self {
+        let semantic = Arc::new(SemanticIndex::new());
+        let tombstones = semantic.clone();
         let store = moka::sync::Cache::builder()
             .max_capacity(policy.max_bytes)
             .weigher(|_key: &CacheKey, answer: &Arc<CachedAnswer>| answer.weight())
             .time_to_live(policy.ttl)
-            .eviction_listener(|_key, _answer, cause| {
+            .eviction_listener(move |key: Arc<CacheKey>, _answer, cause| {
                 if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
                     metrics::record_cache_eviction();
+                    tombstones.evicted(*key);
                 }
             })
             .build();
         Self {
+            semantic,
             store,
             seq: AtomicU64::new(0),
         }
@@ -123,6 +133,15 @@ impl ResponseCache {
         self.store.insert(key, Arc::new(answer));
         self.store.run_pending_tasks();
         metrics::record_cache_size(self.store.entry_count(), self.store.weighted_size());
+    }
+
+    /// Stores an answer in its slot: the exact tier and, with a semantic entry, the index.
+    pub fn store(&self, slot: crate::stage::lookup::CacheSlot, answer: CachedAnswer) {
+        self.insert(slot.key, answer);
+        if let Some(entry) = slot.semantic {
+            self.semantic
+                .insert(entry.scope, slot.key, &entry.question, &entry.vector);
+        }
     }
 
     fn next_id(&self) -> String {
@@ -189,7 +208,7 @@ pub fn key(tenant: &str, namespace: &str, model: &str, body: &Map<String, Value>
 }
 
 /// The value with every object's keys sorted.
-fn canonical(value: &Value) -> Value {
+pub fn canonical(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();

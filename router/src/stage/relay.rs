@@ -14,7 +14,8 @@ use crate::pipeline::{settle, FrameStream, RequestContext};
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
 use crate::stage::budget::Reservation;
-use crate::stage::cache::{CacheKey, CachedAnswer};
+use crate::stage::cache::CachedAnswer;
+use crate::stage::lookup::CacheSlot;
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
 
@@ -33,7 +34,7 @@ pub struct StreamTap {
     usage: Option<Tokens>,
     reservation: Option<Reservation>,
     /// Where to store the answer if the stream completes with `finish_reason: stop`.
-    cache_key: Option<CacheKey>,
+    cache_slot: Option<CacheSlot>,
     finish_reason: Option<String>,
     upstream_model: Option<Value>,
     settled: bool,
@@ -58,7 +59,7 @@ pub struct TapParts {
     /// The budget reservation to settle.
     pub reservation: Option<Reservation>,
     /// Where to store a complete answer.
-    pub cache_key: Option<CacheKey>,
+    pub cache_slot: Option<CacheSlot>,
 }
 
 impl StreamTap {
@@ -75,7 +76,7 @@ impl StreamTap {
             text: String::new(),
             usage: None,
             reservation: parts.reservation,
-            cache_key: parts.cache_key,
+            cache_slot: parts.cache_slot,
             finish_reason: None,
             upstream_model: None,
             settled: false,
@@ -168,7 +169,7 @@ impl StreamTap {
 
     /// Stores a completed stream's answer as a chat completion object.
     fn store_answer(&mut self) {
-        let (Some(key), Some(tokens)) = (self.cache_key.take(), self.usage) else {
+        let (Some(slot), Some(tokens)) = (self.cache_slot.take(), self.usage) else {
             return;
         };
         if self.finish_reason.as_deref() != Some("stop") {
@@ -194,7 +195,7 @@ impl StreamTap {
         if let Value::Object(completion) = completion {
             self.ctx
                 .cache
-                .insert(key, CachedAnswer { completion, tokens });
+                .store(slot, CachedAnswer { completion, tokens });
         }
     }
 }

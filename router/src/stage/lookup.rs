@@ -1,0 +1,165 @@
+//! The cache lookup stage: the exact tier first, then the semantic tier, within the request's
+//! tenant, namespace and scope. It returns what to serve (if the policy serves hits) and the
+//! slot where a fresh answer will be stored.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::metrics;
+use crate::pipeline::RequestContext;
+use crate::policy::{CacheMode, Policy};
+use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup};
+use crate::stage::semantic::{self, ScopeKey, SemanticLookup};
+
+/// Where a fresh answer goes: its exact key and, when the semantic tier is on and the question
+/// was embedded, its scope, question and vector.
+#[derive(Debug, Clone)]
+pub struct CacheSlot {
+    /// The exact-tier key.
+    pub key: CacheKey,
+    /// The semantic entry.
+    pub semantic: Option<SemanticSlot>,
+}
+
+/// A question to index once its answer is stored.
+#[derive(Debug, Clone)]
+pub struct SemanticSlot {
+    /// Its scope.
+    pub scope: ScopeKey,
+    /// The last user message.
+    pub question: String,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// What the lookup decided.
+#[derive(Debug)]
+pub struct CacheOutcome {
+    /// For the header and metrics.
+    pub lookup: Lookup,
+    /// The answer to serve, when the cache is on and found one.
+    pub serve: Option<Arc<CachedAnswer>>,
+    /// Similarity of a semantic candidate (hit, shadow hit or rejected).
+    pub similarity: Option<f32>,
+    /// The guard that rejected a semantic candidate.
+    pub guard: Option<&'static str>,
+    /// Where to store a fresh answer.
+    pub slot: Option<CacheSlot>,
+}
+
+impl CacheOutcome {
+    fn bypass() -> Self {
+        Self {
+            lookup: Lookup::Bypass,
+            serve: None,
+            similarity: None,
+            guard: None,
+            slot: None,
+        }
+    }
+}
+
+/// Whether the semantic tier would look this request up (so its question is worth embedding).
+pub fn wants_semantic(policy: &Policy, ctx: &RequestContext, body: &Map<String, Value>) -> bool {
+    let settings = &policy.cache;
+    settings.mode != CacheMode::Off
+        && settings.semantic.is_some()
+        && ctx.cache_control != CacheControl::Bypass
+        && cache::eligible(settings, body)
+}
+
+/// Looks a request up; `vector` is its last user message's embedding, when there is one.
+pub fn look_up(
+    policy: &Policy,
+    ctx: &RequestContext,
+    model: &str,
+    body: &Map<String, Value>,
+    vector: Option<&[f32]>,
+) -> CacheOutcome {
+    let settings = &policy.cache;
+    let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
+    if !wanted || !cache::eligible(settings, body) {
+        metrics::record_cache_lookup("exact", "bypass");
+        return CacheOutcome::bypass();
+    }
+    let key = cache::key(&ctx.tenant, &settings.namespace, model, body);
+    let serves = settings.mode == CacheMode::On;
+    let look = ctx.cache_control != CacheControl::Refresh;
+    let semantic_scope = settings
+        .semantic
+        .and_then(|_| semantic::scope(&ctx.tenant, &settings.namespace, model, body));
+    let slot = CacheSlot {
+        key,
+        semantic: match (&semantic_scope, vector) {
+            (Some((scope, question)), Some(vector)) => Some(SemanticSlot {
+                scope: *scope,
+                question: question.clone(),
+                vector: vector.to_vec(),
+            }),
+            _ => None,
+        },
+    };
+    let mut outcome = CacheOutcome {
+        lookup: Lookup::Miss,
+        serve: None,
+        similarity: None,
+        guard: None,
+        slot: Some(slot),
+    };
+    if !look {
+        return outcome;
+    }
+    if let Some(hit) = ctx.cache.get(&key) {
+        metrics::record_cache_lookup("exact", if serves { "hit" } else { "shadow_hit" });
+        outcome.lookup = if serves {
+            Lookup::Exact
+        } else {
+            Lookup::ShadowHit
+        };
+        outcome.serve = serves.then_some(hit);
+        return outcome;
+    }
+    metrics::record_cache_lookup("exact", "miss");
+    let (Some(settings_semantic), Some((scope, question))) = (settings.semantic, semantic_scope)
+    else {
+        return outcome;
+    };
+    let Some(vector) = vector else {
+        metrics::record_cache_lookup("semantic", "skipped");
+        return outcome;
+    };
+    let found = ctx.cache.semantic.lookup(
+        &scope,
+        &question,
+        vector,
+        settings_semantic.threshold,
+        &settings_semantic.verifier,
+    );
+    match found {
+        SemanticLookup::Hit { key, similarity } => match ctx.cache.get(&key) {
+            Some(hit) => {
+                metrics::record_cache_lookup("semantic", if serves { "hit" } else { "shadow_hit" });
+                outcome.lookup = if serves {
+                    Lookup::Semantic
+                } else {
+                    Lookup::ShadowHit
+                };
+                outcome.similarity = Some(similarity);
+                outcome.serve = serves.then_some(hit);
+            }
+            None => {
+                ctx.cache.semantic.forget(&key);
+                metrics::record_cache_lookup("semantic", "miss");
+            }
+        },
+        SemanticLookup::Rejected { guard, similarity } => {
+            metrics::record_cache_lookup("semantic", "rejected");
+            metrics::record_guard_rejection(guard);
+            outcome.similarity = Some(similarity);
+            outcome.guard = Some(guard);
+        }
+        SemanticLookup::Miss => metrics::record_cache_lookup("semantic", "miss"),
+    }
+    outcome
+}

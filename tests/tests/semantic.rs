@@ -1,0 +1,156 @@
+//! The semantic cache tier through the sidecar, with the real embedding model: a rephrased
+//! question is answered from the cache; near-identical questions that ask something different
+//! are caught by a guard; nothing crosses tenants or scopes; shadow mode only counts.
+
+use frugal_tests::{policy_for, sse_payloads, MockUpstream, Sidecar};
+use serde_json::{json, Value};
+
+fn semantic_policy(base_url: &str, cache: &str) -> String {
+    policy_for(
+        base_url,
+        &format!("cache: {{ mode: on, ttl: 10m, max_temperature: 0.5{cache} }}\n"),
+    )
+}
+
+fn ask_body(question: &str, system: &str, stream: bool) -> Value {
+    json!({ "model": "strong", "temperature": 0, "stream": stream, "messages": [
+        { "role": "system", "content": system },
+        { "role": "user", "content": question }] })
+}
+
+async fn ask(sidecar: &Sidecar, body: &Value, tenant: &str) -> reqwest::Response {
+    sidecar
+        .client
+        .post(sidecar.url("/v1/chat/completions"))
+        .header("x-frugal-tenant", tenant)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+const FIRST: &str = "How do I reverse a list in Python?";
+const REPHRASED: &str = "How can I reverse a list in Python?";
+
+#[tokio::test]
+async fn a_rephrased_question_is_a_semantic_hit() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;
+    let first = ask(&sidecar, &ask_body(FIRST, "Be brief.", false), "a").await;
+    assert_eq!(header(&first, "x-frugal-cache"), "miss");
+    let original: Value = first.json().await.unwrap();
+    let second = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", false), "a").await;
+    assert_eq!(header(&second, "x-frugal-cache"), "semantic");
+    let similarity: f32 = header(&second, "x-frugal-cache-similarity")
+        .parse()
+        .unwrap();
+    assert!(similarity >= 0.93, "{similarity}");
+    assert_eq!(header(&second, "x-frugal-cost-usd"), "0");
+    let served: Value = second.json().await.unwrap();
+    assert_eq!(
+        served["choices"][0]["message"]["content"],
+        original["choices"][0]["message"]["content"]
+    );
+    assert_ne!(served["id"], original["id"], "a hit has its own id");
+    assert_eq!(mock.total_calls(), 1);
+
+    // Streamed, the hit is replayed as SSE.
+    let streamed = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", true), "a").await;
+    assert_eq!(header(&streamed, "x-frugal-cache"), "semantic");
+    let text = streamed.text().await.unwrap();
+    assert_eq!(
+        sse_payloads(&text).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    assert_eq!(mock.total_calls(), 1);
+    let metrics = sidecar.metrics().await;
+    assert!(metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"hit\"} 2"));
+}
+
+#[tokio::test]
+async fn other_tenants_and_other_system_prompts_never_hit() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;
+    ask(&sidecar, &ask_body(FIRST, "Be brief.", false), "a").await;
+    for (body, tenant) in [
+        (ask_body(REPHRASED, "Be brief.", false), "b"),
+        (ask_body(REPHRASED, "Answer in French.", false), "a"),
+    ] {
+        let response = ask(&sidecar, &body, tenant).await;
+        assert_eq!(header(&response, "x-frugal-cache"), "miss");
+    }
+    assert_eq!(mock.total_calls(), 3);
+}
+
+#[tokio::test]
+async fn guards_reject_similar_questions_that_ask_different_things() {
+    let mock = MockUpstream::start().await;
+    // A low threshold, so that every pair below reaches verification.
+    let sidecar = Sidecar::start(&semantic_policy(
+        &mock.base_url(),
+        ", similarity_threshold: 0.5",
+    ))
+    .await;
+    let pairs = [
+        (
+            "What are the top 5 museums in Paris?",
+            "What are the top 10 museums in Paris?",
+            "numbers",
+        ),
+        (
+            "How do I enable logging in nginx?",
+            "How do I disable logging in nginx?",
+            "antonym",
+        ),
+        (
+            "What does the error \"connection refused\" mean?",
+            "What does the error \"connection reset\" mean?",
+            "quoted",
+        ),
+    ];
+    for (tenant, (first, second, guard)) in pairs.iter().enumerate() {
+        let tenant = format!("t{tenant}");
+        ask(&sidecar, &ask_body(first, "Be brief.", false), &tenant).await;
+        let response = ask(&sidecar, &ask_body(second, "Be brief.", false), &tenant).await;
+        assert_eq!(header(&response, "x-frugal-cache"), "miss", "{second}");
+        assert_eq!(
+            header(&response, "x-frugal-cache-guard"),
+            *guard,
+            "{second} similarity {}",
+            header(&response, "x-frugal-cache-similarity")
+        );
+    }
+    assert_eq!(mock.total_calls(), 6);
+    let metrics = sidecar.metrics().await;
+    assert!(metrics.contains("frugal_cache_guard_rejections_total{guard=\"numbers\"} 1"));
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_semantic_hits_but_calls_upstream() {
+    let mock = MockUpstream::start().await;
+    let text = semantic_policy(&mock.base_url(), "").replace("mode: on", "mode: shadow");
+    let sidecar = Sidecar::start(&text).await;
+    ask(&sidecar, &ask_body(FIRST, "Be brief.", false), "a").await;
+    let second = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", false), "a").await;
+    assert_eq!(header(&second, "x-frugal-cache"), "shadow_hit");
+    assert!(!header(&second, "x-frugal-cache-similarity").is_empty());
+    assert_eq!(mock.total_calls(), 2);
+}
+
+#[tokio::test]
+async fn semantic_off_keeps_only_the_exact_tier() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), ", semantic: false")).await;
+    ask(&sidecar, &ask_body(FIRST, "Be brief.", false), "a").await;
+    let second = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", false), "a").await;
+    assert_eq!(header(&second, "x-frugal-cache"), "miss");
+    assert_eq!(mock.total_calls(), 2);
+}

@@ -8,6 +8,7 @@
 
 pub mod embed_worker;
 pub mod error;
+pub mod explain;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -87,6 +87,8 @@ enum Command {
 enum EvalCommand {
     /// What cheap-first routing costs and keeps (RouteLLM APGR/CPT, 95%-quality share, cascade).
     Router(frugal::offline::eval_router::EvalRouterArgs),
+    /// How often the semantic cache serves right and wrong answers on labelled pairs.
+    Cache(frugal::offline::eval_cache::EvalCacheArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +101,8 @@ enum PolicyCommand {
     },
     /// Print the policy JSON schema (committed as policies/schema.json).
     Schema,
+    /// Show what the sidecar would do with one request, without calling any upstream.
+    Explain(frugal::explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -150,6 +154,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Router(args),
         } => frugal::offline::eval_router::run(&args),
+        Command::Policy {
+            command: PolicyCommand::Explain(args),
+        } => frugal::explain::run(&args).await,
+        Command::Eval {
+            command: EvalCommand::Cache(args),
+        } => frugal::offline::eval_cache::run(&args),
         Command::Policy { .. } => Ok(()),
     }
 }

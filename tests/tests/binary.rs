@@ -268,3 +268,59 @@ fn serve_refuses_to_start_on_a_bad_policy() {
     );
     assert!(stderr.contains("at least one model"), "{stderr}");
 }
+
+#[test]
+fn policy_explain_shows_the_plan_without_calling_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        serde_json::to_string(&json!({
+            "model": "gpt-4o",
+            "temperature": 0,
+            "max_tokens": 200,
+            "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+            "messages": [{"role": "user", "content": "What's the weather in Oslo?"}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/examples/local.yaml"
+    );
+    let models = std::env::var("FRUGAL_MODEL_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models").to_string());
+    let output = Command::new(frugal_binary())
+        .args(["policy", "explain", policy, "--json", "--request"])
+        .arg(&request)
+        .env("FRUGAL_MODEL_DIR", models)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let e: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(e["model"], "gpt-4o");
+    assert_eq!(e["output_tokens_assumed"], 200);
+    assert_eq!(e["cache"]["eligible"], true);
+    assert_eq!(e["cache"]["in_an_empty_cache"], "miss");
+    assert!(e["classifier"]["score"].as_f64().is_some());
+    assert_eq!(e["classifier"]["embedding"], true);
+    assert_eq!(e["route"]["rungs"][0]["model"], "gpt-4o-mini");
+    let armed = e["route"]["checks_armed"].as_array().unwrap();
+    assert!(armed.contains(&json!("invalid_tool_call")));
+    assert!(
+        !armed.contains(&json!("invalid_json")),
+        "no response_format, no JSON check"
+    );
+    let start: f64 = e["cost_usd"]["start_rung"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let baseline: f64 = e["cost_usd"]["baseline"].as_str().unwrap().parse().unwrap();
+    assert!(start < baseline);
+}

@@ -2,6 +2,7 @@
 //! `frugal eval router` measures what routing would cost and keep. Both embed prompts with the
 //! same all-MiniLM-L6-v2 model the cache uses, through a disk cache so repeated runs are fast.
 
+pub mod eval_cache;
 pub mod eval_router;
 pub mod train;
 

@@ -1,0 +1,308 @@
+//! `frugal policy explain`: what the sidecar would do with one request under a policy, without
+//! calling any upstream: the model it resolves to, the cache scope and whether each tier could
+//! serve it, the classifier's score and reasons, the rungs it may climb and the checks armed
+//! on each answer, and what it would cost against the baseline.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+
+use crate::money::Usd;
+use crate::pipeline::resolve_model;
+use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
+use crate::policy::{Baseline, CacheMode, LiveState, Policy, RouteMode};
+use crate::request::ChatRequest;
+use crate::stage::{cache, classify, confidence, route, semantic};
+use crate::tokens;
+
+/// Arguments of `frugal policy explain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// The policy file.
+    pub policy: PathBuf,
+    /// A user prompt (sent as the only message).
+    #[arg(long, conflicts_with = "request", required_unless_present = "request")]
+    pub prompt: Option<String>,
+    /// A whole chat completion request body (JSON file).
+    #[arg(long)]
+    pub request: Option<PathBuf>,
+    /// The model alias to ask for (default: the request's, else the policy's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The tenant the request is billed to.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Print one JSON object instead of the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(args: &ExplainArgs) -> anyhow::Result<()> {
+    let policy = crate::policy::load(&args.policy)
+        .map_err(|errors| anyhow::anyhow!("the policy does not load:\n{errors}"))?;
+    let body = request_body(args)?;
+    let explanation = explain(policy, &args.tenant, &body).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{}", render(&explanation));
+    }
+    Ok(())
+}
+
+fn request_body(args: &ExplainArgs) -> anyhow::Result<Vec<u8>> {
+    let mut body: Map<String, Value> = match (&args.prompt, &args.request) {
+        (Some(prompt), _) => json!({ "messages": [{ "role": "user", "content": prompt }] })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        (None, Some(path)) => read_request(path)?,
+        (None, None) => anyhow::bail!("give --prompt TEXT or --request FILE.json"),
+    };
+    if let Some(model) = &args.model {
+        body.insert("model".into(), Value::String(model.clone()));
+    }
+    Ok(serde_json::to_vec(&body)?)
+}
+
+fn read_request(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(body)) => Ok(body),
+        Ok(_) => anyhow::bail!("{} is not a JSON object", path.display()),
+        Err(e) => anyhow::bail!("{} is not JSON: {e}", path.display()),
+    }
+}
+
+/// What the pipeline would do with `body`, as a JSON object.
+pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Result<Value> {
+    let live = LiveState::new(policy, 0)?;
+    let policy = live.policy.as_ref();
+    let request = ChatRequest::parse(body).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let requested =
+        resolve_model(policy, request.model.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let body = &request.body;
+    let question = tokens::last_user_text(body);
+
+    let embedding = match &live.embedder {
+        Some(worker) => {
+            worker
+                .embed(&question, std::time::Duration::from_secs(10))
+                .await
+        }
+        None => None,
+    };
+    let routed = policy.route.applies_to(&requested.alias);
+    let complexity = routed
+        .then(|| classify::classify(&policy.route, body, embedding.as_deref()))
+        .flatten();
+    let plan = route::plan(policy, requested, complexity.as_ref(), None);
+
+    let input = tokens::prompt_tokens(body);
+    let assumed = policy
+        .budgets
+        .get(tenant)
+        .or_else(|| policy.budgets.get("default"))
+        .map_or(DEFAULT_ASSUMED_OUTPUT_TOKENS, |b| b.assumed_output_tokens);
+    let output = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+        .unwrap_or(assumed);
+    let baseline_price = match &policy.baseline {
+        Baseline::Requested => requested.token_price,
+        Baseline::Model(alias) => policy
+            .models
+            .get(alias)
+            .map_or(requested.token_price, |m| m.token_price),
+    };
+    let start_cost = plan
+        .rungs
+        .first()
+        .map_or(Usd::ZERO, |r| r.model.token_price.cost(input, output));
+    let worst: Usd = plan
+        .rungs
+        .iter()
+        .map(|r| r.model.token_price.cost(input, output))
+        .sum();
+    let baseline = baseline_price.cost(input, output);
+
+    let checks = &policy.route.checks;
+    let armed: Vec<&str> = confidence::REASONS
+        .iter()
+        .copied()
+        .filter(|r| match *r {
+            "truncated" => checks.truncated,
+            "empty" => checks.empty,
+            "refusal_or_hedge" => checks.refusal_or_hedge,
+            "invalid_json" => checks.invalid_json && body.contains_key("response_format"),
+            "invalid_tool_call" => checks.invalid_tool_call && body.contains_key("tools"),
+            "low_logprob" => checks.min_mean_logprob.is_some(),
+            "arithmetic_error" | "no_final_answer" | "unused_quantity" => checks.math,
+            _ => true,
+        })
+        .collect();
+
+    let cache_settings = &policy.cache;
+    let eligible = cache_settings.mode != CacheMode::Off && cache::eligible(cache_settings, body);
+    let namespace = &cache_settings.namespace;
+    let exact_key = cache::key(tenant, namespace, &requested.alias, body);
+    let scope = semantic::scope(tenant, namespace, &requested.alias, body);
+    Ok(json!({
+        "model": requested.alias,
+        "tenant": tenant,
+        "input_tokens": input,
+        "output_tokens_assumed": output,
+        "trim": {
+            "applied": false,
+            "note": "context trimming is not part of this build's pipeline",
+        },
+        "cache": {
+            "mode": mode_name(cache_settings.mode),
+            "eligible": eligible,
+            "exact_key": short_hex(&exact_key),
+            "semantic": cache_settings.semantic.map(|s| json!({
+                "threshold": s.threshold,
+                "guards": s.verifier.guards().to_string(),
+                "scope": scope.as_ref().map(|(k, _)| short_hex(k)),
+            })),
+            "in_an_empty_cache": if eligible { "miss" } else { "bypass" },
+        },
+        "classifier": complexity.as_ref().map(|c| json!({
+            "score": c.score,
+            "tier": c.tier.as_str(),
+            "embedding": embedding.is_some(),
+            "reasons": c.reasons.iter().map(|r| json!({"feature": r.feature, "weight": r.weight})).collect::<Vec<_>>(),
+        })),
+        "route": {
+            "mode": match policy.route.mode { RouteMode::Off => "off", RouteMode::Shadow => "shadow", RouteMode::On => "on" },
+            "routed": plan.routed,
+            "rungs": plan.rungs.iter().map(|r| json!({
+                "model": r.model.alias,
+                "tier": r.tier.map(|t| t.as_str()),
+            })).collect::<Vec<_>>(),
+            "checks_armed": if plan.rungs.len() > 1 { armed } else { Vec::new() },
+            "start_strong_above": (f64::from(policy.route.start_strong_above) * 1e4).round() / 1e4,
+        },
+        "cost_usd": {
+            "start_rung": start_cost.to_string(),
+            "worst_case": worst.to_string(),
+            "baseline": baseline.to_string(),
+            "saved_if_start_rung_answers": (baseline - start_cost).to_string(),
+        },
+    }))
+}
+
+fn mode_name(mode: CacheMode) -> &'static str {
+    match mode {
+        CacheMode::Off => "off",
+        CacheMode::Shadow => "shadow",
+        CacheMode::On => "on",
+    }
+}
+
+fn short_hex(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The explanation as readable text.
+pub fn render(e: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    out.push_str(&format!(
+        "request   model {} for tenant {}: {} input tokens, {} output tokens assumed\n",
+        s(&e["model"]),
+        s(&e["tenant"]),
+        s(&e["input_tokens"]),
+        s(&e["output_tokens_assumed"])
+    ));
+    out.push_str(&format!("trim      {}\n", s(&e["trim"]["note"])));
+    let c = &e["cache"];
+    out.push_str(&format!(
+        "cache     mode {}, {} (exact key {}",
+        s(&c["mode"]),
+        if c["eligible"] == json!(true) {
+            "eligible"
+        } else {
+            "not cached"
+        },
+        s(&c["exact_key"])
+    ));
+    if c["semantic"].is_object() {
+        out.push_str(&format!(
+            ", semantic scope {} at similarity ≥ {} with guards {}",
+            s(&c["semantic"]["scope"]),
+            s(&c["semantic"]["threshold"]),
+            s(&c["semantic"]["guards"])
+        ));
+    }
+    out.push_str(&format!(
+        "); in an empty cache: {}\n",
+        s(&c["in_an_empty_cache"])
+    ));
+    match e["classifier"].as_object() {
+        Some(k) => {
+            let reasons: Vec<String> = k["reasons"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|r| {
+                            format!(
+                                "{} {:+.2}",
+                                s(&r["feature"]),
+                                r["weight"].as_f64().unwrap_or(0.0)
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "classify  score {:.3} → {} (start strong above {}){}; reasons: {}\n",
+                k["score"].as_f64().unwrap_or(0.0),
+                s(&k["tier"]),
+                s(&e["route"]["start_strong_above"]),
+                if k["embedding"] == json!(true) {
+                    ""
+                } else {
+                    " without the embedding"
+                },
+                reasons.join(", ")
+            ));
+        }
+        None => out.push_str("classify  not routed, not classified\n"),
+    }
+    let rungs: Vec<String> = e["route"]["rungs"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| match r["tier"].as_str() {
+                    Some(t) => format!("{} ({t})", s(&r["model"])),
+                    None => s(&r["model"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&format!("route     {}\n", rungs.join(" → ")));
+    let armed: Vec<String> = e["route"]["checks_armed"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    if !armed.is_empty() {
+        out.push_str(&format!("escalate  on {}\n", armed.join(", ")));
+    }
+    let cost = &e["cost_usd"];
+    out.push_str(&format!(
+        "cost      ${} if the start rung answers, ${} at worst, baseline ${} (saves ${})\n",
+        s(&cost["start_rung"]),
+        s(&cost["worst_case"]),
+        s(&cost["baseline"]),
+        s(&cost["saved_if_start_rung_answers"])
+    ));
+    out
+}

@@ -99,7 +99,8 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let complexity = routed
         .then(|| classify::classify(&policy.route, body, embedding.as_deref()))
         .flatten();
-    let plan = route::plan(policy, requested, complexity.as_ref(), None);
+    let tenant_cap = policy.overrides_for(tenant).and_then(|o| o.max_tier);
+    let plan = route::plan(policy, requested, complexity.as_ref(), tenant_cap);
 
     let input = tokens::prompt_tokens(body);
     let assumed = policy
@@ -147,7 +148,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
 
     let cache_settings = &policy.cache;
     let eligible = cache_settings.mode != CacheMode::Off && cache::eligible(cache_settings, body);
-    let namespace = &cache_settings.namespace;
+    let namespace = policy.cache_namespace(tenant);
     let exact_key = cache::key(tenant, namespace, &requested.alias, body);
     let scope = semantic::scope(tenant, namespace, &requested.alias, body);
     Ok(json!({

@@ -135,7 +135,15 @@ pub async fn handle(
     let complexity = routed
         .then(|| classify::classify(route, &outbound, embedding.as_deref()))
         .flatten();
-    let plan = route::plan(&live.policy, requested, complexity.as_ref(), ctx.max_tier);
+    let tenant_cap = live
+        .policy
+        .overrides_for(&ctx.tenant)
+        .and_then(|o| o.max_tier);
+    let max_tier = match (ctx.max_tier, tenant_cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let plan = route::plan(&live.policy, requested, complexity.as_ref(), max_tier);
     if let Some(c) = &complexity {
         meta.complexity = Some(c.score);
         let start = plan.rungs.first().and_then(|r| r.tier).unwrap_or(c.tier);

@@ -324,3 +324,31 @@ fn policy_explain_shows_the_plan_without_calling_anything() {
     let baseline: f64 = e["cost_usd"]["baseline"].as_str().unwrap().parse().unwrap();
     assert!(start < baseline);
 }
+
+#[test]
+fn every_shipped_policy_passes_check() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut files = vec![format!("{root}/policies/default.yaml")];
+    for entry in std::fs::read_dir(format!("{root}/policies/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path.display().to_string());
+        }
+    }
+    assert!(
+        files.len() >= 5,
+        "default + local, support-bot, coding-agent, rag: {files:?}"
+    );
+    let output = Command::new(frugal_binary())
+        .args(["policy", "check"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches(": ok (").count(), files.len(), "{stdout}");
+}

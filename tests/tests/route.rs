@@ -338,3 +338,28 @@ async fn a_direct_stream_never_escalates_once_it_answers() {
     );
     assert_eq!(mock.calls("gpt-4o"), 0);
 }
+
+#[tokio::test]
+async fn a_tenant_can_be_held_to_the_cheap_rung() {
+    let mock = MockUpstream::start().await;
+    mock.on_model("gpt-4o-mini").respond("I'm not sure.");
+    let sidecar = routed(
+        &mock,
+        "tenants:\n  interns: { max_tier: cheap, cache_namespace: interns }\n",
+    )
+    .await;
+    let ask = |tenant: &'static str| {
+        sidecar
+            .client
+            .post(sidecar.url("/v1/chat/completions"))
+            .header("x-frugal-tenant", tenant)
+            .json(&chat_body("strong", "Capital of Norway?"))
+            .send()
+    };
+    let capped = ask("interns").await.unwrap();
+    assert_eq!(header(&capped, "x-frugal-tier"), "cheap");
+    assert_eq!(mock.calls("gpt-4o"), 0, "the tenant's cap holds");
+    let free = ask("staff").await.unwrap();
+    assert_eq!(header(&free, "x-frugal-tier"), "strong");
+    assert_eq!(mock.calls("gpt-4o"), 1);
+}

@@ -42,6 +42,8 @@ pub struct Policy {
     pub limits: Limits,
     /// Budgets by tenant name; the `default` entry (if any) applies to unlisted tenants.
     pub budgets: BTreeMap<String, BudgetPolicy>,
+    /// Per-tenant overrides by tenant name; `default` applies to unlisted tenants.
+    pub tenant_overrides: BTreeMap<String, TenantOverrides>,
     /// Where budget spend is persisted, if anywhere.
     pub budget_state_file: Option<std::path::PathBuf>,
     /// Per-run caps and loop detection.
@@ -61,6 +63,31 @@ pub struct Policy {
     pub tenant_keys: BTreeMap<String, String>,
     /// Short SHA-256 of the policy text, to tell which policy is live.
     pub hash: String,
+}
+
+/// What a tenant changes about the policy, resolved at compile time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantOverrides {
+    /// The highest rung its requests may use.
+    pub max_tier: Option<frugal_classifier::Tier>,
+    /// Its cache namespace, instead of `cache.namespace`.
+    pub cache_namespace: Option<String>,
+}
+
+impl Policy {
+    /// The overrides for `tenant` (its own entry, else `default`'s, else none).
+    pub fn overrides_for(&self, tenant: &str) -> Option<&TenantOverrides> {
+        self.tenant_overrides
+            .get(tenant)
+            .or_else(|| self.tenant_overrides.get("default"))
+    }
+
+    /// The cache namespace of `tenant`'s requests.
+    pub fn cache_namespace(&self, tenant: &str) -> &str {
+        self.overrides_for(tenant)
+            .and_then(|o| o.cache_namespace.as_deref())
+            .unwrap_or(&self.cache.namespace)
+    }
 }
 
 /// The counterfactual that savings are measured against.
@@ -758,6 +785,30 @@ fn compile(
         }
     }
 
+    let mut tenant_overrides = BTreeMap::new();
+    for (name, tenant) in &raw.tenants {
+        let path = join("tenants", name);
+        let max_tier = tenant.max_tier.as_deref().and_then(|t| {
+            let tier = crate::stage::route::parse_tier(t);
+            if tier.is_none() {
+                errors.push(
+                    join(&path, "max_tier"),
+                    format!("`{t}` is not a tier: use cheap, mid or strong"),
+                );
+            }
+            tier
+        });
+        if tenant.cache_namespace.as_deref() == Some("") {
+            errors.push(join(&path, "cache_namespace"), "must not be empty");
+        }
+        let overrides = TenantOverrides {
+            max_tier,
+            cache_namespace: tenant.cache_namespace.clone(),
+        };
+        if overrides != TenantOverrides::default() {
+            tenant_overrides.insert(name.clone(), overrides);
+        }
+    }
     let runs = compile_runs(raw.runs.as_ref(), errors);
     let cache = compile_cache(raw.cache.as_ref(), errors);
     check_fallbacks(&models, &model_names, errors);
@@ -775,6 +826,7 @@ fn compile(
         default_model: default_model?,
         baseline,
         budgets,
+        tenant_overrides,
         budget_state_file: raw.budget_state_file.map(std::path::PathBuf::from),
         runs,
         cache,

@@ -12,7 +12,7 @@ pub mod route;
 pub use compile::{
     load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
     ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy,
-    SemanticPolicy, Timeouts,
+    SemanticPolicy, TenantOverrides, Timeouts,
 };
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};

@@ -279,6 +279,13 @@ pub struct RawTenant {
     /// (`Authorization: Bearer …`) are this tenant; without it, nobody can claim the tenant's name.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The highest routing rung this tenant's requests may use: `cheap`, `mid` or `strong`
+    /// (a client's `x-frugal-max-tier` can only lower it).
+    #[serde(default)]
+    pub max_tier: Option<String>,
+    /// Cache namespace for this tenant's requests (default: `cache.namespace`).
+    #[serde(default)]
+    pub cache_namespace: Option<String>,
 }
 
 /// A spend limit over a calendar window (UTC).

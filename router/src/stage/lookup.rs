@@ -83,12 +83,13 @@ pub fn look_up(
         metrics::record_cache_lookup("exact", "bypass");
         return CacheOutcome::bypass();
     }
-    let key = cache::key(&ctx.tenant, &settings.namespace, model, body);
+    let namespace = policy.cache_namespace(&ctx.tenant);
+    let key = cache::key(&ctx.tenant, namespace, model, body);
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
     let semantic_scope = settings
         .semantic
-        .and_then(|_| semantic::scope(&ctx.tenant, &settings.namespace, model, body));
+        .and_then(|_| semantic::scope(&ctx.tenant, namespace, model, body));
     let slot = CacheSlot {
         key,
         semantic: match (&semantic_scope, vector) {

@@ -101,6 +101,34 @@ impl EmbedWorker {
     }
 }
 
+impl EmbedWorker {
+    /// Embeddings of several texts (batched together by the worker), or `None` if any is not
+    /// ready within `deadline`.
+    pub async fn embed_many(&self, texts: &[&str], deadline: Duration) -> Option<Vec<Vec<f32>>> {
+        let mut answers = Vec::with_capacity(texts.len());
+        for text in texts {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                text: (*text).to_string(),
+                reply,
+            };
+            if self.jobs.try_send(job).is_err() {
+                metrics::record_embedding_skip("queue_full");
+                return None;
+            }
+            answers.push(answer);
+        }
+        let all = futures::future::join_all(answers);
+        match tokio::time::timeout(deadline, all).await {
+            Ok(vectors) => vectors.into_iter().collect::<Result<Vec<_>, _>>().ok(),
+            Err(_) => {
+                metrics::record_embedding_skip("deadline");
+                None
+            }
+        }
+    }
+}
+
 fn run(embedder: &dyn Embedder, queue: &mpsc::Receiver<Job>, options: BatchOptions) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -227,6 +255,19 @@ mod tests {
         let batches = embedder.batches.lock().unwrap().clone();
         assert!(batches.len() < 5, "no batching happened: {batches:?}");
         assert_eq!(batches.iter().sum::<usize>(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_texts_come_back_in_order() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::ZERO,
+        });
+        let worker = EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap();
+        let vectors = worker
+            .embed_many(&["a", "bbb", "cc"], Duration::from_secs(5))
+            .await;
+        assert_eq!(vectors, Some(vec![vec![1.0], vec![3.0], vec![2.0]]));
     }
 
     #[tokio::test]

@@ -87,6 +87,8 @@ enum Command {
 enum EvalCommand {
     /// What cheap-first routing costs and keeps (RouteLLM APGR/CPT, 95%-quality share, cascade).
     Router(frugal::offline::eval_router::EvalRouterArgs),
+    /// How much gold evidence survives trimming contexts to a token cap, per strategy.
+    Trim(frugal::offline::eval_trim::EvalTrimArgs),
 }
 
 #[derive(Subcommand)]
@@ -150,6 +152,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Router(args),
         } => frugal::offline::eval_router::run(&args),
+        Command::Eval {
+            command: EvalCommand::Trim(args),
+        } => frugal::offline::eval_trim::run(&args),
         Command::Policy { .. } => Ok(()),
     }
 }

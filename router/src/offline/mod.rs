@@ -3,6 +3,7 @@
 //! same all-MiniLM-L6-v2 model the cache uses, through a disk cache so repeated runs are fast.
 
 pub mod eval_router;
+pub mod eval_trim;
 pub mod train;
 
 use std::collections::HashMap;
@@ -168,6 +169,33 @@ fn open_for_append(path: &Path) -> anyhow::Result<BufWriter<File>> {
         file.set_len(whole)?;
     }
     Ok(BufWriter::new(file))
+}
+
+/// Reads every row of a JSON Lines file, gzip-compressed or plain (told apart by the gzip magic
+/// bytes, not the name); blank lines are skipped.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    use std::io::BufRead as _;
+    let mut file = std::io::BufReader::new(
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: unexpected row", path.display(), i + 1))?,
+        );
+    }
+    Ok(rows)
 }
 
 /// Cheap and strong prices for the cost figures, in USD per million tokens.

@@ -7,7 +7,7 @@
 //! answers the question outranks a lucky match elsewhere), and [`select`] keeps the best chunks
 //! until the cap, in their original order, with each kept document's title and compact `[…]`
 //! marks where text was left out. Token counts use the model family's real tokenizer and the
-//! result never exceeds the cap. Embeddings take one batched call per trim; [`prepare`] and
+//! result never exceeds the cap. Embeddings are computed in a few length-sorted batches; [`prepare`] and
 //! [`Prepared::finish`] split a trim around that call for callers that bring their own vectors.
 
 pub mod bm25;
@@ -69,15 +69,18 @@ pub enum Strategy {
     /// Document and sentence relevance, BM25 fused with embeddings, neighbours considered.
     #[default]
     Frugal,
+    /// Frugal's ranking from BM25 alone: for when embeddings are too slow or unavailable.
+    FrugalLexical,
 }
 
 impl Strategy {
     /// Every strategy, baselines first.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::KeepFirst,
         Strategy::Bm25,
         Strategy::Embedding,
         Strategy::Frugal,
+        Strategy::FrugalLexical,
     ];
 
     /// The strategy's name in reports.
@@ -87,6 +90,7 @@ impl Strategy {
             Self::Bm25 => "bm25",
             Self::Embedding => "embedding",
             Self::Frugal => "frugal",
+            Self::FrugalLexical => "frugal_lexical",
         }
     }
 
@@ -158,15 +162,25 @@ pub enum TrimError {
     },
 }
 
-/// Trims a request's documents, embedding what its strategy needs in one batched call.
+/// Texts per embedding call. The model pads every text of a call to the longest one, so a
+/// trim embeds its texts shortest first in calls of this many: a long sentence then costs its
+/// own length, not every short sentence's too.
+pub const EMBED_BATCH: usize = 32;
+
+/// Trims a request's documents, embedding what its strategy needs (in length-sorted batches of
+/// [`EMBED_BATCH`]).
 pub fn trim(request: &TrimRequest, embedder: &dyn Embedder) -> Result<Trimmed, TrimError> {
     let prepared = prepare(request);
     let texts = prepared.embedding_texts();
-    let vectors = if texts.is_empty() {
-        Vec::new()
-    } else {
-        embedder.embed(&texts)?
-    };
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let mut vectors = vec![Vec::new(); texts.len()];
+    for batch in order.chunks(EMBED_BATCH) {
+        let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+        for (&i, v) in batch.iter().zip(embedder.embed(&batch_texts)?) {
+            vectors[i] = v;
+        }
+    }
     prepared.finish(&vectors)
 }
 

@@ -152,20 +152,21 @@ pub fn select(request: &TrimRequest, chunks: &[Chunk], scores: &[f32]) -> Select
 
 /// The chunk indices of each document (chunks come in document order).
 fn document_ranges(n_docs: usize, chunks: &[Chunk]) -> Vec<Range<usize>> {
-    let mut ranges = vec![0..0; n_docs];
     let mut start = 0;
-    for d in 0..n_docs {
-        while start < chunks.len() && chunks[start].document < d {
-            start += 1;
-        }
-        let mut end = start;
-        while end < chunks.len() && chunks[end].document == d {
-            end += 1;
-        }
-        ranges[d] = start..end;
-        start = end;
-    }
-    ranges
+    (0..n_docs)
+        .map(|d| {
+            while start < chunks.len() && chunks[start].document < d {
+                start += 1;
+            }
+            let mut end = start;
+            while end < chunks.len() && chunks[end].document == d {
+                end += 1;
+            }
+            let range = start..end;
+            start = end;
+            range
+        })
+        .collect()
 }
 
 fn text<'a>(request: &'a TrimRequest, chunk: &Chunk) -> &'a str {

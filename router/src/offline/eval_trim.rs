@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use frugal_cache::embed_disk::DiskEmbeddings;
 use frugal_cache::eval::{percentile, progress_bar};
 use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 use serde::{Deserialize, Serialize};
@@ -325,19 +324,12 @@ fn cached_vectors(
     // Similar lengths batch together, so little of each batch is padding.
     texts.sort_unstable_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
     texts.dedup();
-    // The model and its token cap are part of the identity of a vector.
-    let model_key = format!(
-        "{}-max{}",
-        ModelPaths::EMBEDDER_SUBDIR,
-        MiniLmOptions::default().max_tokens
-    );
-    let cache_dir =
-        (!args.embed.no_embedding_cache).then_some(args.embed.embedding_cache.as_path());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let bar = progress_bar(true, refs.len(), "embedding");
-    let (vectors, _) =
-        DiskEmbeddings::new(cache_dir, &model_key)
-            .embed(embedder, &refs, |done, _| bar.set_position(done as u64))?;
+    let (vectors, _) = args
+        .embed
+        .disk_embeddings()
+        .embed(embedder, &refs, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     Ok(texts.into_iter().zip(vectors).collect())
 }

@@ -30,6 +30,21 @@ pub struct EmbedArgs {
     pub no_embedding_cache: bool,
 }
 
+impl EmbedArgs {
+    /// The disk cache of evaluation vectors these arguments name (none with
+    /// `--no-embedding-cache`), for the default MiniLM settings.
+    pub fn disk_embeddings(&self) -> frugal_cache::embed_disk::DiskEmbeddings {
+        // The model and its token cap are part of the identity of a vector.
+        let model_key = format!(
+            "{}-max{}",
+            ModelPaths::EMBEDDER_SUBDIR,
+            MiniLmOptions::default().max_tokens
+        );
+        let dir = (!self.no_embedding_cache).then_some(self.embedding_cache.as_path());
+        frugal_cache::embed_disk::DiskEmbeddings::new(dir, &model_key)
+    }
+}
+
 /// Texts embedded per model call: large enough to amortise the call, small enough to report
 /// progress and to lose little when interrupted.
 const BATCH: usize = 32;

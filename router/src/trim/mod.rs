@@ -117,6 +117,16 @@ pub struct TrimRequest {
     pub strategy: Strategy,
 }
 
+impl TrimRequest {
+    /// A chunk's text (empty if the chunk is not of this request).
+    fn chunk_text(&self, chunk: &Chunk) -> &str {
+        self.documents
+            .get(chunk.document)
+            .and_then(|d| d.text.get(chunk.range.clone()))
+            .unwrap_or_default()
+    }
+}
+
 /// One chunk of the input and whether the trim kept it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkOutcome {

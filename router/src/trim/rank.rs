@@ -61,16 +61,8 @@ pub fn embedding_texts<'a>(request: &'a TrimRequest, chunks: &[Chunk]) -> Vec<&'
     if request.strategy == Strategy::Frugal {
         texts.extend(request.documents.iter().filter_map(|d| d.title.as_deref()));
     }
-    texts.extend(chunks.iter().map(|c| chunk_text(request, c)));
+    texts.extend(chunks.iter().map(|c| request.chunk_text(c)));
     texts
-}
-
-fn chunk_text<'a>(request: &'a TrimRequest, chunk: &Chunk) -> &'a str {
-    request
-        .documents
-        .get(chunk.document)
-        .and_then(|d| d.text.get(chunk.range.clone()))
-        .unwrap_or_default()
 }
 
 /// One score per chunk; `vectors` as [`embedding_texts`] asked for them (empty for strategies
@@ -93,7 +85,7 @@ pub fn score(request: &TrimRequest, chunks: &[Chunk], vectors: &[Vec<f32>]) -> V
 fn sentence_bm25(request: &TrimRequest, chunks: &[Chunk]) -> Vec<f32> {
     let texts: Vec<Vec<String>> = chunks
         .iter()
-        .map(|c| terms(chunk_text(request, c)))
+        .map(|c| terms(request.chunk_text(c)))
         .collect();
     Bm25::new(&texts).scores(&terms(&request.question))
 }

@@ -41,7 +41,7 @@ pub fn select(request: &TrimRequest, chunks: &[Chunk], scores: &[f32]) -> Select
     let costs = Costs {
         chunk: chunks
             .iter()
-            .map(|c| tokenizer.count(text(request, c)))
+            .map(|c| tokenizer.count(request.chunk_text(c)))
             .collect(),
         title: request
             .documents
@@ -169,14 +169,6 @@ fn document_ranges(n_docs: usize, chunks: &[Chunk]) -> Vec<Range<usize>> {
         .collect()
 }
 
-fn text<'a>(request: &'a TrimRequest, chunk: &Chunk) -> &'a str {
-    request
-        .documents
-        .get(chunk.document)
-        .and_then(|d| d.text.get(chunk.range.clone()))
-        .unwrap_or_default()
-}
-
 /// The white space between two chunks of a document.
 fn between<'a>(request: &'a TrimRequest, a: &Chunk, b: &Chunk) -> &'a str {
     request
@@ -262,7 +254,7 @@ fn render(
                 }
             }
         }
-        out.push_str(text(request, &chunks[i]));
+        out.push_str(request.chunk_text(&chunks[i]));
         prev = Some(i);
     }
     if let Some(p) = prev {

@@ -540,7 +540,7 @@ pub fn sweep_thresholds() -> Vec<f32> {
 }
 
 /// Nearest-rank percentile of sorted values; 0 when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -548,7 +548,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn progress_bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
+/// A progress bar on stderr for `len` steps labelled `what` (hidden unless `enabled`).
+pub fn progress_bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }

@@ -24,4 +24,5 @@ pub mod sse;
 pub mod stage;
 pub mod telemetry;
 pub mod tokens;
+pub mod trim;
 pub mod upstream;

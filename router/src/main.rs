@@ -89,6 +89,8 @@ enum EvalCommand {
     Router(frugal::offline::eval_router::EvalRouterArgs),
     /// How often the semantic cache serves right and wrong answers on labelled pairs.
     Cache(frugal::offline::eval_cache::EvalCacheArgs),
+    /// How much gold evidence survives trimming contexts to a token cap, per strategy.
+    Trim(frugal::offline::eval_trim::EvalTrimArgs),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +162,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Cache(args),
         } => frugal::offline::eval_cache::run(&args),
+        Command::Eval {
+            command: EvalCommand::Trim(args),
+        } => frugal::offline::eval_trim::run(&args),
         Command::Policy { .. } => Ok(()),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod eval_cache;
 pub mod eval_router;
+pub mod eval_trim;
 pub mod train;
 
 use std::collections::HashMap;
@@ -28,6 +29,21 @@ pub struct EmbedArgs {
     /// Embed everything afresh and do not write the cache.
     #[arg(long)]
     pub no_embedding_cache: bool,
+}
+
+impl EmbedArgs {
+    /// The disk cache of evaluation vectors these arguments name (none with
+    /// `--no-embedding-cache`), for the default MiniLM settings.
+    pub fn disk_embeddings(&self) -> frugal_cache::embed_disk::DiskEmbeddings {
+        // The model and its token cap are part of the identity of a vector.
+        let model_key = format!(
+            "{}-max{}",
+            ModelPaths::EMBEDDER_SUBDIR,
+            MiniLmOptions::default().max_tokens
+        );
+        let dir = (!self.no_embedding_cache).then_some(self.embedding_cache.as_path());
+        frugal_cache::embed_disk::DiskEmbeddings::new(dir, &model_key)
+    }
 }
 
 /// Texts embedded per model call: large enough to amortise the call, small enough to report
@@ -169,6 +185,33 @@ fn open_for_append(path: &Path) -> anyhow::Result<BufWriter<File>> {
         file.set_len(whole)?;
     }
     Ok(BufWriter::new(file))
+}
+
+/// Reads every row of a JSON Lines file, gzip-compressed or plain (told apart by the gzip magic
+/// bytes, not the name); blank lines are skipped.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    use std::io::BufRead as _;
+    let mut file = std::io::BufReader::new(
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: unexpected row", path.display(), i + 1))?,
+        );
+    }
+    Ok(rows)
 }
 
 /// Cheap and strong prices for the cost figures, in USD per million tokens.

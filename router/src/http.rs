@@ -270,6 +270,9 @@ fn reply_response(reply: Reply) -> Response {
     if let Some(guard) = reply.meta.cache_guard {
         values.push(("x-frugal-cache-guard", guard.to_string()));
     }
+    if let Some(removed) = reply.meta.trimmed_tokens {
+        values.push(("x-frugal-trimmed-tokens", removed.to_string()));
+    }
     if let Some(tier) = reply.meta.tier {
         values.push(("x-frugal-tier", tier.as_str().to_string()));
     }

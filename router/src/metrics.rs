@@ -72,11 +72,15 @@ pub enum Metric {
     EmbeddingDeadlineSkipsTotal,
     /// Counter `{guard}`: semantic candidates rejected by a verification guard.
     CacheGuardRejectionsTotal,
+    /// Counter `{kind, mode}`: context tokens before and after trimming.
+    TrimTokensTotal,
+    /// Histogram: time to trim one request's context, embeddings included.
+    TrimDurationSeconds,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 30] = [
+    pub const ALL: [Metric; 32] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -107,6 +111,8 @@ impl Metric {
         Self::EmbeddingBatchSize,
         Self::EmbeddingDeadlineSkipsTotal,
         Self::CacheGuardRejectionsTotal,
+        Self::TrimTokensTotal,
+        Self::TrimDurationSeconds,
     ];
 
     /// The Prometheus name.
@@ -142,6 +148,8 @@ impl Metric {
             Self::EmbeddingBatchSize => "frugal_embedding_batch_size",
             Self::EmbeddingDeadlineSkipsTotal => "frugal_embedding_deadline_skips_total",
             Self::CacheGuardRejectionsTotal => "frugal_cache_guard_rejections_total",
+            Self::TrimTokensTotal => "frugal_trim_tokens_total",
+            Self::TrimDurationSeconds => "frugal_trim_duration_seconds",
         }
     }
 
@@ -210,6 +218,10 @@ impl Metric {
             Self::CacheGuardRejectionsTotal => {
                 "Semantic cache candidates rejected by a verification guard, by guard."
             }
+            Self::TrimTokensTotal => {
+                "Context tokens before and after trimming, by kind (before, after) and mode (on, shadow)."
+            }
+            Self::TrimDurationSeconds => "Time to trim one request's context, embeddings included.",
         }
     }
 }
@@ -362,6 +374,15 @@ pub fn record_loop(tenant: &str, action: &'static str) {
 pub fn record_cache_lookup(tier: &'static str, result: &'static str) {
     metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier, "result" => result)
         .increment(1);
+}
+
+/// Records one trim.
+pub fn record_trim(mode: &'static str, before: u64, after: u64, elapsed: Duration) {
+    metrics::counter!(Metric::TrimTokensTotal.name(), "kind" => "before", "mode" => mode)
+        .increment(before);
+    metrics::counter!(Metric::TrimTokensTotal.name(), "kind" => "after", "mode" => mode)
+        .increment(after);
+    metrics::histogram!(Metric::TrimDurationSeconds.name()).record(elapsed.as_secs_f64());
 }
 
 /// Counts a semantic candidate a guard rejected.

@@ -25,7 +25,7 @@ use crate::stage::lookup::{self, CacheSlot};
 use crate::stage::relay::{relay, reported_tokens, StreamTap, TapParts};
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
-use crate::stage::{classify, confidence};
+use crate::stage::{classify, confidence, trim};
 use crate::tokens;
 use crate::upstream::{Resilience, UpstreamError, UpstreamReply};
 
@@ -88,6 +88,8 @@ pub struct ReplyMeta {
     pub cache_similarity: Option<f32>,
     /// The guard that rejected the semantic candidate, if one did.
     pub cache_guard: Option<&'static str>,
+    /// Context tokens trimming removed, when the request had context to trim.
+    pub trimmed_tokens: Option<u64>,
 }
 
 /// A complete JSON completion or a live SSE stream.
@@ -119,8 +121,18 @@ pub async fn handle(
         complexity: None,
         cache_similarity: None,
         cache_guard: None,
+        trimmed_tokens: None,
     };
-    let outbound = request.body;
+    let mut outbound = request.body;
+    let trimmed = trim::trim_request(
+        &live.policy.trim,
+        live.embedder.as_deref(),
+        live.policy.embeddings.deadline,
+        &mut outbound,
+    )
+    .await;
+    meta.trimmed_tokens = trimmed.map(|t| t.removed);
+    let trimmed_tokens = trimmed.map_or(0, |t| t.removed);
 
     // One embedding of the question serves the classifier and the semantic cache.
     let route = &live.policy.route;
@@ -176,6 +188,7 @@ pub async fn handle(
     if let Some(hit) = cached.serve {
         let facts = RequestFacts {
             cache_hit: true,
+            trimmed_tokens,
             ..RequestFacts::default()
         };
         meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
@@ -200,6 +213,7 @@ pub async fn handle(
         baseline,
         reservation,
         cache_slot,
+        trimmed_tokens,
         meta,
     };
     if request.stream {
@@ -218,6 +232,8 @@ struct Pending<'p> {
     baseline: TokenPrice,
     reservation: Option<Reservation>,
     cache_slot: Option<CacheSlot>,
+    /// Input tokens trimming removed.
+    trimmed_tokens: u64,
     meta: ReplyMeta,
 }
 
@@ -309,6 +325,7 @@ impl<'p> Pending<'p> {
             baseline: self.baseline,
             prior: attempts,
             escalations: escalation_count(&self.meta.escalations),
+            trimmed_tokens: self.trimmed_tokens,
             prompt_tokens,
             client_wants_usage,
             reservation: self.reservation,
@@ -486,6 +503,7 @@ impl<'p> Pending<'p> {
     fn settle_answer(&mut self, best: &Accepted<'p>, attempts: &mut Vec<Attempt>) -> Account {
         let facts = RequestFacts {
             escalations: escalation_count(&self.meta.escalations),
+            trimmed_tokens: self.trimmed_tokens,
             ..RequestFacts::default()
         };
         let account = settle(
@@ -648,7 +666,7 @@ pub fn settle(
 ) -> Account {
     let account = account::settle(Facts {
         baseline_price: baseline,
-        untrimmed_input: tokens.input,
+        untrimmed_input: tokens.input + facts.trimmed_tokens,
         trimmed_input: tokens.input,
         output: tokens.output,
         cache_hit: facts.cache_hit,

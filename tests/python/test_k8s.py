@@ -347,6 +347,8 @@ SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag
 # evicts one. Each stored answer weighs its JSON length + 64 bytes; the mock upstream's answer
 # to chat_request() is 406 bytes of JSON (470 stored), so two answers fit in 1000 bytes and a
 # third does not.
+# Trimming for the scrape: a small cap, so one request with a long tool result is trimmed.
+SCRAPE_TRIM = {"mode": "on", "max_context_tokens": 40}
 SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000, "similarity_threshold": 0.5}
 # Routing for the scrape: the k8s ladder, but every routed request starts cheap (no prompt
 # scores above 0.99) and the mock's token logprobs (-0.05) are below the floor, so a request
@@ -390,6 +392,7 @@ def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeyp
         cache=SCRAPE_CACHE,
         route=route,
         embeddings={"deadline": "5s"},
+        trim=SCRAPE_TRIM,
     )
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy)
 
@@ -501,6 +504,8 @@ EXPORTED_TODAY = {
     "frugal_embedding_batch_size",
     "frugal_embedding_deadline_skips_total",
     "frugal_cache_guard_rejections_total",
+    "frugal_trim_tokens_total",
+    "frugal_trim_duration_seconds",
 }
 
 
@@ -573,6 +578,23 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         urllib.request.urlopen(chat_request(k8s_sidecar, 200000, **{"x-frugal-run-id": "big-run"}), timeout=30)
     assert over_cap.value.code == 429
     assert json.loads(over_cap.value.read())["error"]["code"] == "run_budget_exceeded"
+    # SCRAPE_TRIM: a long tool result is cut to the cap (the trim token and duration series).
+    long_tool = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 300,
+        "messages": [
+            {"role": "user", "content": "Which line mentions rivers?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "search", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": " ".join(f"Line {i} is about hills." for i in range(60))},
+        ],
+    }
+    trim_request = urllib.request.Request(
+        k8s_sidecar + "/v1/chat/completions", data=json.dumps(long_tool).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(trim_request, timeout=30) as r:
+        assert r.status == 200
+        assert int(r.headers.get("x-frugal-trimmed-tokens")) > 0
     # SCRAPE_ROUTE_CHANGES: a request for gpt-4o is classified (the score histogram), starts
     # cheap (the start counter) and escalates for low_logprob (the escalation counter).
     with urllib.request.urlopen(chat_request(k8s_sidecar, model="gpt-4o", prompt="route me"), timeout=30) as r:
@@ -612,6 +634,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_cache_lookups_total"]["tier"] == {"exact", "semantic"}
     assert exported["frugal_cache_lookups_total"]["result"] >= {"hit", "miss", "bypass", "rejected"}
     assert exported["frugal_cache_guard_rejections_total"] == {"guard": {"numbers"}}
+    assert exported["frugal_trim_tokens_total"] == {"kind": {"before", "after"}, "mode": {"on"}}
     assert exported["frugal_route_start_total"] == {"tier": {"cheap"}}
     assert exported["frugal_escalations_total"] == {"from": {"cheap"}, "to": {"strong"}, "reason": {"low_logprob"}}
     assert exported["frugal_retries_total"] == {"provider": {"openai"}}

@@ -17,11 +17,12 @@ use super::embeddings::{compile_embeddings, EmbeddingPolicy};
 use super::locate::{join, Position, SourceMap};
 use super::raw::{
     RawBudget, RawCache, RawCircuitBreaker, RawEmbeddings, RawLimits, RawModel, RawPolicy,
-    RawProvider, RawRetries, RawRoute, RawRuns, RawTenant, TOP_LEVEL_KEYS,
+    RawProvider, RawRetries, RawRoute, RawRuns, RawTenant, RawTrim, TOP_LEVEL_KEYS,
 };
 use super::route::{
     compile_breaker, compile_retries, compile_route, BreakerPolicy, RetryPolicy, RoutePolicy,
 };
+use super::trim::{compile_trim, TrimPolicy};
 
 /// A validated policy: the only form the request path ever sees.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct Policy {
     pub circuit_breaker: BreakerPolicy,
     /// The embedding model.
     pub embeddings: EmbeddingPolicy,
+    /// Context trimming.
+    pub trim: TrimPolicy,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,
@@ -503,6 +506,7 @@ fn diagnose(
             "retries" => check_value::<RawRetries>(section, name, errors, broken),
             "circuit_breaker" => check_value::<RawCircuitBreaker>(section, name, errors, broken),
             "embeddings" => check_value::<RawEmbeddings>(section, name, errors, broken),
+            "trim" => check_value::<RawTrim>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -816,6 +820,7 @@ fn compile(
     let retries = compile_retries(raw.retries.as_ref(), errors);
     let circuit_breaker = compile_breaker(raw.circuit_breaker.as_ref(), errors);
     let embeddings = compile_embeddings(raw.embeddings.as_ref(), base_dir, errors);
+    let trim = compile_trim(raw.trim.as_ref(), errors);
 
     let hash = text_hash(text);
     Some(Policy {
@@ -834,6 +839,7 @@ fn compile(
         retries,
         circuit_breaker,
         embeddings,
+        trim,
         limits: Limits {
             max_body_bytes,
             request_timeout,

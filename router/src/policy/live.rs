@@ -62,5 +62,6 @@ pub fn needs_embeddings(policy: &Policy) -> bool {
     let routing =
         policy.route.mode != RouteMode::Off && policy.route.classifier.embedding_dim().is_some();
     let semantic = policy.cache.mode != CacheMode::Off && policy.cache.semantic.is_some();
-    routing || semantic
+    let trimming = policy.trim.mode != super::trim::TrimMode::Off && policy.trim.strategy.embeds();
+    routing || semantic || trimming
 }

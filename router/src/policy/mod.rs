@@ -8,6 +8,7 @@ pub mod locate;
 pub mod raw;
 pub mod reload;
 pub mod route;
+pub mod trim;
 
 pub use compile::{
     load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
@@ -17,3 +18,4 @@ pub use compile::{
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};
 pub use route::{BreakerPolicy, CheckPolicy, RetryPolicy, RouteMode, RoutePolicy, StreamCascade};
+pub use trim::{TrimMode, TrimPolicy};

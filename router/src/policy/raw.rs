@@ -59,6 +59,40 @@ pub struct RawPolicy {
     /// The embedding model shared by routing (and the semantic cache and trimming).
     #[serde(default)]
     pub embeddings: Option<RawEmbeddings>,
+    /// Context trimming: retrieved documents and tool output cut to a token cap.
+    #[serde(default)]
+    pub trim: Option<RawTrim>,
+}
+
+/// Context trimming.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrim {
+    /// `off`, `shadow` (compute and count what would be trimmed, send the request unchanged)
+    /// or `on` (default when the section is present).
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// Most tokens the context of one request may keep (all its documents together).
+    pub max_context_tokens: usize,
+    /// Sentences (or code blocks, tables) every document keeps when the cap allows (default 1).
+    #[serde(default)]
+    pub min_keep_per_document: Option<usize>,
+    /// Tag names whose content in user messages is context, e.g. `document` for
+    /// `<document>…</document>` (default `[document, context]`).
+    #[serde(default)]
+    pub markers: Option<Vec<String>>,
+    /// Whether messages with role `tool` are context (default true).
+    #[serde(default)]
+    pub tool_messages: Option<bool>,
+    /// Tokenizer the cap is counted in: `o200k_base` (GPT-4o family, default) or `cl100k_base`.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Ranking: `frugal_lexical` (document and sentence BM25 with neighbours; ~30 ms for 6,000
+    /// tokens, default) or `frugal` (fused with embeddings of every sentence: better recall, but
+    /// seconds per long context on a small CPU; past `embeddings.deadline` it falls back to
+    /// `frugal_lexical`).
+    #[serde(default)]
+    pub strategy: Option<String>,
 }
 
 /// The in-process embedding model (all-MiniLM-L6-v2, fetched by scripts/fetch-models.sh).
@@ -403,6 +437,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "retries",
     "circuit_breaker",
     "embeddings",
+    "trim",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

@@ -11,3 +11,4 @@ pub mod relay;
 pub mod route;
 pub mod run;
 pub mod semantic;
+pub mod trim;

@@ -28,6 +28,7 @@ pub struct StreamTap {
     /// Attempts made before this stream (failed calls, escalated answers).
     prior: Vec<Attempt>,
     escalations: u64,
+    trimmed_tokens: u64,
     prompt_tokens: u64,
     client_wants_usage: bool,
     text: String,
@@ -52,6 +53,8 @@ pub struct TapParts {
     pub prior: Vec<Attempt>,
     /// Escalations before this stream.
     pub escalations: u64,
+    /// Input tokens trimming removed.
+    pub trimmed_tokens: u64,
     /// Prompt tokens, counted, for when the upstream reports no usage.
     pub prompt_tokens: u64,
     /// Whether the client asked for the usage chunk.
@@ -71,6 +74,7 @@ impl StreamTap {
             baseline: parts.baseline,
             prior: parts.prior,
             escalations: parts.escalations,
+            trimmed_tokens: parts.trimmed_tokens,
             prompt_tokens: parts.prompt_tokens,
             client_wants_usage: parts.client_wants_usage,
             text: String::new(),
@@ -157,6 +161,7 @@ impl StreamTap {
         attempts.push(Attempt::new(&self.model.0, tokens, self.model.1));
         let facts = RequestFacts {
             escalations: self.escalations,
+            trimmed_tokens: self.trimmed_tokens,
             ..RequestFacts::default()
         };
         let account = settle(&self.ctx, self.baseline, tokens, attempts, facts);

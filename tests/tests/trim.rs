@@ -1,0 +1,95 @@
+//! Context trimming through the sidecar: tool output and marked documents are cut to the cap
+//! before the upstream sees them, the saving is accounted, shadow mode changes nothing.
+
+use frugal_tests::{policy_for, MockUpstream, Sidecar};
+use serde_json::{json, Value};
+
+fn filler(topic: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("Finding {i} concerns {topic} and a few other words to pad it out."))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn with_tool_output(output: &str) -> Value {
+    json!({ "model": "strong", "messages": [
+        { "role": "system", "content": "Answer from the search results." },
+        { "role": "user", "content": "Which finding concerns glaciers?" },
+        { "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function",
+            "function": { "name": "search", "arguments": "{\"q\":\"glaciers\"}" } }] },
+        { "role": "tool", "tool_call_id": "c1", "content": output }] })
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn tool_output_is_trimmed_to_the_cap_before_it_goes_upstream() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "trim: { max_context_tokens: 120 }\n",
+    ))
+    .await;
+    let output = format!(
+        "{} Finding 99 concerns glaciers retreating.",
+        filler("deserts", 60)
+    );
+    let body = with_tool_output(&output);
+    let response = sidecar.chat(&body).await;
+    assert_eq!(response.status(), 200);
+    let removed: u64 = header(&response, "x-frugal-trimmed-tokens")
+        .parse()
+        .unwrap();
+    assert!(removed > 500, "{removed}");
+    let sent = &mock.requests()[0];
+    let tool = sent["messages"][3]["content"].as_str().unwrap();
+    assert!(frugal::trim::Tokenizer::O200kBase.count(tool) <= 120);
+    assert!(
+        tool.contains("glaciers"),
+        "the relevant finding is kept: {tool}"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            sent["messages"][i], body["messages"][i],
+            "instructions untouched"
+        );
+    }
+    let savings = sidecar.savings("").await;
+    assert!(savings["total"]["by_lever"]["trim"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        savings["total"]["trimmed_tokens"].as_u64().unwrap(),
+        removed
+    );
+    let metrics = sidecar.metrics().await;
+    assert!(metrics.contains("frugal_trim_tokens_total{kind=\"after\",mode=\"on\"}"));
+}
+
+#[tokio::test]
+async fn short_context_passes_through_and_shadow_mode_only_counts() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "trim: { mode: shadow, max_context_tokens: 60 }\n",
+    ))
+    .await;
+    let body = with_tool_output(&filler("glaciers", 40));
+    let response = sidecar.chat(&body).await;
+    assert_eq!(header(&response, "x-frugal-trimmed-tokens"), "0");
+    let sent = &mock.requests()[0];
+    assert_eq!(
+        sent["messages"], body["messages"],
+        "shadow mode sends the request unchanged"
+    );
+    let metrics = sidecar.metrics().await;
+    assert!(metrics.contains("frugal_trim_tokens_total{kind=\"before\",mode=\"shadow\"}"));
+
+    let small = with_tool_output("Finding 1 concerns glaciers.");
+    sidecar.chat(&small).await;
+    assert_eq!(mock.requests()[1]["messages"], small["messages"]);
+}

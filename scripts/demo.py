@@ -31,11 +31,38 @@ def load_prompts(path: str, count: int) -> list[str]:
     return [rows[i]["prompt"] for i in range(0, step * count, step)][:count]
 
 
+def load_rag_questions(path: str, count: int) -> list[str]:
+    """SciFact claims with their candidate abstracts as <document> context: real retrieval
+    prompts for the trim lever."""
+    p = Path(path)
+    if not p.exists() or count == 0:
+        return []
+    questions = []
+    with gzip.open(p, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("label") == "NOT_ENOUGH_INFO":
+                continue
+            titles = {d["doc_id"]: d["title"] for d in row["docs"]}
+            by_doc: dict = {}
+            for chunk in row["chunks"]:
+                by_doc.setdefault(chunk["doc_id"], []).append(chunk["text"])
+            documents = "\n".join(
+                f"<document>{titles.get(doc, '')}\n{' '.join(sentences)}</document>" for doc, sentences in by_doc.items()
+            )
+            questions.append(f"{documents}\nIs this claim supported by the documents above? {row['query']}")
+            if len(questions) == count:
+                break
+    return questions
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--prompts", required=True)
     ap.add_argument("--count", type=int, default=12)
+    ap.add_argument("--rag", default="", help="SciFact JSONL for retrieval prompts (trim lever)")
+    ap.add_argument("--rag-count", type=int, default=3)
     args = ap.parse_args()
 
     client = openai.OpenAI(base_url=f"{args.base_url}/v1", api_key="demo", max_retries=0)
@@ -46,6 +73,9 @@ def main() -> None:
     # Every prompt once (half ask the strong model, which routing may answer cheaply), then the
     # first three again: exact repeats the cache answers.
     plan = [(i, p) for i, p in enumerate(prompts)] + [(i, p) for i, p in enumerate(prompts[:3])]
+    # Retrieval prompts (about 3,000 tokens of abstracts each), asked of gpt-4o-mini as JSON:
+    # the sidecar trims their context to the policy's cap.
+    plan += [(0, q) for q in load_rag_questions(args.rag, args.rag_count)]
     for n, (i, prompt) in enumerate(plan):
         model = models[i % 2]
         stream = i % 3 == 2
@@ -67,10 +97,12 @@ def main() -> None:
         if raw.headers.get("x-frugal-escalations"):
             tier += "↑"
         cache = raw.headers.get("x-frugal-cache", "-")
+        if raw.headers.get("x-frugal-trimmed-tokens"):
+            cache += f" ✂{raw.headers['x-frugal-trimmed-tokens']}"
         ms = (time.perf_counter() - started) * 1000
         totals["in"] += usage.prompt_tokens
         totals["out"] += usage.completion_tokens
-        short = re.sub(r"\s+", " ", prompt)[:40]
+        short = re.sub(r"\s+", " ", re.sub(r"<document>.*</document>", "[docs] ", prompt, flags=re.S))[:40]
         print(
             f"{n + 1:>2}  {model:<11} {served_by:<11} {tier:<6} {cache:<6} {'stream' if stream else 'json':<6} "
             f"{usage.prompt_tokens:>5} {usage.completion_tokens:>4} {ms:>6.1f}  {short!r} → {reply[:32]!r}"
@@ -89,15 +121,15 @@ def main() -> None:
                 "frugal_route_start_total",
                 "frugal_escalations_total",
                 "frugal_cache_lookups_total",
+                "frugal_trim_tokens_total",
                 "frugal_budget_",
             )
         ):
             print("  " + line)
     print(
-        "\nLevers live in this build: routing (requests for gpt-4o start on gpt-4o-mini and escalate"
-        "\nwhen a confidence check fires; ↑ marks an escalation), the exact-repeat cache, budgets and"
-        "\naccounting. Context trimming and the semantic cache tier are not wired in yet, so trim"
-        "\nreads zero below."
+        "\nLevers: trim (✂ N: context tokens cut from the SciFact retrieval prompts), cache (exact"
+        "\nrepeats and rephrasings, verified), route (requests for gpt-4o start on gpt-4o-mini and"
+        "\nescalate when a confidence check fires; ↑ marks an escalation), plus budgets."
     )
 
 

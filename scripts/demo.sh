@@ -32,7 +32,8 @@ done
 say "replaying real prompts through the official openai client"
 .venv/bin/python scripts/demo.py --base-url http://127.0.0.1:8080 \
     --prompts "${FRUGAL_SHARED:-../shared}/data/prompts/arena_hard.jsonl.gz" \
-    --count "${FRUGAL_DEMO_PROMPTS:-12}"
+    --count "${FRUGAL_DEMO_PROMPTS:-12}" \
+    --rag "${FRUGAL_SHARED:-../shared}/data/trim/scifact_dev.jsonl.gz"
 
 say "savings per lever (frugal report)"
 "$bin" report --url http://127.0.0.1:8080

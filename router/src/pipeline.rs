@@ -125,7 +125,7 @@ pub async fn handle(
     };
     let mut outbound = request.body;
     let trimmed = trim::trim_request(
-        &live.policy.trim,
+        &live.policy.trim_for(&ctx.tenant),
         live.embedder.as_deref(),
         live.policy.embeddings.deadline,
         &mut outbound,

@@ -93,3 +93,33 @@ async fn short_context_passes_through_and_shadow_mode_only_counts() {
     sidecar.chat(&small).await;
     assert_eq!(mock.requests()[1]["messages"], small["messages"]);
 }
+
+#[tokio::test]
+async fn a_tenant_can_have_its_own_cap() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "trim: { max_context_tokens: 120 }\ntenants:\n  tight: { trim_max_context_tokens: 40 }\n",
+    ))
+    .await;
+    let body = with_tool_output(&filler("glaciers", 60));
+    sidecar
+        .client
+        .post(sidecar.url("/v1/chat/completions"))
+        .header("x-frugal-tenant", "tight")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    sidecar.chat(&body).await;
+    let count = |i: usize| {
+        let sent = &mock.requests()[i];
+        frugal::trim::Tokenizer::O200kBase.count(sent["messages"][3]["content"].as_str().unwrap())
+    };
+    assert!(count(0) <= 40, "the tenant's cap: {}", count(0));
+    assert!(
+        count(1) > 40 && count(1) <= 120,
+        "the policy's cap: {}",
+        count(1)
+    );
+}

@@ -75,6 +75,8 @@ pub struct TenantOverrides {
     pub max_tier: Option<frugal_classifier::Tier>,
     /// Its cache namespace, instead of `cache.namespace`.
     pub cache_namespace: Option<String>,
+    /// Its context token cap, instead of `trim.max_context_tokens`.
+    pub trim_max_context_tokens: Option<usize>,
 }
 
 impl Policy {
@@ -83,6 +85,20 @@ impl Policy {
         self.tenant_overrides
             .get(tenant)
             .or_else(|| self.tenant_overrides.get("default"))
+    }
+
+    /// The trim settings for `tenant`'s requests.
+    pub fn trim_for(&self, tenant: &str) -> std::borrow::Cow<'_, TrimPolicy> {
+        match self
+            .overrides_for(tenant)
+            .and_then(|o| o.trim_max_context_tokens)
+        {
+            Some(cap) => std::borrow::Cow::Owned(TrimPolicy {
+                max_context_tokens: cap,
+                ..self.trim.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.trim),
+        }
     }
 
     /// The cache namespace of `tenant`'s requests.
@@ -805,9 +821,13 @@ fn compile(
         if tenant.cache_namespace.as_deref() == Some("") {
             errors.push(join(&path, "cache_namespace"), "must not be empty");
         }
+        if tenant.trim_max_context_tokens == Some(0) {
+            errors.push(join(&path, "trim_max_context_tokens"), "must be at least 1");
+        }
         let overrides = TenantOverrides {
             max_tier,
             cache_namespace: tenant.cache_namespace.clone(),
+            trim_max_context_tokens: tenant.trim_max_context_tokens,
         };
         if overrides != TenantOverrides::default() {
             tenant_overrides.insert(name.clone(), overrides);

@@ -320,6 +320,9 @@ pub struct RawTenant {
     /// Cache namespace for this tenant's requests (default: `cache.namespace`).
     #[serde(default)]
     pub cache_namespace: Option<String>,
+    /// Context token cap for this tenant's requests (default: `trim.max_context_tokens`).
+    #[serde(default)]
+    pub trim_max_context_tokens: Option<usize>,
 }
 
 /// A spend limit over a calendar window (UTC).

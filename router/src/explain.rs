@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
-use crate::pipeline::resolve_model;
+use crate::pipeline::{baseline_price, resolve_model};
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
-use crate::policy::{Baseline, CacheMode, LiveState, Policy, RouteMode};
+use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
 use crate::request::ChatRequest;
 use crate::stage::{cache, classify, confidence, route, semantic};
 use crate::tokens;
@@ -112,13 +112,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .unwrap_or(assumed);
-    let baseline_price = match &policy.baseline {
-        Baseline::Requested => requested.token_price,
-        Baseline::Model(alias) => policy
-            .models
-            .get(alias)
-            .map_or(requested.token_price, |m| m.token_price),
-    };
+    let baseline_price = baseline_price(policy, requested);
     let start_cost = plan
         .rungs
         .first()

@@ -645,7 +645,8 @@ fn check_request_caps(policy: &Policy, worst: &WorstCase) -> Result<(), ApiError
     Ok(())
 }
 
-fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
+/// The price savings are measured against for a request naming `requested`.
+pub fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
     match &policy.baseline {
         Baseline::Requested => requested.token_price,
         Baseline::Model(alias) => policy

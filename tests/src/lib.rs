@@ -199,6 +199,15 @@ embeddings: {{ model_dir: ../models, deadline: 2s }}
     )
 }
 
+/// A response header as text ("" when absent).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
 /// The sidecar running in this process in front of a mock.
 pub struct Sidecar {
     /// The running server (for shutdown and live-state access).

@@ -2,7 +2,9 @@
 //! cascades, the client's tier cap, and what each attempt costs.
 
 use frugal::mock::Behaviour;
-use frugal_tests::{chat_body, expect_error, policy_for, sse_payloads, MockUpstream, Sidecar};
+use frugal_tests::{
+    chat_body, expect_error, header, policy_for, sse_payloads, MockUpstream, Sidecar,
+};
 use serde_json::{json, Value};
 
 /// Everything starts cheap (no prompt here scores above 0.99) and may escalate once.
@@ -16,14 +18,6 @@ route:
 
 async fn routed(mock: &MockUpstream, extra: &str) -> Sidecar {
     Sidecar::start(&policy_for(&mock.base_url(), &format!("{ROUTED}{extra}"))).await
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 fn dollars(response: &reqwest::Response, name: &str) -> f64 {

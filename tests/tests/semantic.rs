@@ -2,7 +2,7 @@
 //! question is answered from the cache; near-identical questions that ask something different
 //! are caught by a guard; nothing crosses tenants or scopes; shadow mode only counts.
 
-use frugal_tests::{policy_for, sse_payloads, MockUpstream, Sidecar};
+use frugal_tests::{header, policy_for, sse_payloads, MockUpstream, Sidecar};
 use serde_json::{json, Value};
 
 fn semantic_policy(base_url: &str, cache: &str) -> String {
@@ -27,14 +27,6 @@ async fn ask(sidecar: &Sidecar, body: &Value, tenant: &str) -> reqwest::Response
         .send()
         .await
         .unwrap()
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 const FIRST: &str = "How do I reverse a list in Python?";

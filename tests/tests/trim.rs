@@ -1,7 +1,7 @@
 //! Context trimming through the sidecar: tool output and marked documents are cut to the cap
 //! before the upstream sees them, the saving is accounted, shadow mode changes nothing.
 
-use frugal_tests::{policy_for, MockUpstream, Sidecar};
+use frugal_tests::{header, policy_for, MockUpstream, Sidecar};
 use serde_json::{json, Value};
 
 fn filler(topic: &str, n: usize) -> String {
@@ -18,14 +18,6 @@ fn with_tool_output(output: &str) -> Value {
         { "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function",
             "function": { "name": "search", "arguments": "{\"q\":\"glaciers\"}" } }] },
         { "role": "tool", "tool_call_id": "c1", "content": output }] })
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

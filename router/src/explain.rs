@@ -1,6 +1,6 @@
 //! `frugal policy explain`: what the sidecar would do with one request under a policy, without
-//! calling any upstream: the model it resolves to, the cache scope and whether each tier could
-//! serve it, the classifier's score and reasons, the rungs it may climb and the checks armed
+//! calling any upstream: the model it resolves to, the context it would trim (tokens before and
+//! after), the cache scope and whether each tier could serve it, the classifier's score and reasons, the rungs it may climb and the checks armed
 //! on each answer, and what it would cost against the baseline.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use crate::pipeline::{baseline_price, resolve_model};
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
 use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
 use crate::request::ChatRequest;
-use crate::stage::{cache, classify, confidence, route, semantic};
+use crate::stage::{cache, classify, confidence, route, semantic, trim};
 use crate::tokens;
 
 /// Arguments of `frugal policy explain`.
@@ -84,7 +84,16 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let request = ChatRequest::parse(body).map_err(|e| anyhow::anyhow!("{e}"))?;
     let requested =
         resolve_model(policy, request.model.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let body = &request.body;
+    let mut trimmed_body = request.body.clone();
+    let trim_policy = policy.trim_for(tenant);
+    let trim_outcome = trim::trim_request(
+        &trim_policy,
+        live.embedder.as_deref(),
+        std::time::Duration::from_secs(30),
+        &mut trimmed_body,
+    )
+    .await;
+    let body = &trimmed_body;
     let question = tokens::last_user_text(body);
 
     let embedding = match &live.embedder {
@@ -151,15 +160,19 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         "input_tokens": input,
         "output_tokens_assumed": output,
         "trim": {
-            "applied": false,
-            "note": "context trimming is not part of this build's pipeline",
+            "mode": trim_policy.mode.as_str(),
+            "max_context_tokens": trim_policy.max_context_tokens,
+            "context_found": trim_outcome.is_some(),
+            "tokens_before": trim_outcome.map(|t| t.before),
+            "tokens_after": trim_outcome.map(|t| t.before - t.would_remove),
+            "tokens_removed": trim_outcome.map(|t| t.removed),
         },
         "cache": {
             "mode": mode_name(cache_settings.mode),
             "eligible": eligible,
             "exact_key": short_hex(&exact_key),
             "semantic": cache_settings.semantic.map(|s| json!({
-                "threshold": s.threshold,
+                "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,
                 "guards": s.verifier.guards().to_string(),
                 "scope": scope.as_ref().map(|(k, _)| short_hex(k)),
             })),
@@ -217,7 +230,22 @@ pub fn render(e: &Value) -> String {
         s(&e["input_tokens"]),
         s(&e["output_tokens_assumed"])
     ));
-    out.push_str(&format!("trim      {}\n", s(&e["trim"]["note"])));
+    let t = &e["trim"];
+    if t["context_found"] == json!(true) {
+        out.push_str(&format!(
+            "trim      mode {}: context {} → {} tokens (cap {}), {} removed from the request\n",
+            s(&t["mode"]),
+            s(&t["tokens_before"]),
+            s(&t["tokens_after"]),
+            s(&t["max_context_tokens"]),
+            s(&t["tokens_removed"])
+        ));
+    } else {
+        out.push_str(&format!(
+            "trim      mode {}: no context (tool messages or marked documents) to trim\n",
+            s(&t["mode"])
+        ));
+    }
     let c = &e["cache"];
     out.push_str(&format!(
         "cache     mode {}, {} (exact key {}",

@@ -304,6 +304,10 @@ fn policy_explain_shows_the_plan_without_calling_anything() {
     );
     let e: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(e["model"], "gpt-4o");
+    assert_eq!(
+        e["trim"]["context_found"], false,
+        "no tool output or documents"
+    );
     assert_eq!(e["output_tokens_assumed"], 200);
     assert_eq!(e["cache"]["eligible"], true);
     assert_eq!(e["cache"]["in_an_empty_cache"], "miss");

@@ -229,6 +229,10 @@ async fn hard_prompts_start_strong_and_unrouted_models_go_direct() {
 
 #[tokio::test]
 async fn a_routing_policy_without_the_embedding_model_is_refused_with_the_fix() {
+    // FRUGAL_MODEL_DIR (set by scripts/test.sh) would override the policy's folder; nextest
+    // runs each test in its own process, so clearing it here affects no other test.
+    std::env::remove_var("FRUGAL_MODEL_DIR");
+    std::env::remove_var("ORT_DYLIB_PATH");
     let mock = MockUpstream::start().await;
     let text = policy_for(&mock.base_url(), "route:\n  ladder: [cheap, strong]\n").replace(
         "model_dir: ../models",

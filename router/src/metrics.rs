@@ -76,11 +76,15 @@ pub enum Metric {
     TrimTokensTotal,
     /// Histogram: time to trim one request's context, embeddings included.
     TrimDurationSeconds,
+    /// Counter `{tier, verdict}`: shadow hits whose answer agreed or differed with the fresh one.
+    CacheShadowComparisonsTotal,
+    /// Gauge `{tier}`, running total: dollars shadow hits would have saved.
+    CacheShadowSavedUsdTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 32] = [
+    pub const ALL: [Metric; 34] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -113,6 +117,8 @@ impl Metric {
         Self::CacheGuardRejectionsTotal,
         Self::TrimTokensTotal,
         Self::TrimDurationSeconds,
+        Self::CacheShadowComparisonsTotal,
+        Self::CacheShadowSavedUsdTotal,
     ];
 
     /// The Prometheus name.
@@ -150,6 +156,8 @@ impl Metric {
             Self::CacheGuardRejectionsTotal => "frugal_cache_guard_rejections_total",
             Self::TrimTokensTotal => "frugal_trim_tokens_total",
             Self::TrimDurationSeconds => "frugal_trim_duration_seconds",
+            Self::CacheShadowComparisonsTotal => "frugal_cache_shadow_comparisons_total",
+            Self::CacheShadowSavedUsdTotal => "frugal_cache_shadow_saved_usd_total",
         }
     }
 
@@ -222,6 +230,12 @@ impl Metric {
                 "Context tokens before and after trimming, by kind (before, after) and mode (on, shadow)."
             }
             Self::TrimDurationSeconds => "Time to trim one request's context, embeddings included.",
+            Self::CacheShadowComparisonsTotal => {
+                "Shadow cache hits by tier and verdict: the would-be answer agreed or differed with the fresh one."
+            }
+            Self::CacheShadowSavedUsdTotal => {
+                "Dollars shadow cache hits would have saved, by tier (running total)."
+            }
         }
     }
 }
@@ -374,6 +388,29 @@ pub fn record_loop(tenant: &str, action: &'static str) {
 pub fn record_cache_lookup(tier: &'static str, result: &'static str) {
     metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier, "result" => result)
         .increment(1);
+}
+
+/// Counts a shadow comparison's verdict.
+pub fn record_shadow_comparison(tier: &'static str, verdict: &'static str) {
+    metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier, "verdict" => verdict)
+        .increment(1);
+}
+
+/// Adds what a shadow hit would have saved.
+pub fn record_shadow_saving(tier: &'static str, saved: Usd) {
+    metrics::gauge!(Metric::CacheShadowSavedUsdTotal.name(), "tier" => tier)
+        .increment(saved.dollars());
+}
+
+/// Makes the shadow series exist (at 0) from the start, so their ratios are defined.
+pub fn register_shadow_series() {
+    for tier in ["exact", "semantic"] {
+        for verdict in ["agree", "differ"] {
+            metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier, "verdict" => verdict)
+                .increment(0);
+        }
+        metrics::gauge!(Metric::CacheShadowSavedUsdTotal.name(), "tier" => tier).increment(0.0);
+    }
 }
 
 /// Records one trim.

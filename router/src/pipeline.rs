@@ -25,7 +25,7 @@ use crate::stage::lookup::{self, CacheSlot};
 use crate::stage::relay::{relay, reported_tokens, StreamTap, TapParts};
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
-use crate::stage::{classify, confidence, trim};
+use crate::stage::{classify, confidence, shadow, trim};
 use crate::tokens;
 use crate::upstream::{Resilience, UpstreamError, UpstreamReply};
 
@@ -201,6 +201,7 @@ pub async fn handle(
         return Ok(Reply { meta, body });
     }
     let cache_slot = cached.slot;
+    let shadow = cached.shadow;
     let reservation = match Budgets::policy_for(&live.policy, &ctx.tenant) {
         Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
         None => None,
@@ -214,6 +215,7 @@ pub async fn handle(
         reservation,
         cache_slot,
         trimmed_tokens,
+        shadow,
         meta,
     };
     if request.stream {
@@ -234,6 +236,8 @@ struct Pending<'p> {
     cache_slot: Option<CacheSlot>,
     /// Input tokens trimming removed.
     trimmed_tokens: u64,
+    /// In cache shadow mode, the answer the cache would have served.
+    shadow: Option<(&'static str, Arc<CachedAnswer>)>,
     meta: ReplyMeta,
 }
 
@@ -531,6 +535,15 @@ impl<'p> Pending<'p> {
                     completion,
                     tokens: best.tokens,
                 },
+            );
+        }
+        if let Some((tier, cached)) = self.shadow.take() {
+            shadow::compare(
+                self.live.embedder.clone(),
+                tier,
+                &cached.completion,
+                &best.reply.body,
+                account.actual,
             );
         }
         self.meta.model = best.model.alias.clone();

@@ -75,6 +75,7 @@ impl RunningServer {
         });
         // The recorder must exist before the first metric, or that metric is lost.
         let metrics_handle = metrics::install();
+        metrics::register_shadow_series();
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {

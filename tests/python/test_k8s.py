@@ -506,6 +506,8 @@ EXPORTED_TODAY = {
     "frugal_cache_guard_rejections_total",
     "frugal_trim_tokens_total",
     "frugal_trim_duration_seconds",
+    "frugal_cache_shadow_comparisons_total",
+    "frugal_cache_shadow_saved_usd_total",
 }
 
 
@@ -635,6 +637,11 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_cache_lookups_total"]["result"] >= {"hit", "miss", "bypass", "rejected"}
     assert exported["frugal_cache_guard_rejections_total"] == {"guard": {"numbers"}}
     assert exported["frugal_trim_tokens_total"] == {"kind": {"before", "after"}, "mode": {"on"}}
+    # Registered at 0 from the start (the scrape's cache is on, not in shadow mode).
+    assert exported["frugal_cache_shadow_comparisons_total"] == {
+        "tier": {"exact", "semantic"},
+        "verdict": {"agree", "differ"},
+    }
     assert exported["frugal_route_start_total"] == {"tier": {"cheap"}}
     assert exported["frugal_escalations_total"] == {"from": {"cheap"}, "to": {"strong"}, "reason": {"low_logprob"}}
     assert exported["frugal_retries_total"] == {"provider": {"openai"}}

@@ -135,6 +135,36 @@ async fn shadow_mode_counts_semantic_hits_but_calls_upstream() {
     assert_eq!(header(&second, "x-frugal-cache"), "shadow_hit");
     assert!(!header(&second, "x-frugal-cache-similarity").is_empty());
     assert_eq!(mock.total_calls(), 2);
+    // The fresh answer is compared with the would-be hit off the request path.
+    let agreed = "frugal_cache_shadow_comparisons_total{tier=\"semantic\",verdict=\"agree\"} 1";
+    assert!(eventually(&sidecar, agreed).await, "{agreed}");
+
+    // A would-be hit (now exact: the rephrased request's answer was stored) whose answer the
+    // upstream now contradicts counts as a likely false hit.
+    mock.on_prompt("(?i)reverse a list")
+        .respond("Bananas are an excellent source of potassium and grow in tropical climates.");
+    ask(&sidecar, &ask_body(REPHRASED, "Be brief.", false), "a").await;
+    let differed = "frugal_cache_shadow_comparisons_total{tier=\"exact\",verdict=\"differ\"} 1";
+    assert!(eventually(&sidecar, differed).await, "{differed}");
+    let metrics = sidecar.metrics().await;
+    let saved = metrics
+        .lines()
+        .find(|l| l.starts_with("frugal_cache_shadow_saved_usd_total{tier=\"semantic\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(saved > 0.0, "would-have-saved dollars are counted");
+}
+
+/// Whether the sidecar's metrics contain `line` within a few seconds.
+async fn eventually(sidecar: &Sidecar, line: &str) -> bool {
+    for _ in 0..50 {
+        if sidecar.metrics().await.contains(line) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ pub struct CacheOutcome {
     pub guard: Option<&'static str>,
     /// Where to store a fresh answer.
     pub slot: Option<CacheSlot>,
+    /// In shadow mode, the answer the cache would have served, and its tier.
+    pub shadow: Option<(&'static str, Arc<CachedAnswer>)>,
 }
 
 impl CacheOutcome {
@@ -56,6 +58,7 @@ impl CacheOutcome {
             similarity: None,
             guard: None,
             slot: None,
+            shadow: None,
         }
     }
 }
@@ -107,6 +110,7 @@ pub fn look_up(
         similarity: None,
         guard: None,
         slot: Some(slot),
+        shadow: None,
     };
     if !look {
         return outcome;
@@ -118,7 +122,11 @@ pub fn look_up(
         } else {
             Lookup::ShadowHit
         };
-        outcome.serve = serves.then_some(hit);
+        if serves {
+            outcome.serve = Some(hit);
+        } else {
+            outcome.shadow = Some(("exact", hit));
+        }
         return outcome;
     }
     metrics::record_cache_lookup("exact", "miss");
@@ -147,7 +155,11 @@ pub fn look_up(
                     Lookup::ShadowHit
                 };
                 outcome.similarity = Some(similarity);
-                outcome.serve = serves.then_some(hit);
+                if serves {
+                    outcome.serve = Some(hit);
+                } else {
+                    outcome.shadow = Some(("semantic", hit));
+                }
             }
             None => {
                 ctx.cache.semantic.forget(&key);

@@ -11,4 +11,5 @@ pub mod relay;
 pub mod route;
 pub mod run;
 pub mod semantic;
+pub mod shadow;
 pub mod trim;

@@ -1,0 +1,60 @@
+//! Shadow-mode evidence for the cache: when the cache would have served an answer but the
+//! upstream answered instead, the two answers are compared (cosine similarity of their
+//! embeddings, off the request path). Agreement counts and the dollars the hit would have saved
+//! tell an operator what turning the cache on would give, and how often it would be wrong.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::embed_worker::EmbedWorker;
+use crate::metrics;
+use crate::money::Usd;
+use crate::tokens;
+
+/// Answers this similar (cosine of their embeddings) count as the same answer.
+pub const AGREEMENT: f32 = 0.85;
+
+/// How long a comparison may wait for its embeddings (it runs after the reply is sent).
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Compares a would-be cached answer with the fresh one in the background and records the
+/// verdict and the saving the hit would have brought.
+pub fn compare(
+    worker: Option<Arc<EmbedWorker>>,
+    tier: &'static str,
+    cached: &Map<String, Value>,
+    fresh: &Map<String, Value>,
+    would_save: Usd,
+) {
+    metrics::record_shadow_saving(tier, would_save);
+    let (cached, fresh) = (text_of(cached), text_of(fresh));
+    let Some(worker) = worker else { return };
+    tokio::spawn(async move {
+        let verdict = if cached == fresh {
+            "agree"
+        } else {
+            match worker.embed_many(&[&cached, &fresh], DEADLINE).await {
+                Some(v) if v.len() == 2 => {
+                    if frugal_cache::cosine(&v[0], &v[1]) >= AGREEMENT {
+                        "agree"
+                    } else {
+                        "differ"
+                    }
+                }
+                _ => return,
+            }
+        };
+        metrics::record_shadow_comparison(tier, verdict);
+    });
+}
+
+fn text_of(completion: &Map<String, Value>) -> String {
+    completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .map(|c| tokens::content_text(c.get("message").and_then(|m| m.get("content"))))
+        .unwrap_or_default()
+}

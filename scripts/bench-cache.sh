@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Semantic cache hits through the sidecar, embedding included: one question is answered and
 # stored, then a rephrasing of it is sent at a fixed rate (hey); every request is a semantic hit
-# (embed the question, search the scope, verify, serve). Prints latency percentiles and JSON.
+# (embed the question, search the scope, verify, serve; the deadline is long so no request
+# skips its embedding and becomes a miss). Prints latency percentiles and JSON.
 #
 #   RATE=100 DURATION=10s CONCURRENCY=4 scripts/bench-cache.sh
 set -euo pipefail
@@ -20,7 +21,7 @@ models:
   gpt-4o-mini: { provider: mock, price: { input_per_mtok: 0.15, output_per_mtok: 0.60 } }
 default_model: gpt-4o-mini
 cache: { mode: on, max_temperature: 0.5 }
-embeddings: { model_dir: $PWD/models }
+embeddings: { model_dir: $PWD/models, deadline: 1s }
 POLICY
 "$bin" mock-upstream --listen 127.0.0.1:9191 >"$work/mock.log" 2>&1 &
 RUST_LOG=warn "$bin" serve --policy "$work/policy.yaml" --listen 127.0.0.1:8191 >"$work/sidecar.log" 2>&1 &

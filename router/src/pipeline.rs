@@ -134,10 +134,13 @@ pub async fn handle(
     meta.trimmed_tokens = trimmed.map(|t| t.removed);
     let trimmed_tokens = trimmed.map_or(0, |t| t.removed);
 
-    // One embedding of the question serves the classifier and the semantic cache.
+    // One embedding of the question serves the classifier and the semantic cache; an exact
+    // cache hit needs neither, so it does not wait for one.
     let route = &live.policy.route;
-    let routed = route.applies_to(&requested.alias);
+    let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, &requested.alias, &outbound);
+    let routed = route.applies_to(&requested.alias) && !exact_hit;
     let embedding = match &live.embedder {
+        _ if exact_hit => None,
         Some(worker) if routed || lookup::wants_semantic(&live.policy, ctx, &outbound) => {
             let text = tokens::last_user_text(&outbound);
             worker.embed(&text, live.policy.embeddings.deadline).await

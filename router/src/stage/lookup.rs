@@ -72,6 +72,29 @@ pub fn wants_semantic(policy: &Policy, ctx: &RequestContext, body: &Map<String, 
         && cache::eligible(settings, body)
 }
 
+/// Whether the exact tier holds an answer the cache would serve now (mode on, no refresh), so
+/// the request needs no embedding and no routing.
+pub fn exact_hit_ready(
+    policy: &Policy,
+    ctx: &RequestContext,
+    model: &str,
+    body: &Map<String, Value>,
+) -> bool {
+    let settings = &policy.cache;
+    settings.mode == CacheMode::On
+        && ctx.cache_control == CacheControl::Default
+        && cache::eligible(settings, body)
+        && ctx
+            .cache
+            .get(&cache::key(
+                &ctx.tenant,
+                policy.cache_namespace(&ctx.tenant),
+                model,
+                body,
+            ))
+            .is_some()
+}
+
 /// Looks a request up; `vector` is its last user message's embedding, when there is one.
 pub fn look_up(
     policy: &Policy,

@@ -116,6 +116,14 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
         prepared.rows.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some((p50, p99)) = classifier_latency(&prepared) {
+        eprintln!(
+            "classifier latency beyond the shared embedding (features + built-in model, per \
+             prompt): p50 {:.1} µs, p99 {:.1} µs",
+            p50 * 1e6,
+            p99 * 1e6
+        );
+    }
 
     if let Some(path) = &args.scores_out {
         let lines: String = prepared
@@ -188,4 +196,29 @@ fn training_hashes(model: &ComplexityModel) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What the server's classify step costs per prompt once the embedding exists: text features
+/// plus the built-in model's score, timed over every row. (p50, p99) in seconds.
+fn classifier_latency(prepared: &Prepared) -> Option<(f64, f64)> {
+    let model = ComplexityModel::from_json(crate::policy::route::BUILTIN_CLASSIFIER).ok()?;
+    let thresholds = model.thresholds;
+    let mut times: Vec<f64> = prepared
+        .rows
+        .iter()
+        .zip(&prepared.embeddings)
+        .map(|(row, embedding)| {
+            let started = Instant::now();
+            let features = frugal_classifier::features::extract(&row.prompt);
+            let verdict = model.predict_with(&features, Some(embedding), thresholds);
+            std::hint::black_box(verdict.ok());
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    if times.is_empty() {
+        return None;
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.5), at(0.99)))
 }

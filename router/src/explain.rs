@@ -9,8 +9,7 @@ use anyhow::Context as _;
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
-use crate::pipeline::{baseline_price, resolve_model};
-use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
+use crate::pipeline::{baseline_price, resolve_model, worst_case, WorstCase};
 use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
 use crate::request::ChatRequest;
 use crate::stage::{cache, classify, confidence, route, semantic, trim};
@@ -111,27 +110,17 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let tenant_cap = policy.overrides_for(tenant).and_then(|o| o.max_tier);
     let plan = route::plan(policy, requested, complexity.as_ref(), tenant_cap);
 
-    let input = tokens::prompt_tokens(body);
-    let assumed = policy
-        .budgets
-        .get(tenant)
-        .or_else(|| policy.budgets.get("default"))
-        .map_or(DEFAULT_ASSUMED_OUTPUT_TOKENS, |b| b.assumed_output_tokens);
-    let output = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64))
-        .unwrap_or(assumed);
-    let baseline_price = baseline_price(policy, requested);
+    let WorstCase {
+        cost: worst,
+        input,
+        output,
+        ..
+    } = worst_case(policy, tenant, &plan, body);
     let start_cost = plan
         .rungs
         .first()
         .map_or(Usd::ZERO, |r| r.model.token_price.cost(input, output));
-    let worst: Usd = plan
-        .rungs
-        .iter()
-        .map(|r| r.model.token_price.cost(input, output))
-        .sum();
-    let baseline = baseline_price.cost(input, output);
+    let baseline = baseline_price(policy, requested).cost(input, output);
 
     let checks = &policy.route.checks;
     let armed: Vec<&str> = confidence::REASONS

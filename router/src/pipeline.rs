@@ -22,7 +22,7 @@ use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
 use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup, ResponseCache};
 use crate::stage::call::{self, Answer, Answered};
 use crate::stage::lookup::{self, CacheSlot};
-use crate::stage::relay::{relay, reported_tokens, StreamTap, TapParts};
+use crate::stage::relay::{account_comment, relay, reported_tokens, StreamTap, TapParts};
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
 use crate::stage::{classify, confidence, shadow, trim};
@@ -137,7 +137,8 @@ pub async fn handle(
     // One embedding of the question serves the classifier and the semantic cache; an exact
     // cache hit needs neither, so it does not wait for one.
     let route = &live.policy.route;
-    let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, &requested.alias, &outbound);
+    let exact_key = lookup::exact_key(&live.policy, ctx, &requested.alias, &outbound);
+    let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref());
     let routed = route.applies_to(&requested.alias) && !exact_hit;
     let embedding = match &live.embedder {
         _ if exact_hit => None,
@@ -165,7 +166,7 @@ pub async fn handle(
         metrics::record_route_start(start.as_str(), c.score);
     }
 
-    let worst = worst_case(live, ctx, &plan, &outbound);
+    let worst = worst_case(&live.policy, &ctx.tenant, &plan, &outbound);
     check_request_caps(&live.policy, &worst)?;
     if let Some(run_id) = &ctx.run_id {
         let verdict = ctx.runs.check(
@@ -183,6 +184,7 @@ pub async fn handle(
         ctx,
         &requested.alias,
         &outbound,
+        exact_key,
         embedding.as_deref(),
     );
     meta.cache = cached.lookup;
@@ -252,6 +254,17 @@ struct Accepted<'p> {
     tokens: Tokens,
     /// Logprobs the sidecar asked for; removed before the client sees the answer.
     added_logprobs: bool,
+}
+
+impl Accepted<'_> {
+    /// The completion as the client may see it: without logprobs the sidecar asked for.
+    fn client_completion(&self) -> Map<String, Value> {
+        let mut completion = self.reply.body.clone();
+        if self.added_logprobs {
+            strip_logprobs(&mut completion);
+        }
+        completion
+    }
 }
 
 /// How climbing the buffered rungs went.
@@ -452,16 +465,13 @@ impl<'p> Pending<'p> {
     fn finish_json(
         mut self,
         best: Accepted<'p>,
-        mut attempts: Vec<Attempt>,
+        attempts: Vec<Attempt>,
         escalations: Vec<String>,
     ) -> Reply {
-        self.meta.escalations = escalations;
-        let account = self.settle_answer(&best, &mut attempts);
+        let account = self.settle_answer(&best, attempts, escalations);
         self.meta.account = Some(account);
         let raw = if best.added_logprobs {
-            let mut completion = best.reply.body.clone();
-            strip_logprobs(&mut completion);
-            Bytes::from(Value::Object(completion).to_string())
+            Bytes::from(Value::Object(best.client_completion()).to_string())
         } else {
             best.reply.raw.clone()
         };
@@ -474,15 +484,11 @@ impl<'p> Pending<'p> {
     fn finish_buffered_stream(
         mut self,
         best: Accepted<'p>,
-        mut attempts: Vec<Attempt>,
+        attempts: Vec<Attempt>,
         escalations: Vec<String>,
     ) -> Reply {
-        self.meta.escalations = escalations;
-        let account = self.settle_answer(&best, &mut attempts);
-        let mut completion = best.reply.body.clone();
-        if best.added_logprobs {
-            strip_logprobs(&mut completion);
-        }
+        let account = self.settle_answer(&best, attempts, escalations);
+        let completion = best.client_completion();
         let id = completion
             .get("id")
             .and_then(Value::as_str)
@@ -493,33 +499,28 @@ impl<'p> Pending<'p> {
             .and_then(Value::as_u64)
             .unwrap_or_else(cache::unix_now);
         let mut frames = completion_frames(&completion, &id, created, wants_usage(&self.outbound));
-        let note = format!(
-            ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
-            account.actual,
-            account.baseline,
-            account.savings.total()
-        );
-        frames.insert(frames.len() - 1, Bytes::from(note));
+        frames.insert(frames.len() - 1, account_comment(&account));
         Reply {
             meta: self.meta,
             body: ReplyBody::Stream(Box::pin(stream::iter(frames))),
         }
     }
 
-    /// Settles an answered request, stores it in the cache, and fills the reply's model.
-    fn settle_answer(&mut self, best: &Accepted<'p>, attempts: &mut Vec<Attempt>) -> Account {
+    /// Settles an answered request, stores it in the cache, and fills the reply's model and
+    /// escalations.
+    fn settle_answer(
+        &mut self,
+        best: &Accepted<'p>,
+        attempts: Vec<Attempt>,
+        escalations: Vec<String>,
+    ) -> Account {
+        self.meta.escalations = escalations;
         let facts = RequestFacts {
             escalations: escalation_count(&self.meta.escalations),
             trimmed_tokens: self.trimmed_tokens,
             ..RequestFacts::default()
         };
-        let account = settle(
-            self.ctx,
-            self.baseline,
-            best.tokens,
-            std::mem::take(attempts),
-            facts,
-        );
+        let account = settle(self.ctx, self.baseline, best.tokens, attempts, facts);
         if let Some(reservation) = self.reservation.take() {
             self.meta.budget_warnings = reservation.settle(account.actual);
         }
@@ -528,14 +529,10 @@ impl<'p> Pending<'p> {
             .take()
             .filter(|_| cache::storable(&best.reply.body))
         {
-            let mut completion = best.reply.body.clone();
-            if best.added_logprobs {
-                strip_logprobs(&mut completion);
-            }
             self.ctx.cache.store(
                 slot,
                 CachedAnswer {
-                    completion,
+                    completion: best.client_completion(),
                     tokens: best.tokens,
                 },
             );
@@ -597,19 +594,25 @@ pub fn resolve_model<'p>(
 
 /// The most a request can cost: every prompt token plus `max_tokens` (or the tenant budget's
 /// assumed output) on every rung it may climb.
-struct WorstCase {
-    cost: crate::money::Usd,
-    input: u64,
-    tokens: u64,
+pub(crate) struct WorstCase {
+    /// The sum over the rungs.
+    pub(crate) cost: crate::money::Usd,
+    /// Prompt tokens.
+    pub(crate) input: u64,
+    /// Output tokens assumed.
+    pub(crate) output: u64,
+    /// Prompt plus output tokens.
+    pub(crate) tokens: u64,
 }
 
-fn worst_case(
-    live: &LiveState,
-    ctx: &RequestContext,
+/// The worst case of `body` for `tenant` under `plan`.
+pub(crate) fn worst_case(
+    policy: &Policy,
+    tenant: &str,
     plan: &Plan,
     body: &Map<String, Value>,
 ) -> WorstCase {
-    let assumed = Budgets::policy_for(&live.policy, &ctx.tenant)
+    let assumed = Budgets::policy_for(policy, tenant)
         .map_or(DEFAULT_ASSUMED_OUTPUT_TOKENS, |b| b.assumed_output_tokens);
     let max_output = ["max_completion_tokens", "max_tokens"]
         .iter()
@@ -624,6 +627,7 @@ fn worst_case(
     WorstCase {
         cost,
         input,
+        output: max_output,
         tokens: input + max_output,
     }
 }

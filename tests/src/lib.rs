@@ -268,6 +268,17 @@ impl Sidecar {
             .expect("sidecar reachable")
     }
 
+    /// `POST /v1/chat/completions` billed to `tenant` (`x-frugal-tenant`).
+    pub async fn chat_as(&self, tenant: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .header("x-frugal-tenant", tenant)
+            .json(body)
+            .send()
+            .await
+            .expect("sidecar reachable")
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let response = self

@@ -17,14 +17,7 @@ fn priced_body(max_tokens: u64) -> Value {
 }
 
 async fn send(sidecar: &Sidecar, tenant: &str, body: &Value) -> reqwest::Response {
-    sidecar
-        .client
-        .post(sidecar.url("/v1/chat/completions"))
-        .header("x-frugal-tenant", tenant)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    sidecar.chat_as(tenant, body).await
 }
 
 /// Dollars one `priced_body(max_tokens)` request costs on `strong` ($2.50 / $10 per 1M).

@@ -346,18 +346,11 @@ async fn a_tenant_can_be_held_to_the_cheap_rung() {
         "tenants:\n  interns: { max_tier: cheap, cache_namespace: interns }\n",
     )
     .await;
-    let ask = |tenant: &'static str| {
-        sidecar
-            .client
-            .post(sidecar.url("/v1/chat/completions"))
-            .header("x-frugal-tenant", tenant)
-            .json(&chat_body("strong", "Capital of Norway?"))
-            .send()
-    };
-    let capped = ask("interns").await.unwrap();
+    let body = chat_body("strong", "Capital of Norway?");
+    let capped = sidecar.chat_as("interns", &body).await;
     assert_eq!(header(&capped, "x-frugal-tier"), "cheap");
     assert_eq!(mock.calls("gpt-4o"), 0, "the tenant's cap holds");
-    let free = ask("staff").await.unwrap();
+    let free = sidecar.chat_as("staff", &body).await;
     assert_eq!(header(&free, "x-frugal-tier"), "strong");
     assert_eq!(mock.calls("gpt-4o"), 1);
 }

@@ -19,14 +19,7 @@ fn ask_body(question: &str, system: &str, stream: bool) -> Value {
 }
 
 async fn ask(sidecar: &Sidecar, body: &Value, tenant: &str) -> reqwest::Response {
-    sidecar
-        .client
-        .post(sidecar.url("/v1/chat/completions"))
-        .header("x-frugal-tenant", tenant)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    sidecar.chat_as(tenant, body).await
 }
 
 const FIRST: &str = "How do I reverse a list in Python?";

@@ -95,14 +95,7 @@ async fn a_tenant_can_have_its_own_cap() {
     ))
     .await;
     let body = with_tool_output(&filler("glaciers", 60));
-    sidecar
-        .client
-        .post(sidecar.url("/v1/chat/completions"))
-        .header("x-frugal-tenant", "tight")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    sidecar.chat_as("tight", &body).await;
     sidecar.chat(&body).await;
     let count = |i: usize| {
         let sent = &mock.requests()[i];

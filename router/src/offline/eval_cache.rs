@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use frugal_cache::embed_disk::DiskEmbeddings;
 use frugal_cache::eval::{self, EvalOptions, Mode};
 use frugal_cache::pairs::{every_kth, read_pairs};
 use frugal_cache::{GuardSet, MiniLmEmbedder, MiniLmOptions, ModelPaths};
@@ -53,15 +52,7 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
     let paths = ModelPaths::from_env_or(&args.embed.model_dir);
     let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
         .context("cannot load the embedding model")?;
-    // The model and its token cap are part of the identity of a vector.
-    let model_key = format!(
-        "{}-max{}",
-        ModelPaths::EMBEDDER_SUBDIR,
-        MiniLmOptions::default().max_tokens
-    );
-    let cache_dir =
-        (!args.embed.no_embedding_cache).then_some(args.embed.embedding_cache.as_path());
-    let disk = DiskEmbeddings::new(cache_dir, &model_key);
+    let disk = args.embed.disk_embeddings();
     let options = EvalOptions {
         threshold: args.threshold,
         guards: args.guards,

@@ -19,7 +19,7 @@ use crate::stage::account::Tokens;
 use crate::stage::semantic::SemanticIndex;
 
 /// Request fields that change how an answer is delivered, not what it says.
-pub const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
+const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
 /// What the client asked of the cache (`x-frugal-cache` request header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,7 +193,20 @@ pub fn eligible(policy: &CachePolicy, body: &Map<String, Value>) -> bool {
 /// delivery switches, in canonical form (object keys sorted), so any field a client adds is
 /// part of the key and can never cause a false hit.
 pub fn key(tenant: &str, namespace: &str, model: &str, body: &Map<String, Value>) -> CacheKey {
+    request_hash(b"", tenant, namespace, model, body)
+}
+
+/// SHA-256 of `domain` (which keeps hashes of different uses apart), tenant, namespace, model
+/// alias and every request field except the model and the delivery switches, canonical.
+pub fn request_hash(
+    domain: &[u8],
+    tenant: &str,
+    namespace: &str,
+    model: &str,
+    body: &Map<String, Value>,
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
+    hasher.update(domain);
     for part in [tenant, namespace, model] {
         hasher.update(part.len().to_le_bytes());
         hasher.update(part.as_bytes());
@@ -208,7 +221,7 @@ pub fn key(tenant: &str, namespace: &str, model: &str, body: &Map<String, Value>
 }
 
 /// The value with every object's keys sorted.
-pub fn canonical(value: &Value) -> Value {
+fn canonical(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();

@@ -72,45 +72,50 @@ pub fn wants_semantic(policy: &Policy, ctx: &RequestContext, body: &Map<String, 
         && cache::eligible(settings, body)
 }
 
-/// Whether the exact tier holds an answer the cache would serve now (mode on, no refresh), so
-/// the request needs no embedding and no routing.
-pub fn exact_hit_ready(
+/// The request's exact-tier key, or `None` when the cache is off, the client bypasses it or
+/// the request may not be cached.
+pub fn exact_key(
     policy: &Policy,
     ctx: &RequestContext,
     model: &str,
     body: &Map<String, Value>,
-) -> bool {
+) -> Option<CacheKey> {
     let settings = &policy.cache;
-    settings.mode == CacheMode::On
-        && ctx.cache_control == CacheControl::Default
-        && cache::eligible(settings, body)
-        && ctx
-            .cache
-            .get(&cache::key(
-                &ctx.tenant,
-                policy.cache_namespace(&ctx.tenant),
-                model,
-                body,
-            ))
-            .is_some()
+    let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
+    (wanted && cache::eligible(settings, body)).then(|| {
+        cache::key(
+            &ctx.tenant,
+            policy.cache_namespace(&ctx.tenant),
+            model,
+            body,
+        )
+    })
 }
 
-/// Looks a request up; `vector` is its last user message's embedding, when there is one.
+/// Whether the exact tier holds an answer for `key` the cache would serve now (mode on, no
+/// refresh), so the request needs no embedding and no routing.
+pub fn exact_hit_ready(policy: &Policy, ctx: &RequestContext, key: Option<&CacheKey>) -> bool {
+    policy.cache.mode == CacheMode::On
+        && ctx.cache_control == CacheControl::Default
+        && key.is_some_and(|key| ctx.cache.get(key).is_some())
+}
+
+/// Looks a request up under its [`exact_key`]; `vector` is its last user message's
+/// embedding, when there is one.
 pub fn look_up(
     policy: &Policy,
     ctx: &RequestContext,
     model: &str,
     body: &Map<String, Value>,
+    key: Option<CacheKey>,
     vector: Option<&[f32]>,
 ) -> CacheOutcome {
     let settings = &policy.cache;
-    let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
-    if !wanted || !cache::eligible(settings, body) {
+    let Some(key) = key else {
         metrics::record_cache_lookup("exact", "bypass");
         return CacheOutcome::bypass();
-    }
+    };
     let namespace = policy.cache_namespace(&ctx.tenant);
-    let key = cache::key(&ctx.tenant, namespace, model, body);
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
     let semantic_scope = settings

@@ -94,13 +94,7 @@ impl StreamTap {
             Ok(SseEvent::Done) => {
                 let account = self.settle();
                 self.store_answer();
-                let note = format!(
-                    ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
-                    account.actual,
-                    account.baseline,
-                    account.savings.total()
-                );
-                vec![Bytes::from(note), SseEvent::Done.to_frame()]
+                vec![account_comment(&account), SseEvent::Done.to_frame()]
             }
             Err(e) => {
                 tracing::warn!(error = %e, "upstream stream failed mid-way");
@@ -220,6 +214,17 @@ pub fn relay(events: UpstreamStream, tap: StreamTap) -> FrameStream {
         .scan(tap, |tap, event| future::ready(Some(tap.on_event(event))))
         .flat_map(stream::iter);
     Box::pin(frames)
+}
+
+/// The SSE comment that carries a stream's settled account (a stream cannot send late
+/// headers; clients ignore comments).
+pub fn account_comment(account: &Account) -> Bytes {
+    Bytes::from(format!(
+        ": frugal cost_usd={} baseline_usd={} saved_usd={}\n\n",
+        account.actual,
+        account.baseline,
+        account.savings.total()
+    ))
 }
 
 /// Token counts from a `usage` object.

@@ -14,9 +14,8 @@ use std::sync::{Mutex, PoisonError};
 
 use frugal_cache::{Analysis, IndexConfig, VectorIndex, Verifier};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::stage::cache::{canonical, CacheKey, DELIVERY_FIELDS};
+use crate::stage::cache::{request_hash, CacheKey};
 
 /// Hash of everything in a request but its last user message.
 pub type ScopeKey = [u8; 32];
@@ -237,26 +236,10 @@ pub fn scope(
     if let Some(message) = blanked[last_user].as_object_mut() {
         message.insert("content".into(), Value::Null);
     }
-    let mut hasher = Sha256::new();
-    hasher.update(b"semantic-scope-v1");
-    for part in [tenant, namespace, model] {
-        hasher.update(part.len().to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let fields: Map<String, Value> = body
-        .iter()
-        .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()) && k.as_str() != "model")
-        .map(|(k, v)| {
-            let v = if k == "messages" {
-                Value::Array(blanked.clone())
-            } else {
-                v.clone()
-            };
-            (k.clone(), canonical(&v))
-        })
-        .collect();
-    hasher.update(canonical(&Value::Object(fields)).to_string().as_bytes());
-    Some((hasher.finalize().into(), question))
+    let mut scoped = body.clone();
+    scoped.insert("messages".into(), Value::Array(blanked));
+    let key = request_hash(b"semantic-scope-v1", tenant, namespace, model, &scoped);
+    Some((key, question))
 }
 
 #[cfg(test)]

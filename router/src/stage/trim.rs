@@ -51,7 +51,7 @@ pub async fn trim_request(
     }
     let (places, documents, question) = find_context(policy, body)?;
     let started = Instant::now();
-    let mut request = TrimRequest {
+    let request = TrimRequest {
         question,
         documents,
         cap_tokens: policy.max_context_tokens,
@@ -59,23 +59,27 @@ pub async fn trim_request(
         tokenizer: policy.tokenizer,
         strategy: policy.strategy,
     };
-    let vectors = {
-        let prepared = trim::prepare(&request);
-        let texts = prepared.embedding_texts();
-        match (texts.is_empty(), embedder) {
-            (true, _) => Some(Vec::new()),
-            (false, Some(worker)) => worker.embed_many(&texts, deadline).await,
-            (false, None) => None,
-        }
+    // Chunking and counting happen once; only a missed embedding deadline prepares again,
+    // for the lexical ranking.
+    let prepared = trim::prepare(&request);
+    let texts = prepared.embedding_texts();
+    let vectors = match (texts.is_empty(), embedder) {
+        (true, _) => Some(Vec::new()),
+        (false, Some(worker)) => worker.embed_many(&texts, deadline).await,
+        (false, None) => None,
     };
-    let vectors = match vectors {
-        Some(v) => v,
+    drop(texts);
+    let result = match vectors {
+        Some(vectors) => prepared.finish(&vectors),
         None => {
-            request.strategy = Strategy::FrugalLexical;
-            Vec::new()
+            let lexical = TrimRequest {
+                strategy: Strategy::FrugalLexical,
+                ..request.clone()
+            };
+            trim::prepare(&lexical).finish(&[])
         }
     };
-    let trimmed = match trim::prepare(&request).finish(&vectors) {
+    let trimmed = match result {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "trimming failed; the context goes out whole");

@@ -16,7 +16,7 @@ pub mod pairs;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
-pub use index::{IndexConfig, Neighbour, VectorIndex};
+pub use index::{IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
 pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 
 /// Cosine similarity a semantic candidate needs before verification, chosen on the development

@@ -197,6 +197,7 @@ pub async fn handle(
             ..RequestFacts::default()
         };
         meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
+        meta.model.clone_from(&hit.model);
         let body = if request.stream {
             let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
             ReplyBody::Stream(Box::pin(stream::iter(frames)))
@@ -534,6 +535,7 @@ impl<'p> Pending<'p> {
                 CachedAnswer {
                     completion: best.client_completion(),
                     tokens: best.tokens,
+                    model: best.model.alias.clone(),
                 },
             );
         }

@@ -103,7 +103,7 @@ pub struct RawEmbeddings {
     /// in the working directory); the `FRUGAL_MODEL_DIR` environment variable overrides it.
     #[serde(default)]
     pub model_dir: Option<String>,
-    /// Longest a request waits for its embedding before going on without it (default `25ms`).
+    /// Longest a request waits for its embedding before going on without it (default `50ms`).
     #[serde(default)]
     pub deadline: Option<String>,
     /// Most texts embedded in one batch (default 16).

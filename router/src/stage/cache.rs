@@ -80,6 +80,8 @@ pub struct CachedAnswer {
     pub completion: Map<String, Value>,
     /// Its token counts, which price the saving of every hit.
     pub tokens: Tokens,
+    /// Alias of the model that answered (`x-frugal-model` on every hit).
+    pub model: String,
 }
 
 impl CachedAnswer {

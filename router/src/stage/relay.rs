@@ -192,9 +192,15 @@ impl StreamTap {
             },
         });
         if let Value::Object(completion) = completion {
-            self.ctx
-                .cache
-                .store(slot, CachedAnswer { completion, tokens });
+            let model = self.model.0.clone();
+            self.ctx.cache.store(
+                slot,
+                CachedAnswer {
+                    completion,
+                    tokens,
+                    model,
+                },
+            );
         }
     }
 }

@@ -7,12 +7,17 @@
 //! entities and word order must agree): similarity alone cannot tell "A sued B" from "B sued A".
 //!
 //! Vectors live here, answers in the exact tier's store under their exact key; when the store
-//! evicts an answer its vector is tombstoned (and the index rebuilt once too many are dead).
+//! evicts an answer its vector is tombstoned. Once too many of a scope's vectors are dead the
+//! scope's index is rebuilt: inline while it is a small exact scan, on a background thread once
+//! it is a graph (seconds for 100k vectors). Lookups keep using the old index meanwhile; changes
+//! made during the build are logged and replayed onto the new index, which is then swapped in
+//! under the lock.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
 
-use frugal_cache::{Analysis, IndexConfig, VectorIndex, Verifier};
+use frugal_cache::{Analysis, IndexConfig, LiveVectors, VectorIndex, Verifier};
 use serde_json::{Map, Value};
 
 use crate::stage::cache::{request_hash, CacheKey};
@@ -49,20 +54,33 @@ struct Entry {
 
 struct Scope {
     index: VectorIndex,
+    /// A background rebuild of `index` in progress.
+    rebuild: Option<PendingRebuild>,
 }
 
-#[derive(Default)]
+/// A rebuild started from a snapshot: changes since then, to replay onto the new index.
+struct PendingRebuild {
+    generation: u64,
+    changes: Vec<Change>,
+}
+
+enum Change {
+    Insert(u64, Vec<f32>),
+    Remove(u64),
+}
+
 struct State {
+    config: IndexConfig,
     scopes: HashMap<ScopeKey, Scope>,
     entries: HashMap<u64, Entry>,
     by_key: HashMap<CacheKey, u64>,
     next_id: u64,
+    next_generation: u64,
 }
 
 /// Per-scope vector indexes over stored questions.
-#[derive(Default)]
 pub struct SemanticIndex {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     /// Exact keys the store evicted, tombstoned at the next lookup or insert (the store's
     /// eviction listener must not take the index lock).
     evicted: Mutex<Vec<CacheKey>>,
@@ -77,7 +95,22 @@ impl std::fmt::Debug for SemanticIndex {
 impl SemanticIndex {
     /// An empty index.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_config(IndexConfig::default())
+    }
+
+    /// An empty index whose scopes use `config`.
+    pub fn with_config(config: IndexConfig) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                config,
+                scopes: HashMap::new(),
+                entries: HashMap::new(),
+                by_key: HashMap::new(),
+                next_id: 0,
+                next_generation: 0,
+            })),
+            evicted: Mutex::default(),
+        }
     }
 
     /// Notes that the store no longer holds the answer under `key`.
@@ -133,20 +166,23 @@ impl SemanticIndex {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.apply_evictions(&mut state);
         if let Some(old) = state.by_key.get(&key).copied() {
-            remove(&mut state, old);
+            self.remove(&mut state, old);
         }
         let id = state.next_id;
         state.next_id += 1;
+        let config = state.config;
         let scope_entry = state.scopes.entry(scope).or_insert_with(|| Scope {
-            index: VectorIndex::new(vector.len(), IndexConfig::default()),
+            index: VectorIndex::new(vector.len(), config),
+            rebuild: None,
         });
         if let Err(e) = scope_entry.index.insert(id, vector) {
             tracing::warn!(error = %e, "not indexing a cached question");
             return;
         }
-        if scope_entry.index.needs_rebuild() {
-            scope_entry.index = scope_entry.index.rebuilt();
+        if let Some(pending) = &mut scope_entry.rebuild {
+            pending.changes.push(Change::Insert(id, vector.to_vec()));
         }
+        self.rebuild_if_needed(&mut state, scope);
         state.entries.insert(
             id,
             Entry {
@@ -162,7 +198,7 @@ impl SemanticIndex {
     pub fn forget(&self, key: &CacheKey) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(id) = state.by_key.get(key).copied() {
-            remove(&mut state, id);
+            self.remove(&mut state, id);
         }
     }
 
@@ -185,30 +221,135 @@ impl SemanticIndex {
             std::mem::take(&mut *self.evicted.lock().unwrap_or_else(PoisonError::into_inner));
         for key in keys {
             if let Some(id) = state.by_key.get(&key).copied() {
-                remove(state, id);
+                self.remove(state, id);
+            }
+        }
+    }
+
+    fn remove(&self, state: &mut State, id: u64) {
+        let Some(entry) = state.entries.remove(&id) else {
+            return;
+        };
+        state.by_key.remove(&entry.key);
+        let Some(scope) = state.scopes.get_mut(&entry.scope) else {
+            return;
+        };
+        scope.index.remove(id);
+        if let Some(pending) = &mut scope.rebuild {
+            pending.changes.push(Change::Remove(id));
+        }
+        if scope.index.is_empty() {
+            // A rebuild still running for it finds no scope and is dropped.
+            state.scopes.remove(&entry.scope);
+        } else {
+            self.rebuild_if_needed(state, entry.scope);
+        }
+    }
+
+    /// Rebuilds `scope`'s index once too many of its vectors are dead: at once while it is a
+    /// small exact scan, on a background thread once it is a graph.
+    fn rebuild_if_needed(&self, state: &mut State, scope: ScopeKey) {
+        let Some(found) = state.scopes.get_mut(&scope) else {
+            return;
+        };
+        if found.rebuild.is_some() || !found.index.needs_rebuild() {
+            return;
+        }
+        if !found.index.is_hnsw() {
+            found.index = found.index.rebuilt();
+            return;
+        }
+        let dim = found.index.dim();
+        let Some((generation, snapshot)) = begin_rebuild(state, scope) else {
+            return;
+        };
+        let config = state.config;
+        let shared = Arc::downgrade(&self.state);
+        let spawned = std::thread::Builder::new()
+            .name("frugal-index-rebuild".into())
+            .spawn(move || build_and_swap(&shared, scope, generation, (dim, config), snapshot));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread for an index rebuild; the old index serves on");
+            if let Some(found) = state.scopes.get_mut(&scope) {
+                found.rebuild = None;
             }
         }
     }
 }
 
-fn remove(state: &mut State, id: u64) {
-    let Some(entry) = state.entries.remove(&id) else {
+impl Default for SemanticIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Marks `scope` as rebuilding and snapshots its live vectors.
+fn begin_rebuild(state: &mut State, scope: ScopeKey) -> Option<(u64, LiveVectors)> {
+    let generation = state.next_generation;
+    state.next_generation += 1;
+    let found = state.scopes.get_mut(&scope)?;
+    found.rebuild = Some(PendingRebuild {
+        generation,
+        changes: Vec::new(),
+    });
+    Some((generation, found.index.live()))
+}
+
+/// Builds a fresh index from `snapshot` without the lock, then swaps it in.
+fn build_and_swap(
+    shared: &Weak<Mutex<State>>,
+    scope: ScopeKey,
+    generation: u64,
+    (dim, config): (usize, IndexConfig),
+    snapshot: LiveVectors,
+) {
+    let started = Instant::now();
+    let vectors = snapshot.len();
+    let fresh = VectorIndex::from_live(dim, config, snapshot);
+    // The cache may have been dropped (a policy change) while this ran.
+    let Some(shared) = shared.upgrade() else {
         return;
     };
-    state.by_key.remove(&entry.key);
-    let empty = match state.scopes.get_mut(&entry.scope) {
-        Some(scope) => {
-            scope.index.remove(id);
-            if scope.index.needs_rebuild() {
-                scope.index = scope.index.rebuilt();
-            }
-            scope.index.is_empty()
-        }
-        None => false,
+    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let swapped = finish_rebuild(&mut state, scope, generation, fresh);
+    tracing::debug!(
+        vectors,
+        swapped,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "semantic index rebuilt"
+    );
+}
+
+/// Replays the changes logged since the snapshot onto `fresh` and makes it the scope's index;
+/// false (and nothing changes) when the scope is gone or rebuilding from a later snapshot.
+fn finish_rebuild(
+    state: &mut State,
+    scope: ScopeKey,
+    generation: u64,
+    mut fresh: VectorIndex,
+) -> bool {
+    let Some(found) = state.scopes.get_mut(&scope) else {
+        return false;
     };
-    if empty {
-        state.scopes.remove(&entry.scope);
+    if found.rebuild.as_ref().map(|p| p.generation) != Some(generation) {
+        return false;
     }
+    let Some(pending) = found.rebuild.take() else {
+        return false;
+    };
+    for change in pending.changes {
+        match change {
+            Change::Insert(id, vector) => {
+                // The old index accepted this vector, so the new one does too.
+                let _ = fresh.insert(id, &vector);
+            }
+            Change::Remove(id) => {
+                fresh.remove(id);
+            }
+        }
+    }
+    found.index = fresh;
+    true
 }
 
 /// The semantic scope of a request: tenant, namespace, model alias and every field of the
@@ -322,5 +463,100 @@ mod tests {
             "an evicted answer's question is tombstoned"
         );
         assert!(index.is_empty());
+    }
+
+    /// Deterministic pseudo-random unit vectors (xorshift).
+    fn random_units(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        (0..n)
+            .map(|_| unit(&(0..dim).map(|_| next()).collect::<Vec<_>>()))
+            .collect()
+    }
+
+    fn graph_config() -> IndexConfig {
+        IndexConfig {
+            hnsw_threshold: 8,
+            ..IndexConfig::default()
+        }
+    }
+
+    fn key(i: usize) -> CacheKey {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        k
+    }
+
+    fn nearest_key(index: &SemanticIndex, scope: &ScopeKey, v: &[f32]) -> Option<CacheKey> {
+        let state = index.state.lock().unwrap();
+        let best = state.scopes.get(scope)?.index.nearest(v, 1).unwrap();
+        Some(state.entries.get(&best.first()?.id)?.key)
+    }
+
+    #[test]
+    fn changes_during_a_rebuild_are_replayed_onto_the_new_index() {
+        let index = SemanticIndex::with_config(graph_config());
+        let scope = [3; 32];
+        let data = random_units(40, 16, 9);
+        for (i, v) in data.iter().enumerate().take(30) {
+            index.insert(scope, key(i), &format!("question {i}"), v);
+        }
+        let mut state = index.state.lock().unwrap();
+        let (generation, snapshot) = begin_rebuild(&mut state, scope).unwrap();
+        drop(state);
+        // While the new index is built: one answer goes, one arrives.
+        index.forget(&key(4));
+        index.insert(scope, key(35), "question 35", &data[35]);
+        let fresh = VectorIndex::from_live(16, graph_config(), snapshot);
+
+        let mut state = index.state.lock().unwrap();
+        assert!(!finish_rebuild(
+            &mut state,
+            scope,
+            generation + 1,
+            fresh.rebuilt()
+        ));
+        assert!(finish_rebuild(&mut state, scope, generation, fresh));
+        assert!(state.scopes[&scope].rebuild.is_none());
+        drop(state);
+        assert_eq!(nearest_key(&index, &scope, &data[35]), Some(key(35)));
+        assert_ne!(nearest_key(&index, &scope, &data[4]), Some(key(4)));
+        assert_eq!(nearest_key(&index, &scope, &data[20]), Some(key(20)));
+    }
+
+    #[test]
+    fn a_graph_with_many_dead_vectors_is_rebuilt_in_the_background() {
+        let index = SemanticIndex::with_config(graph_config());
+        let scope = [4; 32];
+        let data = random_units(60, 16, 21);
+        for (i, v) in data.iter().enumerate().take(50) {
+            index.insert(scope, key(i), &format!("question {i}"), v);
+        }
+        for i in 0..25 {
+            index.forget(&key(i));
+        }
+        index.insert(scope, key(55), "question 55", &data[55]);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let state = index.state.lock().unwrap();
+            let found = &state.scopes[&scope];
+            if found.rebuild.is_none() && found.index.dead() < 10 {
+                assert!(found.index.is_hnsw());
+                break;
+            }
+            drop(state);
+            assert!(Instant::now() < deadline, "the rebuild never landed");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(nearest_key(&index, &scope, &data[55]), Some(key(55)));
+        assert_eq!(nearest_key(&index, &scope, &data[30]), Some(key(30)));
+        for (i, v) in data.iter().enumerate().take(25) {
+            assert_ne!(nearest_key(&index, &scope, v), Some(key(i)));
+        }
     }
 }

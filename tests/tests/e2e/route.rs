@@ -49,6 +49,23 @@ async fn a_good_cheap_answer_is_served_and_saves_money() {
     );
 }
 
+#[tokio::test]
+async fn a_cache_hit_names_the_model_that_answered() {
+    let mock = MockUpstream::start().await;
+    let sidecar = routed(&mock, "cache: { mode: on }\n").await;
+    let body = chat_body("strong", "Say hello.");
+    let first = sidecar.chat(&body).await;
+    assert_eq!(header(&first, "x-frugal-model"), "cheap");
+    let again = sidecar.chat(&body).await;
+    assert_eq!(header(&again, "x-frugal-cache"), "exact");
+    assert_eq!(
+        header(&again, "x-frugal-model"),
+        "cheap",
+        "the stored answer came from the cheap rung, not the requested model"
+    );
+    assert_eq!((mock.calls("gpt-4o-mini"), mock.calls("gpt-4o")), (1, 0));
+}
+
 /// One escalation reason: how the cheap model misbehaves, and the request that shows it.
 struct Case {
     reason: &'static str,

@@ -531,6 +531,40 @@ impl Evaluation {
     }
 }
 
+/// Up to `n` false hits and `n` rejected duplicates (with the guards that fired) at the
+/// options' threshold and guards, as text: what the verifier gets wrong, for reading.
+pub fn misjudged(
+    pairs: &[Pair],
+    evaluation: &Evaluation,
+    options: &EvalOptions,
+    n: usize,
+) -> String {
+    let mut out = String::new();
+    let (mut false_hits, mut rejected) = (0, 0);
+    for (i, pair) in pairs.iter().enumerate() {
+        let hit = evaluation.hit(i, options.threshold, options.guards);
+        if let Some((_, similarity)) = hit.filter(|_| !pair.duplicate && false_hits < n) {
+            false_hits += 1;
+            let _ = writeln!(
+                out,
+                "FALSE HIT {similarity:.3}\n  a: {}\n  b: {}",
+                pair.a, pair.b
+            );
+        }
+        if let Some((similarity, fired)) = evaluation.top(i) {
+            if pair.duplicate && hit.is_none() && similarity >= options.threshold && rejected < n {
+                rejected += 1;
+                let _ = writeln!(
+                    out,
+                    "REJECTED DUPLICATE {similarity:.3} by {fired}\n  a: {}\n  b: {}",
+                    pair.a, pair.b
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Thresholds of `--sweep`: 0.70 to 0.99 by 0.01, then 0.995.
 pub fn sweep_thresholds() -> Vec<f32> {
     (70..=99)

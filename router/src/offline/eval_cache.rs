@@ -41,6 +41,10 @@ pub struct EvalCacheArgs {
     /// Evaluate every K-th pair only (a deterministic subsample, starting with the first).
     #[arg(long, default_value_t = 1)]
     pub every: usize,
+    /// Instead of the report, print up to N false hits and N rejected duplicates (with the
+    /// guards that fired), for reading what the verifier gets wrong.
+    #[arg(long, default_value_t = 0)]
+    pub dump_misjudged: usize,
     /// Where the embedding model lives and where embeddings are cached between runs.
     #[command(flatten)]
     pub embed: super::EmbedArgs,
@@ -62,6 +66,15 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
         ablation: args.ablation,
         ..EvalOptions::default()
     };
+    if args.dump_misjudged > 0 {
+        let embedded = eval::embed_pairs(&pairs, &embedder, &disk, options.progress)?;
+        let evaluation = eval::Evaluation::new(&pairs, &embedded, &options)?;
+        print!(
+            "{}",
+            eval::misjudged(&pairs, &evaluation, &options, args.dump_misjudged)
+        );
+        return Ok(());
+    }
     let report = eval::run(&pairs, &embedder, &disk, &options)
         .with_context(|| format!("cannot evaluate {}", args.pairs.display()))?;
     if args.json {

@@ -1,21 +1,20 @@
-//! Offline tools over labelled routing data: `frugal train` fits the complexity classifier and
-//! `frugal eval router` measures what routing would cost and keep. Both embed prompts with the
-//! same all-MiniLM-L6-v2 model the cache uses, through a disk cache so repeated runs are fast.
+//! Offline tools over labelled data: `frugal train` fits the complexity classifier, and
+//! `frugal eval router|cache|trim` measure each lever. They embed with the same all-MiniLM-L6-v2
+//! model the sidecar uses, through one disk cache of evaluation vectors
+//! (`frugal_cache::embed_disk`), so repeated runs are fast.
 
 pub mod eval_cache;
 pub mod eval_router;
 pub mod eval_trim;
 pub mod train;
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
-use sha2::{Digest, Sha256};
+use frugal_cache::{MiniLmEmbedder, MiniLmOptions, ModelPaths};
 
 /// Where the embedding model lives and where computed embeddings are kept between runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,145 +45,28 @@ impl EmbedArgs {
     }
 }
 
-/// Texts embedded per model call: large enough to amortise the call, small enough to report
-/// progress and to lose little when interrupted.
-const BATCH: usize = 32;
-
-/// Bytes of one cache record: the text's SHA-256, then the vector as little-endian f32s.
-const RECORD: usize = 32 + MiniLmEmbedder::DIM * 4;
-
-/// Embeds `texts` (one vector each, in order), reading and extending the disk cache.
+/// Embeds `texts` (one vector each, in order) through the disk cache of evaluation vectors.
 pub fn embed_texts(args: &EmbedArgs, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
-    let cache_file = (!args.no_embedding_cache).then(|| cache_path(args));
-    let mut known = match &cache_file {
-        Some(path) => read_cache(path)?,
-        None => HashMap::new(),
-    };
-    let keys: Vec<[u8; 32]> = texts
-        .iter()
-        .map(|t| Sha256::digest(t.as_bytes()).into())
-        .collect();
-
-    // Each distinct missing text once, in first-seen order, so runs are reproducible.
-    let mut missing: Vec<(usize, [u8; 32])> = Vec::new();
-    let mut queued = std::collections::HashSet::new();
-    for (i, key) in keys.iter().enumerate() {
-        if !known.contains_key(key) && queued.insert(*key) {
-            missing.push((i, *key));
-        }
-    }
-    if !missing.is_empty() {
-        let started = Instant::now();
+    let paths = ModelPaths::from_env_or(&args.model_dir);
+    let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
+        .context("cannot load the embedding model")?;
+    let bar = frugal_cache::eval::progress_bar(true, texts.len(), "embedding prompts");
+    let (vectors, timing) = args
+        .disk_embeddings()
+        .embed(&embedder, texts, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+    bar.finish_and_clear();
+    if timing.embedded > 0 {
         eprintln!(
-            "embedding {} prompts ({} cached){}",
-            missing.len(),
-            texts.len() - missing.len(),
-            cache_file
-                .as_ref()
-                .map(|p| format!(", caching in {}", p.display()))
-                .unwrap_or_default()
-        );
-        let paths = ModelPaths::from_env_or(&args.model_dir);
-        let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
-            .context("cannot load the embedding model")?;
-        let mut writer = match &cache_file {
-            Some(path) => Some(open_for_append(path)?),
-            None => None,
-        };
-        for (done, batch) in missing.chunks(BATCH).enumerate() {
-            let batch_texts: Vec<&str> = batch.iter().map(|(i, _)| texts[*i]).collect();
-            let vectors = embedder.embed(&batch_texts)?;
-            for ((_, key), vector) in batch.iter().zip(vectors) {
-                if let Some(w) = writer.as_mut() {
-                    w.write_all(key)?;
-                    for x in &vector {
-                        w.write_all(&x.to_le_bytes())?;
-                    }
-                }
-                known.insert(*key, vector);
-            }
-            if let Some(w) = writer.as_mut() {
-                // A record is only useful whole: flush per batch so an interrupted run keeps
-                // everything embedded so far.
-                w.flush()?;
-            }
-            let embedded = (done + 1) * BATCH;
-            if done % 20 == 19 {
-                let rate = started.elapsed().as_secs_f64() / embedded as f64;
-                eprintln!(
-                    "  {embedded}/{} ({:.1} ms/prompt, ~{:.0} s left)",
-                    missing.len(),
-                    rate * 1e3,
-                    rate * missing.len().saturating_sub(embedded) as f64
-                );
-            }
-        }
-        eprintln!(
-            "embedded {} prompts in {:.1} s",
-            missing.len(),
-            started.elapsed().as_secs_f64()
+            "embedded {} prompts in {:.1} s ({} found on disk)",
+            timing.embedded,
+            timing.embedding_time.as_secs_f64(),
+            timing.from_disk
         );
     }
-    keys.iter()
-        .map(|key| {
-            known
-                .get(key)
-                .cloned()
-                .context("an embedding is missing after embedding every text")
-        })
-        .collect()
-}
-
-fn cache_path(args: &EmbedArgs) -> PathBuf {
-    // The model and its token cap are part of the identity of a vector.
-    args.embedding_cache.join(format!(
-        "{}-max{}.f32le",
-        ModelPaths::EMBEDDER_SUBDIR,
-        MiniLmOptions::default().max_tokens
-    ))
-}
-
-fn read_cache(path: &Path) -> anyhow::Result<HashMap<[u8; 32], Vec<f32>>> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-    }
-    // A torn last record (interrupted write) is ignored; it will be embedded again.
-    let mut map = HashMap::with_capacity(bytes.len() / RECORD);
-    for record in bytes.chunks_exact(RECORD) {
-        let (key, vector) = record.split_at(32);
-        let mut k = [0u8; 32];
-        k.copy_from_slice(key);
-        let v = vector
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        map.insert(k, v);
-    }
-    Ok(map)
-}
-
-fn open_for_append(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // Drop a torn tail first so later records stay aligned.
-    let len = file.metadata()?.len();
-    let whole = len - len % RECORD as u64;
-    if whole != len {
-        file.set_len(whole)?;
-    }
-    Ok(BufWriter::new(file))
+    Ok(vectors)
 }
 
 /// Reads every row of a JSON Lines file, gzip-compressed or plain (told apart by the gzip magic
@@ -562,32 +444,6 @@ pub fn print_table(figures: &[BenchmarkFigures]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn embedding_cache_round_trips_and_drops_a_torn_tail() {
-        let dir = std::env::temp_dir().join(format!("frugal-embcache-{}", std::process::id()));
-        let path = dir.join("vectors.f32le");
-        let _ = std::fs::remove_dir_all(&dir);
-        let key: [u8; 32] = Sha256::digest(b"hello").into();
-        let vector: Vec<f32> = (0..MiniLmEmbedder::DIM).map(|i| i as f32 / 7.0).collect();
-        {
-            let mut w = open_for_append(&path).unwrap();
-            w.write_all(&key).unwrap();
-            for x in &vector {
-                w.write_all(&x.to_le_bytes()).unwrap();
-            }
-            // Half a record, as an interrupted run would leave.
-            w.write_all(&[1, 2, 3]).unwrap();
-            w.flush().unwrap();
-        }
-        let read = read_cache(&path).unwrap();
-        assert_eq!(read.len(), 1);
-        assert_eq!(read[&key], vector);
-        // Reopening for append trims the torn tail so new records stay aligned.
-        drop(open_for_append(&path).unwrap());
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD as u64);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn equal_token_counts_make_only_the_price_ratio_matter() {

@@ -1,0 +1,219 @@
+//! The offline evaluations as an operator runs them: `frugal eval trim` and `frugal eval cache`
+//! on small inline fixtures with the real embedding model, checked for the JSON they promise.
+
+use std::path::Path;
+use std::process::Command;
+
+use frugal_tests::frugal_binary;
+use serde_json::{json, Value};
+
+/// Runs `frugal eval ARGS… --json` with the repository's model and a private embedding cache;
+/// one JSON object per output line.
+fn eval_json(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let output = Command::new(frugal_binary())
+        .arg("eval")
+        .args(args)
+        .args(["--json", "--model-dir", "../models", "--embedding-cache"])
+        .arg(dir.join("embeddings"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "frugal eval {args:?} failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn write_jsonl(path: &Path, rows: &[Value]) {
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A claim with two abstracts, the first holding the one gold sentence.
+fn claim(id: &str, query: &str, gold: &str, filler: &[&str], other: &[&str]) -> Value {
+    let mut chunks = vec![json!({"doc_id": 0, "sent_idx": 0, "text": filler[0], "gold": false})];
+    chunks.push(json!({"doc_id": 0, "sent_idx": 1, "text": gold, "gold": true}));
+    for (i, text) in filler.iter().enumerate().skip(1) {
+        chunks.push(json!({"doc_id": 0, "sent_idx": i + 1, "text": text, "gold": false}));
+    }
+    for (i, text) in other.iter().enumerate() {
+        chunks.push(json!({"doc_id": 1, "sent_idx": i, "text": text, "gold": false}));
+    }
+    json!({
+        "id": id, "query": query, "orig_split": "dev", "label": "SUPPORT", "gold_doc_ids": [0],
+        "docs": [
+            {"doc_id": 0, "title": "Evidence", "rank": 0, "bm25": 2.0, "in_bm25_top10": true,
+             "cited": true, "evidence_label": "SUPPORT"},
+            {"doc_id": 1, "title": "Unrelated", "rank": 1, "bm25": 1.0, "in_bm25_top10": true,
+             "cited": false, "evidence_label": null}
+        ],
+        "chunks": chunks,
+        "group": "test"
+    })
+}
+
+#[test]
+fn eval_trim_reports_every_strategy_under_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trim.jsonl");
+    write_jsonl(
+        &data,
+        &[
+            claim(
+                "t-1",
+                "Vitamin D supplements reduce hip fractures in older adults.",
+                "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
+                &[
+                    "Vitamin D is a fat-soluble vitamin made in the skin.",
+                    "Calcium intake was similar across the groups.",
+                    "Follow-up lasted three years and few participants left the study.",
+                ],
+                &[
+                    "Caffeine delays sleep onset in most adults.",
+                    "Participants drank two cups of coffee every evening.",
+                    "Sleep quality was measured with wrist actigraphy.",
+                ],
+            ),
+            claim(
+                "t-2",
+                "Aspirin lowers the rate of colorectal cancer.",
+                "Long-term aspirin use was associated with fewer colorectal cancers.",
+                &[
+                    "Aspirin inhibits the cyclooxygenase enzymes.",
+                    "Bleeding events were more common with aspirin than placebo.",
+                ],
+                &[
+                    "Statins lower LDL cholesterol by a third.",
+                    "Cardiac events fell by a quarter over five years.",
+                    "Muscle pain was the most common side effect.",
+                ],
+            ),
+        ],
+    );
+    let data = data.to_string_lossy();
+    let rows = eval_json(
+        dir.path(),
+        &[
+            "trim",
+            "--data",
+            &data,
+            "--cap-ratio",
+            "0.5",
+            "--latency-queries",
+            "1",
+            "--latency-runs",
+            "2",
+        ],
+    );
+    let strategies: Vec<&str> = rows
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "keep_first",
+        "bm25",
+        "embedding",
+        "frugal",
+        "frugal_lexical",
+    ] {
+        assert!(strategies.contains(&wanted), "{strategies:?}");
+    }
+    for row in &rows {
+        assert_eq!(row["queries"], 2, "{row}");
+        assert_eq!(
+            row["over_cap"], 0,
+            "no context may end above its cap: {row}"
+        );
+        let reduction = row["token_reduction"].as_f64().unwrap();
+        assert!((0.4..1.0).contains(&reduction), "{row}");
+        for key in ["gold_recall", "all_gold_kept_share"] {
+            assert!(
+                (0.0..=1.0).contains(&row[key].as_f64().unwrap()),
+                "{key}: {row}"
+            );
+        }
+        assert!(row["p99_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap());
+    }
+    let recall = |name: &str| {
+        rows.iter().find(|r| r["strategy"] == name).unwrap()["gold_recall"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        recall("frugal"),
+        1.0,
+        "the one relevant sentence per claim is kept"
+    );
+}
+
+#[test]
+fn eval_cache_scores_hits_false_hits_and_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.jsonl");
+    let pair = |a: &str, b: &str, duplicate: bool| json!({"a": a, "b": b, "duplicate": duplicate});
+    write_jsonl(
+        &data,
+        &[
+            pair(
+                "How do I enable logging in nginx?",
+                "How can I enable logging in nginx?",
+                true,
+            ),
+            pair(
+                "What is the capital city of France?",
+                "What's the capital city of France?",
+                true,
+            ),
+            pair(
+                "How do I enable logging in nginx?",
+                "How do I disable logging in nginx?",
+                false,
+            ),
+            json!({"a": "What is 2+2?", "b": "What is 2+3?", "duplicate": false, "hard": true}),
+            pair(
+                "Who wrote the novel War and Peace?",
+                "How do I bake sourdough bread?",
+                false,
+            ),
+        ],
+    );
+    let data = data.to_string_lossy();
+    // A low threshold, so the two look-alike non-duplicates reach verification.
+    let rows = eval_json(
+        dir.path(),
+        &["cache", "--pairs", &data, "--threshold", "0.8"],
+    );
+    assert_eq!(rows.len(), 1);
+    let report = &rows[0];
+    for key in [
+        "pairs",
+        "threshold",
+        "hits",
+        "precision",
+        "recall",
+        "false_hit_rate",
+        "hard_negative_false_hit_rate",
+        "guard_rejections",
+        "lookup_latency_p50_ms",
+        "lookup_latency_p99_ms",
+        "embedding_throughput_per_s",
+    ] {
+        assert!(report.get(key).is_some(), "no `{key}` in {report}");
+    }
+    assert_eq!(report["pairs"], 5);
+    assert_eq!(report["false_hit_rate"], 0.0, "{report}");
+    assert_eq!(report["recall"], 1.0, "{report}");
+    assert_eq!(
+        report["guard_rejections"]["antonym"], 1,
+        "enable/disable: {report}"
+    );
+    assert_eq!(
+        report["guard_rejections"]["numbers"], 1,
+        "2+2/2+3: {report}"
+    );
+}

@@ -22,7 +22,9 @@ use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
 use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup, ResponseCache};
 use crate::stage::call::{self, Answer, Answered};
 use crate::stage::lookup::{self, CacheSlot};
-use crate::stage::relay::{account_comment, relay, reported_tokens, StreamTap, TapParts};
+use crate::stage::relay::{
+    account_comment, relay, reported_tokens, StreamShadow, StreamTap, TapParts,
+};
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
 use crate::stage::{classify, confidence, shadow, trim};
@@ -351,6 +353,11 @@ impl<'p> Pending<'p> {
             client_wants_usage,
             reservation: self.reservation,
             cache_slot: self.cache_slot,
+            shadow: self.shadow.map(|(tier, cached)| StreamShadow {
+                tier,
+                cached,
+                embedder: self.live.embedder.clone(),
+            }),
         });
         Ok(Reply {
             meta: self.meta,

@@ -3,10 +3,13 @@
 //! and settles the account when the stream ends — or when it is dropped early (a disconnected
 //! client still cost what was generated).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::{future, stream, StreamExt};
 use serde_json::{json, Value};
 
+use crate::embed_worker::EmbedWorker;
 use crate::error::ApiError;
 use crate::ledger::RequestFacts;
 use crate::money::TokenPrice;
@@ -16,6 +19,7 @@ use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
 use crate::stage::budget::Reservation;
 use crate::stage::cache::CachedAnswer;
 use crate::stage::lookup::CacheSlot;
+use crate::stage::shadow;
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
 
@@ -36,6 +40,7 @@ pub struct StreamTap {
     reservation: Option<Reservation>,
     /// Where to store the answer if the stream completes with `finish_reason: stop`.
     cache_slot: Option<CacheSlot>,
+    shadow: Option<StreamShadow>,
     finish_reason: Option<String>,
     upstream_model: Option<Value>,
     settled: bool,
@@ -63,6 +68,18 @@ pub struct TapParts {
     pub reservation: Option<Reservation>,
     /// Where to store a complete answer.
     pub cache_slot: Option<CacheSlot>,
+    /// In cache shadow mode, the answer the cache would have served, to compare.
+    pub shadow: Option<StreamShadow>,
+}
+
+/// A would-be cache hit to compare with the streamed answer once it completes.
+pub struct StreamShadow {
+    /// `exact` or `semantic`.
+    pub tier: &'static str,
+    /// The answer the cache holds.
+    pub cached: Arc<CachedAnswer>,
+    /// The embedding worker the comparison uses.
+    pub embedder: Option<Arc<EmbedWorker>>,
 }
 
 impl StreamTap {
@@ -81,6 +98,7 @@ impl StreamTap {
             usage: None,
             reservation: parts.reservation,
             cache_slot: parts.cache_slot,
+            shadow: parts.shadow,
             finish_reason: None,
             upstream_model: None,
             settled: false,
@@ -93,6 +111,7 @@ impl StreamTap {
             Ok(SseEvent::Data { raw, json }) => self.on_chunk(raw, json),
             Ok(SseEvent::Done) => {
                 let account = self.settle();
+                self.compare_shadow(&account);
                 self.store_answer();
                 vec![account_comment(&account), SseEvent::Done.to_frame()]
             }
@@ -164,6 +183,23 @@ impl StreamTap {
             reservation.settle(account.actual);
         }
         account
+    }
+
+    /// In shadow mode, compares the completed answer with the one the cache would have served.
+    fn compare_shadow(&mut self, account: &Account) {
+        let Some(shadow) = self.shadow.take() else {
+            return;
+        };
+        if self.finish_reason.as_deref() != Some("stop") {
+            return;
+        }
+        shadow::compare_texts(
+            shadow.embedder,
+            shadow.tier,
+            shadow::text_of(&shadow.cached.completion),
+            self.text.clone(),
+            account.actual,
+        );
     }
 
     /// Stores a completed stream's answer as a chat completion object.

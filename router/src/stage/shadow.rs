@@ -28,8 +28,18 @@ pub fn compare(
     fresh: &Map<String, Value>,
     would_save: Usd,
 ) {
+    compare_texts(worker, tier, text_of(cached), text_of(fresh), would_save);
+}
+
+/// [`compare`] for answers already reduced to their text (a relayed stream's).
+pub fn compare_texts(
+    worker: Option<Arc<EmbedWorker>>,
+    tier: &'static str,
+    cached: String,
+    fresh: String,
+    would_save: Usd,
+) {
     metrics::record_shadow_saving(tier, would_save);
-    let (cached, fresh) = (text_of(cached), text_of(fresh));
     let Some(worker) = worker else { return };
     tokio::spawn(async move {
         let verdict = if cached == fresh {
@@ -50,7 +60,8 @@ pub fn compare(
     });
 }
 
-fn text_of(completion: &Map<String, Value>) -> String {
+/// The first choice's message text of a chat completion object.
+pub fn text_of(completion: &Map<String, Value>) -> String {
     completion
         .get("choices")
         .and_then(Value::as_array)

@@ -1,6 +1,7 @@
 //! The semantic cache tier through the sidecar, with the real embedding model: a rephrased
 //! question is answered from the cache; near-identical questions that ask something different
-//! are caught by a guard; nothing crosses tenants or scopes; shadow mode only counts.
+//! are caught by a guard; nothing crosses tenants or scopes; shadow mode only counts (and
+//! compares answers, streamed ones included).
 
 use frugal_tests::{header, policy_for, sse_payloads, MockUpstream, Sidecar};
 use serde_json::{json, Value};
@@ -147,6 +148,24 @@ async fn shadow_mode_counts_semantic_hits_but_calls_upstream() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(saved > 0.0, "would-have-saved dollars are counted");
+}
+
+#[tokio::test]
+async fn shadow_mode_compares_a_streamed_answer_once_it_completes() {
+    let mock = MockUpstream::start().await;
+    let text = semantic_policy(&mock.base_url(), "").replace("mode: on", "mode: shadow");
+    let sidecar = Sidecar::start(&text).await;
+    ask(&sidecar, &ask_body(FIRST, "Be brief.", false), "a").await;
+    let streamed = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", true), "a").await;
+    assert_eq!(header(&streamed, "x-frugal-cache"), "shadow_hit");
+    let body = streamed.text().await.unwrap();
+    assert_eq!(
+        sse_payloads(&body).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    assert_eq!(mock.total_calls(), 2);
+    let agreed = "frugal_cache_shadow_comparisons_total{tier=\"semantic\",verdict=\"agree\"} 1";
+    assert!(eventually(&sidecar, agreed).await, "{agreed}");
 }
 
 /// Whether the sidecar's metrics contain `line` within a few seconds.

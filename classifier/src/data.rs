@@ -62,6 +62,8 @@ pub struct LabelledRow {
     pub outcome: Outcome,
     /// The weak model's answer, where the data has it (GSM8K), for cascade checks.
     pub weak_response: Option<String>,
+    /// The row's group: its `subject` (MMLU) or `category` (MT-Bench), else its benchmark.
+    pub group: String,
 }
 
 /// A labelled data file, read whole.
@@ -99,7 +101,7 @@ pub enum DataError {
     },
 }
 
-/// The fields a row may carry; anything else (subject, turns, …) is ignored.
+/// The fields a row may carry; anything else (turns, …) is ignored.
 #[derive(Deserialize)]
 struct RawRow {
     id: Option<String>,
@@ -110,6 +112,8 @@ struct RawRow {
     weak_score: Option<f32>,
     strong_score: Option<f32>,
     weak_response: Option<String>,
+    subject: Option<String>,
+    category: Option<String>,
 }
 
 /// Reads a JSON Lines file, gzip-compressed or not (told apart by the gzip magic bytes).
@@ -171,12 +175,18 @@ pub fn parse_rows(reader: impl BufRead, path: &Path) -> Result<Vec<LabelledRow>,
                     .to_owned()))
             }
         };
+        let benchmark = raw.benchmark.unwrap_or_else(|| "unknown".to_owned());
+        let group = match raw.subject.or(raw.category) {
+            Some(g) => format!("{benchmark}/{g}"),
+            None => benchmark.clone(),
+        };
         rows.push(LabelledRow {
             id: raw.id.unwrap_or_else(|| format!("line-{line_no}")),
-            benchmark: raw.benchmark.unwrap_or_else(|| "unknown".to_owned()),
+            benchmark,
             prompt: raw.prompt,
             outcome,
             weak_response: raw.weak_response,
+            group,
         });
     }
     Ok(rows)

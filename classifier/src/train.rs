@@ -99,6 +99,10 @@ pub struct TrainConfig {
     pub whiten_embedding: bool,
     /// Topics (k-means clusters of the embeddings) with their own offsets; 0 for none.
     pub topics: usize,
+    /// Topics from the rows' labelled groups instead (MMLU subjects, MT-Bench categories):
+    /// one centroid per group with at least [`MIN_GROUP_ROWS`] training rows. A prompt still
+    /// belongs to the topic whose centroid is nearest, in training as at run time.
+    pub group_topics: bool,
     /// L2 penalty on the standardised topic-indicator weights.
     pub l2_topics: f64,
     /// Cross-validation folds.
@@ -119,6 +123,7 @@ impl Default for TrainConfig {
             cascade_labels: true,
             whiten_embedding: true,
             topics: 0,
+            group_topics: false,
             l2_topics: 1e-2,
             folds: 5,
             seed: 7,
@@ -139,6 +144,32 @@ pub struct Example<'a> {
     /// Identity of the prompt for fold assignment (e.g. a hash of benchmark and text), so that
     /// duplicates never straddle folds.
     pub key: u64,
+    /// The row's labelled group (e.g. `mmlu/anatomy`), for [`TrainConfig::group_topics`].
+    pub group: &'a str,
+}
+
+/// Fewest training rows a group needs to get its own topic.
+pub const MIN_GROUP_ROWS: usize = 20;
+
+/// The unit-length mean vector of each group with at least [`MIN_GROUP_ROWS`] rows, in group
+/// name order (deterministic).
+pub fn group_centroids(vectors: &[&[f32]], groups: &[&str]) -> Vec<Vec<f32>> {
+    let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, usize)> =
+        std::collections::BTreeMap::new();
+    for (v, g) in vectors.iter().zip(groups) {
+        let (sum, count) = sums.entry(g).or_insert_with(|| (vec![0.0; v.len()], 0));
+        for (s, x) in sum.iter_mut().zip(v.iter()) {
+            *s += f64::from(*x);
+        }
+        *count += 1;
+    }
+    sums.into_values()
+        .filter(|(sum, count)| *count >= MIN_GROUP_ROWS && !sum.is_empty())
+        .filter_map(|(sum, _)| {
+            let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+            (norm > 0.0).then(|| sum.iter().map(|x| (x / norm) as f32).collect())
+        })
+        .collect()
 }
 
 /// Which fold (0..k) a key falls in under a seed: a SplitMix64 hash, stable across platforms.
@@ -188,7 +219,10 @@ pub fn fit(
         0
     };
     let vectors: Vec<&[f32]> = rows.iter().map(|(e, _)| e.embedding).collect();
-    let centroids = if d > 0 && config.topics > 0 {
+    let centroids = if d > 0 && config.group_topics {
+        let groups: Vec<&str> = rows.iter().map(|(e, _)| e.group).collect();
+        group_centroids(&vectors, &groups)
+    } else if d > 0 && config.topics > 0 {
         spherical_kmeans(&vectors, config.topics, config.seed)
     } else {
         Vec::new()
@@ -571,6 +605,7 @@ mod tests {
             embedding: &[],
             outcome: Outcome::Correct { weak, strong },
             key,
+            group: "toy",
         }
     }
 
@@ -666,21 +701,39 @@ mod tests {
                     strong: true,
                 },
                 key: i,
+                group: if i % 2 == 0 { "a" } else { "b" },
             })
             .collect();
         let refs: Vec<&Example<'_>> = examples.iter().collect();
-        let config = TrainConfig {
+        let kmeans = TrainConfig {
             topics: 2,
             ..TrainConfig::default()
         };
-        let (model, _) = fit(&refs, &config, "toy", serde_json::Value::Null);
-        let topics = model.topics.as_ref().unwrap();
-        assert_eq!(topics.centroids.len(), 2);
-        let c = model.predict(&examples[0].features, Some(&a)).unwrap();
-        assert!(c.score > score_example(&model, &examples[1]));
-        assert!(c
-            .reasons
-            .iter()
-            .any(|r| r.feature == "topic" || r.feature == "embedding"));
+        let groups = TrainConfig {
+            group_topics: true,
+            ..TrainConfig::default()
+        };
+        for config in [kmeans, groups] {
+            let (model, _) = fit(&refs, &config, "toy", serde_json::Value::Null);
+            let topics = model.topics.as_ref().unwrap();
+            assert_eq!(topics.centroids.len(), 2, "{config:?}");
+            let c = model.predict(&examples[0].features, Some(&a)).unwrap();
+            assert!(c.score > score_example(&model, &examples[1]));
+            assert!(c
+                .reasons
+                .iter()
+                .any(|r| r.feature == "topic" || r.feature == "embedding"));
+        }
+    }
+
+    #[test]
+    fn group_centroids_skip_small_groups_and_are_unit_length() {
+        let (x, y) = ([3.0f32, 4.0], [0.0f32, 2.0]);
+        let mut vectors: Vec<&[f32]> = vec![&x[..]; MIN_GROUP_ROWS];
+        let mut groups = vec!["big"; MIN_GROUP_ROWS];
+        vectors.push(&y[..]);
+        groups.push("small");
+        let centroids = group_centroids(&vectors, &groups);
+        assert_eq!(centroids, vec![vec![0.6, 0.8]]);
     }
 }

@@ -190,6 +190,7 @@ impl Prepared {
                         "{}|{}",
                         row.benchmark, row.prompt
                     )),
+                    group: &row.group,
                 }
             })
             .collect()

@@ -41,6 +41,10 @@ pub struct TrainArgs {
     /// Topics: k-means clusters of the embeddings, each with its own learned offset (0: none).
     #[arg(long, default_value_t = 0)]
     pub topics: usize,
+    /// Topics from the rows' subjects (MMLU) and categories (MT-Bench) instead of k-means:
+    /// one centroid per group, each with its own learned offset.
+    #[arg(long, conflicts_with = "topics")]
+    pub group_topics: bool,
     /// Label rows by what the weak model's own answer earned, ignoring that the cascade's
     /// answer checks would escalate some of them anyway.
     #[arg(long)]
@@ -109,6 +113,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         folds: args.folds,
         seed: args.seed,
         topics: args.topics,
+        group_topics: args.group_topics,
         l2_topics: args.l2_topics,
         whiten_embedding: !args.shared_embedding_scale,
         ..TrainConfig::default()

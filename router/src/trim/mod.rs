@@ -18,7 +18,6 @@ pub mod select;
 use std::ops::Range;
 
 use frugal_cache::{EmbedError, Embedder};
-use tiktoken_rs::CoreBPE;
 
 pub use chunk::{Chunk, ChunkKind};
 
@@ -43,16 +42,14 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
-    fn bpe(self) -> &'static CoreBPE {
-        match self {
-            Self::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Self::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-        }
-    }
-
-    /// Exact token count of a text.
+    /// Exact token count of a text: the count tiktoken gives, from GitHub's `bpe` encoder,
+    /// several times faster than tiktoken-rs (trimming counts every chunk).
     pub fn count(self, text: &str) -> usize {
-        self.bpe().encode_ordinary(text).len()
+        let bpe = match self {
+            Self::O200kBase => bpe_openai::o200k_base(),
+            Self::Cl100kBase => bpe_openai::cl100k_base(),
+        };
+        bpe.count(text)
     }
 }
 

@@ -175,3 +175,35 @@ fn precomputed_vectors_must_match_the_texts() {
     let err = prepare(&req).finish(&[]).unwrap_err();
     assert!(matches!(err, TrimError::VectorCount { actual: 0, .. }));
 }
+
+#[test]
+fn token_counts_match_tiktoken_exactly() {
+    let samples = [
+        "",
+        "Hello, world!",
+        "  leading and trailing spaces  \n\n\ttabs\tand\r\nCRLF",
+        "Vitamin D₃ (cholecalciferol) cut hip fractures by 20 % in 2,000 adults ≥ 65 y.",
+        "naïve café façade — “quotes” and 'single' ones… ✓ 日本語のテキスト 🚀🚀 emoji",
+        "fn main() { let x: Vec<u64> = (0..10).map(|i| i * i).collect(); println!(\"{x:?}\"); }",
+        "| col a | col b |\n|---|---|\n| 1.5e-3 | 0xDEADBEEF |",
+        "https://example.com/path?q=1&r=two#frag and /usr/local/bin/frugal --flag=value",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "Ünïcödé NFC vs NFD: é vs e\u{301}, Å vs A\u{30a}",
+    ];
+    for text in samples {
+        assert_eq!(
+            Tokenizer::O200kBase.count(text),
+            tiktoken_rs::o200k_base_singleton()
+                .encode_ordinary(text)
+                .len(),
+            "o200k: {text:?}"
+        );
+        assert_eq!(
+            Tokenizer::Cl100kBase.count(text),
+            tiktoken_rs::cl100k_base_singleton()
+                .encode_ordinary(text)
+                .len(),
+            "cl100k: {text:?}"
+        );
+    }
+}

@@ -86,6 +86,7 @@ enum Backend {
 /// Live vectors of an index with their ids, in insertion order: what a rebuild starts from.
 #[derive(Debug, Clone, Default)]
 pub struct LiveVectors {
+    dim: usize,
     ids: Vec<u64>,
     vectors: Vec<Vec<f32>>,
 }
@@ -148,11 +149,6 @@ impl VectorIndex {
             slots: Vec::new(),
             live: HashMap::new(),
         }
-    }
-
-    /// Length of the vectors it holds.
-    pub fn dim(&self) -> usize {
-        self.dim
     }
 
     /// Live vectors.
@@ -258,7 +254,7 @@ impl VectorIndex {
 
     /// A compact copy holding only the live vectors (exact scan or graph by its size).
     pub fn rebuilt(&self) -> Self {
-        Self::from_live(self.dim, self.config, self.live())
+        Self::from_live(self.config, self.live())
     }
 
     /// Every live vector with its id, in insertion order (graph vectors come back dequantised,
@@ -285,13 +281,17 @@ impl VectorIndex {
         };
         found.sort_unstable_by_key(|(slot, _, _)| *slot);
         let (ids, vectors) = found.into_iter().map(|(_, id, v)| (id, v)).unzip();
-        LiveVectors { ids, vectors }
+        LiveVectors {
+            dim: self.dim,
+            ids,
+            vectors,
+        }
     }
 
     /// An index over `live` (a [`VectorIndex::live`] snapshot): exact scan or graph by size.
     /// Building a large graph takes a while; do it off the lookup path.
-    pub fn from_live(dim: usize, config: IndexConfig, live: LiveVectors) -> Self {
-        let mut fresh = Self::new(dim, config);
+    pub fn from_live(config: IndexConfig, live: LiveVectors) -> Self {
+        let mut fresh = Self::new(live.dim, config);
         if live.len() > config.hnsw_threshold {
             fresh.install_graph(&live);
         } else {

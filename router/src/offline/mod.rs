@@ -11,10 +11,11 @@ pub mod train;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use frugal_cache::{MiniLmEmbedder, MiniLmOptions, ModelPaths};
+use frugal_cache::{EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 
 /// Where the embedding model lives and where computed embeddings are kept between runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,18 +46,45 @@ impl EmbedArgs {
     }
 }
 
+/// The embedding model, loaded on the first text the disk cache does not already hold: a run
+/// whose vectors are all cached needs neither the model nor the time to load it.
+struct LazyMiniLm {
+    paths: ModelPaths,
+    model: Mutex<Option<MiniLmEmbedder>>,
+}
+
+impl Embedder for LazyMiniLm {
+    fn dim(&self) -> usize {
+        MiniLmEmbedder::DIM
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut loaded = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        let model = match &mut *loaded {
+            Some(model) => model,
+            empty => empty.insert(MiniLmEmbedder::load(
+                &self.paths,
+                &MiniLmOptions::default(),
+            )?),
+        };
+        model.embed(texts)
+    }
+}
+
 /// Embeds `texts` (one vector each, in order) through the disk cache of evaluation vectors.
 pub fn embed_texts(args: &EmbedArgs, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
-    let paths = ModelPaths::from_env_or(&args.model_dir);
-    let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
-        .context("cannot load the embedding model")?;
+    let embedder = LazyMiniLm {
+        paths: ModelPaths::from_env_or(&args.model_dir),
+        model: Mutex::new(None),
+    };
     let bar = frugal_cache::eval::progress_bar(true, texts.len(), "embedding prompts");
     let (vectors, timing) = args
         .disk_embeddings()
         .embed(&embedder, texts, |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
-        })?;
+        })
+        .context("cannot embed the prompts")?;
     bar.finish_and_clear();
     if timing.embedded > 0 {
         eprintln!(

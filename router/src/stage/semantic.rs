@@ -259,7 +259,6 @@ impl SemanticIndex {
             found.index = found.index.rebuilt();
             return;
         }
-        let dim = found.index.dim();
         let Some((generation, snapshot)) = begin_rebuild(state, scope) else {
             return;
         };
@@ -267,7 +266,7 @@ impl SemanticIndex {
         let shared = Arc::downgrade(&self.state);
         let spawned = std::thread::Builder::new()
             .name("frugal-index-rebuild".into())
-            .spawn(move || build_and_swap(&shared, scope, generation, (dim, config), snapshot));
+            .spawn(move || build_and_swap(&shared, scope, generation, config, snapshot));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "no thread for an index rebuild; the old index serves on");
             if let Some(found) = state.scopes.get_mut(&scope) {
@@ -300,12 +299,12 @@ fn build_and_swap(
     shared: &Weak<Mutex<State>>,
     scope: ScopeKey,
     generation: u64,
-    (dim, config): (usize, IndexConfig),
+    config: IndexConfig,
     snapshot: LiveVectors,
 ) {
     let started = Instant::now();
     let vectors = snapshot.len();
-    let fresh = VectorIndex::from_live(dim, config, snapshot);
+    let fresh = VectorIndex::from_live(config, snapshot);
     // The cache may have been dropped (a policy change) while this ran.
     let Some(shared) = shared.upgrade() else {
         return;
@@ -331,10 +330,7 @@ fn finish_rebuild(
     let Some(found) = state.scopes.get_mut(&scope) else {
         return false;
     };
-    if found.rebuild.as_ref().map(|p| p.generation) != Some(generation) {
-        return false;
-    }
-    let Some(pending) = found.rebuild.take() else {
+    let Some(pending) = found.rebuild.take_if(|p| p.generation == generation) else {
         return false;
     };
     for change in pending.changes {
@@ -512,7 +508,7 @@ mod tests {
         // While the new index is built: one answer goes, one arrives.
         index.forget(&key(4));
         index.insert(scope, key(35), "question 35", &data[35]);
-        let fresh = VectorIndex::from_live(16, graph_config(), snapshot);
+        let fresh = VectorIndex::from_live(graph_config(), snapshot);
 
         let mut state = index.state.lock().unwrap();
         assert!(!finish_rebuild(

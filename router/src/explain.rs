@@ -142,7 +142,13 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let eligible = cache_settings.mode != CacheMode::Off && cache::eligible(cache_settings, body);
     let namespace = policy.cache_namespace(tenant);
     let exact_key = cache::key(tenant, namespace, &requested.alias, body);
-    let scope = semantic::scope(tenant, namespace, &requested.alias, body);
+    let scope = semantic::scope(
+        tenant,
+        namespace,
+        &requested.alias,
+        body,
+        &policy.trim.markers,
+    );
     Ok(json!({
         "model": requested.alias,
         "tenant": tenant,

@@ -27,6 +27,7 @@ use crate::stage::relay::{
 };
 use crate::stage::route::{self, Plan, Rung};
 use crate::stage::run::Runs;
+use crate::stage::semantic;
 use crate::stage::{classify, confidence, shadow, trim};
 use crate::tokens;
 use crate::upstream::{Resilience, UpstreamError, UpstreamReply};
@@ -145,7 +146,7 @@ pub async fn handle(
     let embedding = match &live.embedder {
         _ if exact_hit => None,
         Some(worker) if routed || lookup::wants_semantic(&live.policy, ctx, &outbound) => {
-            let text = tokens::last_user_text(&outbound);
+            let text = semantic::question_text(&outbound, &live.policy.trim.markers);
             worker.embed(&text, live.policy.embeddings.deadline).await
         }
         _ => None,

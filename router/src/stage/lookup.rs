@@ -118,9 +118,10 @@ pub fn look_up(
     let namespace = policy.cache_namespace(&ctx.tenant);
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
-    let semantic_scope = settings
-        .semantic
-        .and_then(|_| semantic::scope(&ctx.tenant, namespace, model, body));
+    let semantic_scope = settings.semantic.and_then(|_| {
+        let markers = &policy.trim.markers;
+        semantic::scope(&ctx.tenant, namespace, model, body, markers)
+    });
     let slot = CacheSlot {
         key,
         semantic: match (&semantic_scope, vector) {

@@ -349,13 +349,16 @@ fn finish_rebuild(
 }
 
 /// The semantic scope of a request: tenant, namespace, model alias and every field of the
-/// body (canonical, delivery switches aside) with the last user message's content blanked.
-/// Everything but the question itself must match for a semantic hit.
+/// body (canonical, delivery switches aside) except the question itself, which is returned
+/// with it. The question is the last user message's own words: retrieved context marked in it
+/// (`markers`, as the trim stage finds it) and any non-text parts (images, audio) stay in the
+/// scope, so the same question about other documents or another image never hits.
 pub fn scope(
     tenant: &str,
     namespace: &str,
     model: &str,
     body: &Map<String, Value>,
+    markers: &[String],
 ) -> Option<(ScopeKey, String)> {
     let messages = body.get("messages").and_then(Value::as_array)?;
     let last_user = messages
@@ -365,18 +368,50 @@ pub fn scope(
     if last_user + 1 != messages.len() {
         return None;
     }
-    let question = crate::tokens::content_text(messages[last_user].get("content"));
-    if question.trim().is_empty() {
+    let (question, rest) = split_question(messages[last_user].get("content"), markers);
+    if question.is_empty() {
         return None;
     }
     let mut blanked = messages.clone();
     if let Some(message) = blanked[last_user].as_object_mut() {
-        message.insert("content".into(), Value::Null);
+        message.insert("content".into(), rest);
     }
     let mut scoped = body.clone();
     scoped.insert("messages".into(), Value::Array(blanked));
-    let key = request_hash(b"semantic-scope-v1", tenant, namespace, model, &scoped);
+    let key = request_hash(b"semantic-scope-v2", tenant, namespace, model, &scoped);
     Some((key, question))
+}
+
+/// The text a semantic lookup embeds and compares: the last user message's own words, without
+/// the context marked in it (see [`scope`]).
+pub fn question_text(body: &Map<String, Value>, markers: &[String]) -> String {
+    let last_user = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        });
+    last_user.map_or_else(String::new, |m| split_question(m.get("content"), markers).0)
+}
+
+/// A user message's content split into its question (own words, trimmed) and the rest: the
+/// marked context and the non-text parts, as one JSON value for the scope hash.
+fn split_question(content: Option<&Value>, markers: &[String]) -> (String, Value) {
+    let text = crate::tokens::content_text(content);
+    let other_parts: Vec<Value> = match content {
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) != Some("text"))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let split = super::trim::split_marked(&text, markers);
+    let context: Vec<&str> = split.context.iter().map(|r| &text[r.clone()]).collect();
+    let rest = serde_json::json!({"context": context, "other_parts": other_parts});
+    (split.own_words.trim().to_string(), rest)
 }
 
 #[cfg(test)]
@@ -393,6 +428,20 @@ mod tests {
         body(json!({"temperature": 0, "messages": [
             {"role": "system", "content": system},
             {"role": "user", "content": question}]}))
+    }
+
+    /// [`super::scope`] with the default context markers.
+    fn scope(
+        tenant: &str,
+        namespace: &str,
+        model: &str,
+        body: &Map<String, Value>,
+    ) -> Option<(ScopeKey, String)> {
+        super::scope(tenant, namespace, model, body, &markers())
+    }
+
+    fn markers() -> Vec<String> {
+        vec!["document".into(), "context".into()]
     }
 
     fn unit(v: &[f32]) -> Vec<f32> {
@@ -421,6 +470,38 @@ mod tests {
         let mut streamed = ask("Be brief.", "What is Rust?");
         streamed.insert("stream".into(), json!(true));
         assert_eq!(scope("t", "ns", "m", &streamed).unwrap().0, a);
+    }
+
+    #[test]
+    fn marked_context_and_non_text_parts_are_scope_not_question() {
+        let rag = |doc: &str, question: &str| {
+            ask(
+                "Answer from the documents.",
+                &format!("<document>{doc}</document>\n\nQuestion: {question}"),
+            )
+        };
+        let (a, qa) = scope("t", "ns", "m", &rag("Rust is a language.", "What is Rust?")).unwrap();
+        assert_eq!(qa, "Question: What is Rust?");
+        let (b, _) = scope("t", "ns", "m", &rag("Rust is a language.", "Define Rust")).unwrap();
+        assert_eq!(a, b, "same documents, another question: same scope");
+        let (c, _) = scope("t", "ns", "m", &rag("Rust is a fungus.", "What is Rust?")).unwrap();
+        assert_ne!(a, c, "other documents: another scope");
+        assert_eq!(
+            question_text(&rag("Rust is a fungus.", "What is Rust?"), &markers()),
+            "Question: What is Rust?"
+        );
+        let only_context = ask("Answer.", "<document>Only context.</document>\n");
+        assert_eq!(scope("t", "ns", "m", &only_context), None);
+
+        let picture = |url: &str| {
+            body(json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": url}}]}]}))
+        };
+        let (cat, q) = scope("t", "ns", "m", &picture("https://x/cat.png")).unwrap();
+        assert_eq!(q, "What is in this picture?");
+        let (dog, _) = scope("t", "ns", "m", &picture("https://x/dog.png")).unwrap();
+        assert_ne!(cat, dog, "another image: another scope");
     }
 
     #[test]

@@ -136,25 +136,20 @@ fn find_context(policy: &TrimPolicy, body: &Map<String, Value>) -> Option<Found>
                         .all(|p| p.get("type").and_then(Value::as_str) == Some("text")),
                     _ => true,
                 };
-                let spans = if all_text {
-                    marked_spans(&text, &policy.markers)
+                let split = if all_text {
+                    split_marked(&text, &policy.markers)
                 } else {
-                    Vec::new()
+                    MarkedText::unmarked(&text)
                 };
-                let mut own_words = String::new();
-                let mut from = 0;
-                for range in spans {
-                    own_words.push_str(&text[from..range.start]);
-                    from = range.end;
+                for range in split.context {
                     documents.push(Document {
                         title: None,
                         text: text[range.clone()].to_string(),
                     });
                     places.push(Place::Span { message: i, range });
                 }
-                own_words.push_str(&text[from..]);
                 if Some(i) == last_user {
-                    question = own_words;
+                    question = split.own_words;
                 }
             }
             _ => {}
@@ -169,8 +164,50 @@ fn find_context(policy: &TrimPolicy, body: &Map<String, Value>) -> Option<Found>
     Some((places, documents, question))
 }
 
-/// Byte ranges of the contents of `<tag …>…</tag>` for each marker tag, in order.
-fn marked_spans(text: &str, markers: &[String]) -> Vec<std::ops::Range<usize>> {
+/// A message's text split at its context markers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedText {
+    /// The text outside the marked spans (tags included), in order: the user's own words.
+    pub own_words: String,
+    /// Byte ranges of the marked spans' contents, in order.
+    pub context: Vec<std::ops::Range<usize>>,
+}
+
+impl MarkedText {
+    /// A text with no context in it.
+    fn unmarked(text: &str) -> Self {
+        Self {
+            own_words: text.to_string(),
+            context: Vec::new(),
+        }
+    }
+}
+
+/// Splits `text` into the context inside its `markers` tags and the words around them (the
+/// tags themselves belong to neither).
+pub fn split_marked(text: &str, markers: &[String]) -> MarkedText {
+    let spans = marked_spans(text, markers);
+    let mut own_words = String::new();
+    let mut from = 0;
+    for span in &spans {
+        own_words.push_str(&text[from..span.outer.start]);
+        from = span.outer.end;
+    }
+    own_words.push_str(&text[from..]);
+    MarkedText {
+        own_words,
+        context: spans.into_iter().map(|s| s.inner).collect(),
+    }
+}
+
+/// One marked span: the whole `<tag …>…</tag>` and its contents.
+struct MarkedSpan {
+    outer: std::ops::Range<usize>,
+    inner: std::ops::Range<usize>,
+}
+
+/// The `<tag …>…</tag>` spans of every marker tag, in order, outermost where they nest.
+fn marked_spans(text: &str, markers: &[String]) -> Vec<MarkedSpan> {
     let mut spans = Vec::new();
     for tag in markers {
         let open = format!("<{tag}");
@@ -189,15 +226,21 @@ fn marked_spans(text: &str, markers: &[String]) -> Vec<std::ops::Range<usize>> {
             let Some(end) = text[head_end..].find(&close).map(|e| e + head_end) else {
                 break;
             };
-            spans.push(head_end..end);
             at = end + close.len();
+            spans.push(MarkedSpan {
+                outer: start..at,
+                inner: head_end..end,
+            });
         }
     }
-    spans.sort_by_key(|r| r.start);
+    spans.sort_by_key(|s| s.outer.start);
     // Nested or overlapping markers: keep the outermost.
-    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut kept: Vec<MarkedSpan> = Vec::new();
     for span in spans {
-        if kept.last().is_some_and(|last| span.start < last.end) {
+        if kept
+            .last()
+            .is_some_and(|last| span.outer.start < last.outer.end)
+        {
             continue;
         }
         kept.push(span);
@@ -339,8 +382,9 @@ mod tests {
     #[test]
     fn markers_match_whole_tag_names_only() {
         let text = "<documents>x</documents> <document>a</document> <context k=1>b</context>";
-        let spans = marked_spans(text, &["document".into(), "context".into()]);
-        let inner: Vec<&str> = spans.iter().map(|r| &text[r.clone()]).collect();
+        let split = split_marked(text, &["document".into(), "context".into()]);
+        let inner: Vec<&str> = split.context.iter().map(|r| &text[r.clone()]).collect();
         assert_eq!(inner, ["a", "b"]);
+        assert_eq!(split.own_words, "<documents>x</documents>  ");
     }
 }

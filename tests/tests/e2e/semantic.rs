@@ -76,6 +76,45 @@ async fn other_tenants_and_other_system_prompts_never_hit() {
     assert_eq!(mock.total_calls(), 3);
 }
 
+/// A user message carrying retrieved documents and then the question.
+fn rag_body(document: &str, question: &str) -> Value {
+    let content = format!("<document>\n{document}\n</document>\n\n{question}");
+    json!({ "model": "strong", "temperature": 0, "messages": [
+        { "role": "system", "content": "Answer from the documents." },
+        { "role": "user", "content": content }] })
+}
+
+#[tokio::test]
+async fn retrieved_context_is_scope_and_only_the_question_is_compared() {
+    let mock = MockUpstream::start().await;
+    // Trim off, so the documents reach the scope as sent.
+    let policy = semantic_policy(&mock.base_url(), "");
+    let sidecar = Sidecar::start(&format!(
+        "{policy}trim: {{ mode: off, max_context_tokens: 1000 }}\n"
+    ))
+    .await;
+    // Long documents: embedded whole, they would be slow and would drown the question.
+    let manual = "The reverse() method reverses a Python list in place. ".repeat(150);
+    let other = "Slicing with [::-1] returns a reversed copy of a sequence. ".repeat(150);
+    let first = ask(&sidecar, &rag_body(&manual, FIRST), "a").await;
+    assert_eq!(header(&first, "x-frugal-cache"), "miss");
+    let second = ask(&sidecar, &rag_body(&manual, REPHRASED), "a").await;
+    assert_eq!(header(&second, "x-frugal-cache"), "semantic");
+    let third = ask(&sidecar, &rag_body(&other, REPHRASED), "a").await;
+    assert_eq!(
+        header(&third, "x-frugal-cache"),
+        "miss",
+        "the same question about other documents is another scope"
+    );
+    // Embedded whole, both texts would be the same 256 tokens of document: a false hit.
+    let sort = rag_body(&manual, "How do I sort a list in Python?");
+    assert_eq!(
+        header(&ask(&sidecar, &sort, "a").await, "x-frugal-cache"),
+        "miss"
+    );
+    assert_eq!(mock.total_calls(), 3);
+}
+
 #[tokio::test]
 async fn guards_reject_similar_questions_that_ask_different_things() {
     let mock = MockUpstream::start().await;

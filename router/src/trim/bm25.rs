@@ -2,7 +2,7 @@
 //! collection statistics taken from those texts alone: a word the whole context repeats tells
 //! little about which part of it answers the question.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Term-frequency saturation: the standard value.
 const K1: f32 = 1.2;
@@ -24,9 +24,15 @@ const STOPWORDS: &[&str] = &[
 pub fn terms(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .map(|w| stem(&w).to_owned())
+        .filter_map(|w| {
+            let mut word = w.to_lowercase();
+            if STOPWORDS.binary_search(&word.as_str()).is_ok() {
+                return None;
+            }
+            let stemmed = stem(&word).len();
+            word.truncate(stemmed);
+            Some(word)
+        })
         .collect()
 }
 
@@ -39,28 +45,49 @@ fn stem(word: &str) -> &str {
     }
 }
 
-/// A BM25 index over a small collection of texts, each given as its terms.
+/// A BM25 index over a small collection of texts, each given as its terms. Terms are interned
+/// as numbers, so indexing hashes each occurrence once and scoring compares integers.
 #[derive(Debug)]
 pub struct Bm25 {
-    docs: Vec<HashMap<String, u32>>,
+    ids: FxHashMap<String, u32>,
+    /// Per text, (term id, frequency), sorted by id.
+    docs: Vec<Vec<(u32, u32)>>,
     lengths: Vec<f32>,
     avg_length: f32,
-    doc_freq: HashMap<String, u32>,
+    /// Per term id, the texts it occurs in.
+    doc_freq: Vec<u32>,
 }
 
 impl Bm25 {
     /// Indexes the texts (already split by [`terms`]).
     pub fn new(texts: &[Vec<String>]) -> Self {
-        let mut doc_freq: HashMap<String, u32> = HashMap::new();
-        let docs: Vec<HashMap<String, u32>> = texts
+        let mut ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut doc_freq: Vec<u32> = Vec::new();
+        let docs: Vec<Vec<(u32, u32)>> = texts
             .iter()
             .map(|t| {
-                let mut tf: HashMap<String, u32> = HashMap::new();
-                for term in t {
-                    *tf.entry(term.clone()).or_default() += 1;
+                let mut occurrences: Vec<u32> = t
+                    .iter()
+                    .map(|term| {
+                        if let Some(&id) = ids.get(term.as_str()) {
+                            return id;
+                        }
+                        let id = doc_freq.len() as u32;
+                        ids.insert(term.clone(), id);
+                        doc_freq.push(0);
+                        id
+                    })
+                    .collect();
+                occurrences.sort_unstable();
+                let mut tf: Vec<(u32, u32)> = Vec::new();
+                for id in occurrences {
+                    match tf.last_mut() {
+                        Some((last, n)) if *last == id => *n += 1,
+                        _ => tf.push((id, 1)),
+                    }
                 }
-                for term in tf.keys() {
-                    *doc_freq.entry(term.clone()).or_default() += 1;
+                for (id, _) in &tf {
+                    doc_freq[*id as usize] += 1;
                 }
                 tf
             })
@@ -68,6 +95,7 @@ impl Bm25 {
         let lengths: Vec<f32> = texts.iter().map(|t| t.len() as f32).collect();
         let avg_length = lengths.iter().sum::<f32>() / lengths.len().max(1) as f32;
         Self {
+            ids,
             docs,
             lengths,
             avg_length: avg_length.max(1.0),
@@ -77,21 +105,30 @@ impl Bm25 {
 
     /// Inverse document frequency of a term (the non-negative BM25+ form).
     pub fn idf(&self, term: &str) -> f32 {
+        let df = self
+            .ids
+            .get(term)
+            .map_or(0, |&id| self.doc_freq[id as usize]);
+        self.idf_of(df)
+    }
+
+    fn idf_of(&self, df: u32) -> f32 {
         let n = self.docs.len() as f32;
-        let df = self.doc_freq.get(term).copied().unwrap_or(0) as f32;
+        let df = df as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
     /// The BM25 score of every text against the query terms (each distinct term counted once).
     pub fn scores(&self, query: &[String]) -> Vec<f32> {
-        let mut distinct: Vec<&String> = query.iter().collect();
-        distinct.sort();
-        distinct.dedup();
-        let weighted: Vec<(&String, f32)> = distinct
-            .into_iter()
-            .map(|t| (t, self.idf(t)))
+        // Terms no text contains add nothing to any score.
+        let mut weighted: Vec<(u32, f32)> = query
+            .iter()
+            .filter_map(|t| self.ids.get(t.as_str()).copied())
+            .map(|id| (id, self.idf_of(self.doc_freq[id as usize])))
             .filter(|(_, idf)| *idf > 0.0)
             .collect();
+        weighted.sort_unstable_by_key(|(id, _)| *id);
+        weighted.dedup_by_key(|(id, _)| *id);
         self.docs
             .iter()
             .zip(&self.lengths)
@@ -99,11 +136,10 @@ impl Bm25 {
                 let norm = K1 * (1.0 - B + B * len / self.avg_length);
                 weighted
                     .iter()
-                    .filter_map(|(t, idf)| {
-                        tf.get(*t).map(|&f| {
-                            let f = f as f32;
-                            idf * f * (K1 + 1.0) / (f + norm)
-                        })
+                    .filter_map(|(id, idf)| {
+                        let at = tf.binary_search_by_key(id, |(t, _)| *t).ok()?;
+                        let f = tf[at].1 as f32;
+                        Some(idf * f * (K1 + 1.0) / (f + norm))
                     })
                     .sum()
             })
@@ -122,6 +158,11 @@ mod tests {
             terms("The Cells of mice, and GLASS."),
             vec!["cell", "mice", "glass"]
         );
+    }
+
+    #[test]
+    fn stopwords_are_sorted_for_binary_search() {
+        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -43,14 +43,47 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     /// Exact token count of a text: the count tiktoken gives, from GitHub's `bpe` encoder,
-    /// several times faster than tiktoken-rs (trimming counts every chunk).
+    /// several times faster than tiktoken-rs (trimming counts every chunk). The text is split
+    /// into pre-tokenizer pieces (words with their leading space, mostly) as tiktoken does, and
+    /// each short piece's count is remembered per thread: a context repeats its words, and
+    /// encoding a piece costs far more than looking it up.
     pub fn count(self, text: &str) -> usize {
         let bpe = match self {
             Self::O200kBase => bpe_openai::o200k_base(),
             Self::Cl100kBase => bpe_openai::cl100k_base(),
         };
-        bpe.count(text)
+        PIECE_COUNTS.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            let memo = &mut memo[self as usize];
+            if memo.len() >= MAX_REMEMBERED_PIECES {
+                memo.clear();
+            }
+            bpe.split(text)
+                .map(|piece| {
+                    if piece.len() > MAX_REMEMBERED_PIECE_BYTES {
+                        return bpe.bpe.count(piece.as_bytes());
+                    }
+                    if let Some(&n) = memo.get(piece) {
+                        return n as usize;
+                    }
+                    let n = bpe.bpe.count(piece.as_bytes());
+                    memo.insert(piece.into(), n as u32);
+                    n
+                })
+                .sum()
+        })
     }
+}
+
+/// Longest piece whose count is remembered (longer ones are rare and mostly unique).
+const MAX_REMEMBERED_PIECE_BYTES: usize = 32;
+/// Pieces remembered per tokenizer and thread before the memo starts afresh (a few MB).
+const MAX_REMEMBERED_PIECES: usize = 1 << 16;
+
+thread_local! {
+    /// Token count of each recently counted piece, per [`Tokenizer`] (indexed by discriminant).
+    static PIECE_COUNTS: std::cell::RefCell<[rustc_hash::FxHashMap<Box<str>, u32>; 2]> =
+        std::cell::RefCell::new(Default::default());
 }
 
 /// How chunks are chosen; everything but [`Strategy::Frugal`] is a baseline for evaluation.

@@ -82,12 +82,15 @@ pub fn score(request: &TrimRequest, chunks: &[Chunk], vectors: &[Vec<f32>]) -> V
     }
 }
 
-fn sentence_bm25(request: &TrimRequest, chunks: &[Chunk]) -> Vec<f32> {
-    let texts: Vec<Vec<String>> = chunks
+fn chunk_terms(request: &TrimRequest, chunks: &[Chunk]) -> Vec<Vec<String>> {
+    chunks
         .iter()
         .map(|c| terms(request.chunk_text(c)))
-        .collect();
-    Bm25::new(&texts).scores(&terms(&request.question))
+        .collect()
+}
+
+fn sentence_bm25(request: &TrimRequest, chunks: &[Chunk]) -> Vec<f32> {
+    Bm25::new(&chunk_terms(request, chunks)).scores(&terms(&request.question))
 }
 
 fn frugal(request: &TrimRequest, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Vec<f32> {
@@ -103,7 +106,9 @@ fn frugal(request: &TrimRequest, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Vec<
     let chunk_vectors = vectors.get(1 + titles..).unwrap_or_default();
 
     // Which sentences: lexical and semantic relevance of each chunk on its own.
-    let lexical = unit_scale(&sentence_bm25(request, chunks));
+    let question_terms = terms(&request.question);
+    let sentence_terms = chunk_terms(request, chunks);
+    let lexical = unit_scale(&Bm25::new(&sentence_terms).scores(&question_terms));
     let cosines: Vec<f32> = chunk_vectors.iter().map(|v| cosine(question, v)).collect();
     let semantic = unit_scale(&cosines);
     let own: Vec<f32> = (0..chunks.len())
@@ -116,16 +121,18 @@ fn frugal(request: &TrimRequest, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Vec<
     // Which documents: BM25 over whole documents, and the question's cosine to each title and
     // to the centroid of the document's sentences.
     let n_docs = request.documents.len();
-    let doc_terms: Vec<Vec<String>> = request
+    // A document's words are its title's and its chunks' (chunks cover its text).
+    let mut doc_terms: Vec<Vec<String>> = request
         .documents
         .iter()
-        .map(|d| {
-            let mut t = terms(d.title.as_deref().unwrap_or_default());
-            t.extend(terms(&d.text));
-            t
-        })
+        .map(|d| terms(d.title.as_deref().unwrap_or_default()))
         .collect();
-    let doc_lexical = unit_scale(&Bm25::new(&doc_terms).scores(&terms(&request.question)));
+    for (chunk, t) in chunks.iter().zip(sentence_terms) {
+        if let Some(d) = doc_terms.get_mut(chunk.document) {
+            d.extend(t);
+        }
+    }
+    let doc_lexical = unit_scale(&Bm25::new(&doc_terms).scores(&question_terms));
     let mut centroids = vec![vec![0.0f32; question.len()]; n_docs];
     for (chunk, v) in chunks.iter().zip(chunk_vectors) {
         if let Some(c) = centroids.get_mut(chunk.document) {

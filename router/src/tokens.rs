@@ -1,23 +1,32 @@
-//! Token counting with a real tokenizer (tiktoken o200k_base), for requests and answers whose
+//! Token counting with a real tokenizer (OpenAI's o200k_base), for requests and answers whose
 //! upstream gave no `usage`, and for the mock upstream's own `usage`.
 
 use serde_json::{Map, Value};
-use tiktoken_rs::CoreBPE;
 
-fn tokenizer() -> &'static CoreBPE {
-    tiktoken_rs::o200k_base_singleton()
-}
+use crate::trim::Tokenizer;
 
-/// Counts a text's tokens.
+/// Counts a text's tokens (o200k_base).
 pub fn count(text: &str) -> u64 {
-    tokenizer().encode_ordinary(text).len() as u64
+    Tokenizer::O200kBase.count(text) as u64
 }
 
-/// Splits a text into its tokens' texts (they concatenate back to the text).
+/// Splits a text into its tokens' texts (o200k_base); they concatenate back to the text. A
+/// token that ends inside a multi-byte character is joined with the tokens that complete it.
 pub fn split(text: &str) -> Vec<String> {
-    tokenizer()
-        .split_by_token_ordinary(text)
-        .unwrap_or_else(|_| vec![text.to_string()])
+    let tokenizer = bpe_openai::o200k_base();
+    let mut pieces = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    for token in tokenizer.encode(text) {
+        pending.extend_from_slice(tokenizer.bpe.token_bytes(token));
+        if let Ok(piece) = std::str::from_utf8(&pending) {
+            pieces.push(piece.to_string());
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        pieces.push(String::from_utf8_lossy(&pending).into_owned());
+    }
+    pieces
 }
 
 /// The text of a message's `content`: a string, or the `text` of its content parts.
@@ -62,4 +71,30 @@ pub fn prompt_tokens(body: &Map<String, Value>) -> u64 {
         })
         .sum();
     per_message + 3
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_matches_tiktoken_and_concatenates_back() {
+        let tiktoken = tiktoken_rs::o200k_base_singleton();
+        for text in [
+            "The quick brown fox jumps over the lazy dog.",
+            "fn main() {\n    println!(\"{}\", 2 + 2);\n}",
+            "héllo wörld, 日本語のテキスト and 👋🏽 emoji",
+        ] {
+            let pieces = split(text);
+            assert_eq!(pieces.concat(), text);
+            assert_eq!(count(text) as usize, tiktoken.encode_ordinary(text).len());
+            // tiktoken-rs decodes a token that ends inside a character lossily ("�"); where
+            // it does not, the pieces agree.
+            let expected = tiktoken.split_by_token_ordinary(text).unwrap();
+            if expected.concat() == text {
+                assert_eq!(pieces, expected, "{text}");
+            }
+        }
+    }
 }

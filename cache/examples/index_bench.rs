@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use frugal_cache::synthetic::{normalised, Xorshift};
 use frugal_cache::{IndexConfig, VectorIndex};
 
 fn main() -> anyhow::Result<()> {
@@ -15,20 +16,16 @@ fn main() -> anyhow::Result<()> {
         .next()
         .map_or(Ok(IndexConfig::default().ef_search), |s| s.parse())?;
     let dim = 384;
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut rng = Xorshift::new(0x9e37_79b9_7f4a_7c15);
     let mut unit = |noise_of: Option<&[f32]>| -> Vec<f32> {
-        let v: Vec<f32> = match noise_of {
-            Some(base) => base.iter().map(|x| x + 0.02 * next()).collect(),
-            None => (0..dim).map(|_| next()).collect(),
-        };
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / n).collect()
+        match noise_of {
+            Some(base) => normalised(
+                base.iter()
+                    .map(|x| x + 0.02 * rng.next_centered())
+                    .collect(),
+            ),
+            None => rng.unit_vector(dim),
+        }
     };
     let rss_before = rss_mb();
     let config = IndexConfig {

@@ -408,23 +408,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// Deterministic pseudo-random unit vectors (xorshift), so tests need no model.
-    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed | 1;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        (0..n)
-            .map(|_| {
-                let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                v.into_iter().map(|x| x / norm).collect()
-            })
-            .collect()
-    }
+    use crate::synthetic::random_units as vectors;
 
     fn small() -> IndexConfig {
         IndexConfig {

@@ -13,6 +13,7 @@ pub mod embed_disk;
 pub mod eval;
 pub mod index;
 pub mod pairs;
+pub mod synthetic;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};

@@ -542,19 +542,7 @@ mod tests {
         assert!(index.is_empty());
     }
 
-    /// Deterministic pseudo-random unit vectors (xorshift).
-    fn random_units(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed | 1;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        (0..n)
-            .map(|_| unit(&(0..dim).map(|_| next()).collect::<Vec<_>>()))
-            .collect()
-    }
+    use frugal_cache::synthetic::random_units;
 
     fn graph_config() -> IndexConfig {
         IndexConfig {

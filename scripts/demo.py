@@ -56,6 +56,16 @@ def load_rag_questions(path: str, count: int) -> list[str]:
     return questions
 
 
+# Rephrasings written for this demo (same model, same settings): the second prompt of each of
+# the first two pairs is answered from the semantic cache; the last pair has the same words in
+# another order and the opposite meaning, so the order guard refuses the cached answer.
+REPHRASINGS = [
+    ("How do I reverse a list in Python?", "How can I reverse a list in Python?"),
+    ("What is the capital city of Australia?", "What's the capital city of Australia?"),
+    ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
+]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base-url", required=True)
@@ -68,11 +78,13 @@ def main() -> None:
     client = openai.OpenAI(base_url=f"{args.base_url}/v1", api_key="demo", max_retries=0)
     prompts = load_prompts(args.prompts, args.count)
     models = ["gpt-4o-mini", "gpt-4o"]
-    print(f"{'#':>2}  {'asked':<11} {'answered':<11} {'tier':<6} {'cache':<6} {'mode':<6} {'in':>5} {'out':>4} {'ms':>6}  prompt → reply")
+    print(f"{'#':>2}  {'asked':<11} {'answered':<11} {'tier':<6} {'cache':<8} {'mode':<6} {'in':>5} {'out':>4} {'ms':>6}  prompt → reply")
     totals = {"in": 0, "out": 0}
     # Every prompt once (half ask the strong model, which routing may answer cheaply), then the
     # first three again: exact repeats the cache answers.
     plan = [(i, p) for i, p in enumerate(prompts)] + [(i, p) for i, p in enumerate(prompts[:3])]
+    # Then rephrasings: semantic hits, and a guard at work.
+    plan += [(0, p) for pair in REPHRASINGS for p in pair]
     # Retrieval prompts (about 3,000 tokens of abstracts each), asked of gpt-4o-mini as JSON:
     # the sidecar trims their context to the policy's cap.
     plan += [(0, q) for q in load_rag_questions(args.rag, args.rag_count)]
@@ -97,6 +109,8 @@ def main() -> None:
         if raw.headers.get("x-frugal-escalations"):
             tier += "↑"
         cache = raw.headers.get("x-frugal-cache", "-")
+        if raw.headers.get("x-frugal-cache-guard"):
+            cache += f" ({raw.headers['x-frugal-cache-guard']} guard)"
         if raw.headers.get("x-frugal-trimmed-tokens"):
             cache += f" ✂{raw.headers['x-frugal-trimmed-tokens']}"
         ms = (time.perf_counter() - started) * 1000
@@ -104,7 +118,7 @@ def main() -> None:
         totals["out"] += usage.completion_tokens
         short = re.sub(r"\s+", " ", re.sub(r"<document>.*</document>", "[docs] ", prompt, flags=re.S))[:40]
         print(
-            f"{n + 1:>2}  {model:<11} {served_by:<11} {tier:<6} {cache:<6} {'stream' if stream else 'json':<6} "
+            f"{n + 1:>2}  {model:<11} {served_by:<11} {tier:<6} {cache:<8} {'stream' if stream else 'json':<6} "
             f"{usage.prompt_tokens:>5} {usage.completion_tokens:>4} {ms:>6.1f}  {short!r} → {reply[:32]!r}"
         )
     print(f"\n{len(plan)} requests, {totals['in']} input and {totals['out']} output tokens (upstream usage).")
@@ -121,6 +135,7 @@ def main() -> None:
                 "frugal_route_start_total",
                 "frugal_escalations_total",
                 "frugal_cache_lookups_total",
+                "frugal_cache_guard_rejections_total",
                 "frugal_trim_tokens_total",
                 "frugal_budget_",
             )

@@ -1,5 +1,5 @@
-//! The embedding worker: one thread owns the embedding model; texts that arrive within a short
-//! window are embedded as one batch. Every caller waits at most its deadline: past it, the
+//! The embedding worker: one thread owns the embedding model; texts queued together (or
+//! arriving within an optional window) are embedded as one batch. Every caller waits at most its deadline: past it, the
 //! request goes on without its embedding (counted in `frugal_embedding_deadline_skips_total`),
 //! never fails for want of one. Workers are shared process-wide per model folder, so a policy
 //! reload does not load the model again.
@@ -20,7 +20,9 @@ use crate::metrics;
 pub struct BatchOptions {
     /// Most texts in one batch.
     pub max_batch: usize,
-    /// How long the first text of a batch waits for company.
+    /// How long the first text of a batch waits for company. Zero takes what is queued and
+    /// waits for nothing: texts that arrive while a batch runs form the next one, so batches
+    /// grow with load and a lone request pays no wait.
     pub window: Duration,
     /// Texts waiting beyond this many are skipped at once.
     pub queue: usize,
@@ -30,7 +32,7 @@ impl Default for BatchOptions {
     fn default() -> Self {
         Self {
             max_batch: 16,
-            window: Duration::from_millis(1),
+            window: Duration::ZERO,
             queue: 1024,
         }
     }

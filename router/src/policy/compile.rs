@@ -1146,15 +1146,36 @@ pub(super) fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> Strin
     format!("no {kind} named `{name}`; {hint}")
 }
 
+/// A duration setting, longer than zero.
 pub(super) fn duration(
     text: Option<&str>,
     path: &str,
     default: Duration,
     errors: &mut Errors,
 ) -> Duration {
+    parse_duration(text, path, default, false, errors)
+}
+
+/// A duration setting that may be zero (`0s`, `0ms`).
+pub(super) fn duration_or_zero(
+    text: Option<&str>,
+    path: &str,
+    default: Duration,
+    errors: &mut Errors,
+) -> Duration {
+    parse_duration(text, path, default, true, errors)
+}
+
+fn parse_duration(
+    text: Option<&str>,
+    path: &str,
+    default: Duration,
+    zero_ok: bool,
+    errors: &mut Errors,
+) -> Duration {
     let Some(text) = text else { return default };
     match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => d,
+        Ok(d) if zero_ok || !d.is_zero() => d,
         Ok(_) => {
             errors.push(path, "must be longer than zero");
             default
@@ -1196,6 +1217,26 @@ default_model: cheap
         assert_eq!(policy.models["cheap"].upstream, "gpt-4o-mini");
         assert_eq!(policy.limits.max_body_bytes, defaults::MAX_BODY_BYTES);
         assert_eq!(policy.providers["mock"].timeouts.connect, defaults::CONNECT);
+    }
+
+    #[test]
+    fn a_batch_window_may_be_zero_but_a_deadline_may_not() {
+        let zero_window = format!("{GOOD}embeddings: {{ batch_window: 0s }}\n");
+        let policy = parse(&zero_window, "good.yaml").unwrap();
+        assert_eq!(policy.embeddings.config.batch.window, Duration::ZERO);
+        assert_eq!(
+            parse(GOOD, "good.yaml")
+                .unwrap()
+                .embeddings
+                .config
+                .batch
+                .window,
+            Duration::ZERO,
+            "no wait by default"
+        );
+        let zero_deadline = format!("{GOOD}embeddings: {{ deadline: 0s }}\n");
+        let errors = parse(&zero_deadline, "bad.yaml").unwrap_err().errors;
+        assert_eq!(errors[0].path, "embeddings.deadline");
     }
 
     #[test]

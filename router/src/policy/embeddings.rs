@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::compile::{duration, Errors};
+use super::compile::{duration, duration_or_zero, Errors};
 use super::raw::RawEmbeddings;
 use crate::embed_worker::{BatchOptions, EmbedderConfig};
 
@@ -47,7 +47,7 @@ pub(super) fn compile_embeddings(
             threads: raw.threads,
             batch: BatchOptions {
                 max_batch,
-                window: duration(
+                window: duration_or_zero(
                     raw.batch_window.as_deref(),
                     "embeddings.batch_window",
                     defaults.window,

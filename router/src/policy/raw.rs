@@ -109,7 +109,8 @@ pub struct RawEmbeddings {
     /// Most texts embedded in one batch (default 16).
     #[serde(default)]
     pub max_batch: Option<usize>,
-    /// How long a text waits for others to share its batch (default `1ms`).
+    /// How long a text waits for others to share its batch (default `0s`: no wait; texts that
+    /// queue while a batch runs form the next batch).
     #[serde(default)]
     pub batch_window: Option<String>,
     /// ONNX Runtime threads (default: every core).

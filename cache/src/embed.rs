@@ -17,6 +17,12 @@ pub trait Embedder: Send + Sync {
 
     /// One unit-length vector per text, in input order; an empty input gives an empty output.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Whether the model reads all of `text`. A longer text is embedded from its beginning
+    /// only, so its vector cannot tell it from another text with the same beginning.
+    fn fits(&self, _text: &str) -> bool {
+        true
+    }
 }
 
 /// Why an embedder could not be loaded or could not embed.
@@ -164,6 +170,9 @@ pub struct MiniLmEmbedder {
     // fastembed's `embed` takes `&mut self`; one lock serialises batches, which is what a
     // dedicated embedding pool with micro-batching wants anyway.
     model: Mutex<TextEmbedding>,
+    /// The model's tokenizer (truncating at `max_tokens`), answering [`Embedder::fits`]
+    /// without waiting for the model's lock.
+    fits: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -226,8 +235,16 @@ impl MiniLmEmbedder {
             }
         })?;
 
+        let tokenizer = model.tokenizer.clone();
+        // The tokenizer truncates at `max_tokens` and keeps what it cut as overflow.
+        let fits = move |text: &str| {
+            tokenizer
+                .encode(text, true)
+                .is_ok_and(|encoding| encoding.get_overflowing().is_empty())
+        };
         let embedder = Self {
             model: Mutex::new(model),
+            fits: Box::new(fits),
         };
         // A wrong model file should fail at start-up, not on the first request.
         embedder.embed(&["frugal"])?;
@@ -257,6 +274,10 @@ impl Embedder for MiniLmEmbedder {
             });
         }
         Ok(vectors)
+    }
+
+    fn fits(&self, text: &str) -> bool {
+        (self.fits)(text)
     }
 }
 

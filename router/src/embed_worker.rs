@@ -47,6 +47,8 @@ struct Job {
 pub struct EmbedWorker {
     jobs: SyncSender<Job>,
     dim: usize,
+    /// The model, for [`EmbedWorker::fits`] (the worker thread holds it too).
+    embedder: Arc<dyn Embedder>,
 }
 
 impl std::fmt::Debug for EmbedWorker {
@@ -63,15 +65,26 @@ impl EmbedWorker {
         let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
         let dim = embedder.dim();
         metrics::register_embedding_skips();
+        let model = Arc::clone(&embedder);
         std::thread::Builder::new()
             .name("frugal-embed".into())
-            .spawn(move || run(embedder.as_ref(), &queue, options))?;
-        Ok(Self { jobs, dim })
+            .spawn(move || run(model.as_ref(), &queue, options))?;
+        Ok(Self {
+            jobs,
+            dim,
+            embedder,
+        })
     }
 
     /// Length of the vectors this worker returns.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Whether the model reads all of `text` (see [`Embedder::fits`]); answered on the
+    /// calling thread, without queueing.
+    pub fn fits(&self, text: &str) -> bool {
+        self.embedder.fits(text)
     }
 
     /// The unit-length embedding of `text`, or `None` if it is not ready within `deadline`.

@@ -46,7 +46,7 @@ pub enum Metric {
     /// Counter `{tenant, action}`: loops detected in agent runs (`block` or `flag`).
     LoopsDetectedTotal,
     /// Counter `{tier, result}`: cache lookups (`exact`, `semantic`; `hit`, `miss`,
-    /// `shadow_hit`, `bypass`, `rejected`, `skipped`).
+    /// `shadow_hit`, `bypass`, `rejected`, `skipped`, `too_long`).
     CacheLookupsTotal,
     /// Gauge: answers in the cache.
     CacheEntries,
@@ -204,7 +204,7 @@ impl Metric {
                 "Loops detected in agent runs, by tenant and action (block, flag)."
             }
             Self::CacheLookupsTotal => {
-                "Cache lookups by tier and result (hit, miss, shadow_hit, bypass)."
+                "Cache lookups by tier and result (hit, miss, shadow_hit, bypass, rejected, skipped, too_long)."
             }
             Self::CacheEntries => "Answers in the response cache.",
             Self::CacheBytes => "Bytes of answers in the response cache.",

@@ -143,13 +143,23 @@ pub async fn handle(
     let exact_key = lookup::exact_key(&live.policy, ctx, &requested.alias, &outbound);
     let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref());
     let routed = route.applies_to(&requested.alias) && !exact_hit;
+    let question = semantic::question_text(&outbound, &live.policy.trim.markers);
+    // A question longer than the model reads is no semantic lookup (its vector would stand
+    // for its beginning only); the classifier still takes the vector of that beginning.
+    let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
+    let too_long = semantic && live.embedder.as_ref().is_some_and(|w| !w.fits(&question));
     let embedding = match &live.embedder {
-        _ if exact_hit => None,
-        Some(worker) if routed || lookup::wants_semantic(&live.policy, ctx, &outbound) => {
-            let text = semantic::question_text(&outbound, &live.policy.trim.markers);
-            worker.embed(&text, live.policy.embeddings.deadline).await
+        Some(worker) if routed || (semantic && !too_long) => {
+            worker
+                .embed(&question, live.policy.embeddings.deadline)
+                .await
         }
         _ => None,
+    };
+    let question_vector = match embedding.as_deref() {
+        _ if too_long => lookup::QuestionVector::TooLong,
+        Some(vector) => lookup::QuestionVector::Ready(vector),
+        None => lookup::QuestionVector::Missing,
     };
     let complexity = routed
         .then(|| classify::classify(route, &outbound, embedding.as_deref()))
@@ -188,7 +198,7 @@ pub async fn handle(
         &requested.alias,
         &outbound,
         exact_key,
-        embedding.as_deref(),
+        question_vector,
     );
     meta.cache = cached.lookup;
     meta.cache_similarity = cached.similarity;

@@ -100,15 +100,27 @@ pub fn exact_hit_ready(policy: &Policy, ctx: &RequestContext, key: Option<&Cache
         && key.is_some_and(|key| ctx.cache.get(key).is_some())
 }
 
-/// Looks a request up under its [`exact_key`]; `vector` is its last user message's
-/// embedding, when there is one.
+/// The question's embedding, as the semantic tier sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuestionVector<'a> {
+    /// The embedding of the whole question.
+    Ready(&'a [f32]),
+    /// No embedding (none in time, or no model): the semantic tier is skipped.
+    Missing,
+    /// The question is longer than the model reads: its vector would stand for its beginning
+    /// only, and two questions that differ after it would look the same. Such a question is
+    /// neither looked up nor stored in the semantic tier.
+    TooLong,
+}
+
+/// Looks a request up under its [`exact_key`]; `vector` is its question's embedding.
 pub fn look_up(
     policy: &Policy,
     ctx: &RequestContext,
     model: &str,
     body: &Map<String, Value>,
     key: Option<CacheKey>,
-    vector: Option<&[f32]>,
+    vector: QuestionVector<'_>,
 ) -> CacheOutcome {
     let settings = &policy.cache;
     let Some(key) = key else {
@@ -125,7 +137,7 @@ pub fn look_up(
     let slot = CacheSlot {
         key,
         semantic: match (&semantic_scope, vector) {
-            (Some((scope, question)), Some(vector)) => Some(SemanticSlot {
+            (Some((scope, question)), QuestionVector::Ready(vector)) => Some(SemanticSlot {
                 scope: *scope,
                 question: question.clone(),
                 vector: vector.to_vec(),
@@ -163,9 +175,16 @@ pub fn look_up(
     else {
         return outcome;
     };
-    let Some(vector) = vector else {
-        metrics::record_cache_lookup("semantic", "skipped");
-        return outcome;
+    let vector = match vector {
+        QuestionVector::Ready(vector) => vector,
+        QuestionVector::Missing => {
+            metrics::record_cache_lookup("semantic", "skipped");
+            return outcome;
+        }
+        QuestionVector::TooLong => {
+            metrics::record_cache_lookup("semantic", "too_long");
+            return outcome;
+        }
     };
     let found = ctx.cache.semantic.lookup(
         &scope,

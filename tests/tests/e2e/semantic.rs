@@ -116,6 +116,31 @@ async fn retrieved_context_is_scope_and_only_the_question_is_compared() {
 }
 
 #[tokio::test]
+async fn a_question_longer_than_the_model_reads_is_no_semantic_lookup() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;
+    // Over 256 model tokens of the same code, then different questions: embedded, both would
+    // be the vector of the code alone.
+    let code =
+        "let total = items.iter().map(|item| item.price * item.quantity).sum();\n".repeat(30);
+    let first = format!("{code}\nWhy does this fail to compile?");
+    let second = format!("{code}\nHow can I make this run faster?");
+    for question in [&first, &second] {
+        let response = ask(&sidecar, &ask_body(question, "Be brief.", false), "a").await;
+        assert_eq!(header(&response, "x-frugal-cache"), "miss");
+    }
+    assert_eq!(mock.total_calls(), 2);
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"too_long\"} 2"),
+        "{metrics}"
+    );
+    // The exact tier still answers a repeat.
+    let repeat = ask(&sidecar, &ask_body(&second, "Be brief.", false), "a").await;
+    assert_eq!(header(&repeat, "x-frugal-cache"), "exact");
+}
+
+#[tokio::test]
 async fn guards_reject_similar_questions_that_ask_different_things() {
     let mock = MockUpstream::start().await;
     // A low threshold, so that every pair below reaches verification.

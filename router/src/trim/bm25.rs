@@ -20,29 +20,48 @@ const STOPWORDS: &[&str] = &[
 ];
 
 /// The lower-cased words of a text that count for matching: letter and digit runs, stopwords
-/// removed, a plural `s` dropped so "cells" meets "cell".
+/// removed, stemmed so "cells" meets "cell" and "reduces" meets "reduction".
 pub fn terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .filter_map(|w| {
-            let mut word = w.to_lowercase();
-            if STOPWORDS.binary_search(&word.as_str()).is_ok() {
-                return None;
+    TERMS.with(|cell| {
+        let (stemmer, memo) = &mut *cell.borrow_mut();
+        if memo.len() >= MAX_REMEMBERED_WORDS {
+            memo.clear();
+        }
+        let mut lower = String::new();
+        let mut out = Vec::new();
+        for word in text.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
             }
-            let stemmed = stem(&word).len();
-            word.truncate(stemmed);
-            Some(word)
-        })
-        .collect()
+            lower.clear();
+            lower.extend(word.chars().flat_map(char::to_lowercase));
+            let term = match memo.get(lower.as_str()) {
+                Some(term) => term.clone(),
+                None => {
+                    let term = (STOPWORDS.binary_search(&lower.as_str()).is_err())
+                        .then(|| stemmer.stem(&lower).into_owned());
+                    memo.insert(lower.clone(), term.clone());
+                    term
+                }
+            };
+            out.extend(term);
+        }
+        out
+    })
 }
 
-fn stem(word: &str) -> &str {
-    let n = word.len();
-    if n > 3 && word.ends_with('s') && !word.ends_with("ss") && !word.ends_with("us") {
-        &word[..n - 1]
-    } else {
-        word
-    }
+/// Most words whose terms are remembered per thread before the memo starts afresh.
+const MAX_REMEMBERED_WORDS: usize = 1 << 16;
+
+thread_local! {
+    /// Snowball's English stemmer ("reduces", "reduced", "reduction" → "reduc"), and the term
+    /// each recently seen lower-cased word gave (`None`: a stopword): a context repeats its
+    /// words, and stemming costs more than a look-up.
+    static TERMS: std::cell::RefCell<(rust_stemmers::Stemmer, FxHashMap<String, Option<String>>)> =
+        std::cell::RefCell::new((
+            rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English),
+            FxHashMap::default(),
+        ));
 }
 
 /// A BM25 index over a small collection of texts, each given as its terms. Terms are interned
@@ -158,6 +177,12 @@ mod tests {
             terms("The Cells of mice, and GLASS."),
             vec!["cell", "mice", "glass"]
         );
+    }
+
+    #[test]
+    fn word_forms_share_a_stem() {
+        let t = terms("Inhibition reduces it; the inhibitor reduced it. INHIBITS");
+        assert_eq!(t, vec!["inhibit", "reduc", "inhibitor", "reduc", "inhibit"]);
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub struct RawTrim {
     /// Tokenizer the cap is counted in: `o200k_base` (GPT-4o family, default) or `cl100k_base`.
     #[serde(default)]
     pub tokenizer: Option<String>,
-    /// Ranking: `frugal_lexical` (document and sentence BM25 with neighbours; ~3 ms for 6,000
+    /// Ranking: `frugal_lexical` (document and sentence BM25 with neighbours; ~3.5 ms for 6,000
     /// tokens, default) or `frugal` (fused with embeddings of every sentence: better recall, but
     /// seconds per long context on a small CPU; past `embeddings.deadline` it falls back to
     /// `frugal_lexical`).

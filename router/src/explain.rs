@@ -13,7 +13,6 @@ use crate::pipeline::{baseline_price, resolve_model, worst_case, WorstCase};
 use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
 use crate::request::ChatRequest;
 use crate::stage::{cache, classify, confidence, route, semantic, trim};
-use crate::tokens;
 
 /// Arguments of `frugal policy explain`.
 #[derive(Debug, Clone, clap::Args)]
@@ -93,7 +92,9 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     )
     .await;
     let body = &trimmed_body;
-    let question = tokens::last_user_text(body);
+    // As the pipeline does: the question without the context marked in it.
+    let question = semantic::question_text(body, &policy.trim.markers);
+    let question_fits = live.embedder.as_ref().is_none_or(|w| w.fits(&question));
 
     let embedding = match &live.embedder {
         Some(worker) => {
@@ -170,6 +171,8 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
                 "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,
                 "guards": s.verifier.guards().to_string(),
                 "scope": scope.as_ref().map(|(k, _)| short_hex(k)),
+                "question": scope.as_ref().map(|(_, q)| q),
+                "question_fits_model": question_fits,
             })),
             "in_an_empty_cache": if eligible { "miss" } else { "bypass" },
         },
@@ -259,6 +262,9 @@ pub fn render(e: &Value) -> String {
             s(&c["semantic"]["threshold"]),
             s(&c["semantic"]["guards"])
         ));
+        if c["semantic"]["question_fits_model"] == json!(false) {
+            out.push_str(", no semantic lookup: the question is longer than the model reads");
+        }
     }
     out.push_str(&format!(
         "); in an empty cache: {}\n",

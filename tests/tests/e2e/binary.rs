@@ -311,6 +311,11 @@ fn policy_explain_shows_the_plan_without_calling_anything() {
     assert_eq!(e["output_tokens_assumed"], 200);
     assert_eq!(e["cache"]["eligible"], true);
     assert_eq!(e["cache"]["in_an_empty_cache"], "miss");
+    assert_eq!(
+        e["cache"]["semantic"]["question"],
+        "What's the weather in Oslo?"
+    );
+    assert_eq!(e["cache"]["semantic"]["question_fits_model"], true);
     assert!(e["classifier"]["score"].as_f64().is_some());
     assert_eq!(e["classifier"]["embedding"], true);
     assert_eq!(e["route"]["rungs"][0]["model"], "gpt-4o-mini");

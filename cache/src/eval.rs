@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::embed_disk::{DiskEmbeddings, EmbedCacheError, BATCH};
 use crate::index::{IndexConfig, VectorIndex};
 use crate::pairs::Pair;
+pub use crate::progress::progress_bar;
 use crate::verify::{Analysis, Guard, GuardSet, Verifier};
 use crate::Embedder;
 
@@ -580,21 +580,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-/// A progress bar on stderr for `len` steps labelled `what` (hidden unless `enabled`).
-pub fn progress_bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>11} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
 }
 
 impl Report {

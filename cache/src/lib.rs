@@ -13,6 +13,7 @@ pub mod embed_disk;
 pub mod eval;
 pub mod index;
 pub mod pairs;
+pub mod progress;
 pub mod synthetic;
 pub mod verify;
 

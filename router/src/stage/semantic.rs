@@ -385,15 +385,11 @@ pub fn scope(
 /// The text a semantic lookup embeds and compares: the last user message's own words, without
 /// the context marked in it (see [`scope`]).
 pub fn question_text(body: &Map<String, Value>, markers: &[String]) -> String {
-    let last_user = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        });
-    last_user.map_or_else(String::new, |m| split_question(m.get("content"), markers).0)
+    let text = crate::tokens::last_user_text(body);
+    super::trim::split_marked(&text, markers)
+        .own_words
+        .trim()
+        .to_string()
 }
 
 /// A user message's content split into its question (own words, trimmed) and the rest: the

@@ -167,7 +167,7 @@ fn find_context(policy: &TrimPolicy, body: &Map<String, Value>) -> Option<Found>
 /// A message's text split at its context markers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkedText {
-    /// The text outside the marked spans (tags included), in order: the user's own words.
+    /// The text outside the marked spans and their tags, in order: the user's own words.
     pub own_words: String,
     /// Byte ranges of the marked spans' contents, in order.
     pub context: Vec<std::ops::Range<usize>>,

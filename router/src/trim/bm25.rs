@@ -122,16 +122,8 @@ impl Bm25 {
         }
     }
 
-    /// Inverse document frequency of a term (the non-negative BM25+ form).
-    pub fn idf(&self, term: &str) -> f32 {
-        let df = self
-            .ids
-            .get(term)
-            .map_or(0, |&id| self.doc_freq[id as usize]);
-        self.idf_of(df)
-    }
-
-    fn idf_of(&self, df: u32) -> f32 {
+    /// Inverse document frequency of a term found in `df` texts (the non-negative BM25+ form).
+    fn idf(&self, df: u32) -> f32 {
         let n = self.docs.len() as f32;
         let df = df as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
@@ -143,7 +135,7 @@ impl Bm25 {
         let mut weighted: Vec<(u32, f32)> = query
             .iter()
             .filter_map(|t| self.ids.get(t.as_str()).copied())
-            .map(|id| (id, self.idf_of(self.doc_freq[id as usize])))
+            .map(|id| (id, self.idf(self.doc_freq[id as usize])))
             .filter(|(_, idf)| *idf > 0.0)
             .collect();
         weighted.sort_unstable_by_key(|(id, _)| *id);

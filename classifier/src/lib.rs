@@ -15,6 +15,7 @@ pub mod curve;
 pub mod data;
 pub mod features;
 pub mod model;
+pub mod topic_prior;
 pub mod train;
 
 use serde::Serialize;

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::features::{self, Features};
+use crate::topic_prior::TopicPrior;
 use crate::{Complexity, Reason};
 
 /// The `format` field of a weights file this crate reads.
@@ -41,6 +42,9 @@ pub struct ComplexityModel {
     /// The topic part, absent when the model was trained without topics.
     #[serde(default)]
     pub topics: Option<TopicWeights>,
+    /// The soft topic prior, an offset to the log-odds; absent when trained without it.
+    #[serde(default)]
+    pub topic_prior: Option<TopicPrior>,
     /// Intercept of the logistic model.
     pub bias: f32,
     /// Thresholds recommended from cross-validation; a policy may override them.
@@ -225,6 +229,11 @@ impl ComplexityModel {
                 return invalid("topic centroids must match the embedding length and be finite");
             }
         }
+        if let Some(prior) = &self.topic_prior {
+            prior
+                .validate(self.embedding_dim().unwrap_or(0))
+                .map_err(ModelError::Invalid)?;
+        }
         let t = self.thresholds;
         if !(0.0..=1.0).contains(&t.mid_above)
             || !(0.0..=1.0).contains(&t.strong_above)
@@ -286,6 +295,14 @@ impl ComplexityModel {
                         weight: c,
                     });
                 }
+            }
+            if let Some(prior) = self.topic_prior.as_ref() {
+                let c = prior.contribution(vector);
+                logit += c;
+                contributions.push(Reason {
+                    feature: TOPIC_REASON,
+                    weight: c,
+                });
             }
         }
         Ok(Scored {
@@ -412,6 +429,7 @@ mod tests {
                 weights: vec![1.0, -1.0],
             }),
             topics: None,
+            topic_prior: None,
             bias: -3.0,
             thresholds: Thresholds {
                 mid_above: 0.5,

@@ -17,6 +17,7 @@ use crate::features::{self, Features};
 use crate::model::{
     nearest_centroid, ComplexityModel, EmbeddingWeights, Thresholds, TopicWeights, FORMAT, VERSION,
 };
+use crate::topic_prior::{self, PriorSettings};
 
 /// How an outcome becomes a training target in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,13 @@ pub struct TrainConfig {
     pub group_topics: bool,
     /// L2 penalty on the standardised topic-indicator weights.
     pub l2_topics: f64,
+    /// Add the soft topic prior ([`crate::topic_prior`]) over the rows' labelled groups as a
+    /// fixed log-odds offset.
+    pub topic_prior: bool,
+    /// Softmax sharpness of topic memberships.
+    pub topic_temperature: f64,
+    /// Pseudo-rows at the overall mean in each topic's mean target.
+    pub topic_shrinkage: f64,
     /// Cross-validation folds.
     pub folds: usize,
     /// Seed of the fold assignment.
@@ -125,6 +133,9 @@ impl Default for TrainConfig {
             topics: 0,
             group_topics: false,
             l2_topics: 1e-2,
+            topic_prior: true,
+            topic_temperature: 20.0,
+            topic_shrinkage: 10.0,
             folds: 5,
             seed: 7,
             max_iterations: 300,
@@ -227,6 +238,24 @@ pub fn fit(
     } else {
         Vec::new()
     };
+    let prior = (d > 0 && config.topic_prior)
+        .then(|| {
+            let prior_rows: Vec<(&[f32], &str, f64)> = rows
+                .iter()
+                .map(|(e, t)| (e.embedding, e.group, *t))
+                .collect();
+            topic_prior::fit(
+                &prior_rows,
+                PriorSettings {
+                    temperature: config.topic_temperature,
+                    shrinkage: config.topic_shrinkage,
+                },
+            )
+        })
+        .flatten();
+    let offsets: Vec<f64> = prior
+        .as_ref()
+        .map_or_else(|| vec![0.0; rows.len()], |p| p.offsets.clone());
     let k = centroids.len();
     let topic_of: Vec<usize> = vectors
         .iter()
@@ -291,6 +320,7 @@ pub fn fit(
     let problem = Logistic {
         x: &x,
         targets: &targets,
+        offsets: &offsets,
         width,
         penalty: &penalty,
     };
@@ -322,7 +352,12 @@ pub fn fit(
             weights: f32s(&theta[nf..nf + d]),
         }),
         topics,
-        bias: theta[width] as f32,
+        // The offsets carried the prior's base log-odds; the stored bias carries it instead.
+        bias: (theta[width]
+            + prior
+                .as_ref()
+                .map_or(0.0, |p| f64::from(p.prior.base_logit))) as f32,
+        topic_prior: prior.map(|p| p.prior),
         thresholds: Thresholds {
             mid_above: 0.5,
             strong_above: 0.5,
@@ -468,6 +503,8 @@ pub fn cross_validate(examples: &[Example<'_>], config: &TrainConfig, threads: u
 struct Logistic<'a> {
     x: &'a [f32],
     targets: &'a [f64],
+    /// A fixed log-odds term per row (the topic prior; zeros without one).
+    offsets: &'a [f64],
     width: usize,
     penalty: &'a [f64],
 }
@@ -479,8 +516,14 @@ impl Logistic<'_> {
         let n = self.targets.len().max(1) as f64;
         let (w, b) = theta.split_at(self.width);
         let mut loss = 0.0;
-        for (row, t) in self.x.chunks_exact(self.width).zip(self.targets) {
-            let z = b[0]
+        for ((row, t), offset) in self
+            .x
+            .chunks_exact(self.width)
+            .zip(self.targets)
+            .zip(self.offsets)
+        {
+            let z = offset
+                + b[0]
                 + row
                     .iter()
                     .zip(w)
@@ -683,6 +726,55 @@ mod tests {
         let ta = nearest_centroid(&centroids, &a).unwrap();
         let tb = nearest_centroid(&centroids, &b).unwrap();
         assert_ne!(ta, tb);
+    }
+
+    #[test]
+    fn the_topic_prior_is_an_offset_the_model_stores_and_reports() {
+        // Same features; a penalty that keeps the linear embedding term out; the weak model
+        // fails on topic `a`.
+        let a = [0.8f32, 0.6];
+        let b = [0.8f32, -0.6];
+        let examples: Vec<Example<'_>> = (0..200u64)
+            .map(|i| Example {
+                features: Features {
+                    values: [1.0; features::COUNT],
+                },
+                embedding: if i % 2 == 0 { &a[..] } else { &b[..] },
+                outcome: Outcome::Correct {
+                    weak: i % 2 == 1,
+                    strong: true,
+                },
+                key: i,
+                group: if i % 2 == 0 { "a" } else { "b" },
+            })
+            .collect();
+        let refs: Vec<&Example<'_>> = examples.iter().collect();
+        let config = TrainConfig {
+            l2_embedding: 1e3,
+            ..TrainConfig::default()
+        };
+        assert!(config.topic_prior, "on by default");
+        let (model, _) = fit(&refs, &config, "toy", serde_json::Value::Null);
+        let prior = model.topic_prior.as_ref().unwrap();
+        assert_eq!(prior.groups, ["a", "b"]);
+        let on_a = model.predict(&examples[0].features, Some(&a)).unwrap();
+        let on_b = model.predict(&examples[1].features, Some(&b)).unwrap();
+        assert!(on_a.score > 0.9 && on_b.score < 0.6, "{on_a:?} {on_b:?}");
+        assert_eq!(on_a.reasons[0].feature, "topic");
+        // Stored and read back, the prior scores the same.
+        let again = ComplexityModel::from_json(&model.to_json()).unwrap();
+        assert_eq!(score_example(&again, &examples[0]), on_a.score);
+        // Without an embedding the prior is silent and the score is the average prompt's.
+        let blind = model.predict(&examples[0].features, None).unwrap();
+        assert!((blind.score - 0.75).abs() < 0.05, "{blind:?}");
+        let without = TrainConfig {
+            topic_prior: false,
+            ..config
+        };
+        assert!(fit(&refs, &without, "toy", serde_json::Value::Null)
+            .0
+            .topic_prior
+            .is_none());
     }
 
     #[test]

@@ -55,6 +55,16 @@ pub struct TrainArgs {
     /// L2 penalty on the topic offsets.
     #[arg(long, default_value_t = 1e-2)]
     pub l2_topics: f64,
+    /// Leave out the soft topic prior (each labelled group's mean target, blended by how close
+    /// a prompt is to each group, as a fixed log-odds offset).
+    #[arg(long)]
+    pub no_topic_prior: bool,
+    /// Softmax sharpness of the topic prior's memberships (cosine × this).
+    #[arg(long, default_value_t = 20.0)]
+    pub topic_temperature: f64,
+    /// Pseudo-rows at the overall mean added to each topic's mean target.
+    #[arg(long, default_value_t = 10.0)]
+    pub topic_shrinkage: f64,
     /// Also cross-validate the other label schemes and a features-only model, for comparison.
     #[arg(long)]
     pub compare: bool,
@@ -115,6 +125,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         topics: args.topics,
         group_topics: args.group_topics,
         l2_topics: args.l2_topics,
+        topic_prior: !args.no_topic_prior,
+        topic_temperature: args.topic_temperature,
+        topic_shrinkage: args.topic_shrinkage,
         whiten_embedding: !args.shared_embedding_scale,
         ..TrainConfig::default()
     };
@@ -185,6 +198,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             "features only".to_owned(),
             TrainConfig {
                 use_embedding: false,
+                ..config.clone()
+            },
+        ));
+        variants.push((
+            format!("topic_prior={}", !config.topic_prior),
+            TrainConfig {
+                topic_prior: !config.topic_prior,
                 ..config.clone()
             },
         ));

@@ -1,0 +1,55 @@
+//! Latency of embedding one question at a time, the way a semantic cache lookup does:
+//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads]`.
+//! Prints p50/p99 per question (model tokens included), then all of them together.
+
+use std::time::Instant;
+
+use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+
+const QUESTIONS: [&str; 4] = [
+    "How can I reverse a list in Python?",
+    "What is the capital of France?",
+    "Why does my Rust program panic with an index out of bounds error when the vector is empty?",
+    "What is the best way to learn machine learning from scratch as a beginner with no math background?",
+];
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map_or(Ok(300), |s| s.parse())?;
+    let threads: Option<usize> = args.next().map(|s| s.parse()).transpose()?;
+    let paths = ModelPaths::from_env_or(std::path::Path::new("models"));
+    let options = MiniLmOptions {
+        intra_threads: threads,
+        ..MiniLmOptions::default()
+    };
+    let embedder = MiniLmEmbedder::load(&paths, &options)?;
+    let mut all = Vec::new();
+    for question in QUESTIONS {
+        for _ in 0..20 {
+            embedder.embed(&[question])?;
+        }
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                let _ = embedder.embed(&[question]);
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        all.extend_from_slice(&times);
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{:>3} words  p50 {:6.2} ms  p99 {:6.2} ms  {question}",
+            question.split_whitespace().count(),
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "all        p50 {:6.2} ms  p99 {:6.2} ms  (threads {})",
+        all[all.len() / 2],
+        all[all.len() * 99 / 100],
+        threads.map_or("all".to_owned(), |t| t.to_string())
+    );
+    Ok(())
+}

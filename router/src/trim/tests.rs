@@ -207,3 +207,28 @@ fn token_counts_match_tiktoken_exactly() {
         );
     }
 }
+
+#[test]
+fn of_two_equally_relevant_documents_the_earlier_scores_higher() {
+    let answer = "Lactase is the enzyme that breaks down lactose in the gut.";
+    let mut req = request(Strategy::FrugalLexical, 15);
+    req.documents = (0..3)
+        .map(|i| Document {
+            title: None,
+            text: if i < 2 {
+                answer.to_owned()
+            } else {
+                filler("weather", 2)
+            },
+        })
+        .collect();
+    let prepared = prepare(&req);
+    let scores = rank::score(&req, &prepared.chunks, &[]);
+    assert!(
+        scores[0] > scores[1],
+        "retrieval order breaks the tie: {scores:?}"
+    );
+    let out = trim(&req, &Words).unwrap();
+    assert_eq!(out.documents[0], answer);
+    assert!(out.documents[1].is_empty());
+}

@@ -37,11 +37,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let rss_before = rss_mb();
-    let config = IndexConfig {
-        ef_search,
-        ..IndexConfig::default()
-    };
-    let mut index = VectorIndex::new(dim, config);
+    let mut index = empty_index(dim, ef_search);
     let started = Instant::now();
     let mut probes = Vec::new();
     for id in 0..entries {
@@ -61,8 +57,7 @@ fn main() -> anyhow::Result<()> {
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         found += usize::from(hits.first().is_some_and(|h| h.id == *id));
     }
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    let (p50, p99) = p50_p99(&mut ms);
     println!(
         "entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB (index ~{:.0} MB); \
          lookup p50 {:.3} ms p99 {:.3} ms; recall@1 of noisy copies {:.3}",
@@ -70,8 +65,8 @@ fn main() -> anyhow::Result<()> {
         build.as_secs_f64(),
         rss_after,
         rss_after - rss_before,
-        pct(0.5),
-        pct(0.99),
+        p50,
+        p99,
         found as f64 / probes.len().max(1) as f64
     );
     Ok(())
@@ -105,11 +100,7 @@ fn real_vectors(
     let (stored, rest) = vectors.split_at(entries);
     let probes = &rest[..queries];
     let rss_before = rss_mb();
-    let config = IndexConfig {
-        ef_search,
-        ..IndexConfig::default()
-    };
-    let mut index = VectorIndex::new(dim, config);
+    let mut index = empty_index(dim, ef_search);
     let started = Instant::now();
     for (id, v) in stored.iter().enumerate() {
         index.insert(id as u64, v)?;
@@ -135,8 +126,7 @@ fn real_vectors(
             hits_found += usize::from(right);
         }
     }
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    let (p50, p99) = p50_p99(&mut ms);
     println!(
         "real prompt vectors: entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB \
          (index ~{:.0} MB); lookup p50 {:.3} ms p99 {:.3} ms; recall@1 {:.3} over {queries} \
@@ -145,12 +135,31 @@ fn real_vectors(
         build.as_secs_f64(),
         rss_after,
         rss_after - rss_before,
-        pct(0.5),
-        pct(0.99),
+        p50,
+        p99,
         found as f64 / queries.max(1) as f64,
         hits_found as f64 / hits.max(1) as f64
     );
     Ok(())
+}
+
+/// The 50th and 99th percentiles of latencies (sorts them); 0 for none.
+fn p50_p99(ms: &mut [f64]) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let rank = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len().max(1));
+        ms.get(rank - 1).copied().unwrap_or(0.0)
+    };
+    (pct(0.5), pct(0.99))
+}
+
+/// An empty index with the default tuning but `ef_search`.
+fn empty_index(dim: usize, ef_search: usize) -> VectorIndex {
+    let config = IndexConfig {
+        ef_search,
+        ..IndexConfig::default()
+    };
+    VectorIndex::new(dim, config)
 }
 
 /// Resident set size of this process in MB (Linux), 0 elsewhere.

@@ -728,18 +728,15 @@ mod tests {
         assert_ne!(ta, tb);
     }
 
-    #[test]
-    fn the_topic_prior_is_an_offset_the_model_stores_and_reports() {
-        // Same features; a penalty that keeps the linear embedding term out; the weak model
-        // fails on topic `a`.
-        let a = [0.8f32, 0.6];
-        let b = [0.8f32, -0.6];
-        let examples: Vec<Example<'_>> = (0..200u64)
+    /// 200 rows with the same features, alternating between topics `a` (where only the strong
+    /// model is right) and `b` (both right), each with its embedding.
+    fn two_topics<'a>(a: &'a [f32], b: &'a [f32]) -> Vec<Example<'a>> {
+        (0..200u64)
             .map(|i| Example {
                 features: Features {
                     values: [1.0; features::COUNT],
                 },
-                embedding: if i % 2 == 0 { &a[..] } else { &b[..] },
+                embedding: if i % 2 == 0 { a } else { b },
                 outcome: Outcome::Correct {
                     weak: i % 2 == 1,
                     strong: true,
@@ -747,7 +744,16 @@ mod tests {
                 key: i,
                 group: if i % 2 == 0 { "a" } else { "b" },
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_topic_prior_is_an_offset_the_model_stores_and_reports() {
+        // Same features; a penalty that keeps the linear embedding term out; the weak model
+        // fails on topic `a`.
+        let a = [0.8f32, 0.6];
+        let b = [0.8f32, -0.6];
+        let examples = two_topics(&a, &b);
         let refs: Vec<&Example<'_>> = examples.iter().collect();
         let config = TrainConfig {
             l2_embedding: 1e3,
@@ -782,20 +788,7 @@ mod tests {
         // Same features everywhere; the weak model fails only on topic `a`.
         let a = [1.0f32, 0.0];
         let b = [0.0f32, 1.0];
-        let examples: Vec<Example<'_>> = (0..200u64)
-            .map(|i| Example {
-                features: Features {
-                    values: [1.0; features::COUNT],
-                },
-                embedding: if i % 2 == 0 { &a[..] } else { &b[..] },
-                outcome: Outcome::Correct {
-                    weak: i % 2 == 1,
-                    strong: true,
-                },
-                key: i,
-                group: if i % 2 == 0 { "a" } else { "b" },
-            })
-            .collect();
+        let examples = two_topics(&a, &b);
         let refs: Vec<&Example<'_>> = examples.iter().collect();
         let kmeans = TrainConfig {
             topics: 2,

@@ -12,8 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Fewest training rows a group needs to become a topic.
-pub const MIN_GROUP_ROWS: usize = 20;
+use crate::train::labelled_groups;
 
 /// The topic prior as stored in a weights file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,34 +116,21 @@ pub struct FittedPrior {
 }
 
 /// Fits the prior on rows (unit-length vector, group, target); `None` when fewer than two
-/// groups have [`MIN_GROUP_ROWS`] rows (a prior over one topic says nothing). Deterministic:
-/// groups are in name order.
+/// groups have [`crate::train::MIN_GROUP_ROWS`] rows (a prior over one topic says nothing).
+/// Deterministic: groups are in name order ([`labelled_groups`]).
 pub fn fit(rows: &[(&[f32], &str, f64)], settings: PriorSettings) -> Option<FittedPrior> {
-    let dim = rows.first().map(|(v, _, _)| v.len())?;
-    let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, f64, usize)> =
-        std::collections::BTreeMap::new();
-    for (v, g, t) in rows {
-        let (sum, targets, count) = sums.entry(g).or_insert_with(|| (vec![0.0; dim], 0.0, 0));
-        for (s, x) in sum.iter_mut().zip(v.iter()) {
-            *s += f64::from(*x);
-        }
-        *targets += t;
-        *count += 1;
-    }
-    let overall = rows.iter().map(|(_, _, t)| t).sum::<f64>() / rows.len() as f64;
+    let vectors: Vec<&[f32]> = rows.iter().map(|(v, _, _)| *v).collect();
+    let names: Vec<&str> = rows.iter().map(|(_, g, _)| *g).collect();
+    let overall = rows.iter().map(|(_, _, t)| t).sum::<f64>() / rows.len().max(1) as f64;
     let mut groups = Vec::new();
     let mut centroids = Vec::new();
     let mut target_sums = Vec::new();
     let mut counts = Vec::new();
-    for (name, (sum, targets, count)) in sums {
-        let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if count < MIN_GROUP_ROWS || norm == 0.0 {
-            continue;
-        }
-        groups.push(name.to_owned());
-        centroids.push(sum.iter().map(|x| (x / norm) as f32).collect::<Vec<f32>>());
-        target_sums.push(targets);
-        counts.push(count as f64);
+    for group in labelled_groups(&vectors, &names) {
+        groups.push(group.name.to_owned());
+        centroids.push(group.centroid);
+        target_sums.push(group.members.iter().map(|&i| rows[i].2).sum::<f64>());
+        counts.push(group.members.len() as f64);
     }
     if groups.len() < 2 {
         return None;

@@ -162,24 +162,50 @@ pub struct Example<'a> {
 /// Fewest training rows a group needs to get its own topic.
 pub const MIN_GROUP_ROWS: usize = 20;
 
-/// The unit-length mean vector of each group with at least [`MIN_GROUP_ROWS`] rows, in group
+/// A labelled group big enough to be a topic: its name, the unit-length mean of its vectors and
+/// the indices of its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledGroup<'a> {
+    /// The group's label.
+    pub name: &'a str,
+    /// The unit-length mean of its rows' vectors.
+    pub centroid: Vec<f32>,
+    /// Indices of its rows, in input order.
+    pub members: Vec<usize>,
+}
+
+/// Each group with at least [`MIN_GROUP_ROWS`] rows (and a non-zero mean vector), in group
 /// name order (deterministic).
-pub fn group_centroids(vectors: &[&[f32]], groups: &[&str]) -> Vec<Vec<f32>> {
-    let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, usize)> =
+pub fn labelled_groups<'a>(vectors: &[&[f32]], groups: &[&'a str]) -> Vec<LabelledGroup<'a>> {
+    let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, Vec<usize>)> =
         std::collections::BTreeMap::new();
-    for (v, g) in vectors.iter().zip(groups) {
-        let (sum, count) = sums.entry(g).or_insert_with(|| (vec![0.0; v.len()], 0));
+    for (i, (v, g)) in vectors.iter().zip(groups).enumerate() {
+        let (sum, members) = sums
+            .entry(g)
+            .or_insert_with(|| (vec![0.0; v.len()], Vec::new()));
         for (s, x) in sum.iter_mut().zip(v.iter()) {
             *s += f64::from(*x);
         }
-        *count += 1;
+        members.push(i);
     }
-    sums.into_values()
-        .filter(|(sum, count)| *count >= MIN_GROUP_ROWS && !sum.is_empty())
-        .filter_map(|(sum, _)| {
+    sums.into_iter()
+        .filter(|(_, (_, members))| members.len() >= MIN_GROUP_ROWS)
+        .filter_map(|(name, (sum, members))| {
             let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
-            (norm > 0.0).then(|| sum.iter().map(|x| (x / norm) as f32).collect())
+            (norm > 0.0).then(|| LabelledGroup {
+                name,
+                centroid: sum.iter().map(|x| (x / norm) as f32).collect(),
+                members,
+            })
         })
+        .collect()
+}
+
+/// The centroid of each of [`labelled_groups`], in group name order.
+pub fn group_centroids(vectors: &[&[f32]], groups: &[&str]) -> Vec<Vec<f32>> {
+    labelled_groups(vectors, groups)
+        .into_iter()
+        .map(|g| g.centroid)
         .collect()
 }
 
@@ -238,7 +264,7 @@ pub fn fit(
     } else {
         Vec::new()
     };
-    let prior = (d > 0 && config.topic_prior)
+    let fitted_prior = (d > 0 && config.topic_prior)
         .then(|| {
             let prior_rows: Vec<(&[f32], &str, f64)> = rows
                 .iter()
@@ -253,9 +279,10 @@ pub fn fit(
             )
         })
         .flatten();
-    let offsets: Vec<f64> = prior
-        .as_ref()
-        .map_or_else(|| vec![0.0; rows.len()], |p| p.offsets.clone());
+    let (prior, offsets) = match fitted_prior {
+        Some(fitted) => (Some(fitted.prior), fitted.offsets),
+        None => (None, vec![0.0; rows.len()]),
+    };
     let k = centroids.len();
     let topic_of: Vec<usize> = vectors
         .iter()
@@ -353,11 +380,8 @@ pub fn fit(
         }),
         topics,
         // The offsets carried the prior's base log-odds; the stored bias carries it instead.
-        bias: (theta[width]
-            + prior
-                .as_ref()
-                .map_or(0.0, |p| f64::from(p.prior.base_logit))) as f32,
-        topic_prior: prior.map(|p| p.prior),
+        bias: (theta[width] + prior.as_ref().map_or(0.0, |p| f64::from(p.base_logit))) as f32,
+        topic_prior: prior,
         thresholds: Thresholds {
             mid_above: 0.5,
             strong_above: 0.5,

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use frugal_cache::eval::percentile;
 use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 
 const QUESTIONS: [&str; 4] = [
@@ -40,15 +41,15 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{:>3} words  p50 {:6.2} ms  p99 {:6.2} ms  {question}",
             question.split_whitespace().count(),
-            times[times.len() / 2],
-            times[times.len() * 99 / 100]
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
         );
     }
     all.sort_by(f64::total_cmp);
     println!(
         "all        p50 {:6.2} ms  p99 {:6.2} ms  (threads {})",
-        all[all.len() / 2],
-        all[all.len() * 99 / 100],
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
         threads.map_or("all".to_owned(), |t| t.to_string())
     );
     Ok(())

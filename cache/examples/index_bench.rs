@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use frugal_cache::eval::percentile;
 use frugal_cache::synthetic::{normalised, Xorshift};
 use frugal_cache::{IndexConfig, VectorIndex};
 
@@ -146,11 +147,7 @@ fn real_vectors(
 /// The 50th and 99th percentiles of latencies (sorts them); 0 for none.
 fn p50_p99(ms: &mut [f64]) -> (f64, f64) {
     ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        let rank = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len().max(1));
-        ms.get(rank - 1).copied().unwrap_or(0.0)
-    };
-    (pct(0.5), pct(0.99))
+    (percentile(ms, 0.5), percentile(ms, 0.99))
 }
 
 /// An empty index with the default tuning but `ef_search`.

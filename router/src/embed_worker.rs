@@ -1,8 +1,8 @@
-//! The embedding worker: one thread owns the embedding model; texts queued together (or
-//! arriving within an optional window) are embedded as one batch. Every caller waits at most
-//! its deadline: past it, the request goes on without its embedding (counted in
-//! `frugal_embedding_deadline_skips_total`), never fails for want of one. Workers are shared process-wide per model folder, so a policy
-//! reload does not load the model again.
+//! The embedding worker: one thread owns the embedding model; texts queued together (or arriving
+//! within an optional window) are embedded as one batch. Every caller waits at most its deadline:
+//! past it, the request goes on without its embedding (counted in
+//! `frugal_embedding_deadline_skips_total`), never fails for want of one. Workers are shared
+//! process-wide per model folder, so a policy reload does not load the model again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -143,18 +143,24 @@ pub async fn handle(
     let exact_key = lookup::exact_key(&live.policy, ctx, &requested.alias, &outbound);
     let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref());
     let routed = route.applies_to(&requested.alias) && !exact_hit;
-    let question = semantic::question_text(&outbound, &live.policy.trim.markers);
-    // A question longer than the model reads is no semantic lookup (its vector would stand
-    // for its beginning only); the classifier still takes the vector of that beginning.
     let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
-    let too_long = semantic && live.embedder.as_ref().is_some_and(|w| !w.fits(&question));
-    let embedding = match &live.embedder {
-        Some(worker) if routed || (semantic && !too_long) => {
-            worker
-                .embed(&question, live.policy.embeddings.deadline)
-                .await
+    let (embedding, too_long) = match &live.embedder {
+        Some(worker) if routed || semantic => {
+            let question = semantic::question_text(&outbound, &live.policy.trim.markers);
+            // A question longer than the model reads is no semantic lookup (its vector would
+            // stand for its beginning only); the classifier still takes the vector of that
+            // beginning.
+            let too_long = semantic && !worker.fits(&question);
+            let embedding = if routed || !too_long {
+                worker
+                    .embed(&question, live.policy.embeddings.deadline)
+                    .await
+            } else {
+                None
+            };
+            (embedding, too_long)
         }
-        _ => None,
+        _ => (None, false),
     };
     let question_vector = match embedding.as_deref() {
         _ if too_long => lookup::QuestionVector::TooLong,

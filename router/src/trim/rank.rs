@@ -3,10 +3,10 @@
 //! Frugal's score has two stages. Which documents matter: BM25 over whole documents (title and
 //! text) fused with the cosine of the question to the document's title and to the centroid of its
 //! sentences; without embeddings, a small head start for the documents that come first (retrieval
-//! order) stands in for the cosine. Which sentences: sentence BM25 fused with sentence cosine, plus a share of the better neighbour's
-//! relevance (an answer often spans two sentences, and the sentence before a result often names
-//! what was measured). Each signal is scaled to [0, 1] within the request, so the fusion weights
-//! mean the same for short and long contexts.
+//! order) stands in for the cosine. Which sentences: sentence BM25 fused with sentence cosine, plus
+//! a share of the better neighbour's relevance (an answer often spans two sentences, and the
+//! sentence before a result often names what was measured). Each signal is scaled to [0, 1] within
+//! the request, so the fusion weights mean the same for short and long contexts.
 
 use frugal_cache::cosine;
 

@@ -1,7 +1,8 @@
 //! `frugal policy explain`: what the sidecar would do with one request under a policy, without
-//! calling any upstream: the model it resolves to, the context it would trim (tokens before and
-//! after), the cache scope and whether each tier could serve it, the classifier's score and reasons, the rungs it may climb and the checks armed
-//! on each answer, and what it would cost against the baseline.
+//! calling any upstream: the model it resolves to, whether a per-request cap refuses it, the
+//! context it would trim (tokens before and after), the cache scope and whether each tier could
+//! serve it, the classifier's score and reasons, the rungs it may climb and the checks armed on
+//! each answer, what it would cost against the baseline, and what it reserves of the budget.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,10 @@ use anyhow::Context as _;
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
-use crate::pipeline::{baseline_price, resolve_model, worst_case, WorstCase};
+use crate::pipeline::{baseline_price, check_request_caps, resolve_model, worst_case, WorstCase};
 use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
 use crate::request::ChatRequest;
+use crate::stage::budget::Budgets;
 use crate::stage::{cache, classify, confidence, route, semantic, trim};
 
 /// Arguments of `frugal policy explain`.
@@ -111,17 +113,24 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let tenant_cap = policy.overrides_for(tenant).and_then(|o| o.max_tier);
     let plan = route::plan(policy, requested, complexity.as_ref(), tenant_cap);
 
+    let worst = worst_case(policy, tenant, &plan, body);
+    let refused = check_request_caps(policy, &worst).err();
     let WorstCase {
-        cost: worst,
+        cost: worst_cost,
         input,
         output,
         ..
-    } = worst_case(policy, tenant, &plan, body);
+    } = worst;
     let start_cost = plan
         .rungs
         .first()
         .map_or(Usd::ZERO, |r| r.model.token_price.cost(input, output));
-    let baseline = baseline_price(policy, requested).cost(input, output);
+    // The baseline is the untrimmed prompt, as the ledger counts it.
+    let baseline_price = baseline_price(policy, requested);
+    let removed = trim_outcome.map_or(0, |t| t.removed);
+    let baseline = baseline_price.cost(input + removed, output);
+    let trim_saves = baseline - baseline_price.cost(input, output);
+    let budget = Budgets::policy_for(policy, tenant);
 
     let checks = &policy.route.checks;
     let armed: Vec<&str> = confidence::REASONS
@@ -140,7 +149,8 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         .collect();
 
     let cache_settings = &policy.cache;
-    let eligible = cache_settings.mode != CacheMode::Off && cache::eligible(cache_settings, body);
+    let not_cacheable = cache::not_cacheable(cache_settings, body);
+    let eligible = cache_settings.mode != CacheMode::Off && not_cacheable.is_none();
     let namespace = policy.cache_namespace(tenant);
     let exact_key = cache::key(tenant, namespace, &requested.alias, body);
     let scope = semantic::scope(
@@ -153,6 +163,9 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     Ok(json!({
         "model": requested.alias,
         "tenant": tenant,
+        "tenant_listed": policy.lists_tenant(tenant),
+        "tenant_keyed": policy.tenant_keys.values().any(|t| t == tenant),
+        "refused": refused.map(|e| json!({"status": e.status().as_u16(), "code": e.code(), "message": e.to_string()})),
         "input_tokens": input,
         "output_tokens_assumed": output,
         "trim": {
@@ -166,6 +179,10 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         "cache": {
             "mode": mode_name(cache_settings.mode),
             "eligible": eligible,
+            "not_cached_because": (cache_settings.mode != CacheMode::Off)
+                .then(|| not_cacheable.map(|r| r.to_string()))
+                .flatten(),
+            "namespace": namespace,
             "exact_key": short_hex(&exact_key),
             "semantic": cache_settings.semantic.map(|s| json!({
                 "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,
@@ -191,12 +208,20 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             })).collect::<Vec<_>>(),
             "checks_armed": if plan.rungs.len() > 1 { armed } else { Vec::new() },
             "start_strong_above": (f64::from(policy.route.start_strong_above) * 1e4).round() / 1e4,
+            "tenant_max_tier": tenant_cap.map(|t| t.as_str()),
         },
+        "budget": budget.map(|b| json!({
+            "window": b.window.as_str(),
+            "hard_cap_usd": b.hard_cap.to_string(),
+            "reserves_usd": worst_cost.to_string(),
+        })),
         "cost_usd": {
             "start_rung": start_cost.to_string(),
-            "worst_case": worst.to_string(),
+            "worst_case": worst_cost.to_string(),
             "baseline": baseline.to_string(),
             "saved_if_start_rung_answers": (baseline - start_cost).to_string(),
+            "saved_by_trim": trim_saves.to_string(),
+            "saved_by_route": (baseline - trim_saves - start_cost).to_string(),
         },
     }))
 }
@@ -221,13 +246,29 @@ pub fn render(e: &Value) -> String {
         Value::Null => "-".into(),
         other => other.to_string(),
     };
+    let tenant_note = match (
+        e["tenant_listed"] == json!(true),
+        e["tenant_keyed"] == json!(true),
+    ) {
+        (_, true) => " (keyed: only requests bearing its key)",
+        (true, false) => "",
+        (false, false) => " (not listed: tenants.default applies)",
+    };
     out.push_str(&format!(
-        "request   model {} for tenant {}: {} input tokens, {} output tokens assumed\n",
+        "request   model {} for tenant {}{tenant_note}: {} input tokens, {} output tokens assumed\n",
         s(&e["model"]),
         s(&e["tenant"]),
         s(&e["input_tokens"]),
         s(&e["output_tokens_assumed"])
     ));
+    if let Some(refused) = e["refused"].as_object() {
+        out.push_str(&format!(
+            "refused   {} {}: {}\n",
+            s(&refused["status"]),
+            s(&refused["code"]),
+            s(&refused["message"])
+        ));
+    }
     let t = &e["trim"];
     if t["context_found"] == json!(true) {
         out.push_str(&format!(
@@ -248,13 +289,19 @@ pub fn render(e: &Value) -> String {
     out.push_str(&format!(
         "cache     mode {}, {} (exact key {}",
         s(&c["mode"]),
-        if c["eligible"] == json!(true) {
-            "eligible"
-        } else {
-            "not cached"
+        match (
+            c["eligible"] == json!(true),
+            c["not_cached_because"].as_str()
+        ) {
+            (true, _) => "eligible".to_string(),
+            (false, Some(reason)) => format!("not cached: {reason}"),
+            (false, None) => "not cached".to_string(),
         },
         s(&c["exact_key"])
     ));
+    if c["namespace"] != json!("default") {
+        out.push_str(&format!(", namespace {}", s(&c["namespace"])));
+    }
     if c["semantic"].is_object() {
         out.push_str(&format!(
             ", semantic scope {} at similarity ≥ {} with guards {}",
@@ -312,7 +359,11 @@ pub fn render(e: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    out.push_str(&format!("route     {}\n", rungs.join(" → ")));
+    let cap_note = match e["route"]["tenant_max_tier"].as_str() {
+        Some(tier) => format!(" (the tenant's max_tier is {tier})"),
+        None => String::new(),
+    };
+    out.push_str(&format!("route     {}{cap_note}\n", rungs.join(" → ")));
     let armed: Vec<String> = e["route"]["checks_armed"]
         .as_array()
         .map(|a| a.iter().map(s).collect())
@@ -322,11 +373,21 @@ pub fn render(e: &Value) -> String {
     }
     let cost = &e["cost_usd"];
     out.push_str(&format!(
-        "cost      ${} if the start rung answers, ${} at worst, baseline ${} (saves ${})\n",
+        "cost      ${} if the start rung answers, ${} at worst, baseline ${} (saves ${}: trim ${}, route ${})\n",
         s(&cost["start_rung"]),
         s(&cost["worst_case"]),
         s(&cost["baseline"]),
-        s(&cost["saved_if_start_rung_answers"])
+        s(&cost["saved_if_start_rung_answers"]),
+        s(&cost["saved_by_trim"]),
+        s(&cost["saved_by_route"])
     ));
+    if let Some(budget) = e["budget"].as_object() {
+        out.push_str(&format!(
+            "budget    reserves ${} of the {} cap ${} until the answer is settled\n",
+            s(&budget["reserves_usd"]),
+            s(&budget["window"]),
+            s(&budget["hard_cap_usd"])
+        ));
+    }
     out
 }

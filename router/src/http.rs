@@ -43,7 +43,7 @@ pub const HEADER_CACHE: &str = "x-frugal-cache";
 pub const HEADER_MAX_TIER: &str = "x-frugal-max-tier";
 /// Request header naming the agent run.
 pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
-/// Tenant of requests that name none.
+/// Tenant of requests that name none, and the policy's `tenants:` entry for tenants not listed.
 pub const DEFAULT_TENANT: &str = "default";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -659,7 +659,7 @@ pub(crate) fn worst_case(
 }
 
 /// The policy's per-request caps: prompt size and worst-case cost.
-fn check_request_caps(policy: &Policy, worst: &WorstCase) -> Result<(), ApiError> {
+pub(crate) fn check_request_caps(policy: &Policy, worst: &WorstCase) -> Result<(), ApiError> {
     if let Some(cap) = policy
         .limits
         .max_input_tokens

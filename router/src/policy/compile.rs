@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
+use crate::http::DEFAULT_TENANT;
 use crate::money::TokenPrice;
 
 use super::embeddings::{compile_embeddings, EmbeddingPolicy};
@@ -84,7 +85,14 @@ impl Policy {
     pub fn overrides_for(&self, tenant: &str) -> Option<&TenantOverrides> {
         self.tenant_overrides
             .get(tenant)
-            .or_else(|| self.tenant_overrides.get("default"))
+            .or_else(|| self.tenant_overrides.get(DEFAULT_TENANT))
+    }
+
+    /// Whether `tenants:` names `tenant` (with a budget, a key or an override).
+    pub fn lists_tenant(&self, tenant: &str) -> bool {
+        self.budgets.contains_key(tenant)
+            || self.tenant_overrides.contains_key(tenant)
+            || self.tenant_keys.values().any(|t| t == tenant)
     }
 
     /// The trim settings for `tenant`'s requests.
@@ -833,6 +841,7 @@ fn compile(
             tenant_overrides.insert(name.clone(), overrides);
         }
     }
+    inherit_default_overrides(&mut tenant_overrides);
     let runs = compile_runs(raw.runs.as_ref(), errors);
     let cache = compile_cache(raw.cache.as_ref(), errors);
     check_fallbacks(&models, &model_names, errors);
@@ -928,6 +937,26 @@ fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Optio
         api_key_env: raw.api_key_env.clone(),
         timeouts,
     })
+}
+
+/// Fills what a listed tenant leaves unset from `tenants.default`, field by field, so a tenant
+/// that sets only its cache namespace keeps the default's tier cap and trim cap.
+fn inherit_default_overrides(overrides: &mut BTreeMap<String, TenantOverrides>) {
+    let Some(default) = overrides.get(DEFAULT_TENANT).cloned() else {
+        return;
+    };
+    for (name, own) in overrides.iter_mut() {
+        if name != DEFAULT_TENANT {
+            own.max_tier = own.max_tier.or(default.max_tier);
+            own.cache_namespace = own
+                .cache_namespace
+                .take()
+                .or_else(|| default.cache_namespace.clone());
+            own.trim_max_context_tokens = own
+                .trim_max_context_tokens
+                .or(default.trim_max_context_tokens);
+        }
+    }
 }
 
 /// Every fallback names another existing model.
@@ -1208,6 +1237,40 @@ models:
     price: { input_per_mtok: 2.5, output_per_mtok: 10 }
 default_model: cheap
 ";
+
+    #[test]
+    fn a_listed_tenant_inherits_what_it_leaves_unset_from_default() {
+        let text = format!(
+            "{GOOD}trim: {{ max_context_tokens: 900 }}\ntenants:\n  default: {{ max_tier: cheap, trim_max_context_tokens: 500 }}\n  \
+             research: {{ cache_namespace: research }}\n  premium: {{ max_tier: strong, cache_namespace: premium }}\n"
+        );
+        let policy = parse(&text, "good.yaml").unwrap();
+        let research = policy.overrides_for("research").unwrap();
+        assert_eq!(research.max_tier, Some(frugal_classifier::Tier::Cheap));
+        assert_eq!(policy.trim_for("research").max_context_tokens, 500);
+        assert_eq!(policy.cache_namespace("research"), "research");
+        let premium = policy.overrides_for("premium").unwrap();
+        assert_eq!(premium.max_tier, Some(frugal_classifier::Tier::Strong));
+        assert_eq!(policy.trim_for("premium").max_context_tokens, 500);
+        assert_eq!(policy.cache_namespace("unlisted"), "default");
+        assert_eq!(
+            policy.overrides_for("unlisted").unwrap().max_tier,
+            Some(frugal_classifier::Tier::Cheap)
+        );
+    }
+
+    #[test]
+    fn a_trim_section_with_nothing_to_trim_is_an_error() {
+        let text = format!(
+            "{GOOD}trim:\n  max_context_tokens: 900\n  markers: []\n  tool_messages: false\n"
+        );
+        let errors = parse(&text, "bad.yaml").unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "trim.markers");
+        assert!(errors[0].message.contains("nothing to trim"));
+        let off = text.replace("trim:\n", "trim:\n  mode: off\n");
+        assert!(parse(&off, "good.yaml").is_ok());
+    }
 
     #[test]
     fn good_policy_compiles_with_defaults() {

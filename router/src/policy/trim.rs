@@ -91,6 +91,13 @@ pub(super) fn compile_trim(raw: Option<&RawTrim>, errors: &mut Errors) -> TrimPo
             );
         }
     }
+    let tool_messages = raw.tool_messages.unwrap_or(true);
+    if markers.is_empty() && !tool_messages && mode != TrimMode::Off {
+        errors.push(
+            "trim.markers",
+            "no markers and `tool_messages: false` leave nothing to trim: name a marker, or set `mode: off`",
+        );
+    }
     let tokenizer = match raw.tokenizer.as_deref() {
         None | Some("o200k_base") => Tokenizer::O200kBase,
         Some("cl100k_base") => Tokenizer::Cl100kBase,
@@ -119,7 +126,7 @@ pub(super) fn compile_trim(raw: Option<&RawTrim>, errors: &mut Errors) -> TrimPo
         max_context_tokens: raw.max_context_tokens,
         min_keep_per_document: raw.min_keep_per_document.unwrap_or(1),
         markers,
-        tool_messages: raw.tool_messages.unwrap_or(true),
+        tool_messages,
         tokenizer,
     }
 }

@@ -18,9 +18,6 @@ use crate::metrics;
 use crate::money::Usd;
 use crate::policy::{BudgetPolicy, BudgetWindow, Policy};
 
-/// Name of the budget entry that applies to tenants without their own.
-pub const DEFAULT_TENANT_BUDGET: &str = "default";
-
 /// Spend of one tenant in its current window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TenantSpend {
@@ -93,7 +90,7 @@ impl Budgets {
         policy
             .budgets
             .get(tenant)
-            .or_else(|| policy.budgets.get(DEFAULT_TENANT_BUDGET))
+            .or_else(|| policy.budgets.get(crate::http::DEFAULT_TENANT))
     }
 
     /// Reserves `estimate` for a request; a 429 if it could take spend past the hard cap.

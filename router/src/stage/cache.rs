@@ -182,13 +182,66 @@ pub fn unix_now() -> u64 {
 
 /// Whether a request may be cached at all under the policy.
 pub fn eligible(policy: &CachePolicy, body: &Map<String, Value>) -> bool {
+    not_cacheable(policy, body).is_none()
+}
+
+/// Why a request may not be cached under the policy, or `None` when it may.
+pub fn not_cacheable(policy: &CachePolicy, body: &Map<String, Value>) -> Option<NotCacheable> {
     // OpenAI's default temperature is 1.
     let temperature = body
         .get("temperature")
         .and_then(Value::as_f64)
         .unwrap_or(1.0);
     let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1);
-    temperature <= policy.max_temperature && choices == 1
+    if temperature > policy.max_temperature {
+        Some(NotCacheable::Temperature {
+            temperature,
+            max: policy.max_temperature,
+            defaulted: !body.contains_key("temperature"),
+        })
+    } else if choices != 1 {
+        Some(NotCacheable::SeveralChoices(choices))
+    } else {
+        None
+    }
+}
+
+/// Why a request is never cached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NotCacheable {
+    /// Its sampling temperature is above `cache.max_temperature`.
+    Temperature {
+        /// The request's temperature (1 when it sets none, as OpenAI assumes).
+        temperature: f64,
+        /// `cache.max_temperature`.
+        max: f64,
+        /// Whether the request set no temperature.
+        defaulted: bool,
+    },
+    /// It asks for `n` > 1 answers.
+    SeveralChoices(u64),
+}
+
+impl std::fmt::Display for NotCacheable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Temperature {
+                temperature,
+                max,
+                defaulted,
+            } => {
+                if *defaulted {
+                    write!(f, "no temperature set (OpenAI's default is 1), above cache.max_temperature {max}")
+                } else {
+                    write!(
+                        f,
+                        "temperature {temperature} is above cache.max_temperature {max}"
+                    )
+                }
+            }
+            Self::SeveralChoices(n) => write!(f, "it asks for n = {n} answers"),
+        }
+    }
 }
 
 /// The exact-tier key: tenant, namespace, model alias and every request field except the

@@ -269,6 +269,107 @@ fn serve_refuses_to_start_on_a_bad_policy() {
     assert!(stderr.contains("at least one model"), "{stderr}");
 }
 
+/// `frugal policy explain SHIPPED_POLICY --json ARGS…` (with the model), parsed.
+fn explain_json(policy: &str, args: &[&str]) -> Value {
+    let policy = format!("{}/../policies/{policy}", env!("CARGO_MANIFEST_DIR"));
+    let models = std::env::var("FRUGAL_MODEL_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models").to_string());
+    let output = Command::new(frugal_binary())
+        .args(["policy", "explain", &policy, "--json"])
+        .args(args)
+        .env("FRUGAL_MODEL_DIR", models)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn usd(value: &Value) -> f64 {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn policy_explain_counts_trimmed_context_tenant_settings_and_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    let passage = "Aspirin lowers the risk of a second heart attack in adults. ".repeat(12);
+    let filler = "The museum opened a new wing for modern sculpture last spring. ".repeat(120);
+    let content = format!(
+        "<document>{passage}</document>\n<document>{filler}</document>\n\
+         Does aspirin lower the risk of a second heart attack?"
+    );
+    std::fs::write(
+        &request,
+        json!({"model": "gpt-4o", "temperature": 0, "max_tokens": 100,
+               "messages": [{"role": "user", "content": content}]})
+        .to_string(),
+    )
+    .unwrap();
+    let request = request.to_str().unwrap();
+
+    // rag.yaml: the context fits its 2,000-token cap; the tenant `legal` has its own cache
+    // namespace and inherits the default's monthly budget.
+    let e = explain_json(
+        "examples/rag.yaml",
+        &["--request", request, "--tenant", "legal"],
+    );
+    assert_eq!(e["tenant_listed"], true);
+    assert_eq!(e["cache"]["namespace"], "legal");
+    assert_eq!(e["budget"]["window"], "month");
+    assert!(e["refused"].is_null());
+    assert_eq!(e["trim"]["context_found"], true);
+    assert_eq!(e["trim"]["tokens_removed"], 0, "{e}");
+
+    // local.yaml trims to a small cap: the baseline is the untrimmed prompt, and the trim's
+    // share of the saving is what the cut tokens cost at the baseline's price.
+    let e = explain_json(
+        "examples/local.yaml",
+        &["--request", request, "--tenant", "nobody"],
+    );
+    assert_eq!(e["tenant_listed"], false);
+    let removed = e["trim"]["tokens_removed"].as_u64().unwrap();
+    assert!(removed > 500, "{e}");
+    let by_trim = usd(&e["cost_usd"]["saved_by_trim"]);
+    assert!(by_trim > 0.0, "{e}");
+    let (baseline, start) = (
+        usd(&e["cost_usd"]["baseline"]),
+        usd(&e["cost_usd"]["start_rung"]),
+    );
+    let by_route = usd(&e["cost_usd"]["saved_by_route"]);
+    assert!((baseline - start - by_trim - by_route).abs() < 1e-12, "{e}");
+
+    // support-bot.yaml caches only requests at temperature ≤ 0.7; a prompt sets none.
+    let e = explain_json(
+        "examples/support-bot.yaml",
+        &[
+            "--prompt",
+            "How do I reset my password?",
+            "--tenant",
+            "brand-trial",
+        ],
+    );
+    assert_eq!(e["cache"]["eligible"], false);
+    let reason = e["cache"]["not_cached_because"].as_str().unwrap();
+    assert!(reason.contains("temperature"), "{reason}");
+    assert_eq!(e["route"]["tenant_max_tier"], "cheap");
+    assert_eq!(e["route"]["rungs"].as_array().unwrap().len(), 1);
+
+    // coding-agent.yaml refuses a request whose worst case passes $2.
+    std::fs::write(
+        request,
+        json!({"max_tokens": 200000, "messages": [{"role": "user", "content": "Refactor it."}]})
+            .to_string(),
+    )
+    .unwrap();
+    let e = explain_json("examples/coding-agent.yaml", &["--request", request]);
+    assert_eq!(e["refused"]["status"], 400);
+    assert_eq!(e["refused"]["code"], "request_cost_too_high");
+}
+
 #[test]
 fn policy_explain_shows_the_plan_without_calling_anything() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,24 +386,10 @@ fn policy_explain_shows_the_plan_without_calling_anything() {
         .unwrap(),
     )
     .unwrap();
-    let policy = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../policies/examples/local.yaml"
+    let e = explain_json(
+        "examples/local.yaml",
+        &["--request", request.to_str().unwrap()],
     );
-    let models = std::env::var("FRUGAL_MODEL_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models").to_string());
-    let output = Command::new(frugal_binary())
-        .args(["policy", "explain", policy, "--json", "--request"])
-        .arg(&request)
-        .env("FRUGAL_MODEL_DIR", models)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let e: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(e["model"], "gpt-4o");
     assert_eq!(
         e["trim"]["context_found"], false,
@@ -325,13 +412,7 @@ fn policy_explain_shows_the_plan_without_calling_anything() {
         !armed.contains(&json!("invalid_json")),
         "no response_format, no JSON check"
     );
-    let start: f64 = e["cost_usd"]["start_rung"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let baseline: f64 = e["cost_usd"]["baseline"].as_str().unwrap().parse().unwrap();
-    assert!(start < baseline);
+    assert!(usd(&e["cost_usd"]["start_rung"]) < usd(&e["cost_usd"]["baseline"]));
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod cache;
 mod errors;
 mod offline;
 mod passthrough;
+mod policy_docs;
 mod reload;
 mod resilience;
 mod route;

@@ -328,6 +328,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    state.budgets.refresh_gauges(&state.live.load().policy);
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

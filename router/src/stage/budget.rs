@@ -130,13 +130,45 @@ impl Budgets {
         })
     }
 
-    /// Settled spend of a tenant in its current window (zero if none yet).
+    /// Settled spend of a tenant in its current window (zero if none yet, or if its window
+    /// has ended).
     pub fn spent(&self, tenant: &str) -> Usd {
+        let now = unix_now();
         self.spend
             .lock()
             .ok()
-            .and_then(|s| s.get(tenant).map(TenantSpend::spent))
+            .and_then(|s| {
+                s.get(tenant)
+                    .filter(|e| e.window_start == window_start(e.window, now))
+                    .map(TenantSpend::spent)
+            })
             .unwrap_or_default()
+    }
+
+    /// Sets the spend gauges of every tenant with a budget (each one the policy names, and
+    /// each one that has spent) for the window current now. Called on every scrape, so a
+    /// window that has ended shows zero spend and the whole cap remaining before the tenant's
+    /// next request, and a budgeted tenant shows up before its first one.
+    pub fn refresh_gauges(&self, policy: &Policy) {
+        let Ok(mut spend) = self.spend.lock() else {
+            return;
+        };
+        let now = unix_now();
+        let mut tenants: Vec<String> = spend.keys().cloned().collect();
+        tenants.extend(
+            policy
+                .budgets
+                .keys()
+                .filter(|t| !spend.contains_key(*t))
+                .cloned(),
+        );
+        for tenant in tenants {
+            let Some(budget) = Self::policy_for(policy, &tenant) else {
+                continue;
+            };
+            let spent = current(&mut spend, &tenant, budget.window, now).spent();
+            metrics::record_budget_spend(&tenant, budget.window.as_str(), spent, budget.hard_cap);
+        }
     }
 
     /// Loads saved spend; a missing file is an empty state.
@@ -383,6 +415,35 @@ mod tests {
         budgets.save(&path).unwrap();
         let restored = Budgets::load(&path).unwrap();
         assert_eq!(restored.spent("t"), Usd::from_dollars(1.25));
+    }
+
+    #[test]
+    fn an_ended_window_counts_as_no_spend_before_the_next_request() {
+        let budgets = Arc::new(Budgets::default());
+        let b = budget(10.0, &[0.1]);
+        let warnings = budgets
+            .reserve(&b, "t", Usd::from_dollars(2.0))
+            .unwrap()
+            .settle(Usd::from_dollars(1.5));
+        assert_eq!(warnings.len(), 1);
+        // Move the tenant's window back a day, as if the day had ended since.
+        if let Ok(mut spend) = budgets.spend.lock() {
+            if let Some(entry) = spend.get_mut("t") {
+                entry.window_start -= 86_400;
+            }
+        }
+        assert_eq!(budgets.spent("t"), Usd::ZERO);
+        let policy = crate::policy::parse(
+            "providers: { p: { base_url: 'http://127.0.0.1:1/v1' } }\n\
+             models: { m: { provider: p, price: { input_per_mtok: 1, output_per_mtok: 1 } } }\n\
+             tenants: { t: { budget: { window: day, hard_cap_usd: 10, soft_thresholds: [0.1] } } }\n",
+            "budget.yaml",
+        )
+        .unwrap();
+        budgets.refresh_gauges(&policy);
+        let spend = budgets.spend.lock().unwrap();
+        assert_eq!(spend["t"].spent(), Usd::ZERO, "rolled over on refresh");
+        assert!(spend["t"].crossed.is_empty(), "thresholds re-armed");
     }
 
     #[test]

@@ -172,3 +172,26 @@ async fn spend_is_restored_after_a_restart() {
         200
     );
 }
+
+#[tokio::test]
+async fn budget_gauges_show_every_budgeted_tenant_from_the_first_scrape() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&budget_policy(
+        &mock.base_url(),
+        3.0,
+        "  acme:\n    budget: { window: month, hard_cap_usd: 7 }\n",
+    ))
+    .await;
+    let metrics = sidecar.metrics().await;
+    for line in [
+        r#"frugal_budget_remaining_usd{tenant="acme",window="month"} 7"#,
+        r#"frugal_budget_spent_usd{tenant="acme",window="month"} 0"#,
+        r#"frugal_budget_remaining_usd{tenant="default",window="day"} 3"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(mock.total_calls(), 0);
+}

@@ -1273,6 +1273,21 @@ default_model: cheap
     }
 
     #[test]
+    fn a_middle_threshold_above_the_strong_one_is_an_error() {
+        let models = GOOD.replace("default_model: cheap\n", "");
+        let text = format!(
+            "{models}  mid: {{ provider: mock, price: {{ input_per_mtok: 1, output_per_mtok: 4 }} }}\n\
+             default_model: cheap\n\
+             route: {{ ladder: [cheap, mid, strong], start_strong_above: 0.6, start_mid_above: 0.7 }}\n"
+        );
+        let errors = parse(&text, "bad.yaml").unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "route.start_mid_above");
+        let fixed = text.replace("start_mid_above: 0.7", "start_mid_above: 0.4");
+        assert!(parse(&fixed, "good.yaml").is_ok());
+    }
+
+    #[test]
     fn good_policy_compiles_with_defaults() {
         let policy = parse(GOOD, "good.yaml").unwrap();
         assert_eq!(policy.default_model, "cheap");

@@ -198,6 +198,14 @@ pub(super) fn compile_route(
         .start_strong_above
         .or(thresholds.map(|t| t.strong_above))
         .unwrap_or(0.5);
+    if let Some(mid) = raw.start_mid_above.filter(|mid| *mid > start_strong_above) {
+        errors.push(
+            "route.start_mid_above",
+            format!(
+                "{mid} is above start_strong_above ({start_strong_above}), so no prompt would start on the middle rung"
+            ),
+        );
+    }
     let start_mid_above = raw
         .start_mid_above
         .or(thresholds.map(|t| t.mid_above))

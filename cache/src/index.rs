@@ -44,7 +44,10 @@ impl Default for IndexConfig {
             max_connections: 16,
             ef_construction: 100,
             // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily; a
-            // wider search buys recall for far neighbours, which are misses anyway.
+            // wider search buys recall for far neighbours, which are misses anyway. Measured on
+            // 100k real prompt embeddings (`examples/index_bench.rs`): of the queries whose true
+            // nearest is at ≥ 0.93, 99.3% get a neighbour at ≥ 0.93 back at 32 (p99 1.6 ms),
+            // 100% at 64 (p99 2.8 ms); the rest of the recall@1 gap is ties between duplicates.
             ef_search: 32,
             rebuild_dead_share: 0.3,
         }
@@ -164,6 +167,11 @@ impl VectorIndex {
     /// Removed vectors still occupying a slot.
     pub fn dead(&self) -> usize {
         self.slots.len() - self.live.len()
+    }
+
+    /// Changes the HNSW search width (`ef_search`) of later lookups; the graph is unchanged.
+    pub fn set_ef_search(&mut self, ef_search: usize) {
+        self.config.ef_search = ef_search;
     }
 
     /// Whether the index searches an HNSW graph (rather than scanning).

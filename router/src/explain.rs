@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
 use crate::pipeline::{baseline_price, check_request_caps, resolve_model, worst_case, WorstCase};
-use crate::policy::{CacheMode, LiveState, Policy, RouteMode};
+use crate::policy::{CacheMode, LiveState, Policy};
 use crate::request::ChatRequest;
 use crate::stage::budget::Budgets;
 use crate::stage::{cache, classify, confidence, route, semantic, trim};
@@ -177,7 +177,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "tokens_removed": trim_outcome.map(|t| t.removed),
         },
         "cache": {
-            "mode": mode_name(cache_settings.mode),
+            "mode": cache_settings.mode.as_str(),
             "eligible": eligible,
             "not_cached_because": (cache_settings.mode != CacheMode::Off)
                 .then(|| not_cacheable.map(|r| r.to_string()))
@@ -200,7 +200,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "reasons": c.reasons.iter().map(|r| json!({"feature": r.feature, "weight": r.weight})).collect::<Vec<_>>(),
         })),
         "route": {
-            "mode": match policy.route.mode { RouteMode::Off => "off", RouteMode::Shadow => "shadow", RouteMode::On => "on" },
+            "mode": policy.route.mode.as_str(),
             "routed": plan.routed,
             "rungs": plan.rungs.iter().map(|r| json!({
                 "model": r.model.alias,
@@ -224,14 +224,6 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "saved_by_route": (baseline - trim_saves - start_cost).to_string(),
         },
     }))
-}
-
-fn mode_name(mode: CacheMode) -> &'static str {
-    match mode {
-        CacheMode::Off => "off",
-        CacheMode::Shadow => "shadow",
-        CacheMode::On => "on",
-    }
 }
 
 fn short_hex(bytes: &[u8]) -> String {

@@ -243,15 +243,9 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
     for file in files {
         match frugal::policy::load(file) {
             Ok(policy) => println!(
-                "{}: ok ({} provider{}, {} model{}, default `{}`, {}, hash {})",
+                "{}: ok ({})",
                 file.display(),
-                policy.providers.len(),
-                plural(policy.providers.len()),
-                policy.models.len(),
-                plural(policy.models.len()),
-                policy.default_model,
-                route_summary(&policy.route),
-                policy.hash
+                frugal::policy::summary::summary(&policy)
             ),
             Err(errors) => {
                 failed = true;
@@ -276,30 +270,6 @@ fn print_schema() -> ExitCode {
             eprintln!("error: cannot render the schema: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn route_summary(route: &frugal::policy::RoutePolicy) -> String {
-    match route.mode {
-        frugal::policy::RouteMode::Off => "routing off".into(),
-        mode => format!(
-            "routing{} {} (start strong above {})",
-            if mode == frugal::policy::RouteMode::Shadow {
-                " (shadow)"
-            } else {
-                ""
-            },
-            route.ladder.join(" → "),
-            route.start_strong_above
-        ),
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
     }
 }
 

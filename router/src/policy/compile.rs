@@ -229,6 +229,17 @@ pub enum CacheMode {
     On,
 }
 
+impl CacheMode {
+    /// The mode's name in policies and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Shadow => "shadow",
+            Self::On => "on",
+        }
+    }
+}
+
 /// Checked cache settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachePolicy {

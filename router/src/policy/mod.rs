@@ -1,5 +1,6 @@
 //! Policy files: YAML as written (`raw`), where each key is (`locate`), the validated form the
-//! request path uses (`compile`), and the live, swappable state (`live`), and hot reload (`reload`).
+//! request path uses (`compile`), the live, swappable state (`live`), hot reload (`reload`),
+//! and the line `frugal policy check` prints (`summary`).
 
 pub mod compile;
 pub mod embeddings;
@@ -8,6 +9,7 @@ pub mod locate;
 pub mod raw;
 pub mod reload;
 pub mod route;
+pub mod summary;
 pub mod trim;
 
 pub use compile::{

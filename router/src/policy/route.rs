@@ -26,6 +26,17 @@ pub enum RouteMode {
     On,
 }
 
+impl RouteMode {
+    /// The mode's name in policies and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Shadow => "shadow",
+            Self::On => "on",
+        }
+    }
+}
+
 /// How a streamed request is routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamCascade {

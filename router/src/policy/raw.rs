@@ -272,7 +272,7 @@ pub struct RawCache {
     /// earlier one in the same scope (default true).
     #[serde(default)]
     pub semantic: Option<bool>,
-    /// Cosine similarity a semantic candidate needs before verification (default 0.93).
+    /// Cosine similarity a semantic candidate needs before verification (default 0.94).
     #[serde(default)]
     pub similarity_threshold: Option<f32>,
     /// Verification guards a semantic candidate must pass: `all` (default) or a list of

@@ -4,7 +4,7 @@
 use super::{CacheMode, Policy, RouteMode, TrimMode};
 
 /// The summary, e.g. "2 providers, 3 models, default `gpt-4o`; routing a → b (start strong
-/// above 0.5651); cache on (semantic ≥ 0.93); trim on (cap 2000 tokens); 2 budgeted tenants;
+/// above 0.5651); cache on (semantic ≥ 0.94); trim on (cap 2000 tokens); 2 budgeted tenants;
 /// hash …".
 pub fn summary(policy: &Policy) -> String {
     let mut parts = vec![format!(
@@ -90,7 +90,7 @@ mod tests {
         for part in [
             "1 provider, 2 models, default `strong`",
             "routing cheap → strong (start strong above 0.7000)",
-            "cache shadow (semantic ≥ 0.93)",
+            "cache shadow (semantic ≥ 0.94)",
             "trim on (cap 900 tokens)",
             "1 budgeted tenant;",
         ] {

@@ -1298,6 +1298,57 @@ default_model: cheap
         assert!(parse(&fixed, "good.yaml").is_ok());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever an edit does to a policy (a line dropped, duplicated or cut short, a
+        /// character replaced), it compiles or is refused with positioned errors: never a panic.
+        #[test]
+        fn an_edited_policy_compiles_or_lists_its_errors(
+            edits in proptest::collection::vec((0usize..400, 0u8..4, proptest::char::any()), 1..4)
+        ) {
+            let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/examples/rag.yaml");
+            let mut lines: Vec<String> = std::fs::read_to_string(shipped)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect();
+            for (at, kind, c) in edits {
+                let i = at % lines.len();
+                match kind {
+                    0 => {
+                        lines.remove(i);
+                    }
+                    1 => lines.insert(i, lines[i].clone()),
+                    2 => {
+                        let keep = lines[i].chars().count() / 2;
+                        lines[i] = lines[i].chars().take(keep).collect();
+                    }
+                    _ => {
+                        let n = lines[i].chars().count().max(1);
+                        let at = at % n;
+                        lines[i] = lines[i]
+                            .chars()
+                            .enumerate()
+                            .map(|(j, old)| if j == at { c } else { old })
+                            .collect();
+                    }
+                }
+            }
+            let text = lines.join("\n");
+            let line_count = text.lines().count().max(1);
+            if let Err(errors) = parse(&text, "edited.yaml") {
+                proptest::prop_assert!(!errors.errors.is_empty());
+                for error in &errors.errors {
+                    proptest::prop_assert!(!error.message.is_empty());
+                    if let Some(p) = error.position {
+                        proptest::prop_assert!(p.line >= 1 && p.line <= line_count + 1, "{error:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn good_policy_compiles_with_defaults() {
         let policy = parse(GOOD, "good.yaml").unwrap();

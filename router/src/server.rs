@@ -68,9 +68,15 @@ impl RunningServer {
         let grace = policy.shutdown_grace;
         let budget_file = policy.budget_state_file.clone();
         let budgets = Arc::new(match &budget_file {
-            Some(path) => Budgets::load(path).map_err(|e| {
-                anyhow::anyhow!("cannot read budget_state_file {}: {e}", path.display())
-            })?,
+            Some(path) => {
+                let budgets = Budgets::load(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read budget_state_file {}: {e}", path.display())
+                })?;
+                budgets.save_now(path).map_err(|e| {
+                    anyhow::anyhow!("cannot write budget_state_file {}: {e}", path.display())
+                })?;
+                budgets
+            }
             None => Budgets::default(),
         });
         // The recorder must exist before the first metric, or that metric is lost.

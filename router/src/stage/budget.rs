@@ -184,11 +184,23 @@ impl Budgets {
         })
     }
 
-    /// Saves spend atomically (write a temporary file, then rename) if it changed.
+    /// Saves spend atomically (write a temporary file, then rename) if it changed; after a
+    /// failure it stays unsaved, so the next call tries again.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        self.write(path)
+            .inspect_err(|_| self.dirty.store(true, Ordering::Release))
+    }
+
+    /// Saves spend now, changed or not: `serve` calls it at start, so a file it cannot write
+    /// is an error before the first request rather than lost spend after a restart.
+    pub fn save_now(&self, path: &Path) -> std::io::Result<()> {
+        self.write(path)
+    }
+
+    fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = {
             let spend = self
                 .spend
@@ -204,10 +216,21 @@ impl Budgets {
     /// Saves spend every `every` while the server runs.
     pub async fn persist(self: Arc<Self>, path: PathBuf, every: Duration) {
         let mut ticker = tokio::time::interval(every);
+        let mut failing = false;
         loop {
             ticker.tick().await;
-            if let Err(e) = self.save(&path) {
-                tracing::error!(path = %path.display(), error = %e, "cannot save budget spend");
+            match self.save(&path) {
+                // Once per streak of failures, not every second; it is retried meanwhile.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(path = %path.display(), error = %e, "cannot save budget spend; retrying every tick");
+                }
+                Err(_) => {}
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(path = %path.display(), "budget spend saved again");
+                }
+                Ok(()) => {}
             }
         }
     }
@@ -400,6 +423,24 @@ mod tests {
         let crossed: Vec<f64> = spend(0.45).iter().map(|w| w.threshold).collect();
         assert_eq!(crossed, vec![0.5, 0.8]);
         assert!(spend(0.05).is_empty(), "each threshold fires once");
+    }
+
+    #[test]
+    fn a_failed_save_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later").join("spend.json");
+        let budgets = Arc::new(Budgets::default());
+        budgets
+            .reserve(&budget(10.0, &[]), "t", Usd::from_dollars(1.0))
+            .unwrap()
+            .settle(Usd::from_dollars(0.5));
+        assert!(budgets.save(&path).is_err(), "no such directory yet");
+        std::fs::create_dir(dir.path().join("later")).unwrap();
+        budgets.save(&path).unwrap();
+        assert_eq!(
+            Budgets::load(&path).unwrap().spent("t"),
+            Usd::from_dollars(0.5)
+        );
     }
 
     #[test]

@@ -32,6 +32,51 @@ fn spawn(args: &[&str]) -> Process {
     Process(child)
 }
 
+/// Runs `command` to its end, or fails the test if it still runs after `limit` (a server that
+/// should have refused to start would otherwise hang the suite).
+fn run_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn frugal");
+    let mut process = Process(child);
+    let started = Instant::now();
+    while process.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < limit,
+            "still running after {limit:?}: {command:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut bytes = Vec::new();
+        if let Some(pipe) = pipe {
+            pipe.read_to_end(&mut bytes).unwrap();
+        }
+        bytes
+    };
+    let stdout = read(
+        process
+            .0
+            .stdout
+            .as_mut()
+            .map(|p| p as &mut dyn std::io::Read),
+    );
+    let stderr = read(
+        process
+            .0
+            .stderr
+            .as_mut()
+            .map(|p| p as &mut dyn std::io::Read),
+    );
+    std::process::Output {
+        status: process.0.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
 async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -256,10 +301,10 @@ fn serve_refuses_to_start_on_a_bad_policy() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "providers: {}\nmodels: {}\n").unwrap();
-    let output = Command::new(frugal_binary())
-        .args(["serve", "--policy", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = run_within(
+        Command::new(frugal_binary()).args(["serve", "--policy", bad.to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -267,6 +312,35 @@ fn serve_refuses_to_start_on_a_bad_policy() {
         "{stderr}"
     );
     assert!(stderr.contains("at least one model"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_when_it_cannot_save_budget_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    let spend = dir.path().join("no-such-dir").join("spend.json");
+    let policy = dir.path().join("policy.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/examples/local.yaml"
+    ))
+    .unwrap();
+    std::fs::write(
+        &policy,
+        format!("{text}\nbudget_state_file: {}\n", spend.display()),
+    )
+    .unwrap();
+    let output = run_within(
+        Command::new(frugal_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+            .arg(&policy),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot write budget_state_file"),
+        "{stderr}"
+    );
 }
 
 /// `frugal policy explain SHIPPED_POLICY --json ARGS…` (with the model), parsed.

@@ -627,8 +627,9 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert len(queries) >= 10
     assert exported["frugal_policy_info"]["revision"] == {"1"}
     assert re.search(r'^frugal_policy_info\{revision="1",hash="\w+"\} 1$', text, re.M), "policy 1 not live"
+    # Every tenant the policy gives a budget has its gauges from the first scrape, spent or not.
     for gauge in ("frugal_budget_spent_usd", "frugal_budget_remaining_usd"):
-        assert exported[gauge] == {"tenant": {"default"}, "window": {"day"}}, gauge
+        assert exported[gauge] == {"tenant": {"default", "capped"}, "window": {"day"}}, gauge
     assert exported["frugal_budget_threshold_crossed_total"] == {"tenant": {"default"}, "threshold": {"0.000001"}}
     assert exported["frugal_budget_rejections_total"] == {"tenant": {"capped"}}
     assert exported["frugal_run_cap_exceeded_total"] == {"tenant": {"default"}, "kind": {"tokens"}}

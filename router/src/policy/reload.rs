@@ -10,7 +10,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex};
 
-use super::compile::{self, text_hash, PolicyError};
+use super::compile::{self, text_hash, Policy, PolicyError};
 use super::live::{Live, LiveState};
 use crate::metrics;
 
@@ -100,8 +100,12 @@ impl Reloader {
                 return self.reject(revision, live_hash, errors);
             }
         };
-        if policy.listen != current.policy.listen {
-            tracing::warn!(old = %current.policy.listen, new = %policy.listen, "`listen` changes take effect on restart");
+        let fixed = restart_only_changes(&current.policy, &policy);
+        if !fixed.is_empty() {
+            tracing::warn!(
+                settings = %fixed.join(", "),
+                "these settings are read at start: the running values stay until a restart"
+            );
         }
         let next = revision + 1;
         match LiveState::new(policy, next) {
@@ -167,4 +171,47 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Re
     })?;
     watcher.watch(folder, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// The settings a reload changed that the server reads only at start (the address it listens
+/// on, its drain time and request deadline, where budget spend is saved).
+fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
+    [
+        ("listen", old.listen != new.listen),
+        ("shutdown_grace", old.shutdown_grace != new.shutdown_grace),
+        (
+            "limits.request_timeout",
+            old.limits.request_timeout != new.limits.request_timeout,
+        ),
+        (
+            "budget_state_file",
+            old.budget_state_file != new.budget_state_file,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn settings_read_at_start_are_named_when_a_reload_changes_them() {
+        let base = "providers: { p: { base_url: 'http://127.0.0.1:1/v1' } }\n\
+                    models: { m: { provider: p, price: { input_per_mtok: 1, output_per_mtok: 1 } } }\n";
+        let old = compile::parse(base, "old.yaml").unwrap();
+        let same = compile::parse(&format!("{base}cache: {{ mode: on }}\n"), "new.yaml").unwrap();
+        assert!(restart_only_changes(&old, &same).is_empty());
+        let moved = compile::parse(
+            &format!("{base}listen: 127.0.0.1:9999\nshutdown_grace: 3s\n"),
+            "new.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            restart_only_changes(&old, &moved),
+            vec!["listen", "shutdown_grace"]
+        );
+    }
 }

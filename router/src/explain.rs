@@ -163,7 +163,14 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     Ok(json!({
         "model": requested.alias,
         "tenant": tenant,
-        "tenant_listed": policy.lists_tenant(tenant),
+        // Whose `tenants:` entry applies: the tenant's own, `default`'s, or none.
+        "tenant_settings": if policy.lists_tenant(tenant) {
+            "own"
+        } else if policy.lists_tenant(crate::http::DEFAULT_TENANT) {
+            "default"
+        } else {
+            "none"
+        },
         "tenant_keyed": policy.tenant_keys.values().any(|t| t == tenant),
         "refused": refused.map(|e| json!({"status": e.status().as_u16(), "code": e.code(), "message": e.to_string()})),
         "input_tokens": input,
@@ -239,12 +246,13 @@ pub fn render(e: &Value) -> String {
         other => other.to_string(),
     };
     let tenant_note = match (
-        e["tenant_listed"] == json!(true),
+        e["tenant_settings"].as_str(),
         e["tenant_keyed"] == json!(true),
     ) {
         (_, true) => " (keyed: only requests bearing its key)",
-        (true, false) => "",
-        (false, false) => " (not listed: tenants.default applies)",
+        (Some("default"), false) => " (not listed: tenants.default applies)",
+        (Some("none"), false) => " (no tenant settings)",
+        _ => "",
     };
     out.push_str(&format!(
         "request   model {} for tenant {}{tenant_note}: {} input tokens, {} output tokens assumed\n",

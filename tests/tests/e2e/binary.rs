@@ -391,7 +391,7 @@ fn policy_explain_counts_trimmed_context_tenant_settings_and_caps() {
         "examples/rag.yaml",
         &["--request", request, "--tenant", "legal"],
     );
-    assert_eq!(e["tenant_listed"], true);
+    assert_eq!(e["tenant_settings"], "own");
     assert_eq!(e["cache"]["namespace"], "legal");
     assert_eq!(e["budget"]["window"], "month");
     assert!(e["refused"].is_null());
@@ -404,7 +404,7 @@ fn policy_explain_counts_trimmed_context_tenant_settings_and_caps() {
         "examples/local.yaml",
         &["--request", request, "--tenant", "nobody"],
     );
-    assert_eq!(e["tenant_listed"], false);
+    assert_eq!(e["tenant_settings"], "default");
     let removed = e["trim"]["tokens_removed"].as_u64().unwrap();
     assert!(removed > 500, "{e}");
     let by_trim = usd(&e["cost_usd"]["saved_by_trim"]);

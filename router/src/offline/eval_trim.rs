@@ -39,7 +39,7 @@ pub struct EvalTrimArgs {
     /// Tokenizer the cap is counted with.
     #[arg(long, value_enum, default_value = "o200k-base")]
     pub tokenizer: Tokenizer,
-    /// Only these strategies (comma-separated); all four by default.
+    /// Only these strategies (comma-separated); all five by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub strategies: Vec<Strategy>,
     /// Claims whose live trim latency is measured (spread evenly over the file).

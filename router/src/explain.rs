@@ -171,7 +171,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         } else {
             "none"
         },
-        "tenant_keyed": policy.tenant_keys.values().any(|t| t == tenant),
+        "tenant_keyed": policy.is_keyed_tenant(tenant),
         "refused": refused.map(|e| json!({"status": e.status().as_u16(), "code": e.code(), "message": e.to_string()})),
         "input_tokens": input,
         "output_tokens_assumed": output,

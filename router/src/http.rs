@@ -211,7 +211,7 @@ fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
         (Some(owner), _) => Ok(owner.clone()),
         (None, claimed) => {
             let tenant = claimed.unwrap_or(DEFAULT_TENANT);
-            if policy.tenant_keys.values().any(|t| t == tenant) {
+            if policy.is_keyed_tenant(tenant) {
                 return Err(forbidden(format!(
                     "Tenant `{tenant}` requires its key: send it as `Authorization: Bearer <key>`."
                 )));

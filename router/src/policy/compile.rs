@@ -92,7 +92,12 @@ impl Policy {
     pub fn lists_tenant(&self, tenant: &str) -> bool {
         self.budgets.contains_key(tenant)
             || self.tenant_overrides.contains_key(tenant)
-            || self.tenant_keys.values().any(|t| t == tenant)
+            || self.is_keyed_tenant(tenant)
+    }
+
+    /// Whether `tenant` has a sidecar key (`api_key_env`): only requests bearing it are its.
+    pub fn is_keyed_tenant(&self, tenant: &str) -> bool {
+        self.tenant_keys.values().any(|t| t == tenant)
     }
 
     /// The trim settings for `tenant`'s requests.

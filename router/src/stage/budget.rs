@@ -190,17 +190,13 @@ impl Budgets {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        self.write(path)
+        self.save_now(path)
             .inspect_err(|_| self.dirty.store(true, Ordering::Release))
     }
 
     /// Saves spend now, changed or not: `serve` calls it at start, so a file it cannot write
     /// is an error before the first request rather than lost spend after a restart.
     pub fn save_now(&self, path: &Path) -> std::io::Result<()> {
-        self.write(path)
-    }
-
-    fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = {
             let spend = self
                 .spend

@@ -26,7 +26,7 @@ use crate::stage::relay::{
     account_comment, relay, reported_tokens, StreamShadow, StreamTap, TapParts,
 };
 use crate::stage::route::{self, Plan, Rung};
-use crate::stage::run::Runs;
+use crate::stage::run::{RunReservation, Runs};
 use crate::stage::semantic;
 use crate::stage::{classify, confidence, shadow, trim};
 use crate::tokens;
@@ -188,14 +188,9 @@ pub async fn handle(
     let worst = worst_case(&live.policy, &ctx.tenant, &plan, &outbound);
     check_request_caps(&live.policy, &worst)?;
     if let Some(run_id) = &ctx.run_id {
-        let verdict = ctx.runs.check(
-            &live.policy.runs,
-            &ctx.tenant,
-            run_id,
-            &outbound,
-            worst.cost,
-            worst.tokens,
-        )?;
+        let verdict = ctx
+            .runs
+            .observe(&live.policy.runs, &ctx.tenant, run_id, &outbound)?;
         meta.loop_flag = verdict.loop_flag;
     }
     let cached = lookup::look_up(
@@ -215,7 +210,8 @@ pub async fn handle(
             trimmed_tokens,
             ..RequestFacts::default()
         };
-        meta.account = Some(settle(ctx, baseline, hit.tokens, vec![], facts));
+        let (account, _) = settle(ctx, baseline, hit.tokens, vec![], facts, Holds::default());
+        meta.account = Some(account);
         meta.model.clone_from(&hit.model);
         let body = if request.stream {
             let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
@@ -227,17 +223,15 @@ pub async fn handle(
     }
     let cache_slot = cached.slot;
     let shadow = cached.shadow;
-    let reservation = match Budgets::policy_for(&live.policy, &ctx.tenant) {
-        Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
-        None => None,
-    };
+    // Budgets after the cache: a hit costs nothing and is served even when a cap is spent.
+    let holds = Holds::take(live, ctx, &worst)?;
     let answer = Pending {
         live,
         ctx,
         plan,
         outbound,
         baseline,
-        reservation,
+        holds,
         cache_slot,
         trimmed_tokens,
         shadow,
@@ -257,7 +251,7 @@ struct Pending<'p> {
     plan: Plan<'p>,
     outbound: Map<String, Value>,
     baseline: TokenPrice,
-    reservation: Option<Reservation>,
+    holds: Holds,
     cache_slot: Option<CacheSlot>,
     /// Input tokens trimming removed.
     trimmed_tokens: u64,
@@ -368,7 +362,7 @@ impl<'p> Pending<'p> {
             trimmed_tokens: self.trimmed_tokens,
             prompt_tokens,
             client_wants_usage,
-            reservation: self.reservation,
+            holds: self.holds,
             cache_slot: self.cache_slot,
             shadow: self.shadow.map(|(tier, cached)| StreamShadow {
                 tier,
@@ -545,10 +539,10 @@ impl<'p> Pending<'p> {
             trimmed_tokens: self.trimmed_tokens,
             ..RequestFacts::default()
         };
-        let account = settle(self.ctx, self.baseline, best.tokens, attempts, facts);
-        if let Some(reservation) = self.reservation.take() {
-            self.meta.budget_warnings = reservation.settle(account.actual);
-        }
+        let holds = std::mem::take(&mut self.holds);
+        let (account, warnings) =
+            settle(self.ctx, self.baseline, best.tokens, attempts, facts, holds);
+        self.meta.budget_warnings = warnings;
         if let Some(slot) = self
             .cache_slot
             .take()
@@ -702,15 +696,49 @@ pub fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
     }
 }
 
-/// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens)
-/// and records it everywhere spend is counted.
+/// What a request holds against its tenant's budget and its run's caps from the cache miss
+/// until it settles; dropping it unsettled (a failed request) releases both.
+#[derive(Default)]
+pub struct Holds {
+    /// The tenant budget's reservation, when the tenant has a budget.
+    pub budget: Option<Reservation>,
+    /// The run's reservation, when the request belongs to a run with caps.
+    pub run: Option<RunReservation>,
+}
+
+impl Holds {
+    /// Reserves the worst case against the run's caps and the tenant's budget; the 429 of
+    /// whichever refuses (what was reserved is released).
+    fn take(live: &LiveState, ctx: &RequestContext, worst: &WorstCase) -> Result<Self, ApiError> {
+        let run = match &ctx.run_id {
+            Some(run_id) => ctx.runs.reserve(
+                &live.policy.runs,
+                &ctx.tenant,
+                run_id,
+                worst.cost,
+                worst.tokens,
+            )?,
+            None => None,
+        };
+        let budget = match Budgets::policy_for(&live.policy, &ctx.tenant) {
+            Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
+            None => None,
+        };
+        Ok(Self { budget, run })
+    }
+}
+
+/// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens),
+/// records it everywhere spend is counted, and turns what it held into what it used; returns
+/// the account and the soft budget thresholds it crossed.
 pub fn settle(
     ctx: &RequestContext,
     baseline: TokenPrice,
     tokens: Tokens,
     attempts: Vec<Attempt>,
     facts: RequestFacts,
-) -> Account {
+    holds: Holds,
+) -> (Account, Vec<BudgetWarning>) {
     let account = account::settle(Facts {
         baseline_price: baseline,
         untrimmed_input: tokens.input + facts.trimmed_tokens,
@@ -720,11 +748,17 @@ pub fn settle(
         attempts,
     });
     ctx.ledger.record(&ctx.tenant, &account, facts);
-    if let Some(run_id) = &ctx.run_id {
-        ctx.runs.settle(run_id, &account);
+    match (holds.run, &ctx.run_id) {
+        (Some(run), _) => run.settle(&account),
+        (None, Some(run_id)) => ctx.runs.settle(run_id, &account),
+        (None, None) => {}
     }
+    let warnings = holds
+        .budget
+        .map(|reservation| reservation.settle(account.actual))
+        .unwrap_or_default();
     metrics::record_account(&ctx.tenant, &account);
-    account
+    (account, warnings)
 }
 
 fn answer_text(body: &Map<String, Value>) -> String {

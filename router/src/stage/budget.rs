@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,12 @@ pub struct Reservation {
 }
 
 impl Budgets {
+    /// The spend table, recovered if a panic poisoned its lock: the counters stay meaningful,
+    /// and refusing to look would either stop every budgeted request or stop counting spend.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TenantSpend>> {
+        self.spend.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The budget that applies to a tenant under a policy, if any.
     pub fn policy_for<'p>(policy: &'p Policy, tenant: &str) -> Option<&'p BudgetPolicy> {
         policy
@@ -101,12 +107,7 @@ impl Budgets {
         estimate: Usd,
     ) -> Result<Reservation, ApiError> {
         let now = unix_now();
-        let Ok(mut spend) = self.spend.lock() else {
-            return Err(ApiError::Http {
-                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                message: "budget state is unavailable".into(),
-            });
-        };
+        let mut spend = self.lock();
         let entry = current(&mut spend, tenant, budget.window, now);
         let committed = entry.spent() + entry.reserved;
         if committed + estimate > budget.hard_cap {
@@ -134,14 +135,10 @@ impl Budgets {
     /// has ended).
     pub fn spent(&self, tenant: &str) -> Usd {
         let now = unix_now();
-        self.spend
-            .lock()
-            .ok()
-            .and_then(|s| {
-                s.get(tenant)
-                    .filter(|e| e.window_start == window_start(e.window, now))
-                    .map(TenantSpend::spent)
-            })
+        self.lock()
+            .get(tenant)
+            .filter(|e| e.window_start == window_start(e.window, now))
+            .map(TenantSpend::spent)
             .unwrap_or_default()
     }
 
@@ -150,9 +147,7 @@ impl Budgets {
     /// window that has ended shows zero spend and the whole cap remaining before the tenant's
     /// next request, and a budgeted tenant shows up before its first one.
     pub fn refresh_gauges(&self, policy: &Policy) {
-        let Ok(mut spend) = self.spend.lock() else {
-            return;
-        };
+        let mut spend = self.lock();
         let now = unix_now();
         let mut tenants: Vec<String> = spend.keys().cloned().collect();
         tenants.extend(
@@ -197,13 +192,7 @@ impl Budgets {
     /// Saves spend now, changed or not: `serve` calls it at start, so a file it cannot write
     /// is an error before the first request rather than lost spend after a restart.
     pub fn save_now(&self, path: &Path) -> std::io::Result<()> {
-        let text = {
-            let spend = self
-                .spend
-                .lock()
-                .map_err(|_| std::io::Error::other("budget state lock poisoned"))?;
-            serde_json::to_string(&*spend).map_err(std::io::Error::other)?
-        };
+        let text = serde_json::to_string(&*self.lock()).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
@@ -237,9 +226,7 @@ impl Reservation {
     /// this request crossed (the highest last).
     pub fn settle(mut self, actual: Usd) -> Vec<BudgetWarning> {
         self.settled = true;
-        let Ok(mut spend) = self.budgets.spend.lock() else {
-            return vec![];
-        };
+        let mut spend = self.budgets.lock();
         let budget = &self.policy;
         let entry = current(&mut spend, &self.tenant, budget.window, unix_now());
         entry.reserved = (entry.reserved - self.amount).max(Usd::ZERO);
@@ -273,10 +260,8 @@ impl Drop for Reservation {
         if self.settled {
             return;
         }
-        if let Ok(mut spend) = self.budgets.spend.lock() {
-            if let Some(entry) = spend.get_mut(&self.tenant) {
-                entry.reserved = (entry.reserved - self.amount).max(Usd::ZERO);
-            }
+        if let Some(entry) = self.budgets.lock().get_mut(&self.tenant) {
+            entry.reserved = (entry.reserved - self.amount).max(Usd::ZERO);
         }
     }
 }
@@ -481,6 +466,31 @@ mod tests {
         let spend = budgets.spend.lock().unwrap();
         assert_eq!(spend["t"].spent(), Usd::ZERO, "rolled over on refresh");
         assert!(spend["t"].crossed.is_empty(), "thresholds re-armed");
+    }
+
+    #[test]
+    fn a_poisoned_lock_keeps_the_cap_and_the_spend() {
+        let budgets = Arc::new(Budgets::default());
+        let b = budget(1.0, &[]);
+        let held = budgets.reserve(&b, "t", Usd::from_dollars(0.6)).unwrap();
+        let poisoner = budgets.clone();
+        let panicked = std::thread::spawn(move || {
+            let _spend = poisoner.spend.lock().unwrap();
+            panic!("poison the spend table");
+        })
+        .join();
+        assert!(panicked.is_err() && budgets.spend.is_poisoned());
+        assert!(
+            budgets.reserve(&b, "t", Usd::from_dollars(0.6)).is_err(),
+            "the reservation still holds after a panic"
+        );
+        held.settle(Usd::from_dollars(0.5));
+        assert_eq!(
+            budgets.spent("t"),
+            Usd::from_dollars(0.5),
+            "spend still counted"
+        );
+        assert!(budgets.reserve(&b, "t", Usd::from_dollars(0.4)).is_ok());
     }
 
     #[test]

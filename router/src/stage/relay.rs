@@ -13,10 +13,9 @@ use crate::embed_worker::EmbedWorker;
 use crate::error::ApiError;
 use crate::ledger::RequestFacts;
 use crate::money::TokenPrice;
-use crate::pipeline::{settle, FrameStream, RequestContext};
+use crate::pipeline::{settle, FrameStream, Holds, RequestContext};
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
-use crate::stage::budget::Reservation;
 use crate::stage::cache::CachedAnswer;
 use crate::stage::lookup::CacheSlot;
 use crate::stage::shadow;
@@ -37,7 +36,7 @@ pub struct StreamTap {
     client_wants_usage: bool,
     text: String,
     usage: Option<Tokens>,
-    reservation: Option<Reservation>,
+    holds: Holds,
     /// Where to store the answer if the stream completes with `finish_reason: stop`.
     cache_slot: Option<CacheSlot>,
     shadow: Option<StreamShadow>,
@@ -64,8 +63,8 @@ pub struct TapParts {
     pub prompt_tokens: u64,
     /// Whether the client asked for the usage chunk.
     pub client_wants_usage: bool,
-    /// The budget reservation to settle.
-    pub reservation: Option<Reservation>,
+    /// What the request holds against its budget and run caps, to settle.
+    pub holds: Holds,
     /// Where to store a complete answer.
     pub cache_slot: Option<CacheSlot>,
     /// In cache shadow mode, the answer the cache would have served, to compare.
@@ -96,7 +95,7 @@ impl StreamTap {
             client_wants_usage: parts.client_wants_usage,
             text: String::new(),
             usage: None,
-            reservation: parts.reservation,
+            holds: parts.holds,
             cache_slot: parts.cache_slot,
             shadow: parts.shadow,
             finish_reason: None,
@@ -177,11 +176,9 @@ impl StreamTap {
             trimmed_tokens: self.trimmed_tokens,
             ..RequestFacts::default()
         };
-        let account = settle(&self.ctx, self.baseline, tokens, attempts, facts);
-        if let Some(reservation) = self.reservation.take() {
-            // Streams cannot carry a late header; the warning is logged and counted.
-            reservation.settle(account.actual);
-        }
+        // Streams cannot carry a late header; a budget warning is logged and counted.
+        let holds = std::mem::take(&mut self.holds);
+        let (account, _) = settle(&self.ctx, self.baseline, tokens, attempts, facts, holds);
         account
     }
 

@@ -169,3 +169,136 @@ async fn outcomes_give_cost_per_resolved_run() {
     let share = runs["unresolved_spend_share"].as_f64().unwrap();
     assert!((share - 0.5).abs() < 1e-9, "{runs}");
 }
+
+/// A request whose reserved worst case (prompt + `max_tokens`) equals its actual cost: the
+/// mock's answer is cut at `max_tokens`.
+fn priced_body() -> Value {
+    json!({
+        "model": "strong",
+        "max_tokens": 20,
+        "temperature": 0,
+        "messages": [{ "role": "user", "content": "Write a long essay about budgets and why they matter." }]
+    })
+}
+
+async fn cost_of_one(sidecar: &Sidecar) -> f64 {
+    let response = send_in_run(sidecar, ("x-frugal-run-id", "probe"), &priced_body()).await;
+    assert_eq!(response.status(), 200);
+    response.headers()["x-frugal-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_requests_of_one_run_do_not_overspend() {
+    let mock = MockUpstream::start_with_latency(std::time::Duration::from_millis(50)).await;
+    let probe = Sidecar::in_front_of(&mock).await;
+    let one = cost_of_one(&probe).await;
+    let cap = one * 10.5; // room for 10 requests
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        &format!("runs: {{ max_cost_usd: {cap} }}\n"),
+    ))
+    .await;
+    let calls_before = mock.total_calls();
+    let requests = (0..64).map(|_| {
+        let (client, url) = (sidecar.client.clone(), sidecar.url("/v1/chat/completions"));
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("x-frugal-run-id", "burst")
+                .header("x-frugal-cache", "bypass")
+                .json(&priced_body())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let code = if status == 200 {
+                String::new()
+            } else {
+                response.json::<Value>().await.unwrap()["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (status, code)
+        })
+    });
+    let outcomes: Vec<(u16, String)> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ok = outcomes.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 10, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(s, code)| *s == 200 || (*s == 429 && code == "run_budget_exceeded")),
+        "{outcomes:?}"
+    );
+    assert_eq!(mock.total_calls() - calls_before, 10);
+    let summary: Value = outcome(&sidecar, "burst", true).await.json().await.unwrap();
+    let spent = summary["actual"].as_f64().unwrap();
+    assert!(spent <= cap, "run spent {spent} over its cap {cap}");
+    assert_eq!(summary["requests"], 10);
+}
+
+#[tokio::test]
+async fn a_cache_hit_is_served_when_the_run_cap_is_spent() {
+    let mock = MockUpstream::start().await;
+    // A short, complete answer (cacheable) to a long prompt: the input dominates the cost, so
+    // the reserved worst case is close to the actual cost.
+    mock.always().with(frugal::mock::Behaviour {
+        reply: Some("Budgets matter.".into()),
+        ..Default::default()
+    });
+    let long = "Budgets keep agents honest about what they spend. ".repeat(40);
+    let body = |question: &str| {
+        json!({
+            "model": "strong",
+            "max_tokens": 20,
+            "temperature": 0,
+            "messages": [{ "role": "user", "content": format!("{long}{question}") }]
+        })
+    };
+    let probe = Sidecar::in_front_of(&mock).await;
+    let one: f64 = frugal_tests::header(&probe.chat(&body("Why?")).await, "x-frugal-cost-usd")
+        .parse()
+        .unwrap();
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        &format!(
+            "runs: {{ max_cost_usd: {} }}\ncache: {{ mode: on, semantic: false }}\n",
+            one * 1.8
+        ),
+    ))
+    .await;
+    let calls_before = mock.total_calls();
+    let run = ("x-frugal-run-id", "cached-run");
+    let first = send_in_run(&sidecar, run, &body("Why?")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(frugal_tests::header(&first, "x-frugal-cache"), "miss");
+    // The run has spent more than half its cap: another paid call could pass it...
+    let refused = send_in_run(&sidecar, run, &body("How?")).await;
+    assert_eq!(
+        expect_error(refused, 429).await["error"]["code"],
+        "run_budget_exceeded"
+    );
+    // ...but the cache answers the repeat for free, so it is served.
+    let repeat = send_in_run(&sidecar, run, &body("Why?")).await;
+    assert_eq!(repeat.status(), 200);
+    assert_eq!(frugal_tests::header(&repeat, "x-frugal-cache"), "exact");
+    assert_eq!(mock.total_calls() - calls_before, 1);
+    let summary: Value = outcome(&sidecar, "cached-run", true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary["requests"], 2,
+        "the hit counts in the run, at no cost"
+    );
+}

@@ -59,6 +59,12 @@ pub enum ApiError {
         /// `run_budget_exceeded` or `loop_detected`.
         code: &'static str,
     },
+    /// Too many requests in flight at once, in all or for the tenant (a 429 with Retry-After).
+    #[error("{message}")]
+    TooManyConcurrent {
+        /// Which limit, in words.
+        message: String,
+    },
     /// The upstream provider failed; see [`UpstreamError`].
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -97,7 +103,9 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BudgetExceeded { .. } | Self::RunLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BudgetExceeded { .. }
+            | Self::RunLimit { .. }
+            | Self::TooManyConcurrent { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(e) => e.client_status(),
             Self::Http { status, .. } => *status,
         }
@@ -111,6 +119,7 @@ impl ApiError {
             | Self::PayloadTooLarge { .. }
             | Self::NotFound(_) => "invalid_request_error",
             Self::BudgetExceeded { .. } | Self::RunLimit { .. } => "insufficient_quota",
+            Self::TooManyConcurrent { .. } => "rate_limit_error",
             Self::Upstream(_) => "upstream_error",
             Self::Http { status, .. } if status.is_client_error() => "invalid_request_error",
             Self::Http { .. } => "server_error",
@@ -125,6 +134,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::RunLimit { code, .. } => code,
+            Self::TooManyConcurrent { .. } => "too_many_concurrent_requests",
             Self::NotFound(_) => "not_found",
             Self::Upstream(e) => e.code(),
             Self::Http { status, .. } => match *status {
@@ -169,13 +179,17 @@ impl IntoResponse for ApiError {
         }
         let bytes = Bytes::from(self.body().to_string());
         let mut response = json_response(self.status(), bytes);
-        if let Self::BudgetExceeded {
-            retry_after_secs, ..
-        } = &self
-        {
+        let retry_after = match &self {
+            Self::BudgetExceeded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::TooManyConcurrent { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -19,6 +19,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::{Admission, AdmissionLimits, Permit};
 use crate::error::{json_response, ApiError};
 use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
@@ -68,6 +69,8 @@ pub struct AppState {
     pub cache: Arc<ResponseCache>,
     /// Retry budget and circuit breakers.
     pub resilience: Arc<Resilience>,
+    /// Chat requests in flight, against the policy's concurrency limits.
+    pub admission: Arc<Admission>,
 }
 
 /// Builds the application with all routes and layers.
@@ -108,21 +111,6 @@ async fn chat_completions(
     if let Some(actual) = announced.filter(|&n| n > limit) {
         return ApiError::PayloadTooLarge { actual, limit }.into_response();
     }
-    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
-    {
-        Ok(bytes) => bytes,
-        Err(e) if is_length_limit(&e) => {
-            return ApiError::PayloadTooLarge {
-                actual: limit + 1,
-                limit,
-            }
-            .into_response();
-        }
-        Err(e) => {
-            return ApiError::invalid_body(format!("Could not read the request body: {e}."))
-                .into_response()
-        }
-    };
     let cache_control = match headers
         .get(HEADER_CACHE)
         .map(|v| v.to_str().ok().and_then(CacheControl::parse))
@@ -150,6 +138,18 @@ async fn chat_completions(
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
     };
+    let limits = AdmissionLimits {
+        max_concurrent: live.policy.limits.max_concurrent_requests,
+        max_concurrent_per_tenant: live.policy.limits.max_concurrent_per_tenant,
+    };
+    let permit = match state.admission.admit(&tenant, limits) {
+        Ok(permit) => permit,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(body, limit, live.policy.limits.body_read_timeout).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
     let ctx = RequestContext {
         tenant,
         ledger: state.ledger.clone(),
@@ -165,7 +165,15 @@ async fn chat_completions(
         max_tier,
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
-        Ok(reply) => reply_response(reply),
+        Ok(reply) => {
+            let streaming = matches!(reply.body, ReplyBody::Stream(_));
+            let response = reply_response(reply);
+            if streaming {
+                held_until_sent(response, permit)
+            } else {
+                response
+            }
+        }
         Err(e) => {
             if e.status().is_server_error() {
                 tracing::warn!(error = %e, "chat completion failed upstream");
@@ -219,6 +227,41 @@ fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
             Ok(tenant.to_string())
         }
     }
+}
+
+/// The request body, at most `limit` bytes, arriving within `deadline` (a client that sends
+/// it slowly gets a 408 instead of holding its place for the whole request timeout).
+async fn read_body(body: Body, limit: u64, deadline: Duration) -> Result<bytes::Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::PayloadTooLarge {
+            actual: limit + 1,
+            limit,
+        }),
+        Ok(Err(e)) => Err(ApiError::invalid_body(format!(
+            "Could not read the request body: {e}."
+        ))),
+        Err(_) => Err(ApiError::Http {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "The request body did not arrive within {} s.",
+                deadline.as_secs_f64()
+            ),
+        }),
+    }
+}
+
+/// Keeps the request's admission permit until its body has been sent (a stream counts for
+/// as long as it runs).
+fn held_until_sent(response: Response, permit: Permit) -> Response {
+    response.map(|body| {
+        let frames = body.into_data_stream().map(move |frame| {
+            let _held = &permit;
+            frame
+        });
+        Body::from_stream(frames)
+    })
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -6,6 +6,8 @@
 //! policy files, metrics, the CLI, and a scriptable fake OpenAI server ([`mock`]) for tests,
 //! demos and benchmarks.
 
+pub mod accept;
+pub mod admission;
 pub mod embed_worker;
 pub mod error;
 pub mod explain;

@@ -80,11 +80,14 @@ pub enum Metric {
     CacheShadowComparisonsTotal,
     /// Gauge `{tier}`, running total: dollars shadow hits would have saved.
     CacheShadowSavedUsdTotal,
+    /// Counter `{limit}`: chat requests refused because too many were in flight (`global`,
+    /// `tenant`).
+    AdmissionRejectionsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 34] = [
+    pub const ALL: [Metric; 35] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -119,6 +122,7 @@ impl Metric {
         Self::TrimDurationSeconds,
         Self::CacheShadowComparisonsTotal,
         Self::CacheShadowSavedUsdTotal,
+        Self::AdmissionRejectionsTotal,
     ];
 
     /// The Prometheus name.
@@ -158,6 +162,7 @@ impl Metric {
             Self::TrimDurationSeconds => "frugal_trim_duration_seconds",
             Self::CacheShadowComparisonsTotal => "frugal_cache_shadow_comparisons_total",
             Self::CacheShadowSavedUsdTotal => "frugal_cache_shadow_saved_usd_total",
+            Self::AdmissionRejectionsTotal => "frugal_admission_rejections_total",
         }
     }
 
@@ -235,6 +240,9 @@ impl Metric {
             }
             Self::CacheShadowSavedUsdTotal => {
                 "Dollars shadow cache hits would have saved, by tier (running total)."
+            }
+            Self::AdmissionRejectionsTotal => {
+                "Chat requests refused (429) because too many were in flight, by limit (global, tenant)."
             }
         }
     }
@@ -377,6 +385,11 @@ pub fn record_budget_rejection(tenant: &str) {
 /// Counts a request refused by a per-run cap.
 pub fn record_run_cap_exceeded(tenant: &str, kind: &'static str) {
     metrics::counter!(Metric::RunCapExceededTotal.name(), "tenant" => tenant.to_string(), "kind" => kind).increment(1);
+}
+
+/// Counts a chat request refused by a concurrency limit (`global` or `tenant`).
+pub fn record_admission_rejection(limit: &'static str) {
+    metrics::counter!(Metric::AdmissionRejectionsTotal.name(), "limit" => limit).increment(1);
 }
 
 /// Counts a detected loop.

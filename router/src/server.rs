@@ -1,6 +1,6 @@
 //! Running the sidecar: bind, serve, and drain in-flight requests on shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::accept::{self, ConnectionLimits};
+use crate::admission::Admission;
 use crate::http::{app, AppState};
 use crate::ledger::Ledger;
 use crate::metrics;
@@ -66,6 +68,10 @@ impl RunningServer {
         let addr = listener.local_addr()?;
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
+        let limits = ConnectionLimits {
+            max_connections: policy.limits.max_connections,
+            header_read_timeout: policy.limits.header_read_timeout,
+        };
         let budget_file = policy.budget_state_file.clone();
         let budgets = Arc::new(match &budget_file {
             Some(path) => {
@@ -112,13 +118,14 @@ impl RunningServer {
             runs: Arc::new(Runs::default()),
             cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
             resilience: Arc::new(Resilience::new()),
+            admission: Arc::new(Admission::default()),
         };
         let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
         let mut stop_serving = stop_rx.clone();
         let mut stop_waiting = stop_rx;
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let serve = accept::serve(listener, router, limits, async move {
                 let _ = stop_serving.wait_for(|stop| *stop).await;
                 draining.store(true, Ordering::Relaxed);
             });
@@ -127,7 +134,7 @@ impl RunningServer {
                 tokio::time::sleep(grace).await;
             };
             tokio::select! {
-                result = serve.into_future() => result,
+                () = serve => Ok(()),
                 () = deadline => {
                     tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; dropping unfinished requests");
                     Ok(())

@@ -344,6 +344,16 @@ pub struct Limits {
     pub max_input_tokens: Option<u64>,
     /// Largest worst-case cost of one request, if capped.
     pub max_request_cost: Option<crate::money::Usd>,
+    /// Chat requests in flight at once over all tenants, if capped.
+    pub max_concurrent_requests: Option<usize>,
+    /// Chat requests in flight at once for one tenant, if capped.
+    pub max_concurrent_per_tenant: Option<usize>,
+    /// Connections open at once on the listener.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers (and idle time of a kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// Longest wait for a request's body once its headers arrived.
+    pub body_read_timeout: Duration,
 }
 
 /// One mistake in a policy file.
@@ -408,6 +418,14 @@ pub mod defaults {
     pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
     /// Time until the response head.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Chat requests in flight at once over all tenants.
+    pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
+    /// Connections open at once on the listener.
+    pub const MAX_CONNECTIONS: usize = 4096;
+    /// Time for a request's headers (and idle time of a kept-alive connection).
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Time for a request's body once its headers arrived.
+    pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// Upstream connect timeout.
     pub const CONNECT: Duration = Duration::from_secs(5);
     /// Upstream non-streaming call timeout.
@@ -772,6 +790,39 @@ fn compile(
     if raw_limits.max_input_tokens == Some(0) {
         errors.push("limits.max_input_tokens", "must be at least 1");
     }
+    let at_least_one = |value: Option<u64>, path: &str, errors: &mut Errors| match value {
+        Some(0) => {
+            errors.push(path, "must be at least 1");
+            None
+        }
+        other => other.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let max_concurrent_requests = at_least_one(
+        raw_limits.max_concurrent_requests,
+        "limits.max_concurrent_requests",
+        errors,
+    )
+    .or(Some(defaults::MAX_CONCURRENT_REQUESTS));
+    let max_concurrent_per_tenant = at_least_one(
+        raw_limits.max_concurrent_per_tenant,
+        "limits.max_concurrent_per_tenant",
+        errors,
+    );
+    let max_connections =
+        at_least_one(raw_limits.max_connections, "limits.max_connections", errors)
+            .unwrap_or(defaults::MAX_CONNECTIONS);
+    let header_read_timeout = duration(
+        raw_limits.header_read_timeout.as_deref(),
+        "limits.header_read_timeout",
+        defaults::HEADER_READ_TIMEOUT,
+        errors,
+    );
+    let body_read_timeout = duration(
+        raw_limits.body_read_timeout.as_deref(),
+        "limits.body_read_timeout",
+        defaults::BODY_READ_TIMEOUT,
+        errors,
+    );
     let max_request_cost = raw_limits.max_request_cost_usd.and_then(|usd| {
         if usd.is_finite() && usd > 0.0 {
             Some(crate::money::Usd::from_dollars(usd))
@@ -890,6 +941,11 @@ fn compile(
             request_timeout,
             max_input_tokens: raw_limits.max_input_tokens,
             max_request_cost,
+            max_concurrent_requests,
+            max_concurrent_per_tenant,
+            max_connections,
+            header_read_timeout,
+            body_read_timeout,
         },
         tenant_keys,
         hash,

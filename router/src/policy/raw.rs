@@ -422,6 +422,22 @@ pub struct RawLimits {
     /// Largest worst-case cost (prompt + `max_tokens` at the model's price) of one request, in USD.
     #[serde(default)]
     pub max_request_cost_usd: Option<f64>,
+    /// Chat requests in flight at once over all tenants; more get a 429 at once.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u64>,
+    /// Chat requests in flight at once for one tenant; more get a 429 at once.
+    #[serde(default)]
+    pub max_concurrent_per_tenant: Option<u64>,
+    /// Connections open at once on the listener; more wait to be accepted (read at start).
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// Longest wait for a request's headers, also how long an idle kept-alive connection stays
+    /// open, e.g. `30s` (read at start).
+    #[serde(default)]
+    pub header_read_timeout: Option<String>,
+    /// Longest wait for a request's whole body once its headers arrived, e.g. `30s` (408).
+    #[serde(default)]
+    pub body_read_timeout: Option<String>,
 }
 
 /// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.

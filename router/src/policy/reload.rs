@@ -184,6 +184,14 @@ fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
             old.limits.request_timeout != new.limits.request_timeout,
         ),
         (
+            "limits.max_connections",
+            old.limits.max_connections != new.limits.max_connections,
+        ),
+        (
+            "limits.header_read_timeout",
+            old.limits.header_read_timeout != new.limits.header_read_timeout,
+        ),
+        (
             "budget_state_file",
             old.budget_state_file != new.budget_state_file,
         ),

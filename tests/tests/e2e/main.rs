@@ -4,6 +4,7 @@
 //! per file (each link of the full stack is tens of MB on disk and seconds of CPU).
 
 mod accounting;
+mod admission;
 mod binary;
 mod budget;
 mod cache;
@@ -20,3 +21,4 @@ mod shutdown;
 mod streaming;
 mod tenants;
 mod trim;
+mod under_load;

@@ -296,4 +296,41 @@ mod tests {
         assert_eq!(worker.embed("late", Duration::from_millis(20)).await, None);
         assert!(started.elapsed() < Duration::from_millis(250));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_sheds_at_once_instead_of_waiting() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::from_secs(1),
+        });
+        let options = BatchOptions {
+            max_batch: 1,
+            queue: 1,
+            ..BatchOptions::default()
+        };
+        let worker = Arc::new(EmbedWorker::spawn(embedder, options).unwrap());
+        // At most one text is embedded and one waits; a third, whatever the timing, finds the
+        // queue full and goes on without its embedding (the semantic tier is skipped) at once,
+        // not after its deadline or the embeddings ahead of it.
+        let calls: Vec<_> = ["first", "second", "third"]
+            .into_iter()
+            .map(|text| {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let vector = worker.embed(text, Duration::from_secs(10)).await;
+                    (vector, started.elapsed())
+                })
+            })
+            .collect();
+        let mut shed = 0;
+        for call in calls {
+            let (vector, waited) = call.await.unwrap();
+            if vector.is_none() {
+                shed += 1;
+                assert!(waited < Duration::from_millis(900), "shed after {waited:?}");
+            }
+        }
+        assert!((1..=2).contains(&shed), "{shed} shed");
+    }
 }

@@ -12,13 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::http::{app, AppState};
+use crate::http::{app, AppState, Routes};
 use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::ResponseCache;
 use crate::stage::run::Runs;
+use crate::tenants::TenantLabels;
 use crate::upstream::Resilience;
 
 /// The file a served policy was read from, watched for changes.
@@ -32,8 +33,10 @@ pub struct PolicySource {
 
 /// A sidecar serving in the background (used by `frugal serve` and by tests).
 pub struct RunningServer {
-    /// The bound address.
+    /// The API's bound address (every route when there is no admin listener).
     pub addr: SocketAddr,
+    /// The admin listener's bound address (metrics, health, reload, savings), if separate.
+    pub admin_addr: Option<SocketAddr>,
     /// The live state, swappable for reloads.
     pub live: Live,
     /// Tenant budget state.
@@ -57,13 +60,27 @@ impl Drop for RunningServer {
 const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl RunningServer {
-    /// Starts serving `policy` on `listener`; with a `source`, the file is watched and reloaded.
+    /// Starts serving every route of `policy` on `listener`; with a `source`, the file is
+    /// watched and reloaded.
     pub fn start(
         policy: Policy,
         listener: TcpListener,
         source: Option<PolicySource>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_admin(policy, listener, None, source)
+    }
+
+    /// Like [`RunningServer::start`], but with an `admin` listener the admin routes (metrics,
+    /// health, readiness, reload, savings) are served there and only the API on `listener`.
+    /// Both stop accepting at once on shutdown and drain within the same grace period.
+    pub fn start_with_admin(
+        policy: Policy,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        source: Option<PolicySource>,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
         let budget_file = policy.budget_state_file.clone();
@@ -82,6 +99,7 @@ impl RunningServer {
         // The recorder must exist before the first metric, or that metric is lost.
         let metrics_handle = metrics::install();
         metrics::register_shadow_series();
+        metrics::register_tenant_overflow();
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
@@ -112,22 +130,38 @@ impl RunningServer {
             runs: Arc::new(Runs::default()),
             cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
             resilience: Arc::new(Resilience::new()),
+            tenants: Arc::new(TenantLabels::default()),
         };
-        let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
-        let mut stop_serving = stop_rx.clone();
+        let serve = |listener: TcpListener, routes: Routes| {
+            let router = app(app_state.clone(), request_timeout, routes);
+            let mut stop_serving = stop_rx.clone();
+            let draining = draining.clone();
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_serving.wait_for(|stop| *stop).await;
+                    draining.store(true, Ordering::Relaxed);
+                })
+                .into_future()
+        };
+        let serving = match admin {
+            None => futures::future::Either::Left(serve(listener, Routes::All)),
+            Some(admin) => {
+                let (api, admin) = (serve(listener, Routes::Api), serve(admin, Routes::Admin));
+                futures::future::Either::Right(async move {
+                    let (api, admin) = tokio::join!(api, admin);
+                    api.and(admin)
+                })
+            }
+        };
         let mut stop_waiting = stop_rx;
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stop_serving.wait_for(|stop| *stop).await;
-                draining.store(true, Ordering::Relaxed);
-            });
             let deadline = async move {
                 let _ = stop_waiting.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
             };
             tokio::select! {
-                result = serve.into_future() => result,
+                result = serving => result,
                 () = deadline => {
                     tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; dropping unfinished requests");
                     Ok(())
@@ -136,6 +170,7 @@ impl RunningServer {
         });
         Ok(Self {
             addr,
+            admin_addr,
             live,
             budgets,
             budget_file,

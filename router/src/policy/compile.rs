@@ -30,6 +30,8 @@ use super::trim::{compile_trim, TrimPolicy};
 pub struct Policy {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the admin listener (metrics, health, reload, savings), if separate.
+    pub admin_listen: Option<SocketAddr>,
     /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Upstream providers by name.
@@ -344,6 +346,8 @@ pub struct Limits {
     pub max_input_tokens: Option<u64>,
     /// Largest worst-case cost of one request, if capped.
     pub max_request_cost: Option<crate::money::Usd>,
+    /// Most unlisted tenants kept under their own name (see [`crate::tenants`]).
+    pub max_tenants: usize,
 }
 
 /// One mistake in a policy file.
@@ -408,6 +412,8 @@ pub mod defaults {
     pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
     /// Time until the response head.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Unlisted tenants kept under their own name.
+    pub const MAX_TENANTS: usize = 100;
     /// Upstream connect timeout.
     pub const CONNECT: Duration = Duration::from_secs(5);
     /// Upstream non-streaming call timeout.
@@ -694,6 +700,23 @@ fn compile(
             format!("`{listen_text}` is not a socket address like 127.0.0.1:8080"),
         );
     });
+    let admin_listen = raw.admin_listen.as_deref().and_then(|text| {
+        let addr = text.parse::<SocketAddr>().map_err(|_| {
+            errors.push(
+                "admin_listen",
+                format!("`{text}` is not a socket address like 0.0.0.0:9090"),
+            );
+        });
+        addr.ok()
+    });
+    if let (Ok(api), Some(admin)) = (&listen, admin_listen) {
+        if api == &admin {
+            errors.push(
+                "admin_listen",
+                format!("`{admin}` is also `listen`: the admin listener needs its own address"),
+            );
+        }
+    }
     let shutdown_grace = duration(
         raw.shutdown_grace.as_deref(),
         "shutdown_grace",
@@ -827,6 +850,13 @@ fn compile(
                 "tenant names are 1-64 letters, digits, `_`, `.` or `-`",
             );
         }
+        if name == crate::tenants::OVERFLOW_TENANT {
+            errors.push(
+                join("tenants", name),
+                "`other` is the shared name of unlisted tenants past `limits.max_tenants`; \
+                 give this tenant another name",
+            );
+        }
     }
 
     let mut tenant_overrides = BTreeMap::new();
@@ -870,6 +900,7 @@ fn compile(
     let hash = text_hash(text);
     Some(Policy {
         listen: listen.ok()?,
+        admin_listen,
         shutdown_grace,
         providers,
         models,
@@ -890,6 +921,7 @@ fn compile(
             request_timeout,
             max_input_tokens: raw_limits.max_input_tokens,
             max_request_cost,
+            max_tenants: raw_limits.max_tenants.unwrap_or(defaults::MAX_TENANTS),
         },
         tenant_keys,
         hash,

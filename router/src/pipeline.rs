@@ -38,8 +38,11 @@ pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 /// Who is asking, and where settled accounts go.
 #[derive(Clone)]
 pub struct RequestContext {
-    /// Tenant the request is billed to.
+    /// Tenant the request is billed to, as counted: its name, or `other` past
+    /// `limits.max_tenants` ([`crate::tenants`]). Metrics, ledger, budgets and runs use it.
     pub tenant: String,
+    /// The tenant name the request claimed, which scopes the cache (never `other`).
+    pub cache_tenant: String,
     /// Where settled accounts are summed.
     pub ledger: Arc<Ledger>,
     /// Tenant budget state.

@@ -8,19 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accept::{self, ConnectionLimits};
 use crate::admission::Admission;
-use crate::http::{app, AppState};
+use crate::http::{app, AppState, Routes};
 use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::ResponseCache;
 use crate::stage::run::Runs;
+use crate::tenants::TenantLabels;
 use crate::upstream::Resilience;
 
 /// The file a served policy was read from, watched for changes.
@@ -34,8 +36,10 @@ pub struct PolicySource {
 
 /// A sidecar serving in the background (used by `frugal serve` and by tests).
 pub struct RunningServer {
-    /// The bound address.
+    /// The API's bound address (every route when there is no admin listener).
     pub addr: SocketAddr,
+    /// The admin listener's bound address (metrics, health, reload, savings), if separate.
+    pub admin_addr: Option<SocketAddr>,
     /// The live state, swappable for reloads.
     pub live: Live,
     /// Tenant budget state.
@@ -59,13 +63,27 @@ impl Drop for RunningServer {
 const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl RunningServer {
-    /// Starts serving `policy` on `listener`; with a `source`, the file is watched and reloaded.
+    /// Starts serving every route of `policy` on `listener`; with a `source`, the file is
+    /// watched and reloaded.
     pub fn start(
         policy: Policy,
         listener: TcpListener,
         source: Option<PolicySource>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_admin(policy, listener, None, source)
+    }
+
+    /// Like [`RunningServer::start`], but with an `admin` listener the admin routes (metrics,
+    /// health, readiness, reload, savings) are served there and only the API on `listener`.
+    /// Both stop accepting at once on shutdown and drain within the same grace period.
+    pub fn start_with_admin(
+        policy: Policy,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        source: Option<PolicySource>,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         let request_timeout = policy.limits.request_timeout;
         let grace = policy.shutdown_grace;
         let limits = ConnectionLimits {
@@ -88,6 +106,8 @@ impl RunningServer {
         // The recorder must exist before the first metric, or that metric is lost.
         let metrics_handle = metrics::install();
         metrics::register_shadow_series();
+        metrics::register_admission_series();
+        metrics::register_tenant_overflow();
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
@@ -119,22 +139,52 @@ impl RunningServer {
             cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
             resilience: Arc::new(Resilience::new()),
             admission: Arc::new(Admission::default()),
+            tenants: Arc::new(TenantLabels::default()),
         };
-        let router = app(app_state, request_timeout);
         let (stop, stop_rx) = watch::channel(false);
-        let mut stop_serving = stop_rx.clone();
-        let mut stop_waiting = stop_rx;
-        let task = tokio::spawn(async move {
-            let serve = accept::serve(listener, router, limits, async move {
+        let serve = |listener: TcpListener, routes: Routes, until: BoxFuture<'static, ()>| {
+            let router = app(app_state.clone(), request_timeout, routes);
+            accept::serve(listener, router, limits, until)
+        };
+        // The API stops accepting at once and flags the sidecar as draining; an admin listener
+        // keeps answering (`/readyz` 503, `/metrics`) until the API has drained.
+        let api_stopped = {
+            let mut stop_serving = stop_rx.clone();
+            let draining = draining.clone();
+            async move {
                 let _ = stop_serving.wait_for(|stop| *stop).await;
                 draining.store(true, Ordering::Relaxed);
-            });
+            }
+        };
+        let serving: BoxFuture<'static, ()> = match admin {
+            None => Box::pin(serve(listener, Routes::All, Box::pin(api_stopped))),
+            Some(admin) => {
+                let (api_drained, api_drained_rx) = tokio::sync::oneshot::channel::<()>();
+                let api = serve(listener, Routes::Api, Box::pin(api_stopped));
+                let admin = serve(
+                    admin,
+                    Routes::Admin,
+                    Box::pin(async move {
+                        let _ = api_drained_rx.await;
+                    }),
+                );
+                Box::pin(async move {
+                    let api = async move {
+                        api.await;
+                        let _ = api_drained.send(());
+                    };
+                    tokio::join!(api, admin);
+                })
+            }
+        };
+        let mut stop_waiting = stop_rx;
+        let task = tokio::spawn(async move {
             let deadline = async move {
                 let _ = stop_waiting.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
             };
             tokio::select! {
-                () = serve => Ok(()),
+                () = serving => Ok(()),
                 () = deadline => {
                     tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; dropping unfinished requests");
                     Ok(())
@@ -143,6 +193,7 @@ impl RunningServer {
         });
         Ok(Self {
             addr,
+            admin_addr,
             live,
             budgets,
             budget_file,

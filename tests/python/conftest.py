@@ -1,8 +1,10 @@
 """Fixtures for the Python end-to-end tests: the built `frugal` binary as real processes."""
 
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -11,6 +13,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def tools_required() -> bool:
+    """Whether a missing tool fails the run instead of skipping: in CI (`CI` set) and under
+    FRUGAL_REQUIRE_TOOLS=1 (scripts/test.sh), so a fresh machine never passes by skipping."""
+    return bool(os.environ.get("CI")) or os.environ.get("FRUGAL_REQUIRE_TOOLS") == "1"
+
+
+def require_tool(name: str, consequence: str) -> str:
+    """The path of executable `name`, the venv's own first (scripts/setup.sh installs some
+    there). Missing: the test fails when tools are required, else skips, saying why."""
+    in_venv = Path(sys.executable).parent / name
+    path = str(in_venv) if in_venv.exists() else shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed: {consequence}"
+        if tools_required():
+            pytest.fail(f"{message} (required: CI or FRUGAL_REQUIRE_TOOLS=1 is set)", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 def free_port() -> int:

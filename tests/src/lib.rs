@@ -3,8 +3,10 @@
 //! ([`MockUpstream::on_model`]`(..).fail_times(2, 503)`), an in-process sidecar wired to it
 //! ([`Sidecar`]), and helpers to run the built `frugal` binary as a child process.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use frugal::mock::{Behaviour, Matcher, MockServer, Rule, Script};
@@ -231,6 +233,21 @@ impl Sidecar {
         }
     }
 
+    /// Starts the sidecar with its admin routes on a second listener (as `admin_listen` does):
+    /// [`Sidecar::url`] is the API, [`Sidecar::admin_url`] the admin listener.
+    pub async fn start_with_admin(policy_text: &str) -> Self {
+        let policy =
+            frugal::policy::parse(policy_text, "test-policy.yaml").expect("valid test policy");
+        let bind = || TcpListener::bind("127.0.0.1:0");
+        let (api, admin) = (bind().await.expect("bind"), bind().await.expect("bind"));
+        let server =
+            RunningServer::start_with_admin(policy, api, Some(admin), None).expect("start sidecar");
+        Self {
+            server,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// Starts the sidecar from a policy file, watched for changes every `poll`.
     pub async fn start_watching(path: &std::path::Path, poll: Duration) -> Self {
         let policy = frugal::policy::load(path).expect("valid test policy");
@@ -258,6 +275,12 @@ impl Sidecar {
         format!("http://{}{path}", self.server.addr)
     }
 
+    /// A URL on the admin listener (the API's when there is none).
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self.server.admin_addr.unwrap_or(self.server.addr);
+        format!("http://{addr}{path}")
+    }
+
     /// POSTs a JSON chat completion request.
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
         self.client
@@ -283,7 +306,7 @@ impl Sidecar {
     pub async fn metrics(&self) -> String {
         let response = self
             .client
-            .get(self.url("/metrics"))
+            .get(self.admin_url("/metrics"))
             .send()
             .await
             .expect("sidecar reachable");
@@ -292,7 +315,7 @@ impl Sidecar {
 
     /// The savings report of `GET /v1/frugal/savings{query}` (e.g. `""` or `"?window=15m"`).
     pub async fn savings(&self, query: &str) -> Value {
-        let url = self.url(&format!("/v1/frugal/savings{query}"));
+        let url = self.admin_url(&format!("/v1/frugal/savings{query}"));
         let response = self
             .client
             .get(url)
@@ -365,4 +388,56 @@ pub fn frugal_binary() -> PathBuf {
 pub fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
+}
+
+/// Whether a missing tool fails a test instead of skipping its check: in CI (`CI` set) and
+/// under `FRUGAL_REQUIRE_TOOLS=1` (scripts/test.sh).
+pub fn tools_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("FRUGAL_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Fails unless `promtool check metrics` accepts the exposition with no complaint at all (no
+/// parse error, no lint finding). Without promtool: a failure in CI or under
+/// `FRUGAL_REQUIRE_TOOLS=1`; elsewhere only the line grammar is checked, with a note.
+pub fn check_with_promtool(metrics: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        assert!(
+            !tools_required(),
+            "promtool is not installed, and CI or FRUGAL_REQUIRE_TOOLS=1 requires it: \
+             install apt package `prometheus` (scripts/setup.sh does)"
+        );
+        eprintln!("promtool not installed: checking the exposition's line grammar only");
+        for line in metrics
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(
+                value.parse::<f64>().is_ok() || value == "+Inf" || value == "NaN",
+                "bad sample line: {line}"
+            );
+        }
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    let report = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && report.trim().is_empty(),
+        "promtool check metrics complained ({}):\n{report}\n--- the exposition:\n{metrics}",
+        output.status
+    );
 }

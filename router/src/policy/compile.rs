@@ -30,6 +30,8 @@ use super::trim::{compile_trim, TrimPolicy};
 pub struct Policy {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the admin listener (metrics, health, reload, savings), if separate.
+    pub admin_listen: Option<SocketAddr>,
     /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Upstream providers by name.
@@ -354,6 +356,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest wait for a request's body once its headers arrived.
     pub body_read_timeout: Duration,
+    /// Most unlisted tenants kept under their own name (see [`crate::tenants`]).
+    pub max_tenants: usize,
 }
 
 /// One mistake in a policy file.
@@ -426,6 +430,8 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// Time for a request's body once its headers arrived.
     pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Unlisted tenants kept under their own name.
+    pub const MAX_TENANTS: usize = 100;
     /// Upstream connect timeout.
     pub const CONNECT: Duration = Duration::from_secs(5);
     /// Upstream non-streaming call timeout.
@@ -712,6 +718,23 @@ fn compile(
             format!("`{listen_text}` is not a socket address like 127.0.0.1:8080"),
         );
     });
+    let admin_listen = raw.admin_listen.as_deref().and_then(|text| {
+        let addr = text.parse::<SocketAddr>().map_err(|_| {
+            errors.push(
+                "admin_listen",
+                format!("`{text}` is not a socket address like 0.0.0.0:9090"),
+            );
+        });
+        addr.ok()
+    });
+    if let (Ok(api), Some(admin)) = (&listen, admin_listen) {
+        if api == &admin {
+            errors.push(
+                "admin_listen",
+                format!("`{admin}` is also `listen`: the admin listener needs its own address"),
+            );
+        }
+    }
     let shutdown_grace = duration(
         raw.shutdown_grace.as_deref(),
         "shutdown_grace",
@@ -878,6 +901,13 @@ fn compile(
                 "tenant names are 1-64 letters, digits, `_`, `.` or `-`",
             );
         }
+        if name == crate::tenants::OVERFLOW_TENANT {
+            errors.push(
+                join("tenants", name),
+                "`other` is the shared name of unlisted tenants past `limits.max_tenants`; \
+                 give this tenant another name",
+            );
+        }
     }
 
     let mut tenant_overrides = BTreeMap::new();
@@ -921,6 +951,7 @@ fn compile(
     let hash = text_hash(text);
     Some(Policy {
         listen: listen.ok()?,
+        admin_listen,
         shutdown_grace,
         providers,
         models,
@@ -946,6 +977,7 @@ fn compile(
             max_connections,
             header_read_timeout,
             body_read_timeout,
+            max_tenants: raw_limits.max_tenants.unwrap_or(defaults::MAX_TENANTS),
         },
         tenant_keys,
         hash,

@@ -16,6 +16,11 @@ pub struct RawPolicy {
     /// Socket address the sidecar listens on, e.g. `127.0.0.1:8080`.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Socket address of a separate admin listener serving `/metrics`, `/healthz`, `/readyz`,
+    /// `/v1/frugal/reload` and `/v1/frugal/savings` (then absent from `listen`), e.g.
+    /// `0.0.0.0:9090`, so probes and Prometheus reach them while the API stays on loopback.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
     /// How long in-flight requests may run after SIGTERM, e.g. `20s`.
     #[serde(default)]
     pub shutdown_grace: Option<String>,
@@ -438,11 +443,16 @@ pub struct RawLimits {
     /// Longest wait for a request's whole body once its headers arrived, e.g. `30s` (408).
     #[serde(default)]
     pub body_read_timeout: Option<String>,
+    /// Most tenants not named in `tenants:` whose metrics, savings and budget are kept under
+    /// their own name (default 100); requests of any further tenant are counted under `other`.
+    #[serde(default)]
+    pub max_tenants: Option<usize>,
 }
 
 /// The top-level keys, for "did you mean" suggestions and the section-by-section diagnosis.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "shutdown_grace",
     "providers",
     "models",

@@ -173,11 +173,12 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Re
     Ok(watcher)
 }
 
-/// The settings a reload changed that the server reads only at start (the address it listens
+/// The settings a reload changed that the server reads only at start (the addresses it listens
 /// on, its drain time and request deadline, where budget spend is saved).
 fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
     [
         ("listen", old.listen != new.listen),
+        ("admin_listen", old.admin_listen != new.admin_listen),
         ("shutdown_grace", old.shutdown_grace != new.shutdown_grace),
         (
             "limits.request_timeout",
@@ -213,13 +214,15 @@ mod restart_tests {
         let same = compile::parse(&format!("{base}cache: {{ mode: on }}\n"), "new.yaml").unwrap();
         assert!(restart_only_changes(&old, &same).is_empty());
         let moved = compile::parse(
-            &format!("{base}listen: 127.0.0.1:9999\nshutdown_grace: 3s\n"),
+            &format!(
+                "{base}listen: 127.0.0.1:9999\nadmin_listen: 127.0.0.1:9998\nshutdown_grace: 3s\n"
+            ),
             "new.yaml",
         )
         .unwrap();
         assert_eq!(
             restart_only_changes(&old, &moved),
-            vec!["listen", "shutdown_grace"]
+            vec!["listen", "admin_listen", "shutdown_grace"]
         );
     }
 }

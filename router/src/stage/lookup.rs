@@ -84,8 +84,8 @@ pub fn exact_key(
     let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
     (wanted && cache::eligible(settings, body)).then(|| {
         cache::key(
-            &ctx.tenant,
-            policy.cache_namespace(&ctx.tenant),
+            &ctx.cache_tenant,
+            policy.cache_namespace(&ctx.cache_tenant),
             model,
             body,
         )
@@ -127,12 +127,12 @@ pub fn look_up(
         metrics::record_cache_lookup("exact", "bypass");
         return CacheOutcome::bypass();
     };
-    let namespace = policy.cache_namespace(&ctx.tenant);
+    let namespace = policy.cache_namespace(&ctx.cache_tenant);
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
     let semantic_scope = settings.semantic.and_then(|_| {
         let markers = &policy.trim.markers;
-        semantic::scope(&ctx.tenant, namespace, model, body, markers)
+        semantic::scope(&ctx.cache_tenant, namespace, model, body, markers)
     });
     let slot = CacheSlot {
         key,

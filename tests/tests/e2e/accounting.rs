@@ -94,6 +94,7 @@ async fn savings_against_a_baseline_model_add_up_per_tenant() {
         "frugal_cost_usd_total{",
         "frugal_baseline_cost_usd_total{",
         "frugal_saved_usd_total{",
+        "frugal_overspent_usd_total{",
         "frugal_tokens_total{",
     ] {
         assert!(metrics.contains(name), "{name} in {metrics}");

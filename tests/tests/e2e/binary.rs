@@ -1,11 +1,10 @@
 //! The built `frugal` binary, as an operator runs it: mock upstream + sidecar as processes.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use frugal_tests::{free_addr, frugal_binary, sse_payloads};
+use frugal_tests::{check_with_promtool, free_addr, frugal_binary, sse_payloads};
 use serde_json::{json, Value};
 
 /// A child process killed when the test ends, however it ends.
@@ -199,7 +198,12 @@ async fn binary_serves_the_acceptance_checks_and_drains_on_sigterm() {
     check_with_promtool(&metrics);
 
     // SIGTERM: the process drains and exits cleanly.
-    let pid = sidecar.0.id().to_string();
+    terminate(&mut sidecar).await;
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+async fn terminate(process: &mut Process) {
+    let pid = process.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -207,7 +211,7 @@ async fn binary_serves_the_acceptance_checks_and_drains_on_sigterm() {
         .success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = sidecar.0.try_wait().unwrap() {
+        if let Some(status) = process.0.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
@@ -219,47 +223,56 @@ async fn binary_serves_the_acceptance_checks_and_drains_on_sigterm() {
     }
 }
 
-/// Validates the exposition with Prometheus' own parser when `promtool` is installed
-/// (scripts/test.sh installs it); otherwise checks the basic line grammar.
-fn check_with_promtool(metrics: &str) {
-    match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(mut child) => {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(metrics.as_bytes())
-                .unwrap();
-            let output = child.wait_with_output().unwrap();
-            let report = String::from_utf8_lossy(&output.stderr).to_string()
-                + &String::from_utf8_lossy(&output.stdout);
-            // Lint findings (e.g. missing HELP on histograms) are not parse errors; a parse error fails.
-            assert!(
-                !report.contains("error while linting")
-                    && !report.contains("text format parsing error"),
-                "{report}"
-            );
-        }
-        Err(_) => {
-            eprintln!("promtool not installed: checking the exposition's line grammar only");
-            for line in metrics
-                .lines()
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                let value = line.rsplit(' ').next().unwrap();
-                assert!(
-                    value.parse::<f64>().is_ok() || value == "+Inf" || value == "NaN",
-                    "bad sample line: {line}"
-                );
-            }
-        }
-    }
+#[tokio::test]
+async fn binary_serves_operations_on_admin_listen_and_the_api_on_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mock_addr, api_addr, admin_addr) = (free_addr(), free_addr(), free_addr());
+    let policy = write_policy(&dir, mock_addr);
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{text}\nadmin_listen: {admin_addr}\n")).unwrap();
+    let _mock = spawn(&["mock-upstream", "--listen", &mock_addr.to_string()]);
+    let mut sidecar = spawn(&[
+        "serve",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--listen",
+        &api_addr.to_string(),
+    ]);
+    let (api, admin) = (format!("http://{api_addr}"), format!("http://{admin_addr}"));
+    wait_ready(&format!("http://{mock_addr}/healthz")).await;
+    wait_ready(&format!("{admin}/readyz")).await;
+    let client = reqwest::Client::new();
+    let status = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(format!("{api}/readyz")).await, 404);
+    assert_eq!(status(format!("{api}/metrics")).await, 404);
+    assert_eq!(status(format!("{admin}/v1/models")).await, 404);
+    let chat = client
+        .post(format!("{api}/v1/chat/completions"))
+        .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Hello!" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("frugal_requests_total{endpoint=\"chat_completions\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    terminate(&mut sidecar).await;
+    assert!(
+        client.get(format!("{admin}/healthz")).send().await.is_err(),
+        "the admin listener closed with the process"
+    );
 }
 
 #[test]

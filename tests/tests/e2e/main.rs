@@ -4,11 +4,13 @@
 //! per file (each link of the full stack is tens of MB on disk and seconds of CPU).
 
 mod accounting;
+mod admin;
 mod admission;
 mod binary;
 mod budget;
 mod cache;
 mod errors;
+mod exposition;
 mod offline;
 mod passthrough;
 mod policy_docs;

@@ -2,7 +2,7 @@
 //! (per-minute buckets kept for a day), behind `GET /v1/frugal/savings`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -233,9 +233,8 @@ impl Ledger {
     }
 
     fn record_at(&self, at: SystemTime, tenant: &str, account: &Account, facts: RequestFacts) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        // Sums only: still right after a panic elsewhere, so recover rather than drop spend.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state
             .since_start
             .entry(tenant.to_string())
@@ -259,9 +258,8 @@ impl Ledger {
 
     /// Adds a run whose outcome the agent reported.
     pub fn record_outcome(&self, run: &RunSummary) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        // Sums only: still right after a panic elsewhere, so recover rather than drop spend.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let exact = if run.resolved {
             ExactRuns {
                 resolved_actual: run.actual,
@@ -298,13 +296,7 @@ impl Ledger {
     /// The report since start (`window: None`) or over the last `window` (minute resolution).
     pub fn report(&self, window: Option<Duration>) -> SavingsReport {
         let now = SystemTime::now();
-        let Ok(state) = self.state.lock() else {
-            return SavingsReport {
-                window_seconds: 0,
-                total: Totals::default(),
-                tenants: BTreeMap::new(),
-            };
-        };
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (window_seconds, tenants) = match window {
             None => {
                 let elapsed = now.duration_since(self.started).unwrap_or_default();

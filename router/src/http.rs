@@ -108,11 +108,12 @@ pub fn app(state: AppState, request_timeout: Duration, routes: Routes) -> Router
     }
     router
         .fallback(not_found)
-        .layer(middleware::from_fn(openai_shaped_errors))
+        // The timeout sits inside the shaping, so its bodiless 408 is OpenAI-shaped too.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
+        .layer(middleware::from_fn(openai_shaped_errors))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -112,3 +112,18 @@ async fn a_body_sent_too_slowly_gets_a_408() {
     );
     assert_eq!(mock.total_calls(), 1);
 }
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_gets_an_openai_shaped_408() {
+    let mock = MockUpstream::start().await;
+    mock.always().delay(Duration::from_secs(3));
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "limits: { request_timeout: 300ms }\n",
+    ))
+    .await;
+    let response = sidecar.chat(&chat_body("cheap", "too slow")).await;
+    let body = expect_error(response, 408).await;
+    assert_eq!(body["error"]["code"], "request_timeout");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+}

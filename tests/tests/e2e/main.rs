@@ -9,6 +9,7 @@ mod binary;
 mod budget;
 mod cache;
 mod errors;
+mod faults;
 mod offline;
 mod passthrough;
 mod policy_docs;

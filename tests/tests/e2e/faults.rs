@@ -225,6 +225,32 @@ async fn rate_limit_with_retry_after_is_retried_after_the_wait() {
 }
 
 #[tokio::test]
+async fn rate_limit_with_a_long_retry_after_reaches_the_client_with_it() {
+    let mock = MockUpstream::start().await;
+    mock.script("- { times: 1, then: { status: 429, retry_after: 60 } }");
+    let sidecar = sidecar(&mock).await;
+    let request = ask("cheap", "Name a colour.", false);
+    let response = sidecar.chat(&request).await;
+    assert_eq!(
+        header(&response, "retry-after"),
+        "60",
+        "the provider's wait reaches the client, whose own retries honour it"
+    );
+    let body = expect_error(response, 429).await;
+    assert_eq!(
+        body["error"]["type"], "rate_limit_error",
+        "upstream body: {body}"
+    );
+    assert_eq!(
+        mock.total_calls(),
+        1,
+        "a wait over max_backoff is not waited for"
+    );
+    assert_eq!(spent(&sidecar).await, (0, 0.0));
+    fault_gone(&sidecar, &mock, &request).await;
+}
+
+#[tokio::test]
 async fn rate_limit_without_retry_after_is_retried_then_passed_through() {
     let mock = MockUpstream::start().await;
     mock.script("- { times: 3, then: { status: 429 } }");

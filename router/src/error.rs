@@ -171,21 +171,27 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // An upstream 4xx is the upstream's answer to the client's request: pass it through as is.
-        if let Self::Upstream(UpstreamError::ClientError { status, body, .. }) = &self {
-            if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
-                return json_response(*status, body.clone());
-            }
-        }
-        let bytes = Bytes::from(self.body().to_string());
-        let mut response = json_response(self.status(), bytes);
         let retry_after = match &self {
             Self::BudgetExceeded {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::TooManyConcurrent { .. } => Some(1),
+            // The provider's wait, when frugal gave up before it: the client's own retries
+            // (the OpenAI SDKs honour Retry-After) must not come sooner.
+            Self::Upstream(e) => e.retry_after().map(whole_seconds),
             _ => None,
         };
+        // An upstream 4xx is the upstream's answer to the client's request: pass it through as is.
+        let passed_through = match &self {
+            Self::Upstream(UpstreamError::ClientError { status, body, .. })
+                if serde_json::from_slice::<serde_json::Value>(body).is_ok() =>
+            {
+                Some(json_response(*status, body.clone()))
+            }
+            _ => None,
+        };
+        let mut response = passed_through
+            .unwrap_or_else(|| json_response(self.status(), Bytes::from(self.body().to_string())));
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
@@ -193,6 +199,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A wait in whole seconds, rounded up (`Retry-After` has no fractions).
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// A response with a JSON body and content type.

@@ -27,7 +27,16 @@ impl MockUpstream {
 
     /// Starts a mock that adds `latency` to every answer.
     pub async fn start_with_latency(latency: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        Self::start_on_with_latency("127.0.0.1:0".parse().expect("addr"), latency).await
+    }
+
+    /// Starts a mock on a given address (e.g. one a sidecar could not connect to before).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_on_with_latency(addr, Duration::ZERO).await
+    }
+
+    async fn start_on_with_latency(addr: SocketAddr, latency: Duration) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind mock");
         let server = MockServer::start(listener, Script::default(), latency).expect("start mock");
         Self { server }
     }
@@ -65,6 +74,15 @@ impl MockUpstream {
                 when,
                 ..Default::default()
             },
+        }
+    }
+
+    /// Appends rules written as a mock script's YAML `rules:` list (the format of
+    /// `frugal mock-upstream --script`), tried after the existing ones.
+    pub fn script(&self, rules_yaml: &str) {
+        let rules: Vec<Rule> = serde_yaml::from_str(rules_yaml).expect("valid mock rules YAML");
+        for rule in rules {
+            self.server.push_rule(rule).expect("valid mock rule");
         }
     }
 
@@ -179,12 +197,21 @@ fn millis(d: Duration) -> u64 {
 /// A policy text pointing two aliases (`cheap`, `strong`) at a mock; the embedding model is
 /// the repository's `models/` (tests run in `tests/`).
 pub fn policy_for(base_url: &str, extra: &str) -> String {
+    policy_with_timeouts(
+        base_url,
+        "{ connect: 1s, request: 2s, first_byte: 2s, idle: 2s }",
+        extra,
+    )
+}
+
+/// [`policy_for`] with the provider's `timeouts` given as a YAML flow mapping.
+pub fn policy_with_timeouts(base_url: &str, timeouts: &str, extra: &str) -> String {
     format!(
         "\
 providers:
   mock:
     base_url: {base_url}
-    timeouts: {{ connect: 1s, request: 2s, first_byte: 2s, idle: 2s }}
+    timeouts: {timeouts}
 models:
   cheap:
     provider: mock

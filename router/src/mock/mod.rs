@@ -33,6 +33,9 @@ use crate::tokens::last_user_text;
 pub use reply::Answer;
 pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
 
+/// How long a `reset_after_bytes` answer waits, after its bytes, before dropping the connection.
+const FLUSH_BEFORE_RESET: Duration = Duration::from_millis(50);
+
 /// How many request bodies the mock remembers for inspection.
 const REMEMBERED_REQUESTS: usize = 256;
 
@@ -274,7 +277,15 @@ fn json_answer(answer: &Answer, behaviour: &Behaviour) -> Response {
     } else {
         body
     };
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = match behaviour.reset_after_bytes {
+        Some(limit) => cut_off(vec![Bytes::from(body)], Duration::ZERO, limit),
+        None => Response::new(Body::from(body)),
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn stream_answer(request: &Map<String, Value>, answer: &Answer, behaviour: &Behaviour) -> Response {
@@ -299,18 +310,52 @@ fn stream_answer(request: &Map<String, Value>, answer: &Answer, behaviour: &Beha
         None => frames.push(Bytes::from_static(b"data: [DONE]\n\n")),
     }
     let pause = Duration::from_millis(behaviour.token_delay_ms);
-    let stream = futures::stream::iter(frames).then(move |frame| async move {
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-        Ok::<_, Infallible>(frame)
-    });
-    let mut response = Response::new(Body::from_stream(stream));
+    let mut response = match behaviour.reset_after_bytes {
+        Some(limit) => cut_off(frames, pause, limit),
+        None => Response::new(Body::from_stream(
+            paced(frames, pause).map(Ok::<_, Infallible>),
+        )),
+    };
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+/// The frames one by one, `pause` before each.
+fn paced(frames: Vec<Bytes>, pause: Duration) -> impl futures::Stream<Item = Bytes> {
+    futures::stream::iter(frames).then(move |frame| async move {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        frame
+    })
+}
+
+/// A body of the frames' first `limit` bytes that then fails, so the server drops the
+/// connection mid-body (the client sees a body cut short, not a clean end).
+fn cut_off(frames: Vec<Bytes>, pause: Duration, limit: usize) -> Response {
+    let mut left = limit;
+    let mut kept = Vec::new();
+    for frame in frames {
+        if left == 0 {
+            break;
+        }
+        let take = frame.len().min(left);
+        kept.push(frame.slice(..take));
+        left -= take;
+    }
+    let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock reset mid-body");
+    let body = paced(kept, pause)
+        .map(Ok::<_, std::io::Error>)
+        .chain(futures::stream::once(async move {
+            // Let the head and the bytes go out first: an error while they are still buffered
+            // would drop the whole response, a reset before the head rather than mid-body.
+            tokio::time::sleep(FLUSH_BEFORE_RESET).await;
+            Err(reset)
+        }));
+    Response::new(Body::from_stream(body))
 }
 
 async fn models(State(state): State<Arc<MockState>>) -> Response {

@@ -4,11 +4,13 @@
 use serde_json::{json, Map, Value};
 
 use super::script::Behaviour;
-use crate::tokens::{last_user_text, prompt_tokens, split};
+use crate::tokens::{count, last_user_text, prompt_tokens, split};
 
 /// `created` is fixed so answers are byte-for-byte reproducible.
 const CREATED: u64 = 1_700_000_000;
 const DEFAULT_LOGPROB: f64 = -0.05;
+/// One piece of a huge answer's filler: 1 KiB of words, sent as one stream chunk.
+const FILLER_PIECE_BYTES: usize = 1024;
 
 /// What the fake model will say to one request.
 #[derive(Debug, Clone)]
@@ -23,8 +25,20 @@ pub struct Answer {
     pub finish_reason: String,
     /// Prompt tokens, counted the way OpenAI bills chat messages.
     pub prompt_tokens: usize,
+    /// Completion tokens (the tokens' count, or the real count of a huge answer's filler).
+    pub completion_tokens: usize,
     /// Per-token logprob to report, when the client asked for logprobs.
     pub logprobs: Option<(f64, usize)>,
+}
+
+/// About `bytes` of filler words in 1 KiB pieces, and how many tokens they are.
+fn filler(bytes: usize) -> (Vec<String>, usize) {
+    let words = "lorem ipsum dolor sit amet ";
+    let piece: String =
+        words.repeat(FILLER_PIECE_BYTES / words.len() + 1)[..FILLER_PIECE_BYTES].to_string();
+    let pieces = bytes.div_ceil(FILLER_PIECE_BYTES).max(1);
+    let tokens = count(&piece) as usize * pieces;
+    (vec![piece; pieces], tokens)
 }
 
 /// The deterministic default reply: names the model and quotes the start of the question.
@@ -45,20 +59,31 @@ impl Answer {
             .unwrap_or("mock")
             .to_string();
         let prompt = last_user_text(body);
-        let text = behaviour
-            .reply
-            .clone()
-            .unwrap_or_else(|| default_reply(&model, &prompt));
-        let mut tokens = split(&text);
-        let limit = ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_u64))
-            .and_then(|n| usize::try_from(n).ok());
-        let mut finish_reason = "stop".to_string();
-        if let Some(limit) = limit.filter(|&l| tokens.len() > l) {
-            tokens.truncate(limit);
-            finish_reason = "length".into();
-        }
+        let (tokens, completion_tokens, mut finish_reason) = match behaviour.reply_bytes {
+            // A huge answer is sent whole; `max_tokens` does not cut it (that is the fault).
+            Some(bytes) => {
+                let (pieces, count) = filler(bytes);
+                (pieces, count, "stop".to_string())
+            }
+            None => {
+                let text = behaviour
+                    .reply
+                    .clone()
+                    .unwrap_or_else(|| default_reply(&model, &prompt));
+                let mut tokens = split(&text);
+                let limit = ["max_completion_tokens", "max_tokens"]
+                    .iter()
+                    .find_map(|k| body.get(*k).and_then(Value::as_u64))
+                    .and_then(|n| usize::try_from(n).ok());
+                let mut finish_reason = "stop".to_string();
+                if let Some(limit) = limit.filter(|&l| tokens.len() > l) {
+                    tokens.truncate(limit);
+                    finish_reason = "length".into();
+                }
+                let count = tokens.len();
+                (tokens, count, finish_reason)
+            }
+        };
         if let Some(forced) = &behaviour.finish_reason {
             finish_reason = forced.clone();
         }
@@ -77,6 +102,7 @@ impl Answer {
             tokens,
             finish_reason,
             prompt_tokens: prompt_tokens(body) as usize,
+            completion_tokens,
             logprobs: wants_logprobs.then(|| (behaviour.logprob.unwrap_or(DEFAULT_LOGPROB), top)),
         }
     }
@@ -87,7 +113,7 @@ impl Answer {
     }
 
     fn usage(&self) -> Value {
-        let completion = self.tokens.len();
+        let completion = self.completion_tokens;
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,

@@ -83,6 +83,13 @@ pub struct Behaviour {
     /// Non-streaming: cut the JSON body short.
     #[serde(default)]
     pub truncate_after: Option<usize>,
+    /// Send the response head and this many bytes of the body (JSON or SSE), then drop the
+    /// connection mid-body.
+    #[serde(default)]
+    pub reset_after_bytes: Option<usize>,
+    /// A huge answer: filler text of about this many bytes (1 KiB per stream chunk).
+    #[serde(default)]
+    pub reply_bytes: Option<usize>,
 }
 
 /// A script ready to match: regexes compiled, per-rule counters.

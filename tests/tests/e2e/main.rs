@@ -11,6 +11,7 @@ mod budget;
 mod cache;
 mod errors;
 mod exposition;
+mod faults;
 mod offline;
 mod passthrough;
 mod policy_docs;

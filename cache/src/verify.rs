@@ -253,7 +253,10 @@ fn guard_fires(guard: Guard, a: &Analysis, b: &Analysis) -> bool {
             a.entities.iter().any(|e| !b.stems.contains(e))
                 || b.entities.iter().any(|e| !a.stems.contains(e))
         }
-        Guard::Order => order_changed(a, b),
+        // The alignment pairs repeated words in the first text's order, so with repeats it can
+        // differ by direction; firing when either direction sees the order changed keeps the
+        // verdict symmetric and errs toward a call, not a wrong answer.
+        Guard::Order => order_changed(a, b) || order_changed(b, a),
     }
 }
 
@@ -857,11 +860,22 @@ fn order_changed(query: &Analysis, cached: &Analysis) -> bool {
             // A word that changed form on the way ("the meaning of X" / "what does X mean",
             // "population of Germany" / "Germany's population") marks a rephrasing, which
             // moves words; a swap moves them unchanged.
-            let moved_start = if x.len() <= y.len() { lo } else { lo + x.len() };
+            //
+            // Blocks of equal length could each be the one that moved; which comes first
+            // depends on the text taken as the query, so either may be the modifier, and the
+            // verdict stays symmetric.
+            let moved_starts = match x.len().cmp(&y.len()) {
+                std::cmp::Ordering::Less => vec![lo],
+                std::cmp::Ordering::Greater => vec![lo + x.len()],
+                std::cmp::Ordering::Equal => vec![lo, lo + x.len()],
+            };
             let rephrased = pairs[lo..lo + x.len() + y.len()]
                 .iter()
                 .any(|(i, j)| query.surface[*i] != cached.surface[*j]);
-            !rephrased && !is_modifier_head(&a[pairs[moved_start].0])
+            let modifier_moved = moved_starts
+                .iter()
+                .any(|&start| is_modifier_head(&a[pairs[start].0]));
+            !rephrased && !modifier_moved
         }
         [first, [pivot], last] => {
             // "X or Y" / "Y or X": conjuncts of up to two words may swap around a coordinator
@@ -1201,6 +1215,20 @@ mod tests {
         passes(
             "What is the population of Germany?",
             "What's Germany's population?",
+        );
+    }
+
+    #[test]
+    fn a_swap_of_two_equal_blocks_is_judged_the_same_both_ways() {
+        // Found by the property tests: with blocks of one word each, which one counted as
+        // moved depended on which text was the query, so one direction fired and not the other.
+        passes("in how do what", "how in do what");
+        passes("How do I learn quickly?", "How do I quickly learn?");
+        // Repeated words align differently from each side: one direction saw a moved block.
+        rejects(
+            "how 'quoted' 'quoted' : after how how how how how",
+            "how 'quoted' : after 'quoted' how how how how how",
+            Guard::Order,
         );
     }
 

@@ -27,12 +27,17 @@ impl SseEvent {
     }
 }
 
-/// Encodes one `data:` frame.
+/// Encodes one `data:` frame. A payload of several lines (JSON may break lines between tokens,
+/// and an upstream may send it so, as several `data:` lines) is written one `data:` line per
+/// line, so that it reads back whole.
 pub fn frame(payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\n\n");
+    for line in payload.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     Bytes::from(out)
 }
 
@@ -115,24 +120,38 @@ pub fn completion_frames(
     frames
 }
 
-/// Splits a byte stream into events, however the bytes are chunked.
+/// Splits a byte stream into events, however the bytes are chunked. Lines end as the SSE
+/// specification says: `\r\n`, `\n`, or a lone `\r`.
 #[derive(Debug, Default)]
 pub struct SseParser {
     pending: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    /// The last line ended with `\r` at the end of a chunk: a `\n` opening the next chunk
+    /// belongs to that line end.
+    after_cr: bool,
 }
 
 impl SseParser {
     /// Feeds bytes; returns the events completed by them. An `Err` is a payload that is not JSON.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<SseEvent, String>> {
+        let bytes = match (std::mem::take(&mut self.after_cr), bytes) {
+            (true, []) => {
+                self.after_cr = true;
+                bytes
+            }
+            (true, [b'\n', rest @ ..]) => rest,
+            _ => bytes,
+        };
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(offset) = self.pending[start..].iter().position(|&b| b == b'\n') {
+        while let Some(offset) = self.pending[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
             let end = start + offset;
             let line = &self.pending[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 if let Some(event) = self.dispatch() {
                     events.push(event);
@@ -147,6 +166,13 @@ impl SseParser {
             }
             // Comments (`:`) and other fields (`event:`, `id:`, `retry:`) carry nothing we relay.
             start = end + 1;
+            if self.pending[end] == b'\r' {
+                match self.pending.get(start) {
+                    Some(b'\n') => start += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
         }
         self.pending.drain(..start);
         events
@@ -191,6 +217,39 @@ mod tests {
                 Bytes::from_static(b"data: {\"a\":1}\n\n")
             );
             assert_eq!(events[2], SseEvent::Done);
+        }
+    }
+
+    #[test]
+    fn a_payload_sent_over_several_data_lines_is_relayed_whole() {
+        let mut parser = SseParser::default();
+        let events = parser.push(b"data: [\ndata: null\ndata: ]\n\n");
+        let event = events[0].clone().unwrap();
+        assert_eq!(
+            event.to_frame(),
+            Bytes::from_static(b"data: [\ndata: null\ndata: ]\n\n")
+        );
+        let again = SseParser::default().push(&event.to_frame());
+        assert_eq!(again, vec![Ok(event)]);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        // `data: {}\r` then `\r\n`: the payload ends at the first `\r`, the second line is
+        // empty and dispatches; a payload never keeps a `\r` that its frame would lose.
+        let input = b"data: {}\r\r\ndata: [DONE]\r\r";
+        let expected = vec![
+            Ok(SseEvent::Data {
+                raw: Bytes::from_static(b"{}"),
+                json: serde_json::json!({}),
+            }),
+            Ok(SseEvent::Done),
+        ];
+        for split in 0..=input.len() {
+            let mut parser = SseParser::default();
+            let mut events = parser.push(&input[..split]);
+            events.extend(parser.push(&input[split..]));
+            assert_eq!(events, expected, "split at {split}");
         }
     }
 

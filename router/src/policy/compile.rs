@@ -529,6 +529,12 @@ impl Errors<'_> {
     pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let position = self.source.find(&path);
+        // A top-level key may be the empty string (`"": 1`); its error still names a place.
+        let path = if path.is_empty() {
+            "(root)".to_string()
+        } else {
+            path
+        };
         self.list.push(PolicyError {
             path,
             position,

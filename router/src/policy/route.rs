@@ -270,16 +270,31 @@ fn check_aliases(path: &str, list: &[String], models: &[&str], errors: &mut Erro
     }
 }
 
+/// [`BUILTIN_CLASSIFIER`], parsed once: every compile (each reload, each `policy check`) needs
+/// it, and parsing its 570 KB of JSON was most of a compile's time.
+static BUILTIN_MODEL: std::sync::LazyLock<Result<ComplexityModel, String>> =
+    std::sync::LazyLock::new(|| {
+        ComplexityModel::from_json(BUILTIN_CLASSIFIER).map_err(|e| e.to_string())
+    });
+
 fn load_classifier(
     path: Option<&str>,
     base_dir: &Path,
     errors: &mut Errors,
 ) -> Option<ComplexityModel> {
     let (text, origin) = match path {
-        None => (
-            BUILTIN_CLASSIFIER.to_string(),
-            "the built-in weights".into(),
-        ),
+        None => {
+            return match &*BUILTIN_MODEL {
+                Ok(model) => Some(model.clone()),
+                Err(e) => {
+                    errors.push(
+                        "route.classifier",
+                        format!("the built-in weights are not usable: {e}"),
+                    );
+                    None
+                }
+            }
+        }
         Some(path) => {
             let full = base_dir.join(path);
             match std::fs::read_to_string(&full) {

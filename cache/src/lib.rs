@@ -24,6 +24,6 @@ pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 /// Cosine similarity a semantic candidate needs before verification, chosen on the development
 /// pairs (`frugal eval cache --sweep`): the lowest threshold where, with every guard on, both
 /// QQP's and PAWS's false-hit rates stay under 2% with a margin for new data of 1.28 standard
-/// errors (a one-sided 90% bound). At 0.94: PAWS 1.74% (bound 1.96%; 0.93 gives 1.86%, bound
-/// 2.08%), QQP 1.43% (recall 0.214, precision 0.90; 0.93 gives 1.91% at recall 0.248).
+/// errors (a one-sided 90% bound). At 0.94: PAWS 1.68% (bound 1.89%; 0.93 gives 1.79%, bound
+/// 2.01%), QQP 1.43% (recall 0.214, precision 0.90; 0.93 gives 1.91% at recall 0.248).
 pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.94;

@@ -861,9 +861,11 @@ fn order_changed(query: &Analysis, cached: &Analysis) -> bool {
             // "population of Germany" / "Germany's population") marks a rephrasing, which
             // moves words; a swap moves them unchanged.
             //
-            // Blocks of equal length could each be the one that moved; which comes first
-            // depends on the text taken as the query, so either may be the modifier, and the
-            // verdict stays symmetric.
+            // Blocks of equal length could each be the one that moved, and which comes first
+            // depends on the text taken as the query. The swap passes only when both are
+            // modifiers: symmetric, and erring toward a call ("learn quickly" / "quickly
+            // learn" is refused; on the dev pairs, letting either block be the modifier
+            // admitted 0.13 points more PAWS false hits for 0.001 more QQP recall).
             let moved_starts = match x.len().cmp(&y.len()) {
                 std::cmp::Ordering::Less => vec![lo],
                 std::cmp::Ordering::Greater => vec![lo + x.len()],
@@ -874,7 +876,7 @@ fn order_changed(query: &Analysis, cached: &Analysis) -> bool {
                 .any(|(i, j)| query.surface[*i] != cached.surface[*j]);
             let modifier_moved = moved_starts
                 .iter()
-                .any(|&start| is_modifier_head(&a[pairs[start].0]));
+                .all(|&start| is_modifier_head(&a[pairs[start].0]));
             !rephrased && !modifier_moved
         }
         [first, [pivot], last] => {
@@ -1222,8 +1224,14 @@ mod tests {
     fn a_swap_of_two_equal_blocks_is_judged_the_same_both_ways() {
         // Found by the property tests: with blocks of one word each, which one counted as
         // moved depended on which text was the query, so one direction fired and not the other.
-        passes("in how do what", "how in do what");
-        passes("How do I learn quickly?", "How do I quickly learn?");
+        // Each block was the modifier from one side; now neither side lets a swap pass
+        // unless both blocks are modifiers.
+        rejects("in how do what", "how in do what", Guard::Order);
+        rejects(
+            "How do I learn quickly?",
+            "How do I quickly learn?",
+            Guard::Order,
+        );
         // Repeated words align differently from each side: one direction saw a moved block.
         rejects(
             "how 'quoted' 'quoted' : after how how how how how",

@@ -166,7 +166,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         // Whose `tenants:` entry applies: the tenant's own, `default`'s, or none.
         "tenant_settings": if policy.lists_tenant(tenant) {
             "own"
-        } else if policy.lists_tenant(crate::http::DEFAULT_TENANT) {
+        } else if policy.lists_tenant(crate::tenants::DEFAULT_TENANT) {
             "default"
         } else {
             "none"

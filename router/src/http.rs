@@ -20,17 +20,18 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::admission::{Admission, AdmissionLimits, Permit};
+use crate::context::RequestContext;
 use crate::error::{json_response, ApiError};
 use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
-use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
+use crate::pipeline::{self, Reply, ReplyBody};
 use crate::policy::compile::key_digest;
 use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::route;
 use crate::stage::run::{run_id, OutcomeError, Runs};
-use crate::tenants::TenantLabels;
+use crate::tenants::{TenantLabels, DEFAULT_TENANT};
 use crate::upstream::Resilience;
 use crate::usd_counters::UsdCounters;
 
@@ -46,8 +47,6 @@ pub const HEADER_CACHE: &str = "x-frugal-cache";
 pub const HEADER_MAX_TIER: &str = "x-frugal-max-tier";
 /// Request header naming the agent run.
 pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
-/// Tenant of requests that name none, and the policy's `tenants:` entry for tenants not listed.
-pub const DEFAULT_TENANT: &str = "default";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Shared state of the HTTP handlers.

@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod admission;
+pub mod context;
 pub mod embed_worker;
 pub mod error;
 pub mod explain;

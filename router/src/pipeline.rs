@@ -1,65 +1,36 @@
 //! The request path, top to bottom: validate, resolve the model, call the upstream, relay,
 //! account. It knows nothing of HTTP framing; it returns a [`Reply`] or an [`ApiError`].
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use frugal_classifier::Tier;
-use futures::{stream, Stream};
+use futures::stream;
 use serde_json::{json, Map, Value};
 
+use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::ledger::{Ledger, RequestFacts};
+use crate::ledger::RequestFacts;
 use crate::metrics;
 use crate::money::TokenPrice;
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
 use crate::policy::{Baseline, LiveState, ModelRoute, Policy, StreamCascade};
 use crate::request::ChatRequest;
-use crate::sse::completion_frames;
-use crate::stage::account::{self, Account, Attempt, Facts, TokenSource, Tokens};
-use crate::stage::budget::{BudgetWarning, Budgets, Reservation};
-use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup, ResponseCache};
+use crate::sse::{completion_frames, FrameStream};
+use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
+use crate::stage::budget::{BudgetWarning, Budgets};
+use crate::stage::cache::{self, CachedAnswer, Lookup};
 use crate::stage::call::{self, Answer, Answered};
 use crate::stage::lookup::{self, CacheSlot};
 use crate::stage::relay::{
     account_comment, relay, reported_tokens, StreamShadow, StreamTap, TapParts,
 };
 use crate::stage::route::{self, Plan, Rung};
-use crate::stage::run::{RunReservation, Runs};
 use crate::stage::semantic;
+use crate::stage::settle::{settle, Holds};
 use crate::stage::{classify, confidence, shadow, trim};
 use crate::tokens;
-use crate::upstream::{Resilience, UpstreamError, UpstreamReply};
-
-/// SSE frames ready to send to the client.
-pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
-/// Who is asking, and where settled accounts go.
-#[derive(Clone)]
-pub struct RequestContext {
-    /// Tenant the request is billed to, as counted: its name, or `other` past
-    /// `limits.max_tenants` ([`crate::tenants`]). Metrics, ledger, budgets and runs use it.
-    pub tenant: String,
-    /// The tenant name the request claimed, which scopes the cache (never `other`).
-    pub cache_tenant: String,
-    /// Where settled accounts are summed.
-    pub ledger: Arc<Ledger>,
-    /// Tenant budget state.
-    pub budgets: Arc<Budgets>,
-    /// The agent run this request belongs to, if it says.
-    pub run_id: Option<String>,
-    /// Per-run state.
-    pub runs: Arc<Runs>,
-    /// The response cache.
-    pub cache: Arc<ResponseCache>,
-    /// What the client asked of the cache.
-    pub cache_control: CacheControl,
-    /// Retry budget and circuit breakers.
-    pub resilience: Arc<Resilience>,
-    /// The highest rung the client allows (`x-frugal-max-tier`).
-    pub max_tier: Option<Tier>,
-}
+use crate::upstream::{UpstreamError, UpstreamReply};
 
 /// What the pipeline answers.
 pub struct Reply {
@@ -227,7 +198,7 @@ pub async fn handle(
     let cache_slot = cached.slot;
     let shadow = cached.shadow;
     // Budgets after the cache: a hit costs nothing and is served even when a cap is spent.
-    let holds = Holds::take(live, ctx, &worst)?;
+    let holds = hold(live, ctx, &worst)?;
     let answer = Pending {
         live,
         ctx,
@@ -699,69 +670,24 @@ pub fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
     }
 }
 
-/// What a request holds against its tenant's budget and its run's caps from the cache miss
-/// until it settles; dropping it unsettled (a failed request) releases both.
-#[derive(Default)]
-pub struct Holds {
-    /// The tenant budget's reservation, when the tenant has a budget.
-    pub budget: Option<Reservation>,
-    /// The run's reservation, when the request belongs to a run with caps.
-    pub run: Option<RunReservation>,
-}
-
-impl Holds {
-    /// Reserves the worst case against the run's caps and the tenant's budget; the 429 of
-    /// whichever refuses (what was reserved is released).
-    fn take(live: &LiveState, ctx: &RequestContext, worst: &WorstCase) -> Result<Self, ApiError> {
-        let run = match &ctx.run_id {
-            Some(run_id) => ctx.runs.reserve(
-                &live.policy.runs,
-                &ctx.tenant,
-                run_id,
-                worst.cost,
-                worst.tokens,
-            )?,
-            None => None,
-        };
-        let budget = match Budgets::policy_for(&live.policy, &ctx.tenant) {
-            Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
-            None => None,
-        };
-        Ok(Self { budget, run })
-    }
-}
-
-/// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens),
-/// records it everywhere spend is counted, and turns what it held into what it used; returns
-/// the account and the soft budget thresholds it crossed.
-pub fn settle(
-    ctx: &RequestContext,
-    baseline: TokenPrice,
-    tokens: Tokens,
-    attempts: Vec<Attempt>,
-    facts: RequestFacts,
-    holds: Holds,
-) -> (Account, Vec<BudgetWarning>) {
-    let account = account::settle(Facts {
-        baseline_price: baseline,
-        untrimmed_input: tokens.input + facts.trimmed_tokens,
-        trimmed_input: tokens.input,
-        output: tokens.output,
-        cache_hit: facts.cache_hit,
-        attempts,
-    });
-    ctx.ledger.record(&ctx.tenant, &account, facts);
-    match (holds.run, &ctx.run_id) {
-        (Some(run), _) => run.settle(&account),
-        (None, Some(run_id)) => ctx.runs.settle(run_id, &account),
-        (None, None) => {}
-    }
-    let warnings = holds
-        .budget
-        .map(|reservation| reservation.settle(account.actual))
-        .unwrap_or_default();
-    metrics::record_account(&ctx.tenant, &account);
-    (account, warnings)
+/// Reserves the worst case against the run's caps and the tenant's budget; the 429 of
+/// whichever refuses (what was reserved is released).
+fn hold(live: &LiveState, ctx: &RequestContext, worst: &WorstCase) -> Result<Holds, ApiError> {
+    let run = match &ctx.run_id {
+        Some(run_id) => ctx.runs.reserve(
+            &live.policy.runs,
+            &ctx.tenant,
+            run_id,
+            worst.cost,
+            worst.tokens,
+        )?,
+        None => None,
+    };
+    let budget = match Budgets::policy_for(&live.policy, &ctx.tenant) {
+        Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
+        None => None,
+    };
+    Ok(Holds { budget, run })
 }
 
 fn answer_text(body: &Map<String, Value>) -> String {

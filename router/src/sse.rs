@@ -1,7 +1,13 @@
 //! Server-sent events: an incremental parser for upstream streams and the encoder for replies.
 
+use std::pin::Pin;
+
 use bytes::Bytes;
+use futures::Stream;
 use serde_json::Value;
+
+/// SSE frames ready to send to the client.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
 /// One dispatched SSE event of an OpenAI-style stream.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,16 +17,18 @@
 //! only exhaust the one shared cap, and tenants that need their own cap should be listed.
 //!
 //! The response cache is *not* scoped by this name but by the name the request claimed
-//! ([`crate::pipeline::RequestContext::cache_tenant`]): folding unknown tenants into `other`
+//! ([`crate::context::RequestContext::cache_tenant`]): folding unknown tenants into `other`
 //! there would let unrelated tenants receive each other's answers. The cache's memory is
 //! bounded by `cache.max_bytes` whatever the names.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
-use crate::http::DEFAULT_TENANT;
 use crate::metrics;
 use crate::policy::Policy;
+
+/// Tenant of requests that name none, and the policy's `tenants:` entry for tenants not listed.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// The shared name of unlisted tenants past `limits.max_tenants`.
 pub const OVERFLOW_TENANT: &str = "other";

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
-use crate::http::DEFAULT_TENANT;
 use crate::money::TokenPrice;
+use crate::tenants::DEFAULT_TENANT;
 
 use super::embeddings::{compile_embeddings, EmbeddingPolicy};
 use super::locate::{join, Position, SourceMap};

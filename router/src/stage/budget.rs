@@ -96,7 +96,7 @@ impl Budgets {
         policy
             .budgets
             .get(tenant)
-            .or_else(|| policy.budgets.get(crate::http::DEFAULT_TENANT))
+            .or_else(|| policy.budgets.get(crate::tenants::DEFAULT_TENANT))
     }
 
     /// Reserves `estimate` for a request; a 429 if it could take spend past the hard cap.

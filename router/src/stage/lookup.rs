@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::context::RequestContext;
 use crate::metrics;
-use crate::pipeline::RequestContext;
 use crate::policy::{CacheMode, Policy};
 use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup};
 use crate::stage::semantic::{self, ScopeKey, SemanticLookup};

@@ -11,5 +11,6 @@ pub mod relay;
 pub mod route;
 pub mod run;
 pub mod semantic;
+pub mod settle;
 pub mod shadow;
 pub mod trim;

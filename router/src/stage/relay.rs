@@ -9,15 +9,17 @@ use bytes::Bytes;
 use futures::{future, stream, StreamExt};
 use serde_json::{json, Value};
 
+use crate::context::RequestContext;
 use crate::embed_worker::EmbedWorker;
 use crate::error::ApiError;
 use crate::ledger::RequestFacts;
 use crate::money::TokenPrice;
-use crate::pipeline::{settle, FrameStream, Holds, RequestContext};
+use crate::sse::FrameStream;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
 use crate::stage::cache::CachedAnswer;
 use crate::stage::lookup::CacheSlot;
+use crate::stage::settle::{settle, Holds};
 use crate::stage::shadow;
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};

@@ -1,0 +1,39 @@
+//! Who is asking and the shared state a request works against: built by the HTTP layer from the
+//! request's headers, read by the pipeline and its stages. It sits below both, so stages need
+//! nothing from the pipeline to know the request they serve.
+
+use std::sync::Arc;
+
+use frugal_classifier::Tier;
+
+use crate::ledger::Ledger;
+use crate::stage::budget::Budgets;
+use crate::stage::cache::{CacheControl, ResponseCache};
+use crate::stage::run::Runs;
+use crate::upstream::Resilience;
+
+/// Who is asking, and where settled accounts go.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// Tenant the request is billed to, as counted: its name, or `other` past
+    /// `limits.max_tenants` ([`crate::tenants`]). Metrics, ledger, budgets and runs use it.
+    pub tenant: String,
+    /// The tenant name the request claimed, which scopes the cache (never `other`).
+    pub cache_tenant: String,
+    /// Where settled accounts are summed.
+    pub ledger: Arc<Ledger>,
+    /// Tenant budget state.
+    pub budgets: Arc<Budgets>,
+    /// The agent run this request belongs to, if it says.
+    pub run_id: Option<String>,
+    /// Per-run state.
+    pub runs: Arc<Runs>,
+    /// The response cache.
+    pub cache: Arc<ResponseCache>,
+    /// What the client asked of the cache.
+    pub cache_control: CacheControl,
+    /// Retry budget and circuit breakers.
+    pub resilience: Arc<Resilience>,
+    /// The highest rung the client allows (`x-frugal-max-tier`).
+    pub max_tier: Option<Tier>,
+}

@@ -665,7 +665,7 @@ fn with_suggestion(message: &str) -> String {
 fn unknown_key_message(unknown: &str, candidates: &[&str]) -> String {
     let best = candidates
         .iter()
-        .map(|c| (edit_distance(unknown, c), *c))
+        .map(|c| (strsim::levenshtein(unknown, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min();
     match best {
@@ -675,21 +675,6 @@ fn unknown_key_message(unknown: &str, candidates: &[&str]) -> String {
             candidates.join(", ")
         ),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// Names of a section's entries, including those already reported as broken (so references

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use frugal_cache::eval::percentile;
 use frugal_classifier::data;
 use frugal_classifier::model::ComplexityModel;
 use frugal_classifier::train::{self, TrainConfig};
@@ -219,6 +220,5 @@ fn classifier_latency(prepared: &Prepared) -> Option<(f64, f64)> {
         return None;
     }
     times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Some((at(0.5), at(0.99)))
+    Some((percentile(&times, 0.5), percentile(&times, 0.99)))
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use frugal_cache::eval::percentile;
 use serde_json::{json, Value};
 
 use crate::outcome::{expected, Outcome};
@@ -495,15 +496,9 @@ struct Percentiles {
 }
 
 fn percentiles(micros: &[u32]) -> Percentiles {
-    let mut sorted = micros.to_vec();
-    sorted.sort_unstable();
-    let at = |q: f64| {
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-        f64::from(sorted[index]) / 1000.0
-    };
+    let mut sorted: Vec<f64> = micros.iter().map(|&us| f64::from(us) / 1000.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| percentile(&sorted, q);
     Percentiles {
         p50: at(0.50),
         p99: at(0.99),

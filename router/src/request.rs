@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 /// Roles a chat message may have.
-const ROLES: &[&str] = &[
+pub const ROLES: &[&str] = &[
     "system",
     "developer",
     "user",

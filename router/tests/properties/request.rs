@@ -1,5 +1,6 @@
 //! The chat request parser, and what runs on a parsed request before any upstream call.
 
+use frugal::request::ROLES;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -23,16 +24,6 @@ const FIELDS: &[&str] = &[
     "logprobs",
     "tools",
     "user",
-];
-
-/// Roles the parser accepts.
-const ROLES: &[&str] = &[
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
 ];
 
 /// Pieces of message text: words, sentence ends, code, tables, context markers, non-ASCII.

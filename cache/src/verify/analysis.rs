@@ -136,3 +136,16 @@ fn tokenise(text: &str) -> Vec<&str> {
 pub(super) fn is_word(token: &str) -> bool {
     token.chars().next().is_some_and(char::is_alphanumeric) || token == "n't"
 }
+
+/// Whether an item of either text (its quoted strings, identifiers, URLs) is missing from the
+/// other's `haystack` (the form of the text those items must occur in).
+pub(super) fn missing_either_way(
+    a: &Analysis,
+    b: &Analysis,
+    items: fn(&Analysis) -> &[String],
+    haystack: fn(&Analysis) -> &str,
+) -> bool {
+    let missing =
+        |x: &Analysis, y: &Analysis| items(x).iter().any(|i| !haystack(y).contains(i.as_str()));
+    missing(a, b) || missing(b, a)
+}

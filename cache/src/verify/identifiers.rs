@@ -4,12 +4,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::analysis::{regex, Analysis};
+use super::analysis::{missing_either_way, regex, Analysis};
 
 /// An identifier of one text is missing from the other (compared case-sensitively).
 pub(super) fn fires(a: &Analysis, b: &Analysis) -> bool {
-    a.identifiers.iter().any(|i| !b.text.contains(i.as_str()))
-        || b.identifiers.iter().any(|i| !a.text.contains(i.as_str()))
+    missing_either_way(a, b, |x| &x.identifiers, |x| &x.text)
 }
 
 /// Code identifiers, as written.

@@ -4,12 +4,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::analysis::{regex, word_key, Analysis};
+use super::analysis::{missing_either_way, regex, word_key, Analysis};
 
 /// A quoted string of one text is missing from the other's words.
 pub(super) fn fires(a: &Analysis, b: &Analysis) -> bool {
-    a.quoted.iter().any(|q| !b.words.contains(q.as_str()))
-        || b.quoted.iter().any(|q| !a.words.contains(q.as_str()))
+    missing_either_way(a, b, |x| &x.quoted, |x| &x.words)
 }
 
 /// Strings in double quotes, curly quotes, backticks, LaTeX-style ``…'', or single quotes

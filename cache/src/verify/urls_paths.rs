@@ -4,12 +4,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::analysis::{regex, Analysis};
+use super::analysis::{missing_either_way, regex, Analysis};
 
 /// A URL or path of one text is missing from the other's folded text.
 pub(super) fn fires(a: &Analysis, b: &Analysis) -> bool {
-    a.urls.iter().any(|u| !b.folded.contains(u.as_str()))
-        || b.urls.iter().any(|u| !a.folded.contains(u.as_str()))
+    missing_either_way(a, b, |x| &x.urls, |x| &x.folded)
 }
 
 /// URLs and paths, folded.

@@ -156,12 +156,13 @@ pub fn unused_quantities(question: &str, answer: &str) -> Vec<String> {
     unused
 }
 
-/// The first of `phrases` the answer contains (case-insensitively).
-pub fn hedge<'p>(answer: &str, phrases: &[&'p str]) -> Option<&'p str> {
+/// The first of `phrases` the answer contains (case-insensitively); the one hedge detector,
+/// used here and by the router's confidence checks with a policy's phrases.
+pub fn hedge<'p, P: AsRef<str>>(answer: &str, phrases: &'p [P]) -> Option<&'p str> {
     let lower = answer.to_lowercase().replace('’', "'");
     phrases
         .iter()
-        .copied()
+        .map(AsRef::as_ref)
         .find(|p| lower.contains(&p.to_lowercase()))
 }
 

@@ -1,7 +1,8 @@
 //! Accounting: what a request actually cost (every upstream attempt, wasted ones included)
 //! against what it would have cost without the sidecar (the baseline model on the untrimmed
-//! prompt), and the difference split by lever. By construction, and checked by a property
-//! test, `trim + cache + route == baseline − actual` exactly.
+//! prompt), and the difference split by lever. Each lever is computed from its own inputs, and
+//! a property test checks that `trim + cache + route == baseline − actual` exactly (it holds
+//! while the trimmed prompt is no longer than the untrimmed one, as the pipeline guarantees).
 
 use serde::Serialize;
 
@@ -107,26 +108,60 @@ pub struct Account {
     pub attempts: Vec<Attempt>,
 }
 
-/// Settles one request.
+/// Settles one request: each lever is computed from its own inputs, so the property test that
+/// they add up to `baseline − actual` checks every one of them.
 pub fn settle(facts: Facts) -> Account {
-    let price = facts.baseline_price;
-    let baseline = price.cost(facts.untrimmed_input, facts.output);
-    let removed = facts.untrimmed_input.saturating_sub(facts.trimmed_input);
-    let trim = price.input.times(removed);
-    let would_be = price.cost(facts.trimmed_input, facts.output);
-    let actual: Usd = facts.attempts.iter().map(|a| a.cost).sum();
-    let (cache, route) = if facts.cache_hit {
-        // The avoided call is the cache's saving; anything still paid (none today) is routing's.
-        (would_be, -actual)
-    } else {
-        (Usd::ZERO, would_be - actual)
+    let baseline = facts
+        .baseline_price
+        .cost(facts.untrimmed_input, facts.output);
+    let actual = paid(&facts.attempts);
+    let savings = Savings {
+        trim: trim_saving(&facts),
+        cache: cache_saving(&facts),
+        route: route_saving(&facts),
     };
     Account {
         baseline,
         actual,
-        savings: Savings { trim, cache, route },
+        savings,
         attempts: facts.attempts,
     }
+}
+
+/// Everything paid upstream: every attempt, failed and escalated ones included.
+fn paid(attempts: &[Attempt]) -> Usd {
+    attempts.iter().map(|a| a.cost).sum()
+}
+
+/// The tokens trimming removed, at the requested model's input price.
+fn trim_saving(facts: &Facts) -> Usd {
+    let removed = facts.untrimmed_input.saturating_sub(facts.trimmed_input);
+    facts.baseline_price.input.times(removed)
+}
+
+/// The call a cache hit avoided: the requested model on the (trimmed) prompt.
+fn cache_saving(facts: &Facts) -> Usd {
+    if facts.cache_hit {
+        requested_call(facts)
+    } else {
+        Usd::ZERO
+    }
+}
+
+/// The requested model on the trimmed prompt against every rung actually paid; on a cache hit
+/// no call was routed, so only what was still paid (none today) counts, against nothing.
+fn route_saving(facts: &Facts) -> Usd {
+    let routed = if facts.cache_hit {
+        Usd::ZERO
+    } else {
+        requested_call(facts)
+    };
+    routed - paid(&facts.attempts)
+}
+
+/// What the requested model would have charged for the trimmed prompt and the answer given.
+fn requested_call(facts: &Facts) -> Usd {
+    facts.baseline_price.cost(facts.trimmed_input, facts.output)
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ pub fn check(
     let refused = message
         .and_then(|m| m.get("refusal"))
         .is_some_and(|r| r.as_str().is_some_and(|r| !r.is_empty()));
-    if checks.refusal_or_hedge && (refused || hedges(&text, &checks.hedge_phrases)) {
+    if checks.refusal_or_hedge
+        && (refused || answer_checks::hedge(&text, &checks.hedge_phrases).is_some())
+    {
         reasons.push("refusal_or_hedge");
     }
     if checks.invalid_json && tool_calls.is_none() && !json_format_honoured(request, &text) {
@@ -73,11 +75,6 @@ pub fn check(
     }
     reasons.dedup();
     reasons
-}
-
-fn hedges(text: &str, phrases: &[String]) -> bool {
-    let lower = text.to_lowercase().replace('’', "'");
-    phrases.iter().any(|p| lower.contains(p.as_str()))
 }
 
 /// Whether the answer is what a JSON `response_format` asked for (true when none is asked).

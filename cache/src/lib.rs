@@ -15,10 +15,12 @@ pub mod index;
 pub mod pairs;
 pub mod progress;
 pub mod synthetic;
+mod tier;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 pub use index::{IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
+pub use tier::CacheTier;
 pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 
 /// Cosine similarity a semantic candidate needs before verification, chosen on the development

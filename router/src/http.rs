@@ -337,7 +337,7 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-cache-similarity", format!("{similarity:.4}")));
     }
     if let Some(guard) = reply.meta.cache_guard {
-        values.push(("x-frugal-cache-guard", guard.to_string()));
+        values.push(("x-frugal-cache-guard", guard.as_str().to_string()));
     }
     if let Some(removed) = reply.meta.trimmed_tokens {
         values.push(("x-frugal-trimmed-tokens", removed.to_string()));

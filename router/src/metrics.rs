@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use frugal_cache::CacheTier;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::money::Usd;
@@ -420,31 +421,31 @@ pub fn record_loop(tenant: &str, action: &'static str) {
 }
 
 /// Counts a cache lookup.
-pub fn record_cache_lookup(tier: &'static str, result: &'static str) {
-    metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier, "result" => result)
+pub fn record_cache_lookup(tier: CacheTier, result: &'static str) {
+    metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier.as_str(), "result" => result)
         .increment(1);
 }
 
 /// Counts a shadow comparison's verdict.
-pub fn record_shadow_comparison(tier: &'static str, verdict: &'static str) {
-    metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier, "verdict" => verdict)
+pub fn record_shadow_comparison(tier: CacheTier, verdict: &'static str) {
+    metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict)
         .increment(1);
 }
 
 /// Adds what a shadow hit would have saved.
-pub fn record_shadow_saving(tier: &'static str, saved: Usd) {
+pub fn record_shadow_saving(tier: CacheTier, saved: Usd) {
     UsdCounters::global().add(
         Metric::CacheShadowSavedUsdTotal,
-        &[("tier", tier)],
+        &[("tier", tier.as_str())],
         saved.max(Usd::ZERO),
     );
 }
 
 /// Makes the shadow series exist (at 0) from the start, so their ratios are defined.
 pub fn register_shadow_series() {
-    for tier in ["exact", "semantic"] {
+    for tier in CacheTier::ALL {
         for verdict in ["agree", "differ"] {
-            metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier, "verdict" => verdict)
+            metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict)
                 .increment(0);
         }
         record_shadow_saving(tier, Usd::ZERO);
@@ -479,8 +480,9 @@ pub fn record_trim(mode: &'static str, before: u64, after: u64, elapsed: Duratio
 }
 
 /// Counts a semantic candidate a guard rejected.
-pub fn record_guard_rejection(guard: &'static str) {
-    metrics::counter!(Metric::CacheGuardRejectionsTotal.name(), "guard" => guard).increment(1);
+pub fn record_guard_rejection(guard: frugal_cache::Guard) {
+    metrics::counter!(Metric::CacheGuardRejectionsTotal.name(), "guard" => guard.as_str())
+        .increment(1);
 }
 
 /// Sets the cache size gauges.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use frugal_cache::{CacheTier, Guard};
 use frugal_classifier::Tier;
 use futures::stream;
 use serde_json::{json, Map, Value};
@@ -64,7 +65,7 @@ pub struct ReplyMeta {
     /// Similarity of the semantic cache's candidate, when there was one.
     pub cache_similarity: Option<f32>,
     /// The guard that rejected the semantic candidate, if one did.
-    pub cache_guard: Option<&'static str>,
+    pub cache_guard: Option<Guard>,
     /// Context tokens trimming removed, when the request had context to trim.
     pub trimmed_tokens: Option<u64>,
 }
@@ -230,7 +231,7 @@ struct Pending<'p> {
     /// Input tokens trimming removed.
     trimmed_tokens: u64,
     /// In cache shadow mode, the answer the cache would have served.
-    shadow: Option<(&'static str, Arc<CachedAnswer>)>,
+    shadow: Option<(CacheTier, Arc<CachedAnswer>)>,
     meta: ReplyMeta,
 }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use frugal_cache::{CacheTier, Guard};
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
@@ -43,11 +44,11 @@ pub struct CacheOutcome {
     /// Similarity of a semantic candidate (hit, shadow hit or rejected).
     pub similarity: Option<f32>,
     /// The guard that rejected a semantic candidate.
-    pub guard: Option<&'static str>,
+    pub guard: Option<Guard>,
     /// Where to store a fresh answer.
     pub slot: Option<CacheSlot>,
     /// In shadow mode, the answer the cache would have served, and its tier.
-    pub shadow: Option<(&'static str, Arc<CachedAnswer>)>,
+    pub shadow: Option<(CacheTier, Arc<CachedAnswer>)>,
 }
 
 impl CacheOutcome {
@@ -124,7 +125,7 @@ pub fn look_up(
 ) -> CacheOutcome {
     let settings = &policy.cache;
     let Some(key) = key else {
-        metrics::record_cache_lookup("exact", "bypass");
+        metrics::record_cache_lookup(CacheTier::Exact, "bypass");
         return CacheOutcome::bypass();
     };
     let namespace = policy.cache_namespace(&ctx.cache_tenant);
@@ -157,7 +158,7 @@ pub fn look_up(
         return outcome;
     }
     if let Some(hit) = ctx.cache.get(&key) {
-        metrics::record_cache_lookup("exact", if serves { "hit" } else { "shadow_hit" });
+        metrics::record_cache_lookup(CacheTier::Exact, if serves { "hit" } else { "shadow_hit" });
         outcome.lookup = if serves {
             Lookup::Exact
         } else {
@@ -166,11 +167,11 @@ pub fn look_up(
         if serves {
             outcome.serve = Some(hit);
         } else {
-            outcome.shadow = Some(("exact", hit));
+            outcome.shadow = Some((CacheTier::Exact, hit));
         }
         return outcome;
     }
-    metrics::record_cache_lookup("exact", "miss");
+    metrics::record_cache_lookup(CacheTier::Exact, "miss");
     let (Some(settings_semantic), Some((scope, question))) = (settings.semantic, semantic_scope)
     else {
         return outcome;
@@ -178,11 +179,11 @@ pub fn look_up(
     let vector = match vector {
         QuestionVector::Ready(vector) => vector,
         QuestionVector::Missing => {
-            metrics::record_cache_lookup("semantic", "skipped");
+            metrics::record_cache_lookup(CacheTier::Semantic, "skipped");
             return outcome;
         }
         QuestionVector::TooLong => {
-            metrics::record_cache_lookup("semantic", "too_long");
+            metrics::record_cache_lookup(CacheTier::Semantic, "too_long");
             return outcome;
         }
     };
@@ -196,7 +197,10 @@ pub fn look_up(
     match found {
         SemanticLookup::Hit { key, similarity } => match ctx.cache.get(&key) {
             Some(hit) => {
-                metrics::record_cache_lookup("semantic", if serves { "hit" } else { "shadow_hit" });
+                metrics::record_cache_lookup(
+                    CacheTier::Semantic,
+                    if serves { "hit" } else { "shadow_hit" },
+                );
                 outcome.lookup = if serves {
                     Lookup::Semantic
                 } else {
@@ -206,21 +210,21 @@ pub fn look_up(
                 if serves {
                     outcome.serve = Some(hit);
                 } else {
-                    outcome.shadow = Some(("semantic", hit));
+                    outcome.shadow = Some((CacheTier::Semantic, hit));
                 }
             }
             None => {
                 ctx.cache.semantic.forget(&key);
-                metrics::record_cache_lookup("semantic", "miss");
+                metrics::record_cache_lookup(CacheTier::Semantic, "miss");
             }
         },
         SemanticLookup::Rejected { guard, similarity } => {
-            metrics::record_cache_lookup("semantic", "rejected");
+            metrics::record_cache_lookup(CacheTier::Semantic, "rejected");
             metrics::record_guard_rejection(guard);
             outcome.similarity = Some(similarity);
             outcome.guard = Some(guard);
         }
-        SemanticLookup::Miss => metrics::record_cache_lookup("semantic", "miss"),
+        SemanticLookup::Miss => metrics::record_cache_lookup(CacheTier::Semantic, "miss"),
     }
     outcome
 }

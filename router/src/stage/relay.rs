@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use frugal_cache::CacheTier;
 use futures::{future, stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -76,7 +77,7 @@ pub struct TapParts {
 /// A would-be cache hit to compare with the streamed answer once it completes.
 pub struct StreamShadow {
     /// `exact` or `semantic`.
-    pub tier: &'static str,
+    pub tier: CacheTier,
     /// The answer the cache holds.
     pub cached: Arc<CachedAnswer>,
     /// The embedding worker the comparison uses.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
-use frugal_cache::{Analysis, IndexConfig, LiveVectors, VectorIndex, Verifier};
+use frugal_cache::{Analysis, Guard, IndexConfig, LiveVectors, VectorIndex, Verifier};
 use serde_json::{Map, Value};
 
 use crate::stage::cache::{request_hash, CacheKey};
@@ -38,7 +38,7 @@ pub enum SemanticLookup {
     /// The nearest neighbour was similar enough but a guard told them apart.
     Rejected {
         /// The first guard that fired.
-        guard: &'static str,
+        guard: Guard,
         /// Cosine similarity of the two questions.
         similarity: f32,
     },
@@ -155,7 +155,7 @@ impl SemanticIndex {
                 similarity: best.similarity,
             },
             Some(guard) => SemanticLookup::Rejected {
-                guard: guard.as_str(),
+                guard,
                 similarity: best.similarity,
             },
         }
@@ -520,7 +520,7 @@ mod tests {
         assert!(matches!(
             index.lookup(&scope_a, "How do I disable logging?", &near, 0.9, &verifier),
             SemanticLookup::Rejected {
-                guard: "antonym",
+                guard: Guard::Antonym,
                 ..
             }
         ));

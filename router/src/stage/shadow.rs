@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use frugal_cache::CacheTier;
 use serde_json::{Map, Value};
 
 use crate::embed_worker::EmbedWorker;
@@ -23,7 +24,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// verdict and the saving the hit would have brought.
 pub fn compare(
     worker: Option<Arc<EmbedWorker>>,
-    tier: &'static str,
+    tier: CacheTier,
     cached: &Map<String, Value>,
     fresh: &Map<String, Value>,
     would_save: Usd,
@@ -34,7 +35,7 @@ pub fn compare(
 /// [`compare`] for answers already reduced to their text (a relayed stream's).
 pub fn compare_texts(
     worker: Option<Arc<EmbedWorker>>,
-    tier: &'static str,
+    tier: CacheTier,
     cached: String,
     fresh: String,
     would_save: Usd,

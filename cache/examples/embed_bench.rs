@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use frugal_cache::eval::percentile;
+use frugal_cache::percentile;
 use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 
 const QUESTIONS: [&str; 4] = [

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use frugal_cache::eval::percentile;
+use frugal_cache::percentile;
 use frugal_cache::synthetic::{normalised, Xorshift};
 use frugal_cache::{IndexConfig, VectorIndex};
 

@@ -1,25 +1,40 @@
-//! frugal-cache is frugal's embedding-indexed response cache: it decides whether a chat request
-//! can be answered from an earlier response, exactly or by meaning, without calling a model.
-//! It holds the [`Embedder`] trait that turns text into L2-normalised vectors, with
-//! [`MiniLmEmbedder`] as the in-process implementation (all-MiniLM-L6-v2 int8 through fastembed
-//! and a dynamically loaded ONNX Runtime, both installed by `scripts/fetch-models.sh`); the
-//! vector index that finds the nearest earlier prompt; the entry store that keeps responses
-//! under TTL and size limits; the `CacheScope` key that keeps tenants and contexts apart; and the
-//! `Lookup` outcome the router acts on. It is a plain library with no HTTP in it, usable from
-//! the server and from the offline tools alike.
+//! frugal-cache is frugal's response cache: it decides whether a chat request can be answered
+//! from an earlier response, exactly or by meaning, without calling a model. It owns:
+//!
+//! * the cache's identity: [`CacheScope`] (tenant, namespace, model) and the keys built from it,
+//!   the exact key of a whole request and the semantic key of everything but its question;
+//! * the store, [`ResponseCache`]: answers under their exact key within a byte bound and a TTL,
+//!   and the semantic tier's per-scope vector indexes, whose vectors are
+//!   tombstoned when the store evicts their answer and rebuilt once too many are dead;
+//! * the vector index ([`VectorIndex`]: an exact scan while small, then an int8 HNSW graph);
+//! * the verification guards ([`verify`]) that tell "A sued B" from "B sued A" where cosine
+//!   similarity cannot;
+//! * the [`Embedder`] trait that turns text into L2-normalised vectors, with [`MiniLmEmbedder`]
+//!   as the in-process implementation (all-MiniLM-L6-v2 int8 through fastembed and a
+//!   dynamically loaded ONNX Runtime, both installed by `scripts/fetch-models.sh`).
+//!
+//! It is a plain library with no HTTP and no metrics in it (the store reports evictions and its
+//! size through [`StoreEvents`]), usable from the server and from the offline tools alike. The
+//! offline evaluation of its decisions on labelled pairs (`frugal eval cache`) lives with the
+//! other offline commands in the `frugal` crate.
 
 mod embed;
-pub mod embed_disk;
-pub mod eval;
 pub mod index;
-pub mod pairs;
-pub mod progress;
+mod percentile;
+mod scope;
+mod semantic;
+mod store;
 pub mod synthetic;
 mod tier;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 pub use index::{IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
+pub use percentile::percentile;
+pub use scope::{CacheKey, CacheScope, ScopeKey, SplitQuestion};
+pub use store::{
+    CacheSlot, ResponseCache, SemanticSlot, Similar, StoreEvents, StoreLimits, Weighted,
+};
 pub use tier::CacheTier;
 pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use frugal_cache::CacheScope;
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
@@ -151,15 +152,13 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let cache_settings = &policy.cache;
     let not_cacheable = cache::not_cacheable(cache_settings, body);
     let eligible = cache_settings.mode != CacheMode::Off && not_cacheable.is_none();
-    let namespace = policy.cache_namespace(tenant);
-    let exact_key = cache::key(tenant, namespace, &requested.alias, body);
-    let scope = semantic::scope(
+    let cache_scope = CacheScope {
         tenant,
-        namespace,
-        &requested.alias,
-        body,
-        &policy.trim.markers,
-    );
+        namespace: policy.cache_namespace(tenant),
+        model: &requested.alias,
+    };
+    let exact_key = cache_scope.exact_key(body);
+    let scope = semantic::scope(&cache_scope, body, &policy.trim.markers);
     Ok(json!({
         "model": requested.alias,
         "tenant": tenant,
@@ -189,7 +188,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "not_cached_because": (cache_settings.mode != CacheMode::Off)
                 .then(|| not_cacheable.map(|r| r.to_string()))
                 .flatten(),
-            "namespace": namespace,
+            "namespace": cache_scope.namespace,
             "exact_key": short_hex(&exact_key),
             "semantic": cache_settings.semantic.map(|s| json!({
                 "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use frugal_cache::{CacheTier, Guard};
+use frugal_cache::{CacheSlot, CacheTier, Guard};
 use frugal_classifier::Tier;
 use futures::stream;
 use serde_json::{json, Map, Value};
@@ -22,7 +22,7 @@ use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
 use crate::stage::budget::{BudgetWarning, Budgets};
 use crate::stage::cache::{self, CachedAnswer, Lookup};
 use crate::stage::call::{self, Answer, Answered};
-use crate::stage::lookup::{self, CacheSlot};
+use crate::stage::lookup;
 use crate::stage::relay::{
     account_comment, relay, reported_tokens, StreamShadow, StreamTap, TapParts,
 };
@@ -189,10 +189,10 @@ pub async fn handle(
         meta.account = Some(account);
         meta.model.clone_from(&hit.model);
         let body = if request.stream {
-            let frames = ctx.cache.hit_stream(&hit, wants_usage(&outbound));
+            let frames = hit.replay_stream(wants_usage(&outbound));
             ReplyBody::Stream(Box::pin(stream::iter(frames)))
         } else {
-            ReplyBody::Json(ctx.cache.hit_json(&hit))
+            ReplyBody::Json(hit.replay_json())
         };
         return Ok(Reply { meta, body });
     }

@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::stage::budget::Budgets;
-use crate::stage::cache::ResponseCache;
+use crate::stage::cache;
 use crate::stage::run::Runs;
 use crate::tenants::TenantLabels;
 use crate::upstream::Resilience;
@@ -136,7 +136,7 @@ impl RunningServer {
             ledger: Arc::new(Ledger::new()),
             budgets: budgets.clone(),
             runs: Arc::new(Runs::default()),
-            cache: Arc::new(ResponseCache::new(&live.load().policy.cache)),
+            cache: Arc::new(cache::response_cache(&live.load().policy.cache)),
             resilience: Arc::new(Resilience::new()),
             admission: Arc::new(Admission::default()),
             tenants: Arc::new(TenantLabels::default()),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use frugal_cache::eval::percentile;
+use frugal_cache::percentile;
 use frugal_classifier::data;
 use frugal_classifier::model::ComplexityModel;
 use frugal_classifier::train::{self, TrainConfig};

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use frugal_cache::eval::{percentile, progress_bar};
-use frugal_cache::{Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+use frugal_cache::{percentile, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 use serde::{Deserialize, Serialize};
 
+use super::progress::progress_bar;
 use crate::trim::{self, Document, Strategy, Tokenizer, TrimRequest};
 
 /// Arguments of `frugal eval trim`.

@@ -1,11 +1,13 @@
 //! Offline tools over labelled data: `frugal train` fits the complexity classifier, and
 //! `frugal eval router|cache|trim` measure each lever. They embed with the same all-MiniLM-L6-v2
 //! model the sidecar uses, through one disk cache of evaluation vectors
-//! (`frugal_cache::embed_disk`), so repeated runs are fast.
+//! ([`embed_disk`]), so repeated runs are fast.
 
+pub mod embed_disk;
 pub mod eval_cache;
 pub mod eval_router;
 pub mod eval_trim;
+pub mod progress;
 pub mod train;
 
 use std::fs::File;
@@ -34,7 +36,7 @@ pub struct EmbedArgs {
 impl EmbedArgs {
     /// The disk cache of evaluation vectors these arguments name (none with
     /// `--no-embedding-cache`), for the default MiniLM settings.
-    pub fn disk_embeddings(&self) -> frugal_cache::embed_disk::DiskEmbeddings {
+    pub fn disk_embeddings(&self) -> embed_disk::DiskEmbeddings {
         // The model and its token cap are part of the identity of a vector.
         let model_key = format!(
             "{}-max{}",
@@ -42,7 +44,7 @@ impl EmbedArgs {
             MiniLmOptions::default().max_tokens
         );
         let dir = (!self.no_embedding_cache).then_some(self.embedding_cache.as_path());
-        frugal_cache::embed_disk::DiskEmbeddings::new(dir, &model_key)
+        embed_disk::DiskEmbeddings::new(dir, &model_key)
     }
 }
 
@@ -77,7 +79,7 @@ pub fn embed_texts(args: &EmbedArgs, texts: &[&str]) -> anyhow::Result<Vec<Vec<f
         paths: ModelPaths::from_env_or(&args.model_dir),
         model: Mutex::new(None),
     };
-    let bar = frugal_cache::eval::progress_bar(true, texts.len(), "embedding prompts");
+    let bar = progress::progress_bar(true, texts.len(), "embedding prompts");
     let (vectors, timing) = args
         .disk_embeddings()
         .embed(&embedder, texts, |done, total| {

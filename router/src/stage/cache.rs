@@ -1,25 +1,23 @@
-//! The response cache's exact tier: a request identical to an earlier one (same tenant,
-//! namespace, model, messages, tools, sampling parameters — every field but the streaming
-//! switches) is answered from the stored answer. Only complete answers (`finish_reason: stop`)
-//! are stored; requests sampled hotter than the policy allows, or asking for several choices,
-//! are never cached. A hit costs nothing, so it is served even when the tenant's budget is spent.
+//! The router's side of the response cache (the store, the semantic index and the keys are
+//! frugal-cache's): what the client asked of it (`x-frugal-cache`), which requests may be cached
+//! and which answers stored, what a stored answer holds, how a hit is replayed, and the metrics
+//! of the store. A request identical to an earlier one (same tenant, namespace, model,
+//! messages, tools, sampling parameters — every field but the streaming switches) is answered
+//! from the stored answer. Only complete answers (`finish_reason: stop`) are stored; requests
+//! sampled hotter than the policy allows, or asking for several choices, are never cached. A
+//! hit costs nothing, so it is served even when the tenant's budget is spent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use moka::notification::RemovalCause;
+use frugal_cache::{StoreEvents, StoreLimits, Weighted};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::metrics;
 use crate::policy::CachePolicy;
 use crate::stage::account::Tokens;
-use crate::stage::semantic::SemanticIndex;
-
-/// Request fields that change how an answer is delivered, not what it says.
-const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
 /// What the client asked of the cache (`x-frugal-cache` request header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,91 +82,57 @@ pub struct CachedAnswer {
     pub model: String,
 }
 
-impl CachedAnswer {
+impl Weighted for CachedAnswer {
     fn weight(&self) -> u32 {
         let bytes = Value::Object(self.completion.clone()).to_string().len() + 64;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
 
-/// The key of a request in the exact tier.
-pub type CacheKey = [u8; 32];
-
-/// The cache store: bounded by bytes, entries expire after the policy's TTL.
-pub struct ResponseCache {
-    store: moka::sync::Cache<CacheKey, Arc<CachedAnswer>>,
-    seq: AtomicU64,
-    /// The semantic tier's vectors over the stored answers' questions.
-    pub semantic: Arc<SemanticIndex>,
-}
-
-impl ResponseCache {
-    /// A store sized and timed by the policy (changes to these two apply on restart).
-    pub fn new(policy: &CachePolicy) -> Self {
-        let semantic = Arc::new(SemanticIndex::new());
-        let tombstones = semantic.clone();
-        let store = moka::sync::Cache::builder()
-            .max_capacity(policy.max_bytes)
-            .weigher(|_key: &CacheKey, answer: &Arc<CachedAnswer>| answer.weight())
-            .time_to_live(policy.ttl)
-            .eviction_listener(move |key: Arc<CacheKey>, _answer, cause| {
-                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
-                    metrics::record_cache_eviction();
-                    tombstones.evicted(*key);
-                }
-            })
-            .build();
-        Self {
-            semantic,
-            store,
-            seq: AtomicU64::new(0),
-        }
-    }
-
-    /// The stored answer for a key.
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
-        self.store.get(key)
-    }
-
-    /// Stores an answer.
-    pub fn insert(&self, key: CacheKey, answer: CachedAnswer) {
-        self.store.insert(key, Arc::new(answer));
-        self.store.run_pending_tasks();
-        metrics::record_cache_size(self.store.entry_count(), self.store.weighted_size());
-    }
-
-    /// Stores an answer in its slot: the exact tier and, with a semantic entry, the index.
-    pub fn store(&self, slot: crate::stage::lookup::CacheSlot, answer: CachedAnswer) {
-        self.insert(slot.key, answer);
-        if let Some(entry) = slot.semantic {
-            self.semantic
-                .insert(entry.scope, slot.key, &entry.question, &entry.vector);
-        }
-    }
-
-    fn next_id(&self) -> String {
-        format!(
-            "chatcmpl-frugal{:08}",
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// A hit as a JSON completion, with a fresh id and creation time.
-    pub fn hit_json(&self, answer: &CachedAnswer) -> Bytes {
-        let mut completion = answer.completion.clone();
-        completion.insert("id".into(), Value::String(self.next_id()));
+impl CachedAnswer {
+    /// The answer as a JSON completion, with a fresh id and creation time.
+    pub fn replay_json(&self) -> Bytes {
+        let mut completion = self.completion.clone();
+        completion.insert("id".into(), Value::String(next_id()));
         completion.insert("created".into(), json!(unix_now()));
         Bytes::from(Value::Object(completion).to_string())
     }
 
-    /// A hit replayed as SSE frames, ending with `[DONE]`.
-    pub fn hit_stream(&self, answer: &CachedAnswer, include_usage: bool) -> Vec<Bytes> {
-        crate::sse::completion_frames(
-            &answer.completion,
-            &self.next_id(),
-            unix_now(),
-            include_usage,
-        )
+    /// The answer replayed as SSE frames, ending with `[DONE]`.
+    pub fn replay_stream(&self, include_usage: bool) -> Vec<Bytes> {
+        crate::sse::completion_frames(&self.completion, &next_id(), unix_now(), include_usage)
+    }
+}
+
+/// A fresh completion id for a hit (clients may key on it, so each is different).
+fn next_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("chatcmpl-frugal{:08}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The response cache's store and semantic index, holding the router's answers.
+pub type ResponseCache = frugal_cache::ResponseCache<CachedAnswer>;
+
+/// A store sized and timed by the policy (changes to these two apply on restart), whose
+/// evictions and size show in the metrics.
+pub fn response_cache(policy: &CachePolicy) -> ResponseCache {
+    let limits = StoreLimits {
+        max_bytes: policy.max_bytes,
+        ttl: policy.ttl,
+    };
+    ResponseCache::new(limits, Arc::new(CacheMetrics))
+}
+
+/// Turns the store's events into metrics.
+struct CacheMetrics;
+
+impl StoreEvents for CacheMetrics {
+    fn evicted(&self) {
+        metrics::record_cache_eviction();
+    }
+
+    fn resized(&self, entries: u64, bytes: u64) {
+        metrics::record_cache_size(entries, bytes);
     }
 }
 
@@ -244,55 +208,6 @@ impl std::fmt::Display for NotCacheable {
     }
 }
 
-/// The exact-tier key: tenant, namespace, model alias and every request field except the
-/// delivery switches, in canonical form (object keys sorted), so any field a client adds is
-/// part of the key and can never cause a false hit.
-pub fn key(tenant: &str, namespace: &str, model: &str, body: &Map<String, Value>) -> CacheKey {
-    request_hash(b"", tenant, namespace, model, body)
-}
-
-/// SHA-256 of `domain` (which keeps hashes of different uses apart), tenant, namespace, model
-/// alias and every request field except the model and the delivery switches, canonical.
-pub fn request_hash(
-    domain: &[u8],
-    tenant: &str,
-    namespace: &str,
-    model: &str,
-    body: &Map<String, Value>,
-) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(domain);
-    for part in [tenant, namespace, model] {
-        hasher.update(part.len().to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let fields: Map<String, Value> = body
-        .iter()
-        .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()) && k.as_str() != "model")
-        .map(|(k, v)| (k.clone(), canonical(v)))
-        .collect();
-    hasher.update(canonical(&Value::Object(fields)).to_string().as_bytes());
-    hasher.finalize().into()
-}
-
-/// The value with every object's keys sorted.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), canonical(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
 /// Whether an upstream answer is complete and single, so it may be stored.
 pub fn storable(completion: &Map<String, Value>) -> bool {
     let choices = completion.get("choices").and_then(Value::as_array);
@@ -313,33 +228,6 @@ mod tests {
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn key_ignores_key_order_and_delivery_but_not_content() {
-        let a = body(
-            json!({"messages":[{"role":"user","content":"hi"}],"temperature":0,"stream":true}),
-        );
-        let b = body(json!({"temperature":0,"messages":[{"content":"hi","role":"user"}]}));
-        assert_eq!(key("t", "ns", "m", &a), key("t", "ns", "m", &b));
-        let c = body(json!({"temperature":0,"messages":[{"content":"hi!","role":"user"}]}));
-        assert_ne!(key("t", "ns", "m", &a), key("t", "ns", "m", &c));
-        assert_ne!(
-            key("t", "ns", "m", &a),
-            key("u", "ns", "m", &a),
-            "never across tenants"
-        );
-        assert_ne!(
-            key("t", "ns", "m", &a),
-            key("t", "other", "m", &a),
-            "never across namespaces"
-        );
-        let d = body(json!({"temperature":0,"messages":[{"content":"hi","role":"user"}],"seed":1}));
-        assert_ne!(
-            key("t", "ns", "m", &b),
-            key("t", "ns", "m", &d),
-            "unknown fields are part of the key"
-        );
     }
 
     #[test]

@@ -4,35 +4,14 @@
 
 use std::sync::Arc;
 
-use frugal_cache::{CacheTier, Guard};
+use frugal_cache::{CacheKey, CacheScope, CacheSlot, CacheTier, Guard, SemanticSlot, Similar};
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
 use crate::metrics;
 use crate::policy::{CacheMode, Policy};
-use crate::stage::cache::{self, CacheControl, CacheKey, CachedAnswer, Lookup};
-use crate::stage::semantic::{self, ScopeKey, SemanticLookup};
-
-/// Where a fresh answer goes: its exact key and, when the semantic tier is on and the question
-/// was embedded, its scope, question and vector.
-#[derive(Debug, Clone)]
-pub struct CacheSlot {
-    /// The exact-tier key.
-    pub key: CacheKey,
-    /// The semantic entry.
-    pub semantic: Option<SemanticSlot>,
-}
-
-/// A question to index once its answer is stored.
-#[derive(Debug, Clone)]
-pub struct SemanticSlot {
-    /// Its scope.
-    pub scope: ScopeKey,
-    /// The last user message.
-    pub question: String,
-    /// Its embedding.
-    pub vector: Vec<f32>,
-}
+use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup};
+use crate::stage::semantic;
 
 /// What the lookup decided.
 #[derive(Debug)]
@@ -83,14 +62,17 @@ pub fn exact_key(
 ) -> Option<CacheKey> {
     let settings = &policy.cache;
     let wanted = settings.mode != CacheMode::Off && ctx.cache_control != CacheControl::Bypass;
-    (wanted && cache::eligible(settings, body)).then(|| {
-        cache::key(
-            &ctx.cache_tenant,
-            policy.cache_namespace(&ctx.cache_tenant),
-            model,
-            body,
-        )
-    })
+    (wanted && cache::eligible(settings, body))
+        .then(|| cache_scope(policy, ctx, model).exact_key(body))
+}
+
+/// Whose answers the request may be served from.
+fn cache_scope<'a>(policy: &'a Policy, ctx: &'a RequestContext, model: &'a str) -> CacheScope<'a> {
+    CacheScope {
+        tenant: &ctx.cache_tenant,
+        namespace: policy.cache_namespace(&ctx.cache_tenant),
+        model,
+    }
 }
 
 /// Whether the exact tier holds an answer for `key` the cache would serve now (mode on, no
@@ -128,12 +110,11 @@ pub fn look_up(
         metrics::record_cache_lookup(CacheTier::Exact, "bypass");
         return CacheOutcome::bypass();
     };
-    let namespace = policy.cache_namespace(&ctx.cache_tenant);
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
     let semantic_scope = settings.semantic.and_then(|_| {
         let markers = &policy.trim.markers;
-        semantic::scope(&ctx.cache_tenant, namespace, model, body, markers)
+        semantic::scope(&cache_scope(policy, ctx, model), body, markers)
     });
     let slot = CacheSlot {
         key,
@@ -187,7 +168,7 @@ pub fn look_up(
             return outcome;
         }
     };
-    let found = ctx.cache.semantic.lookup(
+    let found = ctx.cache.find_similar(
         &scope,
         &question,
         vector,
@@ -195,36 +176,33 @@ pub fn look_up(
         &settings_semantic.verifier,
     );
     match found {
-        SemanticLookup::Hit { key, similarity } => match ctx.cache.get(&key) {
-            Some(hit) => {
-                metrics::record_cache_lookup(
-                    CacheTier::Semantic,
-                    if serves { "hit" } else { "shadow_hit" },
-                );
-                outcome.lookup = if serves {
-                    Lookup::Semantic
-                } else {
-                    Lookup::ShadowHit
-                };
-                outcome.similarity = Some(similarity);
-                if serves {
-                    outcome.serve = Some(hit);
-                } else {
-                    outcome.shadow = Some((CacheTier::Semantic, hit));
-                }
+        Similar::Hit {
+            answer: hit,
+            similarity,
+        } => {
+            metrics::record_cache_lookup(
+                CacheTier::Semantic,
+                if serves { "hit" } else { "shadow_hit" },
+            );
+            outcome.lookup = if serves {
+                Lookup::Semantic
+            } else {
+                Lookup::ShadowHit
+            };
+            outcome.similarity = Some(similarity);
+            if serves {
+                outcome.serve = Some(hit);
+            } else {
+                outcome.shadow = Some((CacheTier::Semantic, hit));
             }
-            None => {
-                ctx.cache.semantic.forget(&key);
-                metrics::record_cache_lookup(CacheTier::Semantic, "miss");
-            }
-        },
-        SemanticLookup::Rejected { guard, similarity } => {
+        }
+        Similar::Rejected { guard, similarity } => {
             metrics::record_cache_lookup(CacheTier::Semantic, "rejected");
             metrics::record_guard_rejection(guard);
             outcome.similarity = Some(similarity);
             outcome.guard = Some(guard);
         }
-        SemanticLookup::Miss => metrics::record_cache_lookup(CacheTier::Semantic, "miss"),
+        Similar::Miss => metrics::record_cache_lookup(CacheTier::Semantic, "miss"),
     }
     outcome
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use frugal_cache::CacheTier;
+use frugal_cache::{CacheSlot, CacheTier};
 use futures::{future, stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -19,7 +19,6 @@ use crate::sse::FrameStream;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
 use crate::stage::cache::CachedAnswer;
-use crate::stage::lookup::CacheSlot;
 use crate::stage::settle::{settle, Holds};
 use crate::stage::shadow;
 use crate::tokens;

@@ -1,385 +1,21 @@
-//! The response cache's semantic tier: a request whose last user message means the same as an
-//! earlier one *in the same scope* is answered with the earlier answer. The scope is everything
-//! else about the request (tenant, namespace, model, system prompt, tools, sampling parameters,
-//! the conversation so far, any context), hashed whole, so a lookup never crosses tenants or
-//! contexts. A candidate needs cosine similarity at or above the policy's threshold and must
-//! pass verification (numbers, negation, antonyms, quoted strings, identifiers, URLs/paths,
-//! entities and word order must agree): similarity alone cannot tell "A sued B" from "B sued A".
-//!
-//! Vectors live here, answers in the exact tier's store under their exact key; when the store
-//! evicts an answer its vector is tombstoned. Once too many of a scope's vectors are dead the
-//! scope's index is rebuilt: inline while it is a small exact scan, on a background thread once
-//! it is a graph (seconds for 100k vectors). Lookups keep using the old index meanwhile; changes
-//! made during the build are logged and replayed onto the new index, which is then swapped in
-//! under the lock.
+//! The router's side of the semantic tier (the index, its tombstones and rebuilds are
+//! frugal-cache's): what the question of a request is. It is the last user message's own words;
+//! the context marked in it (`trim.markers`, as the trim stage finds it) and any non-text parts
+//! (images, audio) stay in the scope, so the same question about other documents or another
+//! image never hits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Instant;
-
-use frugal_cache::{Analysis, Guard, IndexConfig, LiveVectors, VectorIndex, Verifier};
+use frugal_cache::{CacheScope, ScopeKey, SplitQuestion};
 use serde_json::{Map, Value};
 
-use crate::stage::cache::{request_hash, CacheKey};
-
-/// Hash of everything in a request but its last user message.
-pub type ScopeKey = [u8; 32];
-
-/// What a semantic lookup found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SemanticLookup {
-    /// A verified neighbour: the exact key of its answer, and how similar it is.
-    Hit {
-        /// The stored answer's exact-tier key.
-        key: CacheKey,
-        /// Cosine similarity of the two questions.
-        similarity: f32,
-    },
-    /// The nearest neighbour was similar enough but a guard told them apart.
-    Rejected {
-        /// The first guard that fired.
-        guard: Guard,
-        /// Cosine similarity of the two questions.
-        similarity: f32,
-    },
-    /// Nothing close enough in the scope.
-    Miss,
-}
-
-struct Entry {
-    question: Analysis,
-    key: CacheKey,
-    scope: ScopeKey,
-}
-
-struct Scope {
-    index: VectorIndex,
-    /// A background rebuild of `index` in progress.
-    rebuild: Option<PendingRebuild>,
-}
-
-/// A rebuild started from a snapshot: changes since then, to replay onto the new index.
-struct PendingRebuild {
-    generation: u64,
-    changes: Vec<Change>,
-}
-
-enum Change {
-    Insert(u64, Vec<f32>),
-    Remove(u64),
-}
-
-struct State {
-    config: IndexConfig,
-    scopes: HashMap<ScopeKey, Scope>,
-    entries: HashMap<u64, Entry>,
-    by_key: HashMap<CacheKey, u64>,
-    next_id: u64,
-    next_generation: u64,
-}
-
-/// Per-scope vector indexes over stored questions.
-pub struct SemanticIndex {
-    state: Arc<Mutex<State>>,
-    /// Exact keys the store evicted, tombstoned at the next lookup or insert (the store's
-    /// eviction listener must not take the index lock).
-    evicted: Mutex<Vec<CacheKey>>,
-}
-
-impl std::fmt::Debug for SemanticIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SemanticIndex").finish_non_exhaustive()
-    }
-}
-
-impl SemanticIndex {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::with_config(IndexConfig::default())
-    }
-
-    /// An empty index whose scopes use `config`.
-    pub fn with_config(config: IndexConfig) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(State {
-                config,
-                scopes: HashMap::new(),
-                entries: HashMap::new(),
-                by_key: HashMap::new(),
-                next_id: 0,
-                next_generation: 0,
-            })),
-            evicted: Mutex::default(),
-        }
-    }
-
-    /// Notes that the store no longer holds the answer under `key`.
-    pub fn evicted(&self, key: CacheKey) {
-        self.evicted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(key);
-    }
-
-    /// The best verified neighbour of `question` (embedded as `vector`) within `scope`.
-    pub fn lookup(
-        &self,
-        scope: &ScopeKey,
-        question: &str,
-        vector: &[f32],
-        threshold: f32,
-        verifier: &Verifier,
-    ) -> SemanticLookup {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.apply_evictions(&mut state);
-        let Some(found) = state.scopes.get(scope) else {
-            return SemanticLookup::Miss;
-        };
-        let neighbours = match found.index.nearest(vector, 1) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "semantic lookup failed");
-                return SemanticLookup::Miss;
-            }
-        };
-        let Some(best) = neighbours.into_iter().find(|n| n.similarity >= threshold) else {
-            return SemanticLookup::Miss;
-        };
-        let Some(entry) = state.entries.get(&best.id) else {
-            return SemanticLookup::Miss;
-        };
-        let verdict = verifier.verify(&Analysis::new(question), &entry.question);
-        match verdict.first() {
-            None => SemanticLookup::Hit {
-                key: entry.key,
-                similarity: best.similarity,
-            },
-            Some(guard) => SemanticLookup::Rejected {
-                guard,
-                similarity: best.similarity,
-            },
-        }
-    }
-
-    /// Indexes a stored answer's question under its scope.
-    pub fn insert(&self, scope: ScopeKey, key: CacheKey, question: &str, vector: &[f32]) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.apply_evictions(&mut state);
-        if let Some(old) = state.by_key.get(&key).copied() {
-            self.remove(&mut state, old);
-        }
-        let id = state.next_id;
-        state.next_id += 1;
-        let config = state.config;
-        let scope_entry = state.scopes.entry(scope).or_insert_with(|| Scope {
-            index: VectorIndex::new(vector.len(), config),
-            rebuild: None,
-        });
-        if let Err(e) = scope_entry.index.insert(id, vector) {
-            tracing::warn!(error = %e, "not indexing a cached question");
-            return;
-        }
-        if let Some(pending) = &mut scope_entry.rebuild {
-            pending.changes.push(Change::Insert(id, vector.to_vec()));
-        }
-        self.rebuild_if_needed(&mut state, scope);
-        state.entries.insert(
-            id,
-            Entry {
-                question: Analysis::new(question),
-                key,
-                scope,
-            },
-        );
-        state.by_key.insert(key, id);
-    }
-
-    /// Forgets the question stored under `key` (its answer is gone).
-    pub fn forget(&self, key: &CacheKey) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(id) = state.by_key.get(key).copied() {
-            self.remove(&mut state, id);
-        }
-    }
-
-    /// Questions indexed, over every scope.
-    pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entries
-            .len()
-    }
-
-    /// Whether no question is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn apply_evictions(&self, state: &mut State) {
-        let keys =
-            std::mem::take(&mut *self.evicted.lock().unwrap_or_else(PoisonError::into_inner));
-        for key in keys {
-            if let Some(id) = state.by_key.get(&key).copied() {
-                self.remove(state, id);
-            }
-        }
-    }
-
-    fn remove(&self, state: &mut State, id: u64) {
-        let Some(entry) = state.entries.remove(&id) else {
-            return;
-        };
-        state.by_key.remove(&entry.key);
-        let Some(scope) = state.scopes.get_mut(&entry.scope) else {
-            return;
-        };
-        scope.index.remove(id);
-        if let Some(pending) = &mut scope.rebuild {
-            pending.changes.push(Change::Remove(id));
-        }
-        if scope.index.is_empty() {
-            // A rebuild still running for it finds no scope and is dropped.
-            state.scopes.remove(&entry.scope);
-        } else {
-            self.rebuild_if_needed(state, entry.scope);
-        }
-    }
-
-    /// Rebuilds `scope`'s index once too many of its vectors are dead: at once while it is a
-    /// small exact scan, on a background thread once it is a graph.
-    fn rebuild_if_needed(&self, state: &mut State, scope: ScopeKey) {
-        let Some(found) = state.scopes.get_mut(&scope) else {
-            return;
-        };
-        if found.rebuild.is_some() || !found.index.needs_rebuild() {
-            return;
-        }
-        if !found.index.is_hnsw() {
-            found.index = found.index.rebuilt();
-            return;
-        }
-        let Some((generation, snapshot)) = begin_rebuild(state, scope) else {
-            return;
-        };
-        let config = state.config;
-        let shared = Arc::downgrade(&self.state);
-        let spawned = std::thread::Builder::new()
-            .name("frugal-index-rebuild".into())
-            .spawn(move || build_and_swap(&shared, scope, generation, config, snapshot));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no thread for an index rebuild; the old index serves on");
-            if let Some(found) = state.scopes.get_mut(&scope) {
-                found.rebuild = None;
-            }
-        }
-    }
-}
-
-impl Default for SemanticIndex {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Marks `scope` as rebuilding and snapshots its live vectors.
-fn begin_rebuild(state: &mut State, scope: ScopeKey) -> Option<(u64, LiveVectors)> {
-    let generation = state.next_generation;
-    state.next_generation += 1;
-    let found = state.scopes.get_mut(&scope)?;
-    found.rebuild = Some(PendingRebuild {
-        generation,
-        changes: Vec::new(),
-    });
-    Some((generation, found.index.live()))
-}
-
-/// Builds a fresh index from `snapshot` without the lock, then swaps it in.
-fn build_and_swap(
-    shared: &Weak<Mutex<State>>,
-    scope: ScopeKey,
-    generation: u64,
-    config: IndexConfig,
-    snapshot: LiveVectors,
-) {
-    let started = Instant::now();
-    let vectors = snapshot.len();
-    let fresh = VectorIndex::from_live(config, snapshot);
-    // The cache may have been dropped (a policy change) while this ran.
-    let Some(shared) = shared.upgrade() else {
-        return;
-    };
-    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
-    let swapped = finish_rebuild(&mut state, scope, generation, fresh);
-    tracing::debug!(
-        vectors,
-        swapped,
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "semantic index rebuilt"
-    );
-}
-
-/// Replays the changes logged since the snapshot onto `fresh` and makes it the scope's index;
-/// false (and nothing changes) when the scope is gone or rebuilding from a later snapshot.
-fn finish_rebuild(
-    state: &mut State,
-    scope: ScopeKey,
-    generation: u64,
-    mut fresh: VectorIndex,
-) -> bool {
-    let Some(found) = state.scopes.get_mut(&scope) else {
-        return false;
-    };
-    let Some(pending) = found.rebuild.take_if(|p| p.generation == generation) else {
-        return false;
-    };
-    for change in pending.changes {
-        match change {
-            Change::Insert(id, vector) => {
-                // The old index accepted this vector, so the new one does too.
-                let _ = fresh.insert(id, &vector);
-            }
-            Change::Remove(id) => {
-                fresh.remove(id);
-            }
-        }
-    }
-    found.index = fresh;
-    true
-}
-
-/// The semantic scope of a request: tenant, namespace, model alias and every field of the
-/// body (canonical, delivery switches aside) except the question itself, which is returned
-/// with it. The question is the last user message's own words: retrieved context marked in it
-/// (`markers`, as the trim stage finds it) and any non-text parts (images, audio) stay in the
-/// scope, so the same question about other documents or another image never hits.
+/// The semantic scope of a request within `scope` (every field of the body, canonical, delivery
+/// switches aside, except the question) and its question: the last user message's own words
+/// (see [`question_text`]).
 pub fn scope(
-    tenant: &str,
-    namespace: &str,
-    model: &str,
+    scope: &CacheScope<'_>,
     body: &Map<String, Value>,
     markers: &[String],
 ) -> Option<(ScopeKey, String)> {
-    let messages = body.get("messages").and_then(Value::as_array)?;
-    let last_user = messages
-        .iter()
-        .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    // Only the final turn may differ: a question followed by other turns is not a lookup.
-    if last_user + 1 != messages.len() {
-        return None;
-    }
-    let (question, rest) = split_question(messages[last_user].get("content"), markers);
-    if question.is_empty() {
-        return None;
-    }
-    let mut blanked = messages.clone();
-    if let Some(message) = blanked[last_user].as_object_mut() {
-        message.insert("content".into(), rest);
-    }
-    let mut scoped = body.clone();
-    scoped.insert("messages".into(), Value::Array(blanked));
-    let key = request_hash(b"semantic-scope-v2", tenant, namespace, model, &scoped);
-    Some((key, question))
+    scope.semantic_key(body, |content| split_question(content, markers))
 }
 
 /// The text a semantic lookup embeds and compares: the last user message's own words, without
@@ -394,7 +30,7 @@ pub fn question_text(body: &Map<String, Value>, markers: &[String]) -> String {
 
 /// A user message's content split into its question (own words, trimmed) and the rest: the
 /// marked context and the non-text parts, as one JSON value for the scope hash.
-fn split_question(content: Option<&Value>, markers: &[String]) -> (String, Value) {
+fn split_question(content: Option<&Value>, markers: &[String]) -> SplitQuestion {
     let text = crate::tokens::content_text(content);
     let other_parts: Vec<Value> = match content {
         Some(Value::Array(parts)) => parts
@@ -407,7 +43,10 @@ fn split_question(content: Option<&Value>, markers: &[String]) -> (String, Value
     let split = super::trim::split_marked(&text, markers);
     let context: Vec<&str> = split.context.iter().map(|r| &text[r.clone()]).collect();
     let rest = serde_json::json!({"context": context, "other_parts": other_parts});
-    (split.own_words.trim().to_string(), rest)
+    SplitQuestion {
+        question: split.own_words.trim().to_string(),
+        rest,
+    }
 }
 
 #[cfg(test)]
@@ -433,16 +72,16 @@ mod tests {
         model: &str,
         body: &Map<String, Value>,
     ) -> Option<(ScopeKey, String)> {
-        super::scope(tenant, namespace, model, body, &markers())
+        let scope = CacheScope {
+            tenant,
+            namespace,
+            model,
+        };
+        super::scope(&scope, body, &markers())
     }
 
     fn markers() -> Vec<String> {
         vec!["document".into(), "context".into()]
-    }
-
-    fn unit(v: &[f32]) -> Vec<f32> {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter().map(|x| x / n).collect()
     }
 
     #[test]
@@ -498,126 +137,5 @@ mod tests {
         assert_eq!(q, "What is in this picture?");
         let (dog, _) = scope("t", "ns", "m", &picture("https://x/dog.png")).unwrap();
         assert_ne!(cat, dog, "another image: another scope");
-    }
-
-    #[test]
-    fn hits_need_similarity_and_verification_and_stay_in_their_scope() {
-        let index = SemanticIndex::new();
-        let verifier = Verifier::default();
-        let (scope_a, scope_b) = ([1; 32], [2; 32]);
-        let v = unit(&[1.0, 0.0, 0.1]);
-        index.insert(scope_a, [9; 32], "How do I enable logging?", &v);
-        let near = unit(&[1.0, 0.02, 0.1]);
-        assert!(matches!(
-            index.lookup(&scope_a, "How can I enable logging?", &near, 0.9, &verifier),
-            SemanticLookup::Hit { key, .. } if key == [9; 32]
-        ));
-        assert_eq!(
-            index.lookup(&scope_b, "How can I enable logging?", &near, 0.9, &verifier),
-            SemanticLookup::Miss,
-            "never across scopes"
-        );
-        assert!(matches!(
-            index.lookup(&scope_a, "How do I disable logging?", &near, 0.9, &verifier),
-            SemanticLookup::Rejected {
-                guard: Guard::Antonym,
-                ..
-            }
-        ));
-        let far = unit(&[0.0, 1.0, 0.0]);
-        assert_eq!(
-            index.lookup(&scope_a, "Unrelated", &far, 0.9, &verifier),
-            SemanticLookup::Miss
-        );
-        index.evicted([9; 32]);
-        assert_eq!(
-            index.lookup(&scope_a, "How can I enable logging?", &near, 0.9, &verifier),
-            SemanticLookup::Miss,
-            "an evicted answer's question is tombstoned"
-        );
-        assert!(index.is_empty());
-    }
-
-    use frugal_cache::synthetic::random_units;
-
-    fn graph_config() -> IndexConfig {
-        IndexConfig {
-            hnsw_threshold: 8,
-            ..IndexConfig::default()
-        }
-    }
-
-    fn key(i: usize) -> CacheKey {
-        let mut k = [0u8; 32];
-        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        k
-    }
-
-    fn nearest_key(index: &SemanticIndex, scope: &ScopeKey, v: &[f32]) -> Option<CacheKey> {
-        let state = index.state.lock().unwrap();
-        let best = state.scopes.get(scope)?.index.nearest(v, 1).unwrap();
-        Some(state.entries.get(&best.first()?.id)?.key)
-    }
-
-    #[test]
-    fn changes_during_a_rebuild_are_replayed_onto_the_new_index() {
-        let index = SemanticIndex::with_config(graph_config());
-        let scope = [3; 32];
-        let data = random_units(40, 16, 9);
-        for (i, v) in data.iter().enumerate().take(30) {
-            index.insert(scope, key(i), &format!("question {i}"), v);
-        }
-        let mut state = index.state.lock().unwrap();
-        let (generation, snapshot) = begin_rebuild(&mut state, scope).unwrap();
-        drop(state);
-        // While the new index is built: one answer goes, one arrives.
-        index.forget(&key(4));
-        index.insert(scope, key(35), "question 35", &data[35]);
-        let fresh = VectorIndex::from_live(graph_config(), snapshot);
-
-        let mut state = index.state.lock().unwrap();
-        assert!(!finish_rebuild(
-            &mut state,
-            scope,
-            generation + 1,
-            fresh.rebuilt()
-        ));
-        assert!(finish_rebuild(&mut state, scope, generation, fresh));
-        assert!(state.scopes[&scope].rebuild.is_none());
-        drop(state);
-        assert_eq!(nearest_key(&index, &scope, &data[35]), Some(key(35)));
-        assert_ne!(nearest_key(&index, &scope, &data[4]), Some(key(4)));
-        assert_eq!(nearest_key(&index, &scope, &data[20]), Some(key(20)));
-    }
-
-    #[test]
-    fn a_graph_with_many_dead_vectors_is_rebuilt_in_the_background() {
-        let index = SemanticIndex::with_config(graph_config());
-        let scope = [4; 32];
-        let data = random_units(60, 16, 21);
-        for (i, v) in data.iter().enumerate().take(50) {
-            index.insert(scope, key(i), &format!("question {i}"), v);
-        }
-        for i in 0..25 {
-            index.forget(&key(i));
-        }
-        index.insert(scope, key(55), "question 55", &data[55]);
-        let deadline = Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let state = index.state.lock().unwrap();
-            let found = &state.scopes[&scope];
-            if found.rebuild.is_none() && found.index.dead() < 10 {
-                assert!(found.index.is_hnsw());
-                break;
-            }
-            drop(state);
-            assert!(Instant::now() < deadline, "the rebuild never landed");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(nearest_key(&index, &scope, &data[55]), Some(key(55)));
-        assert_eq!(nearest_key(&index, &scope, &data[30]), Some(key(30)));
-        for (i, v) in data.iter().enumerate().take(25) {
-            assert_ne!(nearest_key(&index, &scope, v), Some(key(i)));
-        }
     }
 }

@@ -12,7 +12,7 @@ use frugal::policy::{CachePolicy, Policy, TrimMode, TrimPolicy};
 use frugal::request::ChatRequest;
 use frugal::sse::{completion_frames, SseEvent, SseParser};
 use frugal::stage::{cache, relay, semantic, trim};
-use frugal_cache::{Analysis, Guard, GuardSet, Verifier};
+use frugal_cache::{Analysis, CacheScope, Guard, GuardSet, Verifier};
 use serde_json::{Map, Value};
 
 /// Context markers the request checks split questions with (the policy default).
@@ -82,15 +82,20 @@ pub fn assert_client_error(error: &ApiError) {
 pub fn prepared_request_is_consistent(request: &ChatRequest) {
     let body = &request.body;
     let markers = markers();
+    let scope = CacheScope {
+        tenant: "tenant",
+        namespace: "ns",
+        model: "model",
+    };
     assert_eq!(
-        cache::key("tenant", "ns", "model", body),
-        cache::key("tenant", "ns", "model", &reversed(body)),
+        scope.exact_key(body),
+        scope.exact_key(&reversed(body)),
         "the exact cache key depends on key order"
     );
     let _ = cache::not_cacheable(&CachePolicy::default(), body);
     let _ = frugal::tokens::prompt_tokens(body);
     let question = semantic::question_text(body, &markers);
-    if let Some((_, scoped)) = semantic::scope("tenant", "ns", "model", body, &markers) {
+    if let Some((_, scoped)) = semantic::scope(&scope, body, &markers) {
         assert!(
             !scoped.is_empty(),
             "a semantic scope with an empty question"

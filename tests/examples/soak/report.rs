@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use frugal_cache::eval::percentile;
+use frugal_cache::percentile;
 use serde_json::{json, Value};
 
 use crate::outcome::{expected, Outcome};

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::embed_disk::{DiskEmbeddings, EmbedCacheError, BATCH};
-use crate::index::{IndexConfig, VectorIndex};
-use crate::pairs::Pair;
-pub use crate::progress::progress_bar;
-use crate::verify::{Analysis, Guard, GuardSet, Verifier};
-use crate::Embedder;
+use frugal_cache::{
+    percentile, Analysis, Embedder, Guard, GuardSet, IndexConfig, VectorIndex, Verifier,
+};
+
+use super::pairs::Pair;
+use crate::offline::embed_disk::{DiskEmbeddings, EmbedCacheError, BATCH};
+use crate::offline::progress::progress_bar;
 
 /// How lookups are staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,7 +85,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            threshold: crate::DEFAULT_SIMILARITY_THRESHOLD,
+            threshold: frugal_cache::DEFAULT_SIMILARITY_THRESHOLD,
             guards: GuardSet::ALL,
             mode: Mode::Pair,
             candidates: 3,
@@ -105,7 +106,7 @@ pub enum EvalError {
     Embed(#[from] EmbedCacheError),
     /// The embedder returned a vector the index refused.
     #[error("embedding unusable for the index")]
-    Index(#[from] crate::index::IndexError),
+    Index(#[from] frugal_cache::index::IndexError),
     /// There is nothing to evaluate.
     #[error("no pairs to evaluate")]
     NoPairs,
@@ -573,15 +574,6 @@ pub fn sweep_thresholds() -> Vec<f32> {
         .collect()
 }
 
-/// Nearest-rank percentile of sorted values; 0 when empty.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 impl Report {
     /// The report as an aligned, readable table (what `frugal eval cache` prints by default).
     pub fn to_table(&self, mode: Mode, guards: GuardSet) -> String {
@@ -818,13 +810,5 @@ mod tests {
             assert!(w[0].plain.hits >= w[1].plain.hits);
             assert!(w[0].guarded.hits <= w[0].plain.hits);
         }
-    }
-
-    #[test]
-    fn percentile_uses_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::{EmbedError, Embedder};
+use frugal_cache::{EmbedError, Embedder};
 
 /// Texts embedded per model call: large enough to amortise the call, small enough to report
 /// progress often and to lose little when interrupted.

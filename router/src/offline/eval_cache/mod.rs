@@ -1,14 +1,18 @@
 //! `frugal eval cache`: how often the semantic cache would serve a right or a wrong answer, on
 //! labelled prompt pairs (the JSON Lines schema of ../shared/data/cache). The evaluation itself
-//! lives in `frugal_cache::eval`; this command parses arguments, loads the pairs and the
-//! embedding model, and prints the report.
+//! is in [`evaluation`], the pairs' format in [`pairs`]; this command parses arguments, loads the
+//! pairs and the embedding model, and prints the report.
+
+pub mod evaluation;
+pub mod pairs;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use frugal_cache::eval::{self, EvalOptions, Mode};
-use frugal_cache::pairs::{every_kth, read_pairs};
 use frugal_cache::{GuardSet, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+
+use self::evaluation::{self as eval, EvalOptions, Mode};
+use self::pairs::{every_kth, read_pairs};
 
 /// Arguments of `frugal eval cache`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,0 +1,289 @@
+//! The response cache itself: answers under their exact key, bounded by bytes and expiring
+//! after a TTL (moka), and the semantic tier's index over their questions. When the store
+//! evicts an answer, its question's vector is tombstoned, so the semantic tier never finds an
+//! answer that is gone. The store keeps no metrics: it reports evictions and its size through
+//! [`StoreEvents`], for the caller to count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::notification::RemovalCause;
+
+use crate::scope::{CacheKey, ScopeKey};
+use crate::semantic::{SemanticIndex, SemanticLookup};
+use crate::verify::{Guard, Verifier};
+
+/// What the store needs to know of an answer: the bytes it takes, which the byte bound counts.
+pub trait Weighted {
+    /// Its size in bytes (saturating at `u32::MAX`).
+    fn weight(&self) -> u32;
+}
+
+/// What the store tells its owner as it changes (the crate keeps no metrics of its own).
+pub trait StoreEvents: Send + Sync + 'static {
+    /// An answer left for room or age.
+    fn evicted(&self) {}
+    /// The store's size after an insert: answers and bytes held.
+    fn resized(&self, _entries: u64, _bytes: u64) {}
+}
+
+/// Events nobody listens to.
+impl StoreEvents for () {}
+
+/// How much the store keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes of answers held at most (least recently used go first).
+    pub max_bytes: u64,
+    /// How long an answer is served after it was stored.
+    pub ttl: Duration,
+}
+
+/// Where a fresh answer goes: its exact key and, when the semantic tier is on and the question
+/// was embedded, its semantic entry.
+#[derive(Debug, Clone)]
+pub struct CacheSlot {
+    /// The exact-tier key.
+    pub key: CacheKey,
+    /// The semantic entry.
+    pub semantic: Option<SemanticSlot>,
+}
+
+/// A question to index once its answer is stored.
+#[derive(Debug, Clone)]
+pub struct SemanticSlot {
+    /// Its scope.
+    pub scope: ScopeKey,
+    /// The question's words.
+    pub question: String,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// What the semantic tier found for a question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Similar<A> {
+    /// A verified earlier question whose answer the store still holds.
+    Hit {
+        /// The answer.
+        answer: Arc<A>,
+        /// Cosine similarity of the two questions.
+        similarity: f32,
+    },
+    /// The nearest earlier question was similar enough but a guard told them apart.
+    Rejected {
+        /// The first guard that fired.
+        guard: Guard,
+        /// Cosine similarity of the two questions.
+        similarity: f32,
+    },
+    /// Nothing close enough in the scope, or its answer is gone.
+    Miss,
+}
+
+/// The two tiers of stored answers of type `A`.
+pub struct ResponseCache<A> {
+    store: moka::sync::Cache<CacheKey, Arc<A>>,
+    semantic: Arc<SemanticIndex>,
+    events: Arc<dyn StoreEvents>,
+}
+
+impl<A> std::fmt::Debug for ResponseCache<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.store.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
+    /// An empty cache within `limits`, telling `events` of evictions and of its size.
+    pub fn new(limits: StoreLimits, events: Arc<dyn StoreEvents>) -> Self {
+        let semantic = Arc::new(SemanticIndex::new());
+        let tombstones = semantic.clone();
+        let on_evict = events.clone();
+        let store = moka::sync::Cache::builder()
+            .max_capacity(limits.max_bytes)
+            .weigher(|_key: &CacheKey, answer: &Arc<A>| answer.weight())
+            .time_to_live(limits.ttl)
+            .eviction_listener(move |key: Arc<CacheKey>, _answer, cause| {
+                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
+                    on_evict.evicted();
+                    tombstones.evicted(*key);
+                }
+            })
+            .build();
+        Self {
+            store,
+            semantic,
+            events,
+        }
+    }
+
+    /// The answer stored under an exact key.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<A>> {
+        self.store.get(key)
+    }
+
+    /// Stores an answer in its slot: the exact tier and, with a semantic entry, the index.
+    pub fn store(&self, slot: CacheSlot, answer: A) {
+        self.store.insert(slot.key, Arc::new(answer));
+        self.store.run_pending_tasks();
+        self.events
+            .resized(self.store.entry_count(), self.store.weighted_size());
+        if let Some(entry) = slot.semantic {
+            self.semantic
+                .insert(entry.scope, slot.key, &entry.question, &entry.vector);
+        }
+    }
+
+    /// The answer to the best verified earlier question like `question` (embedded as
+    /// `vector`) within `scope`, at cosine similarity `threshold` or more.
+    pub fn find_similar(
+        &self,
+        scope: &ScopeKey,
+        question: &str,
+        vector: &[f32],
+        threshold: f32,
+        verifier: &Verifier,
+    ) -> Similar<A> {
+        match self
+            .semantic
+            .lookup(scope, question, vector, threshold, verifier)
+        {
+            SemanticLookup::Hit { key, similarity } => match self.get(&key) {
+                Some(answer) => Similar::Hit { answer, similarity },
+                None => {
+                    // Gone before its eviction reached the index.
+                    self.semantic.forget(&key);
+                    Similar::Miss
+                }
+            },
+            SemanticLookup::Rejected { guard, similarity } => {
+                Similar::Rejected { guard, similarity }
+            }
+            SemanticLookup::Miss => Similar::Miss,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Answer(&'static str);
+
+    impl Weighted for Answer {
+        fn weight(&self) -> u32 {
+            100
+        }
+    }
+
+    #[derive(Default)]
+    struct Counted {
+        evicted: AtomicU64,
+        entries: AtomicU64,
+    }
+
+    impl StoreEvents for Counted {
+        fn evicted(&self) {
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn resized(&self, entries: u64, _bytes: u64) {
+            self.entries.store(entries, Ordering::Relaxed);
+        }
+    }
+
+    fn limits(max_bytes: u64) -> StoreLimits {
+        StoreLimits {
+            max_bytes,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn slot(key: u8, question: &str, vector: &[f32]) -> CacheSlot {
+        CacheSlot {
+            key: [key; 32],
+            semantic: Some(SemanticSlot {
+                scope: [1; 32],
+                question: question.into(),
+                vector: vector.to_vec(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_stored_answer_is_found_exactly_and_by_a_verified_similar_question() {
+        let cache = ResponseCache::new(limits(10_000), Arc::new(()));
+        cache.store(
+            slot(9, "How do I enable logging?", &[1.0, 0.0]),
+            Answer("on"),
+        );
+        assert_eq!(cache.get(&[9; 32]).as_deref(), Some(&Answer("on")));
+        let verifier = Verifier::default();
+        let find = |question| cache.find_similar(&[1; 32], question, &[1.0, 0.0], 0.9, &verifier);
+        assert!(matches!(
+            find("How can I enable logging?"),
+            Similar::Hit { answer, .. } if *answer == Answer("on")
+        ));
+        assert!(matches!(
+            find("How do I disable logging?"),
+            Similar::Rejected {
+                guard: Guard::Antonym,
+                ..
+            }
+        ));
+        assert_eq!(
+            cache.find_similar(
+                &[2; 32],
+                "How can I enable logging?",
+                &[1.0, 0.0],
+                0.9,
+                &verifier
+            ),
+            Similar::Miss,
+            "never across scopes"
+        );
+    }
+
+    #[test]
+    fn an_evicted_answer_is_reported_and_its_question_tombstoned() {
+        let events = Arc::new(Counted::default());
+        let cache = ResponseCache::new(limits(150), events.clone());
+        cache.store(slot(1, "first question", &[1.0, 0.0]), Answer("one"));
+        cache.store(slot(2, "second question", &[0.0, 1.0]), Answer("two"));
+        // Room for one answer of 100 bytes: one of the two went, and its vector with it.
+        assert_eq!(events.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(events.entries.load(Ordering::Relaxed), 1);
+        let verifier = Verifier::new(crate::GuardSet::NONE);
+        let found = [[1.0, 0.0], [0.0, 1.0]]
+            .iter()
+            .filter(|v| {
+                cache.find_similar(&[1; 32], "question", *v, 0.9, &verifier) != Similar::Miss
+            })
+            .count();
+        assert_eq!(found, 1);
+        assert_eq!(cache.semantic.len(), 1);
+    }
+
+    #[test]
+    fn a_question_whose_answer_is_gone_is_a_miss_and_forgotten() {
+        let cache: ResponseCache<Answer> = ResponseCache::new(limits(10_000), Arc::new(()));
+        cache
+            .semantic
+            .insert([1; 32], [7; 32], "How do I enable logging?", &[1.0, 0.0]);
+        let found = cache.find_similar(
+            &[1; 32],
+            "How do I enable logging?",
+            &[1.0, 0.0],
+            0.9,
+            &Verifier::default(),
+        );
+        assert_eq!(found, Similar::Miss);
+        assert!(cache.semantic.is_empty());
+    }
+}

@@ -20,22 +20,23 @@
 
 mod embed;
 pub mod index;
+mod outcome;
 mod percentile;
 mod scope;
 mod semantic;
 mod store;
 pub mod synthetic;
-mod tier;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 pub use index::{IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
+pub use outcome::{CacheTier, ShadowVerdict, TierResult};
 pub use percentile::percentile;
 pub use scope::{CacheKey, CacheScope, ScopeKey, SplitQuestion};
+pub use semantic::SemanticQuery;
 pub use store::{
     CacheSlot, ResponseCache, SemanticSlot, Similar, StoreEvents, StoreLimits, Weighted,
 };
-pub use tier::CacheTier;
 pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 
 /// Cosine similarity a semantic candidate needs before verification, chosen on the development

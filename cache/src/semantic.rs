@@ -24,6 +24,21 @@ use crate::index::{IndexConfig, LiveVectors, VectorIndex};
 use crate::scope::{CacheKey, ScopeKey};
 use crate::verify::{Analysis, Guard, Verifier};
 
+/// A question the semantic tier looks up, and what a neighbour needs to be served for it.
+#[derive(Debug, Clone, Copy)]
+pub struct SemanticQuery<'a> {
+    /// The scope searched (see [`crate::CacheScope::semantic_key`]).
+    pub scope: &'a ScopeKey,
+    /// The question's words, which the guards compare.
+    pub question: &'a str,
+    /// The question's embedding.
+    pub vector: &'a [f32],
+    /// Cosine similarity a neighbour needs before it is verified.
+    pub threshold: f32,
+    /// The guards a neighbour must pass.
+    pub verifier: &'a Verifier,
+}
+
 /// What a semantic lookup found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SemanticLookup {
@@ -120,15 +135,15 @@ impl SemanticIndex {
             .push(key);
     }
 
-    /// The best verified neighbour of `question` (embedded as `vector`) within `scope`.
-    pub fn lookup(
-        &self,
-        scope: &ScopeKey,
-        question: &str,
-        vector: &[f32],
-        threshold: f32,
-        verifier: &Verifier,
-    ) -> SemanticLookup {
+    /// The best verified neighbour of the query's question within its scope.
+    pub fn lookup(&self, query: &SemanticQuery<'_>) -> SemanticLookup {
+        let SemanticQuery {
+            scope,
+            question,
+            vector,
+            threshold,
+            verifier,
+        } = *query;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.apply_evictions(&mut state);
         let Some(found) = state.scopes.get(scope) else {
@@ -364,33 +379,39 @@ mod tests {
         let index = SemanticIndex::new();
         let verifier = Verifier::default();
         let (scope_a, scope_b) = ([1; 32], [2; 32]);
+        let lookup = |scope, question, vector| {
+            index.lookup(&SemanticQuery {
+                scope,
+                question,
+                vector,
+                threshold: 0.9,
+                verifier: &verifier,
+            })
+        };
         let v = unit(&[1.0, 0.0, 0.1]);
         index.insert(scope_a, [9; 32], "How do I enable logging?", &v);
         let near = unit(&[1.0, 0.02, 0.1]);
         assert!(matches!(
-            index.lookup(&scope_a, "How can I enable logging?", &near, 0.9, &verifier),
+            lookup(&scope_a, "How can I enable logging?", &near),
             SemanticLookup::Hit { key, .. } if key == [9; 32]
         ));
         assert_eq!(
-            index.lookup(&scope_b, "How can I enable logging?", &near, 0.9, &verifier),
+            lookup(&scope_b, "How can I enable logging?", &near),
             SemanticLookup::Miss,
             "never across scopes"
         );
         assert!(matches!(
-            index.lookup(&scope_a, "How do I disable logging?", &near, 0.9, &verifier),
+            lookup(&scope_a, "How do I disable logging?", &near),
             SemanticLookup::Rejected {
                 guard: Guard::Antonym,
                 ..
             }
         ));
         let far = unit(&[0.0, 1.0, 0.0]);
-        assert_eq!(
-            index.lookup(&scope_a, "Unrelated", &far, 0.9, &verifier),
-            SemanticLookup::Miss
-        );
+        assert_eq!(lookup(&scope_a, "Unrelated", &far), SemanticLookup::Miss);
         index.evicted([9; 32]);
         assert_eq!(
-            index.lookup(&scope_a, "How can I enable logging?", &near, 0.9, &verifier),
+            lookup(&scope_a, "How can I enable logging?", &near),
             SemanticLookup::Miss,
             "an evicted answer's question is tombstoned"
         );

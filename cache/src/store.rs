@@ -10,8 +10,8 @@ use std::time::Duration;
 use moka::notification::RemovalCause;
 
 use crate::scope::{CacheKey, ScopeKey};
-use crate::semantic::{SemanticIndex, SemanticLookup};
-use crate::verify::{Guard, Verifier};
+use crate::semantic::{SemanticIndex, SemanticLookup, SemanticQuery};
+use crate::verify::Guard;
 
 /// What the store needs to know of an answer: the bytes it takes, which the byte bound counts.
 pub trait Weighted {
@@ -137,20 +137,9 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
         }
     }
 
-    /// The answer to the best verified earlier question like `question` (embedded as
-    /// `vector`) within `scope`, at cosine similarity `threshold` or more.
-    pub fn find_similar(
-        &self,
-        scope: &ScopeKey,
-        question: &str,
-        vector: &[f32],
-        threshold: f32,
-        verifier: &Verifier,
-    ) -> Similar<A> {
-        match self
-            .semantic
-            .lookup(scope, question, vector, threshold, verifier)
-        {
+    /// The answer to the best verified earlier question like the query's, within its scope.
+    pub fn find_similar(&self, query: &SemanticQuery<'_>) -> Similar<A> {
+        match self.semantic.lookup(query) {
             SemanticLookup::Hit { key, similarity } => match self.get(&key) {
                 Some(answer) => Similar::Hit { answer, similarity },
                 None => {
@@ -172,6 +161,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
+    use crate::verify::Verifier;
 
     #[derive(Debug, PartialEq)]
     struct Answer(&'static str);
@@ -216,35 +206,44 @@ mod tests {
         }
     }
 
+    /// A lookup of `question` (embedded as `vector`) in `scope`, at 0.9 with `verifier`.
+    fn query<'a>(
+        scope: &'a ScopeKey,
+        question: &'a str,
+        vector: &'a [f32],
+        verifier: &'a Verifier,
+    ) -> SemanticQuery<'a> {
+        SemanticQuery {
+            scope,
+            question,
+            vector,
+            threshold: 0.9,
+            verifier,
+        }
+    }
+
     #[test]
     fn a_stored_answer_is_found_exactly_and_by_a_verified_similar_question() {
         let cache = ResponseCache::new(limits(10_000), Arc::new(()));
-        cache.store(
-            slot(9, "How do I enable logging?", &[1.0, 0.0]),
-            Answer("on"),
-        );
+        let question = "How do I enable logging?";
+        cache.store(slot(9, question, &[1.0, 0.0]), Answer("on"));
         assert_eq!(cache.get(&[9; 32]).as_deref(), Some(&Answer("on")));
         let verifier = Verifier::default();
-        let find = |question| cache.find_similar(&[1; 32], question, &[1.0, 0.0], 0.9, &verifier);
+        let find =
+            |scope, question| cache.find_similar(&query(scope, question, &[1.0, 0.0], &verifier));
         assert!(matches!(
-            find("How can I enable logging?"),
+            find(&[1; 32], "How can I enable logging?"),
             Similar::Hit { answer, .. } if *answer == Answer("on")
         ));
         assert!(matches!(
-            find("How do I disable logging?"),
+            find(&[1; 32], "How do I disable logging?"),
             Similar::Rejected {
                 guard: Guard::Antonym,
                 ..
             }
         ));
         assert_eq!(
-            cache.find_similar(
-                &[2; 32],
-                "How can I enable logging?",
-                &[1.0, 0.0],
-                0.9,
-                &verifier
-            ),
+            find(&[2; 32], "How can I enable logging?"),
             Similar::Miss,
             "never across scopes"
         );
@@ -262,9 +261,8 @@ mod tests {
         let verifier = Verifier::new(crate::GuardSet::NONE);
         let found = [[1.0, 0.0], [0.0, 1.0]]
             .iter()
-            .filter(|v| {
-                cache.find_similar(&[1; 32], "question", *v, 0.9, &verifier) != Similar::Miss
-            })
+            .map(|v| cache.find_similar(&query(&[1; 32], "question", v, &verifier)))
+            .filter(|found| *found != Similar::Miss)
             .count();
         assert_eq!(found, 1);
         assert_eq!(cache.semantic.len(), 1);
@@ -273,16 +271,12 @@ mod tests {
     #[test]
     fn a_question_whose_answer_is_gone_is_a_miss_and_forgotten() {
         let cache: ResponseCache<Answer> = ResponseCache::new(limits(10_000), Arc::new(()));
+        let question = "How do I enable logging?";
         cache
             .semantic
-            .insert([1; 32], [7; 32], "How do I enable logging?", &[1.0, 0.0]);
-        let found = cache.find_similar(
-            &[1; 32],
-            "How do I enable logging?",
-            &[1.0, 0.0],
-            0.9,
-            &Verifier::default(),
-        );
+            .insert([1; 32], [7; 32], question, &[1.0, 0.0]);
+        let verifier = Verifier::default();
+        let found = cache.find_similar(&query(&[1; 32], question, &[1.0, 0.0], &verifier));
         assert_eq!(found, Similar::Miss);
         assert!(cache.semantic.is_empty());
     }

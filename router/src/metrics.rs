@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use frugal_cache::CacheTier;
+use frugal_cache::{CacheTier, ShadowVerdict, TierResult};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::money::Usd;
@@ -421,14 +421,14 @@ pub fn record_loop(tenant: &str, action: &'static str) {
 }
 
 /// Counts a cache lookup.
-pub fn record_cache_lookup(tier: CacheTier, result: &'static str) {
-    metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier.as_str(), "result" => result)
+pub fn record_cache_lookup(tier: CacheTier, result: TierResult) {
+    metrics::counter!(Metric::CacheLookupsTotal.name(), "tier" => tier.as_str(), "result" => result.as_str())
         .increment(1);
 }
 
 /// Counts a shadow comparison's verdict.
-pub fn record_shadow_comparison(tier: CacheTier, verdict: &'static str) {
-    metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict)
+pub fn record_shadow_comparison(tier: CacheTier, verdict: ShadowVerdict) {
+    metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict.as_str())
         .increment(1);
 }
 
@@ -444,8 +444,8 @@ pub fn record_shadow_saving(tier: CacheTier, saved: Usd) {
 /// Makes the shadow series exist (at 0) from the start, so their ratios are defined.
 pub fn register_shadow_series() {
     for tier in CacheTier::ALL {
-        for verdict in ["agree", "differ"] {
-            metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict)
+        for verdict in ShadowVerdict::ALL {
+            metrics::counter!(Metric::CacheShadowComparisonsTotal.name(), "tier" => tier.as_str(), "verdict" => verdict.as_str())
                 .increment(0);
         }
         record_shadow_saving(tier, Usd::ZERO);

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use frugal_cache::{CacheKey, CacheScope, CacheSlot, CacheTier, Guard, SemanticSlot, Similar};
+use frugal_cache::{
+    CacheKey, CacheScope, CacheSlot, CacheTier, Guard, SemanticQuery, SemanticSlot, Similar,
+    TierResult,
+};
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
@@ -39,6 +42,22 @@ impl CacheOutcome {
             guard: None,
             slot: None,
             shadow: None,
+        }
+    }
+
+    /// Takes an answer `tier` found: served when the cache serves hits, kept for the shadow
+    /// comparison when it only counts them.
+    fn found(&mut self, tier: CacheTier, answer: Arc<CachedAnswer>, serves: bool) {
+        metrics::record_cache_lookup(tier, TierResult::found(serves));
+        self.lookup = match (serves, tier) {
+            (false, _) => Lookup::ShadowHit,
+            (true, CacheTier::Exact) => Lookup::Exact,
+            (true, CacheTier::Semantic) => Lookup::Semantic,
+        };
+        if serves {
+            self.serve = Some(answer);
+        } else {
+            self.shadow = Some((tier, answer));
         }
     }
 }
@@ -107,7 +126,7 @@ pub fn look_up(
 ) -> CacheOutcome {
     let settings = &policy.cache;
     let Some(key) = key else {
-        metrics::record_cache_lookup(CacheTier::Exact, "bypass");
+        metrics::record_cache_lookup(CacheTier::Exact, TierResult::Bypass);
         return CacheOutcome::bypass();
     };
     let serves = settings.mode == CacheMode::On;
@@ -139,20 +158,10 @@ pub fn look_up(
         return outcome;
     }
     if let Some(hit) = ctx.cache.get(&key) {
-        metrics::record_cache_lookup(CacheTier::Exact, if serves { "hit" } else { "shadow_hit" });
-        outcome.lookup = if serves {
-            Lookup::Exact
-        } else {
-            Lookup::ShadowHit
-        };
-        if serves {
-            outcome.serve = Some(hit);
-        } else {
-            outcome.shadow = Some((CacheTier::Exact, hit));
-        }
+        outcome.found(CacheTier::Exact, hit, serves);
         return outcome;
     }
-    metrics::record_cache_lookup(CacheTier::Exact, "miss");
+    metrics::record_cache_lookup(CacheTier::Exact, TierResult::Miss);
     let (Some(settings_semantic), Some((scope, question))) = (settings.semantic, semantic_scope)
     else {
         return outcome;
@@ -160,49 +169,33 @@ pub fn look_up(
     let vector = match vector {
         QuestionVector::Ready(vector) => vector,
         QuestionVector::Missing => {
-            metrics::record_cache_lookup(CacheTier::Semantic, "skipped");
+            metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Skipped);
             return outcome;
         }
         QuestionVector::TooLong => {
-            metrics::record_cache_lookup(CacheTier::Semantic, "too_long");
+            metrics::record_cache_lookup(CacheTier::Semantic, TierResult::TooLong);
             return outcome;
         }
     };
-    let found = ctx.cache.find_similar(
-        &scope,
-        &question,
+    let found = ctx.cache.find_similar(&SemanticQuery {
+        scope: &scope,
+        question: &question,
         vector,
-        settings_semantic.threshold,
-        &settings_semantic.verifier,
-    );
+        threshold: settings_semantic.threshold,
+        verifier: &settings_semantic.verifier,
+    });
     match found {
-        Similar::Hit {
-            answer: hit,
-            similarity,
-        } => {
-            metrics::record_cache_lookup(
-                CacheTier::Semantic,
-                if serves { "hit" } else { "shadow_hit" },
-            );
-            outcome.lookup = if serves {
-                Lookup::Semantic
-            } else {
-                Lookup::ShadowHit
-            };
+        Similar::Hit { answer, similarity } => {
+            outcome.found(CacheTier::Semantic, answer, serves);
             outcome.similarity = Some(similarity);
-            if serves {
-                outcome.serve = Some(hit);
-            } else {
-                outcome.shadow = Some((CacheTier::Semantic, hit));
-            }
         }
         Similar::Rejected { guard, similarity } => {
-            metrics::record_cache_lookup(CacheTier::Semantic, "rejected");
+            metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Rejected);
             metrics::record_guard_rejection(guard);
             outcome.similarity = Some(similarity);
             outcome.guard = Some(guard);
         }
-        Similar::Miss => metrics::record_cache_lookup(CacheTier::Semantic, "miss"),
+        Similar::Miss => metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Miss),
     }
     outcome
 }

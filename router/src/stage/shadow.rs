@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use frugal_cache::CacheTier;
+use frugal_cache::{CacheTier, ShadowVerdict};
 use serde_json::{Map, Value};
 
 use crate::embed_worker::EmbedWorker;
@@ -44,14 +44,14 @@ pub fn compare_texts(
     let Some(worker) = worker else { return };
     tokio::spawn(async move {
         let verdict = if cached == fresh {
-            "agree"
+            ShadowVerdict::Agree
         } else {
             match worker.embed_many(&[&cached, &fresh], DEADLINE).await {
                 Some(v) if v.len() == 2 => {
                     if frugal_cache::cosine(&v[0], &v[1]) >= AGREEMENT {
-                        "agree"
+                        ShadowVerdict::Agree
                     } else {
-                        "differ"
+                        ShadowVerdict::Differ
                     }
                 }
                 _ => return,

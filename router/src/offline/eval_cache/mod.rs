@@ -1,10 +1,11 @@
 //! `frugal eval cache`: how often the semantic cache would serve a right or a wrong answer, on
 //! labelled prompt pairs (the JSON Lines schema of ../shared/data/cache). The evaluation itself
-//! is in [`evaluation`], the pairs' format in [`pairs`]; this command parses arguments, loads the
-//! pairs and the embedding model, and prints the report.
+//! is in [`evaluation`], its figures in [`report`] and the pairs' format in [`pairs`]; this
+//! command parses arguments, loads the pairs and the embedding model, and prints the report.
 
 pub mod evaluation;
 pub mod pairs;
+pub mod report;
 
 use std::path::PathBuf;
 

@@ -501,8 +501,8 @@ def test_configmap_update_is_hot_reloaded_and_a_bad_one_rejected(k8s_sidecar, mo
     assert ready_state(k8s_sidecar)["policy_hash"] == applied["policy_hash"]
 
 
-# Exported today (router/src/metrics.rs, Metric::name; README, Metrics); the dashboard must use
-# every one and nothing else.
+# Exported today (router/src/metrics.rs, Metric::name; docs/operations.md, Metrics); the
+# dashboard must use every one and nothing else.
 EXPORTED_TODAY = {
     "frugal_requests_total",
     "frugal_request_duration_seconds",

@@ -143,7 +143,7 @@ fn transport_label(e: &reqwest::Error) -> String {
 
 /// Whether `label` is what a request of `class` (streamed or not) must end in. The fault rows
 /// were measured with `--probe` against the sidecar and read off `router/src/upstream` and
-/// `pipeline.rs`; see the README's soak paragraph.
+/// `pipeline.rs`; see docs/reliability.md, "Soak".
 pub fn expected(class: Class, stream: bool, label: &str) -> bool {
     match class {
         Class::Exact | Class::SemanticSeed | Class::Semantic | Class::Miss | Class::Trim => {

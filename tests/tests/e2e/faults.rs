@@ -1,4 +1,4 @@
-//! The fault table (README, "Fault table"): one test per upstream fault, each against a mock
+//! The fault table (docs/reliability.md, "Fault table"): one test per upstream fault, each against a mock
 //! script, asserting what the client gets (status and an OpenAI-shaped error, or a correct
 //! 200), how often the upstream was called, that nothing broken was cached (the same request
 //! with the fault gone reaches the upstream and gets the right answer), and what was counted
@@ -760,12 +760,12 @@ async fn huge_stream_is_relayed_whole_and_counted() {
 
 #[test]
 fn every_fault_table_row_names_a_test_in_this_file() {
-    let readme = include_str!("../../../README.md");
+    let page = include_str!("../../../docs/reliability.md");
     let source = include_str!("faults.rs");
-    let table = readme
-        .split("### Fault table")
+    let table = page
+        .split("## Fault table")
         .nth(1)
-        .expect("README has a fault table")
+        .expect("docs/reliability.md has a fault table")
         .split("\n\n")
         .find(|block| block.starts_with("| fault"))
         .expect("the table");
@@ -790,14 +790,13 @@ fn every_fault_table_row_names_a_test_in_this_file() {
 }
 
 #[test]
-fn the_readme_mock_script_is_a_valid_script() {
-    let readme = include_str!("../../../README.md");
-    let yaml = readme
-        .split("## The mock upstream")
+fn the_documented_mock_script_is_a_valid_script() {
+    let page = include_str!("../../../docs/mock-upstream.md");
+    let yaml = page
+        .split("```yaml\n")
         .nth(1)
-        .and_then(|section| section.split("```yaml\n").nth(1))
         .and_then(|block| block.split("```").next())
-        .expect("a YAML script in the README");
+        .expect("a YAML script in docs/mock-upstream.md");
     let script: frugal::mock::Script = serde_yaml::from_str(yaml).unwrap();
     assert!(script
         .rules

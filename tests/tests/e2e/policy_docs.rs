@@ -1,9 +1,13 @@
-//! `policies/default.yaml` is the policy reference: every option the schema knows is shown in
-//! it (set or commented out), and every commented-out option is valid once uncommented.
+//! The policy references stay complete: every option the schema knows is shown in
+//! `policies/default.yaml` (set or commented out, and every commented-out option is valid once
+//! uncommented) and documented in `docs/configuration.md`, in the section of its top-level key.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 const DEFAULT_POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/default.yaml");
+const CONFIGURATION_DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
 
 /// Every property name in the schema, with its dotted path (`*` for map entries).
 fn schema_options(node: &Value, defs: &Value, path: &str, out: &mut Vec<(String, String)>) {
@@ -50,8 +54,8 @@ fn shows_option(text: &str, key: &str) -> bool {
     })
 }
 
-#[test]
-fn every_option_in_the_schema_is_shown_in_the_default_policy() {
+/// Every option of the policy schema: its key and its dotted path (`.providers.*.base_url`).
+fn all_options() -> Vec<(String, String)> {
     let schema = frugal::policy::raw::json_schema();
     let defs = schema
         .get("$defs")
@@ -65,6 +69,12 @@ fn every_option_in_the_schema_is_shown_in_the_default_policy() {
         "the schema walk found {}",
         options.len()
     );
+    options
+}
+
+#[test]
+fn every_option_in_the_schema_is_shown_in_the_default_policy() {
+    let options = all_options();
     let text = std::fs::read_to_string(DEFAULT_POLICY).unwrap();
     let missing: Vec<&str> = options
         .iter()
@@ -125,4 +135,70 @@ fn every_commented_option_in_the_default_policy_is_valid() {
     if let Err(errors) = frugal::policy::parse(&full, &name) {
         panic!("{errors}\n--- the uncommented policy:\n{full}");
     }
+}
+
+/// The sections of a Markdown page headed `## `key``, by key: each runs to the next `## `
+/// heading. Fenced code is left out, so neither a `#` in it nor its text counts.
+fn key_sections(page: &str) -> BTreeMap<String, String> {
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let mut in_code = false;
+    for line in page.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("## ") {
+            sections.extend(current.take());
+            current = heading
+                .strip_prefix('`')
+                .and_then(|rest| rest.strip_suffix('`'))
+                .map(|key| (key.to_string(), String::new()));
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    sections.extend(current);
+    sections
+}
+
+/// Whether `text` names `key` in backticks, alone (`ttl`) or as the end of a dotted path
+/// (`limits.request_timeout`).
+fn names_option(text: &str, key: &str) -> bool {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .any(|span| span.rsplit('.').next() == Some(key))
+}
+
+#[test]
+fn every_option_in_the_schema_is_documented_in_its_section_of_the_configuration_page() {
+    let options = all_options();
+    let page = std::fs::read_to_string(CONFIGURATION_DOCS).unwrap();
+    let sections = key_sections(&page);
+    let top_level = |path: &str| path.split('.').nth(1).unwrap_or_default().to_string();
+    let missing: Vec<&str> = options
+        .iter()
+        .filter(|(key, path)| match sections.get(&top_level(path)) {
+            None => true,
+            Some(_) if path.matches('.').count() == 1 => false,
+            Some(text) => !names_option(text, key),
+        })
+        .map(|(_, path)| path.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "document these options in docs/configuration.md, each in backticks in the section \
+         headed ## `top-level key` (a missing section fails all of its options): {missing:?}"
+    );
+    let known: Vec<String> = options.iter().map(|(_, path)| top_level(path)).collect();
+    let stale: Vec<&String> = sections.keys().filter(|key| !known.contains(key)).collect();
+    assert!(
+        stale.is_empty(),
+        "docs/configuration.md has sections for keys the schema does not know: {stale:?}"
+    );
 }

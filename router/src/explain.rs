@@ -15,7 +15,8 @@ use crate::pipeline::{baseline_price, check_request_caps, resolve_model, worst_c
 use crate::policy::{CacheMode, LiveState, Policy};
 use crate::request::ChatRequest;
 use crate::stage::budget::Budgets;
-use crate::stage::{cache, classify, confidence, route, semantic, trim};
+use crate::stage::escalation::EscalationReason;
+use crate::stage::{cache, classify, route, semantic, trim};
 
 /// Arguments of `frugal policy explain`.
 #[derive(Debug, Clone, clap::Args)]
@@ -134,19 +135,25 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let budget = Budgets::policy_for(policy, tenant);
 
     let checks = &policy.route.checks;
-    let armed: Vec<&str> = confidence::REASONS
-        .iter()
-        .copied()
-        .filter(|r| match *r {
-            "truncated" => checks.truncated,
-            "empty" => checks.empty,
-            "refusal_or_hedge" => checks.refusal_or_hedge,
-            "invalid_json" => checks.invalid_json && body.contains_key("response_format"),
-            "invalid_tool_call" => checks.invalid_tool_call && body.contains_key("tools"),
-            "low_logprob" => checks.min_mean_logprob.is_some(),
-            "arithmetic_error" | "no_final_answer" | "unused_quantity" => checks.math,
-            _ => true,
+    let armed: Vec<&str> = EscalationReason::ALL
+        .into_iter()
+        .filter(|r| match r {
+            EscalationReason::Truncated => checks.truncated,
+            EscalationReason::Empty => checks.empty,
+            EscalationReason::RefusalOrHedge => checks.refusal_or_hedge,
+            EscalationReason::InvalidJson => {
+                checks.invalid_json && body.contains_key("response_format")
+            }
+            EscalationReason::InvalidToolCall => {
+                checks.invalid_tool_call && body.contains_key("tools")
+            }
+            EscalationReason::LowLogprob => checks.min_mean_logprob.is_some(),
+            EscalationReason::ArithmeticError
+            | EscalationReason::NoFinalAnswer
+            | EscalationReason::UnusedQuantity => checks.math,
+            EscalationReason::UpstreamError => true,
         })
+        .map(EscalationReason::as_str)
         .collect();
 
     let cache_settings = &policy.cache;

@@ -29,6 +29,7 @@ use crate::policy::compile::key_digest;
 use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
+use crate::stage::escalation;
 use crate::stage::route;
 use crate::stage::run::{run_id, OutcomeError, Runs};
 use crate::tenants::{TenantLabels, DEFAULT_TENANT};
@@ -346,7 +347,10 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-tier", tier.as_str().to_string()));
     }
     if !reply.meta.escalations.is_empty() {
-        values.push(("x-frugal-escalations", reply.meta.escalations.join(",")));
+        values.push((
+            "x-frugal-escalations",
+            escalation::header_value(&reply.meta.escalations),
+        ));
     }
     if let Some(score) = reply.meta.complexity {
         values.push(("x-frugal-complexity", format!("{score:.3}")));

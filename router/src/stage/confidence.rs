@@ -5,34 +5,21 @@ use frugal_classifier::answer_checks::{self, Concern};
 use serde_json::{Map, Value};
 
 use crate::policy::CheckPolicy;
+use crate::stage::escalation::EscalationReason;
 use crate::tokens;
-
-/// Every reason label a check can give, for docs and metrics.
-pub const REASONS: &[&str] = &[
-    "truncated",
-    "empty",
-    "refusal_or_hedge",
-    "invalid_json",
-    "invalid_tool_call",
-    "low_logprob",
-    "arithmetic_error",
-    "no_final_answer",
-    "unused_quantity",
-    "upstream_error",
-];
 
 /// The reasons to escalate `completion`, an answer to `request`; empty when it may be served.
 pub fn check(
     checks: &CheckPolicy,
     request: &Map<String, Value>,
     completion: &Map<String, Value>,
-) -> Vec<&'static str> {
+) -> Vec<EscalationReason> {
     let choice = completion
         .get("choices")
         .and_then(Value::as_array)
         .and_then(|c| c.first());
     let Some(choice) = choice else {
-        return vec!["empty"];
+        return vec![EscalationReason::Empty];
     };
     let message = choice.get("message");
     let text = tokens::content_text(message.and_then(|m| m.get("content")));
@@ -42,10 +29,10 @@ pub fn check(
         .filter(|calls| !calls.is_empty());
     let mut reasons = Vec::new();
     if checks.truncated && choice.get("finish_reason").and_then(Value::as_str) == Some("length") {
-        reasons.push("truncated");
+        reasons.push(EscalationReason::Truncated);
     }
     if checks.empty && text.trim().is_empty() && tool_calls.is_none() {
-        reasons.push("empty");
+        reasons.push(EscalationReason::Empty);
     }
     let refused = message
         .and_then(|m| m.get("refusal"))
@@ -53,21 +40,21 @@ pub fn check(
     if checks.refusal_or_hedge
         && (refused || answer_checks::hedge(&text, &checks.hedge_phrases).is_some())
     {
-        reasons.push("refusal_or_hedge");
+        reasons.push(EscalationReason::RefusalOrHedge);
     }
     if checks.invalid_json && tool_calls.is_none() && !json_format_honoured(request, &text) {
-        reasons.push("invalid_json");
+        reasons.push(EscalationReason::InvalidJson);
     }
     if checks.invalid_tool_call {
         if let Some(calls) = tool_calls {
             if !tool_calls_valid(request, calls) {
-                reasons.push("invalid_tool_call");
+                reasons.push(EscalationReason::InvalidToolCall);
             }
         }
     }
     if let (Some(floor), Some(mean)) = (checks.min_mean_logprob, mean_logprob(choice)) {
         if mean < floor {
-            reasons.push("low_logprob");
+            reasons.push(EscalationReason::LowLogprob);
         }
     }
     if checks.math && !text.is_empty() {
@@ -169,7 +156,7 @@ const NUMERIC_QUESTION_CUES: &[&str] = &[
     "compute",
 ];
 
-fn math_concerns(question: &str, answer: &str) -> Vec<&'static str> {
+fn math_concerns(question: &str, answer: &str) -> Vec<EscalationReason> {
     let lower = question.to_lowercase();
     let numeric = question.chars().any(|c| c.is_ascii_digit())
         && NUMERIC_QUESTION_CUES.iter().any(|cue| lower.contains(cue));
@@ -177,7 +164,7 @@ fn math_concerns(question: &str, answer: &str) -> Vec<&'static str> {
         return if answer_checks::arithmetic_errors(answer).is_empty() {
             vec![]
         } else {
-            vec![Concern::ArithmeticError.as_str()]
+            vec![EscalationReason::ArithmeticError]
         };
     }
     answer_checks::check_math_answer(question, answer)
@@ -189,7 +176,7 @@ fn math_concerns(question: &str, answer: &str) -> Vec<&'static str> {
                 Concern::ArithmeticError | Concern::NoFinalAnswer | Concern::UnusedQuantity
             )
         })
-        .map(Concern::as_str)
+        .map(EscalationReason::from)
         .collect()
 }
 
@@ -218,6 +205,9 @@ mod tests {
             &request(req),
             &answer(message, finish),
         )
+        .into_iter()
+        .map(EscalationReason::as_str)
+        .collect()
     }
 
     #[test]
@@ -296,7 +286,10 @@ mod tests {
             min_mean_logprob: Some(-1.0),
             ..CheckPolicy::default()
         };
-        assert_eq!(check(&strict, &req, &completion), ["low_logprob"]);
+        assert_eq!(
+            check(&strict, &req, &completion),
+            [EscalationReason::LowLogprob]
+        );
         let lenient = CheckPolicy {
             min_mean_logprob: Some(-3.0),
             ..CheckPolicy::default()
@@ -316,7 +309,7 @@ mod tests {
         );
         assert_eq!(
             check(&CheckPolicy::default(), &body, &wrong),
-            ["arithmetic_error"]
+            [EscalationReason::ArithmeticError]
         );
         let right = answer(
             json!({"role": "assistant", "content": "3 x 60 = 180. The answer is 180."}),

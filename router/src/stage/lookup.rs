@@ -15,6 +15,7 @@ use crate::metrics;
 use crate::policy::{CacheMode, Policy};
 use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup};
 use crate::stage::semantic;
+use crate::stage::shadow::ShadowCandidate;
 
 /// What the lookup decided.
 #[derive(Debug)]
@@ -30,7 +31,7 @@ pub struct CacheOutcome {
     /// Where to store a fresh answer.
     pub slot: Option<CacheSlot>,
     /// In shadow mode, the answer the cache would have served, and its tier.
-    pub shadow: Option<(CacheTier, Arc<CachedAnswer>)>,
+    pub shadow: Option<ShadowCandidate>,
 }
 
 impl CacheOutcome {
@@ -57,7 +58,10 @@ impl CacheOutcome {
         if serves {
             self.serve = Some(answer);
         } else {
-            self.shadow = Some((tier, answer));
+            self.shadow = Some(ShadowCandidate {
+                tier,
+                cached: answer,
+            });
         }
     }
 }

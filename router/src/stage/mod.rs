@@ -6,6 +6,8 @@ pub mod cache;
 pub mod call;
 pub mod classify;
 pub mod confidence;
+pub mod embed;
+pub mod escalation;
 pub mod lookup;
 pub mod relay;
 pub mod route;

@@ -1,86 +1,63 @@
 //! Relaying a live upstream stream: the tap collects the answer's text and usage, hides the
-//! usage the sidecar asked for when the client did not, stores a complete answer in the cache,
-//! and settles the account when the stream ends — or when it is dropped early (a disconnected
-//! client still cost what was generated).
-
-use std::sync::Arc;
+//! usage the sidecar asked for when the client did not, and settles the request when the stream
+//! ends (a completed answer, stored and compared like a JSON one) — or when it breaks or is
+//! dropped early (a disconnected client still cost what was generated).
 
 use bytes::Bytes;
-use frugal_cache::{CacheSlot, CacheTier};
 use futures::{future, stream, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::context::RequestContext;
-use crate::embed_worker::EmbedWorker;
 use crate::error::ApiError;
-use crate::ledger::RequestFacts;
 use crate::money::TokenPrice;
 use crate::sse::FrameStream;
 use crate::sse::{frame, SseEvent};
 use crate::stage::account::{Account, Attempt, TokenSource, Tokens};
-use crate::stage::cache::CachedAnswer;
-use crate::stage::settle::{settle, Holds};
-use crate::stage::shadow;
+use crate::stage::settle::{CompletedAnswer, Settlement};
 use crate::tokens;
 use crate::upstream::{UpstreamError, UpstreamStream};
 
 /// Everything the tap needs to settle the request when the stream ends.
 pub struct StreamTap {
     ctx: RequestContext,
-    /// Alias and price of the model streaming.
-    model: (String, TokenPrice),
-    baseline: TokenPrice,
+    model: StreamingModel,
     /// Attempts made before this stream (failed calls, escalated answers).
     prior: Vec<Attempt>,
     escalations: u64,
-    trimmed_tokens: u64,
     prompt_tokens: u64,
     client_wants_usage: bool,
     text: String,
     usage: Option<Tokens>,
-    holds: Holds,
-    /// Where to store the answer if the stream completes with `finish_reason: stop`.
-    cache_slot: Option<CacheSlot>,
-    shadow: Option<StreamShadow>,
     finish_reason: Option<String>,
     upstream_model: Option<Value>,
-    settled: bool,
+    /// Taken when the stream settles, so it settles once.
+    settlement: Option<Settlement>,
+}
+
+/// The model a stream comes from.
+pub struct StreamingModel {
+    /// Its alias in the policy.
+    pub alias: String,
+    /// Its price.
+    pub price: TokenPrice,
 }
 
 /// What a tap is made from.
 pub struct TapParts {
     /// The request's context.
     pub ctx: RequestContext,
-    /// Alias and price of the model streaming.
-    pub model: (String, TokenPrice),
-    /// The baseline model's price.
-    pub baseline: TokenPrice,
+    /// The model streaming.
+    pub model: StreamingModel,
     /// Attempts made before this stream.
     pub prior: Vec<Attempt>,
     /// Escalations before this stream.
     pub escalations: u64,
-    /// Input tokens trimming removed.
-    pub trimmed_tokens: u64,
     /// Prompt tokens, counted, for when the upstream reports no usage.
     pub prompt_tokens: u64,
     /// Whether the client asked for the usage chunk.
     pub client_wants_usage: bool,
-    /// What the request holds against its budget and run caps, to settle.
-    pub holds: Holds,
-    /// Where to store a complete answer.
-    pub cache_slot: Option<CacheSlot>,
-    /// In cache shadow mode, the answer the cache would have served, to compare.
-    pub shadow: Option<StreamShadow>,
-}
-
-/// A would-be cache hit to compare with the streamed answer once it completes.
-pub struct StreamShadow {
-    /// `exact` or `semantic`.
-    pub tier: CacheTier,
-    /// The answer the cache holds.
-    pub cached: Arc<CachedAnswer>,
-    /// The embedding worker the comparison uses.
-    pub embedder: Option<Arc<EmbedWorker>>,
+    /// What the request settles with when the stream ends.
+    pub settlement: Settlement,
 }
 
 impl StreamTap {
@@ -89,20 +66,15 @@ impl StreamTap {
         Self {
             ctx: parts.ctx,
             model: parts.model,
-            baseline: parts.baseline,
             prior: parts.prior,
             escalations: parts.escalations,
-            trimmed_tokens: parts.trimmed_tokens,
             prompt_tokens: parts.prompt_tokens,
             client_wants_usage: parts.client_wants_usage,
             text: String::new(),
             usage: None,
-            holds: parts.holds,
-            cache_slot: parts.cache_slot,
-            shadow: parts.shadow,
             finish_reason: None,
             upstream_model: None,
-            settled: false,
+            settlement: Some(parts.settlement),
         }
     }
 
@@ -110,15 +82,13 @@ impl StreamTap {
     fn on_event(&mut self, event: Result<SseEvent, UpstreamError>) -> Vec<Bytes> {
         match event {
             Ok(SseEvent::Data { raw, json }) => self.on_chunk(raw, json),
-            Ok(SseEvent::Done) => {
-                let account = self.settle();
-                self.compare_shadow(&account);
-                self.store_answer();
-                vec![account_comment(&account), SseEvent::Done.to_frame()]
-            }
+            Ok(SseEvent::Done) => match self.complete() {
+                Some(account) => vec![account_comment(&account), SseEvent::Done.to_frame()],
+                None => vec![SseEvent::Done.to_frame()],
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "upstream stream failed mid-way");
-                self.settle();
+                self.cut_short();
                 let error = ApiError::Upstream(e);
                 let body = json!({ "error": error.body()["error"].clone() });
                 vec![frame(body.to_string().as_bytes())]
@@ -163,52 +133,49 @@ impl StreamTap {
         vec![frame(json.to_string().as_bytes())]
     }
 
-    fn settle(&mut self) -> Account {
-        self.settled = true;
-        let tokens = self.usage.unwrap_or_else(|| Tokens {
+    /// The tokens the stream used: as reported, or counted when the upstream sent no usage.
+    fn tokens(&self) -> Tokens {
+        self.usage.unwrap_or_else(|| Tokens {
             input: self.prompt_tokens,
             output: tokens::count(&self.text),
             source: TokenSource::Counted,
-        });
-        self.usage = Some(tokens);
+        })
+    }
+
+    /// Every attempt paid, this stream's last.
+    fn attempts(&mut self, tokens: Tokens) -> Vec<Attempt> {
         let mut attempts = std::mem::take(&mut self.prior);
-        attempts.push(Attempt::new(&self.model.0, tokens, self.model.1));
-        let facts = RequestFacts {
-            escalations: self.escalations,
-            trimmed_tokens: self.trimmed_tokens,
-            ..RequestFacts::default()
-        };
-        // Streams cannot carry a late header; a budget warning is logged and counted.
-        let holds = std::mem::take(&mut self.holds);
-        let (account, _) = settle(&self.ctx, self.baseline, tokens, attempts, facts, holds);
-        account
+        attempts.push(Attempt::new(&self.model.alias, tokens, self.model.price));
+        attempts
     }
 
-    /// In shadow mode, compares the completed answer with the one the cache would have served.
-    fn compare_shadow(&mut self, account: &Account) {
-        let Some(shadow) = self.shadow.take() else {
-            return;
+    /// Settles the stream that ended with `[DONE]` as a completed answer. Streams cannot carry
+    /// a late header; a budget warning is logged and counted.
+    fn complete(&mut self) -> Option<Account> {
+        let settlement = self.settlement.take()?;
+        let tokens = self.tokens();
+        let attempts = self.attempts(tokens);
+        let answer = CompletedAnswer {
+            completion: self.completion(tokens),
+            tokens,
+            model: self.model.alias.clone(),
         };
-        if self.finish_reason.as_deref() != Some("stop") {
-            return;
-        }
-        shadow::compare_texts(
-            shadow.embedder,
-            shadow.tier,
-            shadow::text_of(&shadow.cached.completion),
-            self.text.clone(),
-            account.actual,
-        );
+        let (account, _) = settlement.complete(&self.ctx, answer, attempts, self.escalations);
+        Some(account)
     }
 
-    /// Stores a completed stream's answer as a chat completion object.
-    fn store_answer(&mut self) {
-        let (Some(slot), Some(tokens)) = (self.cache_slot.take(), self.usage) else {
+    /// Settles a stream that broke or whose client left: what was generated is paid for.
+    fn cut_short(&mut self) {
+        let Some(settlement) = self.settlement.take() else {
             return;
         };
-        if self.finish_reason.as_deref() != Some("stop") {
-            return;
-        }
+        let tokens = self.tokens();
+        let attempts = self.attempts(tokens);
+        settlement.cut_short(&self.ctx, tokens, attempts, self.escalations);
+    }
+
+    /// The streamed answer as a chat completion object.
+    fn completion(&self, tokens: Tokens) -> Map<String, Value> {
         let completion = json!({
             "id": "chatcmpl-stored",
             "object": "chat.completion",
@@ -218,7 +185,7 @@ impl StreamTap {
                 "index": 0,
                 "message": { "role": "assistant", "content": self.text },
                 "logprobs": null,
-                "finish_reason": "stop",
+                "finish_reason": self.finish_reason,
             }],
             "usage": {
                 "prompt_tokens": tokens.input,
@@ -226,25 +193,16 @@ impl StreamTap {
                 "total_tokens": tokens.input + tokens.output,
             },
         });
-        if let Value::Object(completion) = completion {
-            let model = self.model.0.clone();
-            self.ctx.cache.store(
-                slot,
-                CachedAnswer {
-                    completion,
-                    tokens,
-                    model,
-                },
-            );
+        match completion {
+            Value::Object(completion) => completion,
+            _ => Map::new(),
         }
     }
 }
 
 impl Drop for StreamTap {
     fn drop(&mut self) {
-        if !self.settled {
-            self.settle();
-        }
+        self.cut_short();
     }
 }
 

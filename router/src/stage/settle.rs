@@ -1,14 +1,23 @@
 //! Settling a request: its account from the attempts it paid (or the cache hit it was), recorded
 //! in the ledger, its run and the metrics, and what it held against its tenant's budget and its
-//! run's caps turned into what it used. Every answered request, JSON or stream, ends here.
+//! run's caps turned into what it used. Every answered request, JSON or stream, ends here: a
+//! cache hit through [`settle`], an upstream answer through [`Settlement`], which also decides
+//! (by one rule, [`cache::storable`]) whether the answer is stored and compared in shadow mode.
+
+use std::sync::Arc;
+
+use frugal_cache::CacheSlot;
 
 use crate::context::RequestContext;
+use crate::embed_worker::EmbedWorker;
 use crate::ledger::RequestFacts;
 use crate::metrics;
 use crate::money::TokenPrice;
 use crate::stage::account::{self, Account, Attempt, Facts, Tokens};
 use crate::stage::budget::{BudgetWarning, Reservation};
+use crate::stage::cache::{self, CachedAnswer};
 use crate::stage::run::RunReservation;
+use crate::stage::shadow::{self, ShadowCandidate};
 
 /// What a request holds against its tenant's budget and its run's caps from the cache miss
 /// until it settles; dropping it unsettled (a failed request) releases both.
@@ -18,6 +27,80 @@ pub struct Holds {
     pub budget: Option<Reservation>,
     /// The run's reservation, when the request belongs to a run with caps.
     pub run: Option<RunReservation>,
+}
+
+/// An upstream answer received in full, as the client may see it: a JSON completion, or a
+/// stream's chunks put together. It has the shape the cache stores.
+pub type CompletedAnswer = CachedAnswer;
+
+/// What a request that missed the cache carries until its answer settles.
+pub struct Settlement {
+    /// The price savings are measured against.
+    pub baseline: TokenPrice,
+    /// Input tokens trimming removed.
+    pub trimmed_tokens: u64,
+    /// What the request holds against its budget and run caps.
+    pub holds: Holds,
+    /// Where a complete answer is stored.
+    pub cache_slot: Option<CacheSlot>,
+    /// In cache shadow mode, the answer the cache would have served.
+    pub shadow: Option<ShadowCandidate>,
+    /// The embedding worker a shadow comparison uses.
+    pub embedder: Option<Arc<EmbedWorker>>,
+}
+
+impl Settlement {
+    /// Settles a completed answer: accounts every attempt paid, turns the holds into what was
+    /// used, and, when the answer is complete and single ([`cache::storable`]), stores it and
+    /// compares it with the shadow candidate. Returns the account and the soft budget
+    /// thresholds crossed.
+    pub fn complete(
+        self,
+        ctx: &RequestContext,
+        answer: CompletedAnswer,
+        attempts: Vec<Attempt>,
+        escalations: u64,
+    ) -> (Account, Vec<BudgetWarning>) {
+        let facts = self.facts(escalations);
+        let (account, warnings) = settle(
+            ctx,
+            self.baseline,
+            answer.tokens,
+            attempts,
+            facts,
+            self.holds,
+        );
+        if cache::storable(&answer.completion) {
+            if let Some(candidate) = self.shadow {
+                shadow::compare(self.embedder, candidate, &answer.completion, account.actual);
+            }
+            if let Some(slot) = self.cache_slot {
+                ctx.cache.store(slot, answer);
+            }
+        }
+        (account, warnings)
+    }
+
+    /// Settles an answer cut short (a stream that broke, a client that left): what was
+    /// generated is paid for; nothing is stored or compared.
+    pub fn cut_short(
+        self,
+        ctx: &RequestContext,
+        tokens: Tokens,
+        attempts: Vec<Attempt>,
+        escalations: u64,
+    ) -> Account {
+        let facts = self.facts(escalations);
+        settle(ctx, self.baseline, tokens, attempts, facts, self.holds).0
+    }
+
+    fn facts(&self, escalations: u64) -> RequestFacts {
+        RequestFacts {
+            escalations,
+            trimmed_tokens: self.trimmed_tokens,
+            ..RequestFacts::default()
+        }
+    }
 }
 
 /// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens),

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::embed_worker::EmbedWorker;
 use crate::metrics;
 use crate::money::Usd;
+use crate::stage::cache::CachedAnswer;
 use crate::tokens;
 
 /// Answers this similar (cosine of their embeddings) count as the same answer.
@@ -20,28 +21,28 @@ pub const AGREEMENT: f32 = 0.85;
 /// How long a comparison may wait for its embeddings (it runs after the reply is sent).
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// A would-be cache hit in shadow mode: compared with the fresh answer once it completes.
+#[derive(Debug)]
+pub struct ShadowCandidate {
+    /// The tier that would have served it.
+    pub tier: CacheTier,
+    /// The answer the cache holds.
+    pub cached: Arc<CachedAnswer>,
+}
+
 /// Compares a would-be cached answer with the fresh one in the background and records the
 /// verdict and the saving the hit would have brought.
 pub fn compare(
     worker: Option<Arc<EmbedWorker>>,
-    tier: CacheTier,
-    cached: &Map<String, Value>,
+    candidate: ShadowCandidate,
     fresh: &Map<String, Value>,
     would_save: Usd,
 ) {
-    compare_texts(worker, tier, text_of(cached), text_of(fresh), would_save);
-}
-
-/// [`compare`] for answers already reduced to their text (a relayed stream's).
-pub fn compare_texts(
-    worker: Option<Arc<EmbedWorker>>,
-    tier: CacheTier,
-    cached: String,
-    fresh: String,
-    would_save: Usd,
-) {
+    let ShadowCandidate { tier, cached } = candidate;
     metrics::record_shadow_saving(tier, would_save);
     let Some(worker) = worker else { return };
+    let cached = text_of(&cached.completion);
+    let fresh = text_of(fresh);
     tokio::spawn(async move {
         let verdict = if cached == fresh {
             ShadowVerdict::Agree

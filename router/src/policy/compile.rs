@@ -18,11 +18,12 @@ use super::embeddings::{compile_embeddings, EmbeddingPolicy};
 use super::locate::{join, Position, SourceMap};
 use super::raw::{
     RawBudget, RawCache, RawCircuitBreaker, RawEmbeddings, RawLimits, RawModel, RawPolicy,
-    RawProvider, RawRetries, RawRoute, RawRuns, RawTenant, RawTrim, TOP_LEVEL_KEYS,
+    RawProvider, RawRetries, RawRoute, RawRuns, RawShared, RawTenant, RawTrim, TOP_LEVEL_KEYS,
 };
 use super::route::{
     compile_breaker, compile_retries, compile_route, BreakerPolicy, RetryPolicy, RoutePolicy,
 };
+use super::shared::{compile_shared, SharedPolicy};
 use super::trim::{compile_trim, TrimPolicy};
 
 /// A validated policy: the only form the request path ever sees.
@@ -64,6 +65,8 @@ pub struct Policy {
     pub embeddings: EmbeddingPolicy,
     /// Context trimming.
     pub trim: TrimPolicy,
+    /// The shared tier on Redis, when the policy has a `shared:` section.
+    pub shared: Option<SharedPolicy>,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,
@@ -577,6 +580,7 @@ fn diagnose(
             "circuit_breaker" => check_value::<RawCircuitBreaker>(section, name, errors, broken),
             "embeddings" => check_value::<RawEmbeddings>(section, name, errors, broken),
             "trim" => check_value::<RawTrim>(section, name, errors, broken),
+            "shared" => check_value::<RawShared>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }
@@ -938,6 +942,7 @@ fn compile(
     let circuit_breaker = compile_breaker(raw.circuit_breaker.as_ref(), errors);
     let embeddings = compile_embeddings(raw.embeddings.as_ref(), base_dir, errors);
     let trim = compile_trim(raw.trim.as_ref(), errors);
+    let shared = compile_shared(raw.shared.as_ref(), errors);
 
     let hash = text_hash(text);
     Some(Policy {
@@ -958,6 +963,7 @@ fn compile(
         circuit_breaker,
         embeddings,
         trim,
+        shared,
         limits: Limits {
             max_body_bytes,
             request_timeout,
@@ -987,10 +993,7 @@ fn compile_provider(name: &str, raw: &RawProvider, errors: &mut Errors) -> Optio
         ),
     }
     if let Some(var) = &raw.api_key_env {
-        let valid = !var.is_empty()
-            && !var.starts_with(|c: char| c.is_ascii_digit())
-            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_env_var_name(var) {
             errors.push(
                 join(&path, "api_key_env"),
                 format!("`{var}` is not an environment variable name"),
@@ -1278,6 +1281,14 @@ pub(super) fn duration(
     errors: &mut Errors,
 ) -> Duration {
     parse_duration(text, path, default, false, errors)
+}
+
+/// Whether `var` can name an environment variable (letters, digits and `_`, not starting with a
+/// digit).
+pub(super) fn is_env_var_name(var: &str) -> bool {
+    !var.is_empty()
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A duration setting that may be zero (`0s`, `0ms`).

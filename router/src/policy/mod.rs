@@ -9,6 +9,7 @@ pub mod locate;
 pub mod raw;
 pub mod reload;
 pub mod route;
+pub mod shared;
 pub mod summary;
 pub mod trim;
 
@@ -20,4 +21,5 @@ pub use compile::{
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};
 pub use route::{BreakerPolicy, CheckPolicy, RetryPolicy, RouteMode, RoutePolicy, StreamCascade};
+pub use shared::SharedPolicy;
 pub use trim::{TrimMode, TrimPolicy};

@@ -67,6 +67,43 @@ pub struct RawPolicy {
     /// Context trimming: retrieved documents and tool output cut to a token cap.
     #[serde(default)]
     pub trim: Option<RawTrim>,
+    /// A shared tier on Redis: cache, budgets and run caps shared by every replica.
+    #[serde(default)]
+    pub shared: Option<RawShared>,
+}
+
+/// The shared tier on Redis (or Valkey): what every replica of a deployment shares.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawShared {
+    /// Environment variable holding the Redis URL (`redis://` or `rediss://` for TLS; a
+    /// password goes in the URL) (default `FRUGAL_SHARED_CACHE_URL`).
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
+    /// Prefix of every key and stream frugal writes, so deployments can share one Redis
+    /// (default `frugal`).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Longest one Redis operation may take before the shared tier is skipped for it
+    /// (default `50ms`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Most semantic entries a starting replica loads from Redis, newest first (default 10000).
+    #[serde(default)]
+    pub warm_entries: Option<usize>,
+    /// Longest the warm-up may hold back readiness (default `5s`); what is not loaded by then
+    /// arrives through the stream.
+    #[serde(default)]
+    pub warm_timeout: Option<String>,
+    /// Share the response cache (default true).
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// Share tenant budget spend (default true).
+    #[serde(default)]
+    pub budgets: Option<bool>,
+    /// Share run spend and token counters (default true).
+    #[serde(default)]
+    pub runs: Option<bool>,
 }
 
 /// Context trimming.
@@ -468,6 +505,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "circuit_breaker",
     "embeddings",
     "trim",
+    "shared",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

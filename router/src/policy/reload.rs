@@ -196,6 +196,7 @@ fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
             "budget_state_file",
             old.budget_state_file != new.budget_state_file,
         ),
+        ("shared", old.shared != new.shared),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

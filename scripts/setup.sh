@@ -46,8 +46,9 @@ setup_system() {
         return 1
     fi
     # python3-venv and python3-pip for .venv; a C/C++ toolchain for llama-cpp-python's build.
+    # redis-server: the shared-tier tests start their own on a free loopback port.
     apt_install unzip:unzip promtool:prometheus curl:curl python3:python3 \
-        cc:gcc c++:g++ make:make
+        cc:gcc c++:g++ make:make redis-server:redis-server
     local python_missing=()
     python3 -c 'import ensurepip' 2>/dev/null || python_missing+=(python3-venv)
     python3 -m pip --version >/dev/null 2>&1 || python_missing+=(python3-pip)

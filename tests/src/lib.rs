@@ -3,6 +3,8 @@
 //! ([`MockUpstream::on_model`]`(..).fail_times(2, 503)`), an in-process sidecar wired to it
 //! ([`Sidecar`]), and helpers to run the built `frugal` binary as a child process.
 
+pub mod redis;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,6 +20,7 @@ mod resilience;
 mod route;
 mod runs;
 mod semantic;
+mod shared_client;
 mod shutdown;
 mod streaming;
 mod tenants;

@@ -33,7 +33,7 @@ async fn client_loop(
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) || sent < min_requests {
         sent += 1;
-        let stream = sent % 2 == 0;
+        let stream = sent.is_multiple_of(2);
         let mut body = chat_body("cheap", &format!("client {id} request {sent}"));
         body["stream"] = json!(stream);
         let response = match client.post(&url).json(&body).send().await {

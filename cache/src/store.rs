@@ -77,7 +77,16 @@ pub enum Similar<A> {
         /// Cosine similarity of the two questions.
         similarity: f32,
     },
-    /// Nothing close enough in the scope, or its answer is gone.
+    /// A verified earlier question whose answer this store does not hold: gone before its
+    /// eviction reached the index, or indexed from another replica's entry. The caller fetches
+    /// it from where it lives, or [`ResponseCache::forget`]s the key.
+    Absent {
+        /// The exact key of the answer.
+        key: CacheKey,
+        /// Cosine similarity of the two questions.
+        similarity: f32,
+    },
+    /// Nothing close enough in the scope.
     Miss,
 }
 
@@ -137,16 +146,33 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
         }
     }
 
+    /// Stores an answer under its exact key only (one fetched from another replica, whose
+    /// question the index already has or does not need).
+    pub fn store_exact(&self, key: CacheKey, answer: Arc<A>) {
+        self.store.insert(key, answer);
+        self.store.run_pending_tasks();
+        self.events
+            .resized(self.store.entry_count(), self.store.weighted_size());
+    }
+
+    /// Indexes a question whose answer lives elsewhere under `key` (another replica stored
+    /// it); a hit on it is [`Similar::Absent`] until the answer is fetched.
+    pub fn index_elsewhere(&self, key: CacheKey, entry: SemanticSlot) {
+        self.semantic
+            .insert(entry.scope, key, &entry.question, &entry.vector);
+    }
+
+    /// Drops a key's question from the semantic index (its answer is gone everywhere).
+    pub fn forget(&self, key: &CacheKey) {
+        self.semantic.forget(key);
+    }
+
     /// The answer to the best verified earlier question like the query's, within its scope.
     pub fn find_similar(&self, query: &SemanticQuery<'_>) -> Similar<A> {
         match self.semantic.lookup(query) {
             SemanticLookup::Hit { key, similarity } => match self.get(&key) {
                 Some(answer) => Similar::Hit { answer, similarity },
-                None => {
-                    // Gone before its eviction reached the index.
-                    self.semantic.forget(&key);
-                    Similar::Miss
-                }
+                None => Similar::Absent { key, similarity },
             },
             SemanticLookup::Rejected { guard, similarity } => {
                 Similar::Rejected { guard, similarity }
@@ -259,25 +285,35 @@ mod tests {
         assert_eq!(events.evicted.load(Ordering::Relaxed), 1);
         assert_eq!(events.entries.load(Ordering::Relaxed), 1);
         let verifier = Verifier::new(crate::GuardSet::NONE);
-        let found = [[1.0, 0.0], [0.0, 1.0]]
-            .iter()
-            .map(|v| cache.find_similar(&query(&[1; 32], "question", v, &verifier)))
-            .filter(|found| *found != Similar::Miss)
-            .count();
-        assert_eq!(found, 1);
+        let mut hits = 0;
+        for vector in [[1.0, 0.0], [0.0, 1.0]] {
+            match cache.find_similar(&query(&[1; 32], "question", &vector, &verifier)) {
+                Similar::Hit { .. } => hits += 1,
+                // Indexed after its answer was refused room: the caller forgets it.
+                Similar::Absent { key, .. } => cache.forget(&key),
+                _ => {}
+            }
+        }
+        assert_eq!(hits, 1);
         assert_eq!(cache.semantic.len(), 1);
     }
 
     #[test]
-    fn a_question_whose_answer_is_gone_is_a_miss_and_forgotten() {
+    fn a_question_whose_answer_is_elsewhere_is_absent_until_fetched_or_forgotten() {
         let cache: ResponseCache<Answer> = ResponseCache::new(limits(10_000), Arc::new(()));
         let question = "How do I enable logging?";
-        cache
-            .semantic
-            .insert([1; 32], [7; 32], question, &[1.0, 0.0]);
+        let entry = SemanticSlot {
+            scope: [1; 32],
+            question: question.into(),
+            vector: vec![1.0, 0.0],
+        };
+        cache.index_elsewhere([7; 32], entry);
         let verifier = Verifier::default();
-        let found = cache.find_similar(&query(&[1; 32], question, &[1.0, 0.0], &verifier));
-        assert_eq!(found, Similar::Miss);
-        assert!(cache.semantic.is_empty());
+        let find = || cache.find_similar(&query(&[1; 32], question, &[1.0, 0.0], &verifier));
+        assert!(matches!(find(), Similar::Absent { key, .. } if key == [7; 32]));
+        cache.store_exact([7; 32], Arc::new(Answer("fetched")));
+        assert!(matches!(find(), Similar::Hit { answer, .. } if *answer == Answer("fetched")));
+        cache.forget(&[7; 32]);
+        assert_eq!(find(), Similar::Miss);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use frugal_classifier::Tier;
 
 use crate::ledger::Ledger;
+use crate::shared::SharedTier;
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::run::Runs;
@@ -36,4 +37,6 @@ pub struct RequestContext {
     pub resilience: Arc<Resilience>,
     /// The highest rung the client allows (`x-frugal-max-tier`).
     pub max_tier: Option<Tier>,
+    /// The shared tier on Redis, when the policy has one.
+    pub shared: Option<Arc<SharedTier>>,
 }

@@ -27,6 +27,7 @@ use crate::metrics::{self, InFlight};
 use crate::pipeline::{self, Reply, ReplyBody};
 use crate::policy::compile::key_digest;
 use crate::policy::{Live, Policy, ReloadOutcome, Reloader};
+use crate::shared::SharedTier;
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::escalation;
@@ -75,6 +76,10 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// The bounded names tenants are counted under.
     pub tenants: Arc<TenantLabels>,
+    /// The shared tier on Redis, when the policy has one.
+    pub shared: Option<Arc<SharedTier>>,
+    /// Set while the shared tier's warm-up holds back readiness.
+    pub warming: Arc<AtomicBool>,
 }
 
 /// Which routes one listener serves.
@@ -190,6 +195,7 @@ async fn chat_completions(
         cache_control,
         resilience: state.resilience.clone(),
         max_tier,
+        shared: state.shared.clone(),
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => {
@@ -386,13 +392,15 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let live = state.live.load();
+    let draining = state.draining.load(Ordering::Relaxed);
+    let warming = state.warming.load(Ordering::Relaxed);
     let body = json!({
-        "status": if state.draining.load(Ordering::Relaxed) { "draining" } else { "ready" },
+        "status": if draining { "draining" } else if warming { "warming" } else { "ready" },
         "policy_hash": live.policy.hash,
         "policy_revision": live.revision,
         "models": live.policy.models.len(),
     });
-    let status = if state.draining.load(Ordering::Relaxed) {
+    let status = if draining || warming {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod report;
 pub mod request;
 pub mod server;
+pub mod shared;
 pub mod sse;
 pub mod stage;
 pub mod telemetry;

@@ -90,11 +90,23 @@ pub enum Metric {
     AdmissionRejectionsTotal,
     /// Counter: requests of unlisted tenants past `limits.max_tenants`, counted as `other`.
     TenantOverflowTotal,
+    /// Counter `{op}`: shared-tier operations skipped because Redis failed or was slow.
+    SharedErrorsTotal,
+    /// Counter `{tier}`: answers found in the shared tier (`exact`, `semantic`).
+    SharedHitsTotal,
+    /// Gauge: age in seconds of the newest stream entry read from other replicas.
+    SharedStreamLagSeconds,
+    /// Gauge: entries the last stream read returned (at the read size, this replica lags).
+    SharedStreamLagEntries,
+    /// Gauge: semantic entries loaded from the shared tier at start.
+    SharedWarmEntries,
+    /// Gauge `{lever}`: 1 while a lever (`budgets`, `runs`) falls back to local enforcement.
+    SharedFallback,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 37] = [
+    pub const ALL: [Metric; 43] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -132,6 +144,12 @@ impl Metric {
         Self::CacheShadowSavedUsdTotal,
         Self::AdmissionRejectionsTotal,
         Self::TenantOverflowTotal,
+        Self::SharedErrorsTotal,
+        Self::SharedHitsTotal,
+        Self::SharedStreamLagSeconds,
+        Self::SharedStreamLagEntries,
+        Self::SharedWarmEntries,
+        Self::SharedFallback,
     ];
 
     /// The Prometheus name.
@@ -174,6 +192,12 @@ impl Metric {
             Self::CacheShadowSavedUsdTotal => "frugal_cache_shadow_saved_usd_total",
             Self::AdmissionRejectionsTotal => "frugal_admission_rejections_total",
             Self::TenantOverflowTotal => "frugal_tenant_overflow_total",
+            Self::SharedErrorsTotal => "frugal_shared_errors_total",
+            Self::SharedHitsTotal => "frugal_shared_hits_total",
+            Self::SharedStreamLagSeconds => "frugal_shared_stream_lag_seconds",
+            Self::SharedStreamLagEntries => "frugal_shared_stream_lag_entries",
+            Self::SharedWarmEntries => "frugal_shared_warm_entries",
+            Self::SharedFallback => "frugal_shared_fallback",
         }
     }
 
@@ -258,6 +282,20 @@ impl Metric {
             }
             Self::AdmissionRejectionsTotal => {
                 "Chat requests refused (429) because too many were in flight, by limit (global, tenant)."
+            }
+            Self::SharedErrorsTotal => {
+                "Shared-tier operations skipped because Redis failed or did not answer in time, by operation."
+            }
+            Self::SharedHitsTotal => "Answers found in the shared tier, by tier (exact, semantic).",
+            Self::SharedStreamLagSeconds => {
+                "Age in seconds of the newest semantic entry read from other replicas."
+            }
+            Self::SharedStreamLagEntries => {
+                "Semantic entries the last stream read returned (at the read size, this replica lags)."
+            }
+            Self::SharedWarmEntries => "Semantic entries loaded from the shared tier at start.",
+            Self::SharedFallback => {
+                "1 while a lever (budgets, runs) falls back to local enforcement because Redis failed."
             }
         }
     }
@@ -551,4 +589,34 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(Metric::RequestsInFlight.name()).decrement(1.0);
     }
+}
+
+/// Counts a shared-tier operation skipped because Redis failed or was slow.
+pub fn record_shared_error(op: &'static str) {
+    metrics::counter!(Metric::SharedErrorsTotal.name(), "op" => op).increment(1);
+}
+
+/// Counts an answer found in the shared tier.
+pub fn record_shared_hit(tier: CacheTier) {
+    metrics::counter!(Metric::SharedHitsTotal.name(), "tier" => tier.as_str()).increment(1);
+}
+
+/// Sets how far this replica's read of the semantic stream lags.
+pub fn record_shared_stream_lag(entries: usize, seconds: f64) {
+    metrics::gauge!(Metric::SharedStreamLagEntries.name()).set(entries as f64);
+    metrics::gauge!(Metric::SharedStreamLagSeconds.name()).set(seconds);
+}
+
+/// Sets how many semantic entries the warm-up loaded.
+pub fn record_shared_warm(entries: usize) {
+    metrics::gauge!(Metric::SharedWarmEntries.name()).set(entries as f64);
+}
+
+/// Sets whether a lever falls back to local enforcement.
+pub fn record_shared_fallback(lever: &'static str, falling_back: bool) {
+    metrics::gauge!(Metric::SharedFallback.name(), "lever" => lever).set(if falling_back {
+        1.0
+    } else {
+        0.0
+    });
 }

@@ -19,6 +19,7 @@ use crate::http::{app, AppState, Routes};
 use crate::ledger::Ledger;
 use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
+use crate::shared::{follow, SharedTier};
 use crate::stage::budget::Budgets;
 use crate::stage::cache;
 use crate::stage::run::Runs;
@@ -128,6 +129,22 @@ impl RunningServer {
             let persister = budgets.clone().persist(path.clone(), BUDGET_SAVE_INTERVAL);
             background.push(tokio::spawn(persister));
         }
+        let cache = Arc::new(cache::response_cache(&live.load().policy.cache));
+        let shared = match &live.load().policy.shared {
+            Some(settings) => Some(
+                SharedTier::connect(settings, live.load().policy.cache.ttl)
+                    .map_err(|e| anyhow::anyhow!("cannot start the shared tier: {e}"))?,
+            ),
+            None => None,
+        };
+        let warming = Arc::new(AtomicBool::new(shared.is_some()));
+        if let Some(tier) = &shared {
+            background.push(tokio::spawn(follow::run(
+                tier.clone(),
+                cache.clone(),
+                warming.clone(),
+            )));
+        }
         let app_state = AppState {
             live: live.clone(),
             metrics: metrics_handle,
@@ -136,10 +153,12 @@ impl RunningServer {
             ledger: Arc::new(Ledger::new()),
             budgets: budgets.clone(),
             runs: Arc::new(Runs::default()),
-            cache: Arc::new(cache::response_cache(&live.load().policy.cache)),
+            cache,
             resilience: Arc::new(Resilience::new()),
             admission: Arc::new(Admission::default()),
             tenants: Arc::new(TenantLabels::default()),
+            shared: shared.clone(),
+            warming: warming.clone(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let serve = |listener: TcpListener, routes: Routes, until: BoxFuture<'static, ()>| {

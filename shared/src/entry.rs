@@ -2,8 +2,8 @@
 //! in which scope, has its answer under which exact key. The answer itself stays under its key
 //! (one copy, one TTL); a replica fetches it on its first hit.
 //!
-//! Layout (little-endian), version 1: `[1u8][key 32][scope 32][created_ms u64][question_len
-//! u32][question utf-8][dim u32][dim × f32]`.
+//! Layout (little-endian), version 1: `[1u8][key 32][scope 32][created_ms u64][origin u64]
+//! [question_len u32][question utf-8][dim u32][dim × f32]`.
 
 use crate::client::SharedError;
 
@@ -23,6 +23,8 @@ pub struct SemanticEntry {
     pub scope: [u8; 32],
     /// When the answer was stored, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The replica that stored it (a random id per process), so it skips its own entries.
+    pub origin: u64,
     /// The question text, for the guards.
     pub question: String,
     /// The question's embedding.
@@ -33,11 +35,12 @@ impl SemanticEntry {
     /// The entry as bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
-            Vec::with_capacity(1 + 64 + 8 + 8 + self.question.len() + 4 * self.vector.len());
+            Vec::with_capacity(1 + 64 + 16 + 8 + self.question.len() + 4 * self.vector.len());
         out.push(VERSION);
         out.extend_from_slice(&self.key);
         out.extend_from_slice(&self.scope);
         out.extend_from_slice(&self.created_ms.to_le_bytes());
+        out.extend_from_slice(&self.origin.to_le_bytes());
         out.extend_from_slice(&(self.question.len() as u32).to_le_bytes());
         out.extend_from_slice(self.question.as_bytes());
         out.extend_from_slice(&(self.vector.len() as u32).to_le_bytes());
@@ -57,6 +60,7 @@ impl SemanticEntry {
         let key = r.array()?;
         let scope = r.array()?;
         let created_ms = u64::from_le_bytes(r.array()?);
+        let origin = u64::from_le_bytes(r.array()?);
         let question_len = u32::from_le_bytes(r.array()?) as usize;
         if question_len > MAX_QUESTION {
             return Err(malformed("question too long".into()));
@@ -79,6 +83,7 @@ impl SemanticEntry {
             key,
             scope,
             created_ms,
+            origin,
             question,
             vector,
         })
@@ -119,6 +124,7 @@ mod tests {
             key: [7; 32],
             scope: [9; 32],
             created_ms: 1_700_000_000_123,
+            origin: 42,
             question: "What is the capital of Norway? ✓".into(),
             vector: vec![0.25, -1.5, 3.0e-7],
         }

@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::money::TokenPrice;
 use crate::policy::compile::DEFAULT_ASSUMED_OUTPUT_TOKENS;
 use crate::policy::{Baseline, LiveState, ModelRoute, Policy};
-use crate::stage::budget::Budgets;
+use crate::shared::CapLever;
+use crate::stage::budget::{Budgets, Reservation};
 use crate::stage::route::Plan;
 use crate::stage::settle::Holds;
 use crate::tokens;
@@ -111,24 +112,45 @@ pub fn baseline_price(policy: &Policy, requested: &ModelRoute) -> TokenPrice {
 
 /// Reserves the worst case against the run's caps and the tenant's budget; the 429 of
 /// whichever refuses (what was reserved is released).
-pub(crate) fn hold(
+pub(crate) async fn hold(
     live: &LiveState,
     ctx: &RequestContext,
     worst: &WorstCase,
 ) -> Result<Holds, ApiError> {
+    let policy = &live.policy;
     let run = match &ctx.run_id {
-        Some(run_id) => ctx.runs.reserve(
-            &live.policy.runs,
-            &ctx.tenant,
-            run_id,
-            worst.cost,
-            worst.tokens,
-        )?,
+        Some(run_id) => {
+            ctx.runs
+                .reserve(&policy.runs, &ctx.tenant, run_id, worst.cost, worst.tokens)?
+        }
         None => None,
     };
-    let budget = match Budgets::policy_for(&live.policy, &ctx.tenant) {
+    let budget_policy = Budgets::policy_for(policy, &ctx.tenant);
+    let mut budget = match budget_policy {
         Some(budget) => Some(ctx.budgets.reserve(budget, &ctx.tenant, worst.cost)?),
         None => None,
     };
-    Ok(Holds { budget, run })
+    // Across replicas too, when the policy shares the lever (Redis failing: local alone).
+    let shared = |lever| ctx.shared.as_ref().filter(|s| s.shares(lever));
+    let shared_run = match (shared(CapLever::Runs), &ctx.run_id) {
+        (Some(tier), Some(run_id)) => {
+            tier.hold_run(&policy.runs, &ctx.tenant, run_id, worst.cost, worst.tokens)
+                .await?
+        }
+        _ => None,
+    };
+    let shared_budget = match (shared(CapLever::Budgets), budget_policy) {
+        (Some(tier), Some(limits)) => tier.hold_budget(limits, &ctx.tenant, worst.cost).await?,
+        _ => None,
+    };
+    if shared_budget.is_some() {
+        // Soft thresholds warn once across replicas, from the shared spend.
+        budget = budget.map(Reservation::without_warnings);
+    }
+    Ok(Holds {
+        budget,
+        run,
+        shared_budget,
+        shared_run,
+    })
 }

@@ -75,7 +75,8 @@ pub async fn handle(
         &outbound,
         exact_key,
         question.for_lookup(),
-    );
+    )
+    .await;
     meta.note_lookup(&cached);
     if let Some(hit) = cached.serve {
         let replay = Replay {
@@ -85,7 +86,7 @@ pub async fn handle(
         return Ok(serve_hit(ctx, baseline, trimmed_tokens, &hit, replay, meta));
     }
     // Budgets after the cache: a hit costs nothing and is served even when a cap is spent.
-    let holds = caps::hold(live, ctx, &worst)?;
+    let holds = caps::hold(live, ctx, &worst).await?;
     let pending = Pending {
         live,
         ctx,

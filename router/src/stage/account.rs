@@ -4,12 +4,12 @@
 //! a property test checks that `trim + cache + route == baseline − actual` exactly (it holds
 //! while the trimmed prompt is no longer than the untrimmed one, as the pipeline guarantees).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::money::{TokenPrice, Usd};
 
 /// Where a token count came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// The upstream's `usage` object.
@@ -19,7 +19,7 @@ pub enum TokenSource {
 }
 
 /// Token counts of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     /// Prompt tokens.
     pub input: u64,

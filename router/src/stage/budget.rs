@@ -82,6 +82,8 @@ pub struct Reservation {
     policy: BudgetPolicy,
     amount: Usd,
     settled: bool,
+    /// Whether crossing a soft threshold warns here (not when the shared tier warns for all).
+    warns: bool,
 }
 
 impl Budgets {
@@ -128,6 +130,7 @@ impl Budgets {
             policy: budget.clone(),
             amount: estimate,
             settled: false,
+            warns: true,
         })
     }
 
@@ -222,6 +225,13 @@ impl Budgets {
 }
 
 impl Reservation {
+    /// The same reservation, settling without soft-threshold warnings (the shared tier warns
+    /// once across replicas instead).
+    pub fn without_warnings(mut self) -> Self {
+        self.warns = false;
+        self
+    }
+
     /// Replaces the reservation by the actual cost; returns a warning for each soft threshold
     /// this request crossed (the highest last).
     pub fn settle(mut self, actual: Usd) -> Vec<BudgetWarning> {
@@ -235,7 +245,7 @@ impl Reservation {
         let mut warnings = Vec::new();
         for &threshold in &budget.soft_thresholds {
             let line = Usd::from_dollars(budget.hard_cap.dollars() * threshold);
-            if spent >= line && !entry.crossed.contains(&threshold) {
+            if self.warns && spent >= line && !entry.crossed.contains(&threshold) {
                 entry.crossed.push(threshold);
                 let warning = BudgetWarning {
                     tenant: self.tenant.clone(),
@@ -292,7 +302,8 @@ fn current<'a>(
     entry
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -312,7 +323,7 @@ pub fn window_start(window: BudgetWindow, now: u64) -> u64 {
 }
 
 /// Unix seconds at which the window starting at `start` ends.
-fn window_end(window: BudgetWindow, start: u64) -> u64 {
+pub fn window_end(window: BudgetWindow, start: u64) -> u64 {
     match window {
         BudgetWindow::Hour => start + 3600,
         BudgetWindow::Day => start + 86_400,

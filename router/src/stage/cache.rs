@@ -71,8 +71,8 @@ impl Lookup {
     }
 }
 
-/// A stored answer.
-#[derive(Debug, Clone)]
+/// A stored answer (as JSON, too, in the shared tier).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CachedAnswer {
     /// The chat completion object as first answered.
     pub completion: Map<String, Value>,

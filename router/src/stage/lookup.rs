@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::context::RequestContext;
 use crate::metrics;
 use crate::policy::{CacheMode, Policy};
+use crate::shared::answers::Fetched;
 use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup};
 use crate::stage::semantic;
 use crate::stage::shadow::ShadowCandidate;
@@ -119,8 +120,10 @@ pub enum QuestionVector<'a> {
     TooLong,
 }
 
-/// Looks a request up under its [`exact_key`]; `vector` is its question's embedding.
-pub fn look_up(
+/// Looks a request up under its [`exact_key`]; `vector` is its question's embedding. With a
+/// shared tier, what this replica lacks is asked of Redis: the exact key on a local miss, and
+/// the answer of a semantic neighbour another replica stored.
+pub async fn look_up(
     policy: &Policy,
     ctx: &RequestContext,
     model: &str,
@@ -165,6 +168,10 @@ pub fn look_up(
         outcome.found(CacheTier::Exact, hit, serves);
         return outcome;
     }
+    if let Some(hit) = fetch_shared(ctx, key, CacheTier::Exact).await {
+        outcome.found(CacheTier::Exact, hit, serves);
+        return outcome;
+    }
     metrics::record_cache_lookup(CacheTier::Exact, TierResult::Miss);
     let (Some(settings_semantic), Some((scope, question))) = (settings.semantic, semantic_scope)
     else {
@@ -199,7 +206,45 @@ pub fn look_up(
             outcome.similarity = Some(similarity);
             outcome.guard = Some(guard);
         }
+        Similar::Absent { key, similarity } => {
+            match fetch_shared(ctx, key, CacheTier::Semantic).await {
+                Some(answer) => {
+                    outcome.found(CacheTier::Semantic, answer, serves);
+                    outcome.similarity = Some(similarity);
+                }
+                None => metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Miss),
+            }
+        }
         Similar::Miss => metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Miss),
     }
     outcome
+}
+
+/// The answer under `key` from the shared tier, kept in this replica's store once found. An
+/// answer gone from Redis (evicted, expired; or no shared tier) has its question forgotten
+/// here; when Redis cannot be asked, nothing is forgotten.
+async fn fetch_shared(
+    ctx: &RequestContext,
+    key: CacheKey,
+    tier: CacheTier,
+) -> Option<Arc<CachedAnswer>> {
+    let shared = ctx.shared.as_ref().filter(|s| s.shares_cache());
+    let fetched = match shared {
+        Some(shared) => shared.fetch(&key).await,
+        None => Fetched::Gone,
+    };
+    match fetched {
+        Fetched::Found(answer) => {
+            ctx.cache.store_exact(key, answer.clone());
+            metrics::record_shared_hit(tier);
+            Some(answer)
+        }
+        Fetched::Gone => {
+            if tier == CacheTier::Semantic {
+                ctx.cache.forget(&key);
+            }
+            None
+        }
+        Fetched::Unavailable => None,
+    }
 }

@@ -13,6 +13,7 @@ use crate::embed_worker::EmbedWorker;
 use crate::ledger::RequestFacts;
 use crate::metrics;
 use crate::money::TokenPrice;
+use crate::shared::holds::SharedHold;
 use crate::stage::account::{self, Account, Attempt, Facts, Tokens};
 use crate::stage::budget::{BudgetWarning, Reservation};
 use crate::stage::cache::{self, CachedAnswer};
@@ -27,6 +28,10 @@ pub struct Holds {
     pub budget: Option<Reservation>,
     /// The run's reservation, when the request belongs to a run with caps.
     pub run: Option<RunReservation>,
+    /// The budget's hold across replicas, when budgets are shared and Redis answered.
+    pub shared_budget: Option<SharedHold>,
+    /// The run's hold across replicas, when run caps are shared and Redis answered.
+    pub shared_run: Option<SharedHold>,
 }
 
 /// An upstream answer received in full, as the client may see it: a JSON completion, or a
@@ -75,6 +80,9 @@ impl Settlement {
                 shadow::compare(self.embedder, candidate, &answer.completion, account.actual);
             }
             if let Some(slot) = self.cache_slot {
+                if let Some(shared) = ctx.shared.as_ref().filter(|s| s.shares_cache()) {
+                    shared.publish(slot.key, slot.semantic.clone(), &answer);
+                }
                 ctx.cache.store(slot, answer);
             }
         }
@@ -127,6 +135,17 @@ pub fn settle(
         (Some(run), _) => run.settle(&account),
         (None, Some(run_id)) => ctx.runs.settle(run_id, &account),
         (None, None) => {}
+    }
+    if let Some(hold) = holds.shared_run {
+        let tokens = account
+            .attempts
+            .iter()
+            .map(|a| a.tokens.input + a.tokens.output)
+            .sum();
+        hold.settle(account.actual, tokens);
+    }
+    if let Some(hold) = holds.shared_budget {
+        hold.settle(account.actual, 0);
     }
     let warnings = holds
         .budget

@@ -21,6 +21,7 @@ mod route;
 mod runs;
 mod semantic;
 mod shared_client;
+mod shared_tier;
 mod shutdown;
 mod streaming;
 mod tenants;

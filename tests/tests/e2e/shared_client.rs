@@ -186,6 +186,7 @@ fn entry(n: u8) -> SemanticEntry {
         key: [n; 32],
         scope: [7; 32],
         created_ms: 1_700_000_000_000 + u64::from(n),
+        origin: 1,
         question: format!("question {n}"),
         vector: vec![f32::from(n), 0.5, -0.25],
     }

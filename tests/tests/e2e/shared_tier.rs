@@ -1,0 +1,284 @@
+//! The shared tier through sidecars on one real Redis: what one replica stores, another serves
+//! (exact at once, semantic once the stream brings it), a new replica warms from Redis, budget
+//! and run caps hold across replicas under concurrency, and Redis going away fails no request.
+
+use std::time::{Duration, Instant};
+
+use frugal_tests::redis::RedisServer;
+use frugal_tests::{header, policy_for, MockUpstream, Sidecar};
+use serde_json::{json, Value};
+
+/// A policy on `mock` sharing through the Redis at `url`, with the cache on (semantic too).
+fn shared_policy(mock: &MockUpstream, url: &str, extra: &str) -> String {
+    // Each test process has its own variable, so tests in one process could not collide.
+    let var = format!("FRUGAL_TEST_REDIS_{}", std::process::id());
+    std::env::set_var(&var, url);
+    policy_for(
+        &mock.base_url(),
+        &format!(
+            "cache: {{ mode: on, ttl: 10m, max_temperature: 0.5 }}\n\
+             shared: {{ redis_url_env: {var}, timeout: 200ms, warm_timeout: 2s }}\n{extra}"
+        ),
+    )
+}
+
+fn ask(question: &str) -> Value {
+    json!({ "model": "strong", "temperature": 0, "messages": [
+        { "role": "system", "content": "Be brief." },
+        { "role": "user", "content": question }] })
+}
+
+const FIRST: &str = "How do I reverse a list in Python?";
+const REPHRASED: &str = "How can I reverse a list in Python?";
+
+/// Asks until the `x-frugal-cache` header is `want` (the stream may take a moment), at most 5 s.
+async fn ask_until(sidecar: &Sidecar, question: &str, want: &str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = sidecar.chat_as("acme", &ask(question)).await;
+        assert_eq!(response.status(), 200);
+        if header(&response, "x-frugal-cache") == want || Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ready(sidecar: &Sidecar) -> bool {
+    let response = sidecar
+        .client
+        .get(sidecar.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    response.status() == 200
+}
+
+#[tokio::test]
+async fn what_one_replica_stores_the_other_serves_exactly_and_semantically() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let policy = shared_policy(&mock, &redis.url(), "");
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    let c = Sidecar::start(&policy).await;
+    let first = a.chat_as("acme", &ask(FIRST)).await;
+    assert_eq!(header(&first, "x-frugal-cache"), "miss");
+    let original: Value = first.json().await.unwrap();
+
+    // B never saw the question: the exact key finds A's answer in Redis.
+    let exact = ask_until(&b, FIRST, "exact").await;
+    assert_eq!(header(&exact, "x-frugal-cache"), "exact");
+    assert_eq!(header(&exact, "x-frugal-cost-usd"), "0");
+    let served: Value = exact.json().await.unwrap();
+    assert_eq!(
+        served["choices"][0]["message"]["content"],
+        original["choices"][0]["message"]["content"]
+    );
+    // A rephrasing finds A's question in C's index (through the stream) and its answer in Redis.
+    let semantic = ask_until(&c, REPHRASED, "semantic").await;
+    assert_eq!(header(&semantic, "x-frugal-cache"), "semantic");
+    assert_eq!(mock.total_calls(), 1, "one upstream call for three answers");
+    // Another tenant's identical question is not served from acme's answer.
+    let other = b.chat_as("globex", &ask(FIRST)).await;
+    assert_eq!(header(&other, "x-frugal-cache"), "miss");
+    assert_eq!(mock.total_calls(), 2);
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("frugal_shared_hits_total{tier=\"exact\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("frugal_shared_hits_total{tier=\"semantic\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_replica_warms_its_index_from_redis_before_it_is_ready() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let policy = shared_policy(&mock, &redis.url(), "");
+    let a = Sidecar::start(&policy).await;
+    assert_eq!(a.chat_as("acme", &ask(FIRST)).await.status(), 200);
+    // Let A's entry reach Redis (published in the background).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = Sidecar::start(&policy).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !ready(&c).await {
+        assert!(Instant::now() < deadline, "not ready within warm_timeout");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = c.chat_as("acme", &ask(REPHRASED)).await;
+    assert_eq!(
+        header(&response, "x-frugal-cache"),
+        "semantic",
+        "warmed, not streamed"
+    );
+    assert_eq!(mock.total_calls(), 1);
+    assert!(c.metrics().await.contains("frugal_shared_warm_entries 1"));
+}
+
+/// A request whose reserved worst case equals its cost (see budget.rs).
+fn priced(max_tokens: u64) -> Value {
+    json!({ "model": "strong", "max_tokens": max_tokens, "messages": [
+        { "role": "user", "content": "Write a long essay about budgets and why they matter." }] })
+}
+
+/// Sends 64 requests at once, alternating between the two sidecars; the statuses.
+async fn burst(a: &Sidecar, b: &Sidecar, tenant: &str, headers: &[(&str, &str)]) -> Vec<u16> {
+    let requests = (0..64).map(|i| {
+        let sidecar = if i % 2 == 0 { a } else { b };
+        let mut request = sidecar
+            .client
+            .post(sidecar.url("/v1/chat/completions"))
+            .header("x-frugal-tenant", tenant)
+            .json(&priced(20));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    futures::future::join_all(requests).await
+}
+
+async fn spent(sidecar: &Sidecar, tenant: &str) -> f64 {
+    let report = sidecar.savings("").await;
+    report["tenants"][tenant]["actual_usd"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_budget_holds_across_two_replicas_under_64_concurrent_requests() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start_with_latency(Duration::from_millis(50)).await;
+    let probe = Sidecar::in_front_of(&mock).await;
+    let one: f64 = header(
+        &probe.chat_as("probe", &priced(20)).await,
+        "x-frugal-cost-usd",
+    )
+    .parse()
+    .unwrap();
+    let cap = one * 10.5;
+    let budget = format!(
+        "tenants:\n  default:\n    budget: {{ window: day, hard_cap_usd: {cap}, soft_thresholds: [0.5] }}\n"
+    );
+    let policy = shared_policy(&mock, &redis.url(), &budget);
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    let calls_before = mock.total_calls();
+    let statuses = burst(&a, &b, "burst", &[]).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 54);
+    let total = spent(&a, "burst").await + spent(&b, "burst").await;
+    assert!(
+        total <= cap,
+        "spent {total} over the cap {cap} across two replicas"
+    );
+    assert_eq!(mock.total_calls() - calls_before, 10);
+}
+
+#[tokio::test]
+async fn a_run_cap_holds_across_two_replicas() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start_with_latency(Duration::from_millis(50)).await;
+    let probe = Sidecar::in_front_of(&mock).await;
+    let one: f64 = header(
+        &probe.chat_as("probe", &priced(20)).await,
+        "x-frugal-cost-usd",
+    )
+    .parse()
+    .unwrap();
+    let cap = one * 6.5;
+    let policy = shared_policy(
+        &mock,
+        &redis.url(),
+        &format!("runs: {{ max_cost_usd: {cap} }}\n"),
+    );
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    let statuses = burst(&a, &b, "agent", &[("x-frugal-run-id", "run-42")]).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 6, "{statuses:?}");
+    let total = spent(&a, "agent").await + spent(&b, "agent").await;
+    assert!(
+        total <= cap,
+        "run spent {total} over its cap {cap} across two replicas"
+    );
+}
+
+#[tokio::test]
+async fn with_redis_gone_every_request_answers_and_sharing_resumes_when_it_returns() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let budget = "tenants:\n  default:\n    budget: { window: day, hard_cap_usd: 100 }\n";
+    let policy = shared_policy(&mock, &redis.url(), budget);
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    assert_eq!(a.chat_as("acme", &ask(FIRST)).await.status(), 200);
+    redis.kill();
+    for (i, sidecar) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let response = sidecar
+            .chat_as(
+                "acme",
+                &ask(&format!("Question number {i} while Redis is away?")),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "request {i} failed with Redis down");
+    }
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("frugal_shared_errors_total{op=\"get\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("frugal_shared_fallback{lever=\"budgets\"} 1"),
+        "{metrics}"
+    );
+    redis.restart();
+    // After Redis returns (empty), an answer stored via A is an exact hit on B again.
+    let question = "What is the capital of Norway, now that Redis is back?";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(a.chat_as("acme", &ask(question)).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let on_b = b.chat_as("acme", &ask(question)).await;
+        if header(&on_b, "x-frugal-cache") == "exact" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shared tier did not resume within 10 s"
+        );
+        // A's answer may have been stored before the reconnection: ask a fresh question.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(b
+        .metrics()
+        .await
+        .contains("frugal_shared_fallback{lever=\"budgets\"} 0"));
+}
+
+#[tokio::test]
+async fn an_unset_url_variable_refuses_to_start() {
+    let policy = policy_for(
+        "http://127.0.0.1:9/v1",
+        "shared: { redis_url_env: FRUGAL_TEST_REDIS_NEVER_SET }\n",
+    );
+    let parsed = frugal::policy::parse(&policy, "t.yaml").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = frugal::server::RunningServer::start(parsed, listener, None)
+        .err()
+        .expect("refused");
+    let text = format!("{error:#}");
+    assert!(text.contains("FRUGAL_TEST_REDIS_NEVER_SET"), "{text}");
+    assert!(text.contains("not set"), "{text}");
+}

@@ -52,6 +52,21 @@ pub fn summary(policy: &Policy) -> String {
     if !policy.budgets.is_empty() {
         parts.push(counted(policy.budgets.len(), "budgeted tenant"));
     }
+    if let Some(shared) = &policy.shared {
+        let levers: Vec<&str> = [
+            (shared.cache, "cache"),
+            (shared.budgets, "budgets"),
+            (shared.runs, "runs"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        parts.push(format!(
+            "shared {} through ${}",
+            levers.join(", "),
+            shared.url_env
+        ));
+    }
     parts.push(format!("hash {}", policy.hash));
     parts.join("; ")
 }

@@ -52,7 +52,7 @@ pub async fn handle(
     let trimmed_tokens = trimmed.map_or(0, |t| t.removed);
 
     let exact_key = lookup::exact_key(&live.policy, ctx, &requested.alias, &outbound);
-    let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref());
+    let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref()).await;
     let routed = live.policy.route.applies_to(&requested.alias) && !exact_hit;
     let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
     let question = embed::embed_question(live, &outbound, routed, semantic).await;

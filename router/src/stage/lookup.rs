@@ -100,11 +100,19 @@ fn cache_scope<'a>(policy: &'a Policy, ctx: &'a RequestContext, model: &'a str) 
 }
 
 /// Whether the exact tier holds an answer for `key` the cache would serve now (mode on, no
-/// refresh), so the request needs no embedding and no routing.
-pub fn exact_hit_ready(policy: &Policy, ctx: &RequestContext, key: Option<&CacheKey>) -> bool {
-    policy.cache.mode == CacheMode::On
-        && ctx.cache_control == CacheControl::Default
-        && key.is_some_and(|key| ctx.cache.get(key).is_some())
+/// refresh), so the request needs no embedding and no routing. An answer this replica lacks
+/// is asked of the shared tier first (and kept here when found), before any embedding.
+pub async fn exact_hit_ready(
+    policy: &Policy,
+    ctx: &RequestContext,
+    key: Option<&CacheKey>,
+) -> bool {
+    let Some(key) = key.filter(|_| {
+        policy.cache.mode == CacheMode::On && ctx.cache_control == CacheControl::Default
+    }) else {
+        return false;
+    };
+    ctx.cache.get(key).is_some() || fetch_shared(ctx, *key, CacheTier::Exact).await.is_some()
 }
 
 /// The question's embedding, as the semantic tier sees it.

@@ -18,11 +18,17 @@ impl Drop for Process {
 }
 
 fn spawn(args: &[&str]) -> Process {
+    spawn_with(args, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Process {
     // The example policy routes and caches by meaning: it needs the repository's model.
     let models = std::env::var("FRUGAL_MODEL_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models").to_string());
     let child = Command::new(frugal_binary())
         .args(args)
+        .envs(env.iter().copied())
         .env("FRUGAL_MODEL_DIR", models)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -528,4 +534,90 @@ fn every_shipped_policy_passes_check() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(stdout.matches(": ok (").count(), files.len(), "{stdout}");
+}
+
+/// Two `frugal serve` processes on one Redis (the shared tier): an answer one stores is an
+/// exact hit on the other, and a rephrasing a semantic hit once the stream has brought the
+/// question over; the upstream is called once.
+#[tokio::test]
+async fn two_serve_processes_share_answers_through_redis() {
+    let Some(redis) = frugal_tests::redis::RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mock_addr = free_addr();
+    let policy = write_policy(&dir, mock_addr);
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("\nshared: { redis_url_env: FRUGAL_SHARED_CACHE_URL, timeout: 200ms }\n");
+    std::fs::write(&policy, text).unwrap();
+    let _mock = spawn(&["mock-upstream", "--listen", &mock_addr.to_string()]);
+    let url = redis.url();
+    let env = [("FRUGAL_SHARED_CACHE_URL", url.as_str())];
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let serve = |addr: SocketAddr| {
+        spawn_with(
+            &[
+                "serve",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--listen",
+                &addr.to_string(),
+            ],
+            &env,
+        )
+    };
+    let (_a, _b) = (serve(a_addr), serve(b_addr));
+    for addr in [a_addr, b_addr] {
+        wait_ready(&format!("http://{addr}/readyz")).await;
+    }
+    wait_ready(&format!("http://{mock_addr}/healthz")).await;
+    let client = reqwest::Client::new();
+    let ask = |addr: SocketAddr, question: &str| {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&json!({ "model": "gpt-4o-mini", "temperature": 0,
+                "messages": [{ "role": "user", "content": question }] }))
+            .send()
+    };
+    let cache_header = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-frugal-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = ask(a_addr, "How do I reverse a list in Python?")
+        .await
+        .unwrap();
+    assert_eq!(cache_header(&first), "miss");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut exact, mut semantic) = (false, false);
+    while !(exact && semantic) {
+        assert!(
+            Instant::now() < deadline,
+            "exact {exact}, semantic {semantic} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !exact {
+            let on_b = ask(b_addr, "How do I reverse a list in Python?")
+                .await
+                .unwrap();
+            exact = cache_header(&on_b) == "exact";
+        }
+        if !semantic {
+            let on_b = ask(b_addr, "How can I reverse a list in Python?")
+                .await
+                .unwrap();
+            semantic = cache_header(&on_b) == "semantic";
+        }
+    }
+    let calls: Value = client
+        .get(format!("http://{mock_addr}/_mock/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls["total"], 1, "{calls}");
 }

@@ -268,6 +268,27 @@ async fn with_redis_gone_every_request_answers_and_sharing_resumes_when_it_retur
 }
 
 #[tokio::test]
+async fn a_neighbour_whose_answer_expired_in_redis_is_forgotten_not_served() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let policy = shared_policy(&mock, &redis.url(), "").replace("ttl: 10m", "ttl: 1s");
+    let (a, c) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    assert_eq!(a.chat_as("acme", &ask(FIRST)).await.status(), 200);
+    // C indexes A's question from the stream; then the answer expires in Redis (TTL 1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = c.chat_as("acme", &ask(REPHRASED)).await;
+    assert_eq!(late.status(), 200);
+    assert_eq!(
+        header(&late, "x-frugal-cache"),
+        "miss",
+        "an expired answer is never served"
+    );
+    assert_eq!(mock.total_calls(), 2);
+}
+
+#[tokio::test]
 async fn an_unset_url_variable_refuses_to_start() {
     let policy = policy_for(
         "http://127.0.0.1:9/v1",

@@ -32,3 +32,4 @@ pub mod tokens;
 pub mod trim;
 pub mod upstream;
 pub mod usd_counters;
+pub mod yaml;

@@ -221,7 +221,7 @@ async fn mock_upstream(
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
-            serde_yaml::from_str::<Script>(&text)
+            frugal::yaml::from_str::<Script>(&text)
                 .map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))?
         }
         None => Script::default(),

@@ -82,7 +82,7 @@ impl MockUpstream {
     /// Appends rules written as a mock script's YAML `rules:` list (the format of
     /// `frugal mock-upstream --script`), tried after the existing ones.
     pub fn script(&self, rules_yaml: &str) {
-        let rules: Vec<Rule> = serde_yaml::from_str(rules_yaml).expect("valid mock rules YAML");
+        let rules: Vec<Rule> = frugal::yaml::from_str(rules_yaml).expect("valid mock rules YAML");
         for rule in rules {
             self.server.push_rule(rule).expect("valid mock rule");
         }

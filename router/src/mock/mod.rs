@@ -387,7 +387,9 @@ async fn requests(State(state): State<Arc<MockState>>) -> Response {
 }
 
 async fn replace_script(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
-    let parsed = serde_yaml::from_slice::<Script>(&body).map_err(|e| e.to_string());
+    let parsed = std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(crate::yaml::from_str::<Script>);
     match parsed.and_then(CompiledScript::compile) {
         Ok(compiled) => match state.script.write() {
             Ok(mut script) => {
@@ -409,7 +411,8 @@ async fn replace_script(State(state): State<Arc<MockState>>, body: Bytes) -> Res
 }
 
 async fn append_rule(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
-    let rule = match serde_yaml::from_slice::<Rule>(&body) {
+    let text = std::str::from_utf8(&body).map_err(|e| e.to_string());
+    let rule = match text.and_then(crate::yaml::from_str::<Rule>) {
         Ok(rule) => rule,
         Err(e) => {
             return error_response(

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn counted_rules_expire_then_fall_through() {
         let yaml = "rules:\n  - when: { model: cheap }\n    times: 2\n    then: { status: 503 }\ndefault: { reply: ok }\n";
-        let script = CompiledScript::compile(serde_yaml::from_str(yaml).unwrap()).unwrap();
+        let script = CompiledScript::compile(crate::yaml::from_str(yaml).unwrap()).unwrap();
         assert_eq!(script.pick("cheap", "q").status, Some(503));
         assert_eq!(script.pick("strong", "q").status, None);
         assert_eq!(script.pick("cheap", "q").status, Some(503));

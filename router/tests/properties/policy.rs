@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use std::sync::LazyLock;
 
-use serde_yaml::Value;
+use serde_json::{Map, Value};
 
 use crate::invariants::policy_compiles_or_lists_errors;
 
@@ -92,7 +92,7 @@ static SHIPPED: LazyLock<Vec<(String, Value)>> = LazyLock::new(|| {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
-            (path, serde_yaml::from_str(&text).unwrap())
+            (path, frugal::yaml::parse(&text).unwrap().value)
         })
         .collect()
 });
@@ -110,9 +110,9 @@ fn yaml_value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Sequence),
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..4).prop_map(
-                |kv| Value::Mapping(kv.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+                |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             ),
         ]
     })
@@ -137,16 +137,16 @@ fn edit() -> impl Strategy<Value = Edit> {
 /// Every node of a YAML tree, in depth-first order, as a path of mapping keys and indices, and
 /// whether it is a mapping.
 fn node_paths(value: &Value, path: &mut Vec<Value>, out: &mut Vec<(Vec<Value>, bool)>) {
-    out.push((path.clone(), value.is_mapping()));
+    out.push((path.clone(), value.is_object()));
     match value {
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map {
-                path.push(k.clone());
+                path.push(Value::from(k.as_str()));
                 node_paths(v, path, out);
                 path.pop();
             }
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
                 path.push(Value::from(i));
                 node_paths(v, path, out);
@@ -163,8 +163,8 @@ fn node_mut<'a>(value: &'a mut Value, path: &[Value]) -> Option<&'a mut Value> {
         return Some(value);
     };
     let child = match value {
-        Value::Mapping(map) => map.get_mut(step)?,
-        Value::Sequence(items) => items.get_mut(usize::try_from(step.as_u64()?).ok()?)?,
+        Value::Object(map) => map.get_mut(step.as_str()?)?,
+        Value::Array(items) => items.get_mut(usize::try_from(step.as_u64()?).ok()?)?,
         _ => return None,
     };
     node_mut(child, rest)
@@ -186,10 +186,12 @@ fn apply(policy: &mut Value, at: usize, edit: Edit) {
                 return;
             };
             match node_mut(policy, parent) {
-                Some(Value::Mapping(map)) => {
-                    map.remove(last);
+                Some(Value::Object(map)) => {
+                    if let Some(key) = last.as_str() {
+                        map.remove(key);
+                    }
                 }
-                Some(Value::Sequence(items)) => {
+                Some(Value::Array(items)) => {
                     if let Some(i) = last.as_u64().and_then(|i| usize::try_from(i).ok()) {
                         items.remove(i);
                     }
@@ -198,9 +200,48 @@ fn apply(policy: &mut Value, at: usize, edit: Edit) {
             }
         }
         Edit::AddKey(key, v) => {
-            if let Some(Value::Mapping(map)) = node_mut(policy, path) {
-                map.insert(Value::from(key), v);
+            if let Some(Value::Object(map)) = node_mut(policy, path) {
+                map.insert(key.to_string(), v);
             }
+        }
+    }
+}
+
+/// A tree as block YAML: each mapping key on its own line, sequence items as `- ` lines,
+/// scalars and nested sequence items in JSON (flow) form, which is YAML too.
+fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    emit(value, 0, &mut out);
+    out
+}
+
+fn emit(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => emit_map(map, indent, out),
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                out.push_str(&format!("{pad}- {item}\n"));
+            }
+        }
+        other => out.push_str(&format!("{pad}{other}\n")),
+    }
+}
+
+fn emit_map(map: &Map<String, Value>, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for (key, value) in map {
+        let key = Value::from(key.as_str());
+        let nested = match value {
+            Value::Object(m) => !m.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => false,
+        };
+        if nested {
+            out.push_str(&format!("{pad}{key}:\n"));
+            emit(value, indent + 2, out);
+        } else {
+            out.push_str(&format!("{pad}{key}: {value}\n"));
         }
     }
 }
@@ -245,7 +286,7 @@ proptest! {
         for (at, edit) in edits {
             apply(&mut policy, at, edit);
         }
-        let text = serde_yaml::to_string(&policy).unwrap();
+        let text = to_yaml(&policy);
         policy_compiles_or_lists_errors(&text, &path);
     }
 }
@@ -259,10 +300,10 @@ proptest! {
         let (path, mut policy) = SHIPPED[which % SHIPPED.len()].clone();
         let mappings = mapping_paths(&policy);
         let target = &mappings[at % mappings.len()];
-        if let Some(Value::Mapping(map)) = node_mut(&mut policy, target) {
-            map.insert(Value::from("zz_unknown_key"), Value::from(1));
+        if let Some(Value::Object(map)) = node_mut(&mut policy, target) {
+            map.insert("zz_unknown_key".into(), Value::from(1));
         }
-        let text = serde_yaml::to_string(&policy).unwrap();
+        let text = to_yaml(&policy);
         let errors = frugal::policy::parse(&text, &path).err();
         prop_assert!(errors.is_some(), "accepted an unknown key:\n{text}");
         let errors = errors.unwrap().errors;
@@ -288,13 +329,21 @@ proptest! {
 /// The helpers above find and change the nodes they say they do.
 #[test]
 fn edits_reach_nested_nodes() {
-    let mut policy: Value = serde_yaml::from_str("a: { b: [1, 2] }\nc: 3\n").unwrap();
+    let mut policy: Value = frugal::yaml::parse("a: { b: [1, 2] }\nc: 3\n")
+        .unwrap()
+        .value;
     let mut paths = Vec::new();
     node_paths(&policy, &mut Vec::new(), &mut paths);
     assert_eq!(paths.len(), 6);
     apply(&mut policy, 3, Edit::Replace(Value::from("x")));
     apply(&mut policy, 1, Edit::AddKey("mode", Value::Null));
-    let expected: Value = serde_yaml::from_str("a: { b: [x, 2], mode: null }\nc: 3\n").unwrap();
+    let expected: Value = frugal::yaml::parse("a: { b: [x, 2], mode: null }\nc: 3\n")
+        .unwrap()
+        .value;
+    assert_eq!(
+        frugal::yaml::parse(&to_yaml(&policy)).unwrap().value,
+        policy
+    );
     assert_eq!(policy, expected);
     assert_eq!(mapping_paths(&policy).len(), 2);
 }

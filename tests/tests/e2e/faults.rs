@@ -797,7 +797,7 @@ fn the_documented_mock_script_is_a_valid_script() {
         .nth(1)
         .and_then(|block| block.split("```").next())
         .expect("a YAML script in docs/mock-upstream.md");
-    let script: frugal::mock::Script = serde_yaml::from_str(yaml).unwrap();
+    let script: frugal::mock::Script = frugal::yaml::from_str(yaml).unwrap();
     assert!(script
         .rules
         .iter()

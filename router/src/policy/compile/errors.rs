@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::DeserializeOwned;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 
 use super::super::locate::{join, Position, SourceMap};
 use super::super::raw::{
@@ -98,19 +98,16 @@ pub(super) fn diagnose(
     errors: &mut Errors,
     broken: &mut BTreeSet<String>,
 ) -> Option<RawPolicy> {
-    let Value::Mapping(top) = value else {
+    let Value::Object(top) = value else {
         errors.push(
             "(root)",
             "a policy must be a mapping of keys such as `providers:` and `models:`",
         );
         return None;
     };
-    let mut kept = Mapping::new();
+    let mut kept = Map::new();
     for (key, section) in top {
-        let Some(name) = key.as_str() else {
-            errors.push("(root)", format!("keys must be strings, found {key:?}"));
-            continue;
-        };
+        let name = key.as_str();
         let section = match name {
             "providers" => check_entries::<RawProvider>(section, name, errors, broken),
             "models" => check_entries::<RawModel>(section, name, errors, broken),
@@ -136,7 +133,7 @@ pub(super) fn diagnose(
             kept.insert(key.clone(), section);
         }
     }
-    match serde_path_to_error::deserialize::<_, RawPolicy>(Value::Mapping(kept)) {
+    match serde_path_to_error::deserialize::<_, RawPolicy>(Value::Object(kept)) {
         Ok(raw) => Some(raw),
         Err(e) => {
             errors.push(e.path().to_string(), e.inner().to_string());
@@ -153,18 +150,15 @@ fn check_entries<T: DeserializeOwned>(
     broken: &mut BTreeSet<String>,
 ) -> Option<Value> {
     match section {
-        Value::Mapping(entries) => {
+        Value::Object(entries) => {
             let good = entries
                 .iter()
                 .filter(|(name, entry)| {
-                    let name = name
-                        .as_str()
-                        .map_or_else(|| format!("{name:?}"), str::to_string);
-                    check_value::<T>(entry, &join(path, &name), errors, broken).is_some()
+                    check_value::<T>(entry, &join(path, name), errors, broken).is_some()
                 })
                 .map(|(name, entry)| (name.clone(), entry.clone()))
                 .collect();
-            Some(Value::Mapping(good))
+            Some(Value::Object(good))
         }
         Value::Null => None,
         _ => {

@@ -14,11 +14,11 @@ mod values;
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::embeddings::compile_embeddings;
-use super::locate::{Position, SourceMap};
+use super::locate::SourceMap;
 use super::raw::RawPolicy;
 use super::route::{compile_breaker, compile_retries, compile_route};
 use super::shared::compile_shared;
@@ -74,22 +74,21 @@ pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
         source_name: source_name.to_string(),
         errors,
     };
-    let value: Value = match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Value::Mapping(Default::default()),
-        Ok(value) => value,
+    let document = match crate::yaml::parse(text) {
+        Ok(document) => document,
         Err(e) => {
-            let position = e.location().map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            });
             return Err(fail(vec![PolicyError {
                 path: "(file)".into(),
-                position,
-                message: e.to_string(),
+                position: e.position,
+                message: e.message,
             }]));
         }
     };
-    let source = SourceMap::index(text);
+    let value = match document.value {
+        Value::Null => Value::Object(Default::default()),
+        value => value,
+    };
+    let source = SourceMap::new(document.positions);
     let mut errors = Errors {
         source: &source,
         list: Vec::new(),

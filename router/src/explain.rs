@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
 use crate::pipeline::{baseline_price, check_request_caps, resolve_model, worst_case, WorstCase};
-use crate::policy::{CacheMode, LiveState, Policy};
+use crate::policy::{CacheMode, CheckPolicy, LiveState, Policy};
 use crate::request::ChatRequest;
 use crate::stage::budget::Budgets;
 use crate::stage::escalation::EscalationReason;
@@ -134,49 +134,13 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let trim_saves = baseline - baseline_price.cost(input, output);
     let budget = Budgets::policy_for(policy, tenant);
 
-    let checks = &policy.route.checks;
-    let armed: Vec<&str> = EscalationReason::ALL
-        .into_iter()
-        .filter(|r| match r {
-            EscalationReason::Truncated => checks.truncated,
-            EscalationReason::Empty => checks.empty,
-            EscalationReason::RefusalOrHedge => checks.refusal_or_hedge,
-            EscalationReason::InvalidJson => {
-                checks.invalid_json && body.contains_key("response_format")
-            }
-            EscalationReason::InvalidToolCall => {
-                checks.invalid_tool_call && body.contains_key("tools")
-            }
-            EscalationReason::LowLogprob => checks.min_mean_logprob.is_some(),
-            EscalationReason::ArithmeticError
-            | EscalationReason::NoFinalAnswer
-            | EscalationReason::UnusedQuantity => checks.math,
-            EscalationReason::UpstreamError => true,
-        })
-        .map(EscalationReason::as_str)
-        .collect();
+    let armed = armed_checks(&policy.route.checks, body);
 
-    let cache_settings = &policy.cache;
-    let not_cacheable = cache::not_cacheable(cache_settings, body);
-    let eligible = cache_settings.mode != CacheMode::Off && not_cacheable.is_none();
-    let cache_scope = CacheScope {
-        tenant,
-        namespace: policy.cache_namespace(tenant),
-        model: &requested.alias,
-    };
-    let exact_key = cache_scope.exact_key(body);
-    let scope = semantic::scope(&cache_scope, body, &policy.trim.markers);
     Ok(json!({
         "model": requested.alias,
         "tenant": tenant,
         // Whose `tenants:` entry applies: the tenant's own, `default`'s, or none.
-        "tenant_settings": if policy.lists_tenant(tenant) {
-            "own"
-        } else if policy.lists_tenant(crate::tenants::DEFAULT_TENANT) {
-            "default"
-        } else {
-            "none"
-        },
+        "tenant_settings": tenant_settings(policy, tenant),
         "tenant_keyed": policy.is_keyed_tenant(tenant),
         "refused": refused.map(|e| json!({"status": e.status().as_u16(), "code": e.code(), "message": e.to_string()})),
         "input_tokens": input,
@@ -189,23 +153,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "tokens_after": trim_outcome.map(|t| t.before - t.would_remove),
             "tokens_removed": trim_outcome.map(|t| t.removed),
         },
-        "cache": {
-            "mode": cache_settings.mode.as_str(),
-            "eligible": eligible,
-            "not_cached_because": (cache_settings.mode != CacheMode::Off)
-                .then(|| not_cacheable.map(|r| r.to_string()))
-                .flatten(),
-            "namespace": cache_scope.namespace,
-            "exact_key": short_hex(&exact_key),
-            "semantic": cache_settings.semantic.map(|s| json!({
-                "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,
-                "guards": s.verifier.guards().to_string(),
-                "scope": scope.as_ref().map(|(k, _)| short_hex(k)),
-                "question": scope.as_ref().map(|(_, q)| q),
-                "question_fits_model": question_fits,
-            })),
-            "in_an_empty_cache": if eligible { "miss" } else { "bypass" },
-        },
+        "cache": cache_section(policy, tenant, &requested.alias, body, question_fits),
         "classifier": complexity.as_ref().map(|c| json!({
             "score": c.score,
             "tier": c.tier.as_str(),
@@ -239,18 +187,105 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     }))
 }
 
+/// Whose `tenants:` entry applies: the tenant's own, `default`'s, or none.
+fn tenant_settings(policy: &Policy, tenant: &str) -> &'static str {
+    if policy.lists_tenant(tenant) {
+        "own"
+    } else if policy.lists_tenant(crate::tenants::DEFAULT_TENANT) {
+        "default"
+    } else {
+        "none"
+    }
+}
+
+/// The escalation checks that could fire on this request's answer.
+fn armed_checks(checks: &CheckPolicy, body: &Map<String, Value>) -> Vec<&'static str> {
+    EscalationReason::ALL
+        .into_iter()
+        .filter(|r| match r {
+            EscalationReason::Truncated => checks.truncated,
+            EscalationReason::Empty => checks.empty,
+            EscalationReason::RefusalOrHedge => checks.refusal_or_hedge,
+            EscalationReason::InvalidJson => {
+                checks.invalid_json && body.contains_key("response_format")
+            }
+            EscalationReason::InvalidToolCall => {
+                checks.invalid_tool_call && body.contains_key("tools")
+            }
+            EscalationReason::LowLogprob => checks.min_mean_logprob.is_some(),
+            EscalationReason::ArithmeticError
+            | EscalationReason::NoFinalAnswer
+            | EscalationReason::UnusedQuantity => checks.math,
+            EscalationReason::UpstreamError => true,
+        })
+        .map(EscalationReason::as_str)
+        .collect()
+}
+
+/// What the cache would do with the request: eligibility, keys, scope and the semantic tier.
+fn cache_section(
+    policy: &Policy,
+    tenant: &str,
+    model: &str,
+    body: &Map<String, Value>,
+    question_fits: bool,
+) -> Value {
+    let cache_settings = &policy.cache;
+    let not_cacheable = cache::not_cacheable(cache_settings, body);
+    let eligible = cache_settings.mode != CacheMode::Off && not_cacheable.is_none();
+    let cache_scope = CacheScope {
+        tenant,
+        namespace: policy.cache_namespace(tenant),
+        model,
+    };
+    let exact_key = cache_scope.exact_key(body);
+    let scope = semantic::scope(&cache_scope, body, &policy.trim.markers);
+    json!({
+        "mode": cache_settings.mode.as_str(),
+        "eligible": eligible,
+        "not_cached_because": (cache_settings.mode != CacheMode::Off)
+            .then(|| not_cacheable.map(|r| r.to_string()))
+            .flatten(),
+        "namespace": cache_scope.namespace,
+        "exact_key": short_hex(&exact_key),
+        "semantic": cache_settings.semantic.map(|s| json!({
+            "threshold": (f64::from(s.threshold) * 1e4).round() / 1e4,
+            "guards": s.verifier.guards().to_string(),
+            "scope": scope.as_ref().map(|(k, _)| short_hex(k)),
+            "question": scope.as_ref().map(|(_, q)| q),
+            "question_fits_model": question_fits,
+        })),
+        "in_an_empty_cache": if eligible { "miss" } else { "bypass" },
+    })
+}
+
 fn short_hex(bytes: &[u8]) -> String {
     bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The explanation as readable text.
+/// The explanation as readable text: one line per stage.
 pub fn render(e: &Value) -> String {
-    let mut out = String::new();
-    let s = |v: &Value| match v {
+    [
+        request_line(e),
+        trim_line(&e["trim"]),
+        cache_line(&e["cache"]),
+        classify_line(e),
+        route_lines(&e["route"]),
+        cost_lines(e),
+    ]
+    .concat()
+}
+
+/// A JSON value as text (a string without quotes, null as `-`).
+fn text(v: &Value) -> String {
+    match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
-    };
+    }
+}
+
+fn request_line(e: &Value) -> String {
     let tenant_note = match (
         e["tenant_settings"].as_str(),
         e["tenant_keyed"] == json!(true),
@@ -260,41 +295,46 @@ pub fn render(e: &Value) -> String {
         (Some("none"), false) => " (no tenant settings)",
         _ => "",
     };
-    out.push_str(&format!(
+    let mut out = format!(
         "request   model {} for tenant {}{tenant_note}: {} input tokens, {} output tokens assumed\n",
-        s(&e["model"]),
-        s(&e["tenant"]),
-        s(&e["input_tokens"]),
-        s(&e["output_tokens_assumed"])
-    ));
+        text(&e["model"]),
+        text(&e["tenant"]),
+        text(&e["input_tokens"]),
+        text(&e["output_tokens_assumed"])
+    );
     if let Some(refused) = e["refused"].as_object() {
         out.push_str(&format!(
             "refused   {} {}: {}\n",
-            s(&refused["status"]),
-            s(&refused["code"]),
-            s(&refused["message"])
+            text(&refused["status"]),
+            text(&refused["code"]),
+            text(&refused["message"])
         ));
     }
-    let t = &e["trim"];
+    out
+}
+
+fn trim_line(t: &Value) -> String {
     if t["context_found"] == json!(true) {
-        out.push_str(&format!(
+        format!(
             "trim      mode {}: context {} → {} tokens (cap {}), {} removed from the request\n",
-            s(&t["mode"]),
-            s(&t["tokens_before"]),
-            s(&t["tokens_after"]),
-            s(&t["max_context_tokens"]),
-            s(&t["tokens_removed"])
-        ));
+            text(&t["mode"]),
+            text(&t["tokens_before"]),
+            text(&t["tokens_after"]),
+            text(&t["max_context_tokens"]),
+            text(&t["tokens_removed"])
+        )
     } else {
-        out.push_str(&format!(
+        format!(
             "trim      mode {}: no context (tool messages or marked documents) to trim\n",
-            s(&t["mode"])
-        ));
+            text(&t["mode"])
+        )
     }
-    let c = &e["cache"];
-    out.push_str(&format!(
+}
+
+fn cache_line(c: &Value) -> String {
+    let mut out = format!(
         "cache     mode {}, {} (exact key {}",
-        s(&c["mode"]),
+        text(&c["mode"]),
         match (
             c["eligible"] == json!(true),
             c["not_cached_because"].as_str()
@@ -303,17 +343,17 @@ pub fn render(e: &Value) -> String {
             (false, Some(reason)) => format!("not cached: {reason}"),
             (false, None) => "not cached".to_string(),
         },
-        s(&c["exact_key"])
-    ));
+        text(&c["exact_key"])
+    );
     if c["namespace"] != json!("default") {
-        out.push_str(&format!(", namespace {}", s(&c["namespace"])));
+        out.push_str(&format!(", namespace {}", text(&c["namespace"])));
     }
     if c["semantic"].is_object() {
         out.push_str(&format!(
             ", semantic scope {} at similarity ≥ {} with guards {}",
-            s(&c["semantic"]["scope"]),
-            s(&c["semantic"]["threshold"]),
-            s(&c["semantic"]["guards"])
+            text(&c["semantic"]["scope"]),
+            text(&c["semantic"]["threshold"]),
+            text(&c["semantic"]["guards"])
         ));
         if c["semantic"]["question_fits_model"] == json!(false) {
             out.push_str(", no semantic lookup: the question is longer than the model reads");
@@ -321,78 +361,87 @@ pub fn render(e: &Value) -> String {
     }
     out.push_str(&format!(
         "); in an empty cache: {}\n",
-        s(&c["in_an_empty_cache"])
+        text(&c["in_an_empty_cache"])
     ));
-    match e["classifier"].as_object() {
-        Some(k) => {
-            let reasons: Vec<String> = k["reasons"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .map(|r| {
-                            format!(
-                                "{} {:+.2}",
-                                s(&r["feature"]),
-                                r["weight"].as_f64().unwrap_or(0.0)
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "classify  score {:.3} → {} (start strong above {}){}; reasons: {}\n",
-                k["score"].as_f64().unwrap_or(0.0),
-                s(&k["tier"]),
-                s(&e["route"]["start_strong_above"]),
-                if k["embedding"] == json!(true) {
-                    ""
-                } else {
-                    " without the embedding"
-                },
-                reasons.join(", ")
-            ));
-        }
-        None => out.push_str("classify  not routed, not classified\n"),
-    }
-    let rungs: Vec<String> = e["route"]["rungs"]
+    out
+}
+
+fn classify_line(e: &Value) -> String {
+    let Some(k) = e["classifier"].as_object() else {
+        return "classify  not routed, not classified\n".into();
+    };
+    let reasons: Vec<String> = k["reasons"]
         .as_array()
         .map(|r| {
             r.iter()
-                .map(|r| match r["tier"].as_str() {
-                    Some(t) => format!("{} ({t})", s(&r["model"])),
-                    None => s(&r["model"]),
+                .map(|r| {
+                    format!(
+                        "{} {:+.2}",
+                        text(&r["feature"]),
+                        r["weight"].as_f64().unwrap_or(0.0)
+                    )
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let cap_note = match e["route"]["tenant_max_tier"].as_str() {
+    format!(
+        "classify  score {:.3} → {} (start strong above {}){}; reasons: {}\n",
+        k["score"].as_f64().unwrap_or(0.0),
+        text(&k["tier"]),
+        text(&e["route"]["start_strong_above"]),
+        if k["embedding"] == json!(true) {
+            ""
+        } else {
+            " without the embedding"
+        },
+        reasons.join(", ")
+    )
+}
+
+fn route_lines(route: &Value) -> String {
+    let rungs: Vec<String> = route["rungs"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| match r["tier"].as_str() {
+                    Some(t) => format!("{} ({t})", text(&r["model"])),
+                    None => text(&r["model"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cap_note = match route["tenant_max_tier"].as_str() {
         Some(tier) => format!(" (the tenant's max_tier is {tier})"),
         None => String::new(),
     };
-    out.push_str(&format!("route     {}{cap_note}\n", rungs.join(" → ")));
-    let armed: Vec<String> = e["route"]["checks_armed"]
+    let mut out = format!("route     {}{cap_note}\n", rungs.join(" → "));
+    let armed: Vec<String> = route["checks_armed"]
         .as_array()
-        .map(|a| a.iter().map(s).collect())
+        .map(|a| a.iter().map(text).collect())
         .unwrap_or_default();
     if !armed.is_empty() {
         out.push_str(&format!("escalate  on {}\n", armed.join(", ")));
     }
+    out
+}
+
+fn cost_lines(e: &Value) -> String {
     let cost = &e["cost_usd"];
-    out.push_str(&format!(
+    let mut out = format!(
         "cost      ${} if the start rung answers, ${} at worst, baseline ${} (saves ${}: trim ${}, route ${})\n",
-        s(&cost["start_rung"]),
-        s(&cost["worst_case"]),
-        s(&cost["baseline"]),
-        s(&cost["saved_if_start_rung_answers"]),
-        s(&cost["saved_by_trim"]),
-        s(&cost["saved_by_route"])
-    ));
+        text(&cost["start_rung"]),
+        text(&cost["worst_case"]),
+        text(&cost["baseline"]),
+        text(&cost["saved_if_start_rung_answers"]),
+        text(&cost["saved_by_trim"]),
+        text(&cost["saved_by_route"])
+    );
     if let Some(budget) = e["budget"].as_object() {
         out.push_str(&format!(
             "budget    reserves ${} of the {} cap ${} until the answer is settled\n",
-            s(&budget["reserves_usd"]),
-            s(&budget["window"]),
-            s(&budget["hard_cap_usd"])
+            text(&budget["reserves_usd"]),
+            text(&budget["window"]),
+            text(&budget["hard_cap_usd"])
         ));
     }
     out

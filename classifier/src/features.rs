@@ -165,92 +165,10 @@ const NEGATION_CAPS: &[&str] = &["NOT", "EXCEPT", "LEAST", "FALSE", "INCORRECT",
 
 /// Computes every feature of a prompt.
 pub fn extract(text: &str) -> Features {
-    let mut v = [0f32; COUNT];
     let lower = text.to_lowercase();
-    let ln1p = |n: usize| (n as f32).ln_1p();
-
-    let mut non_space = 0usize;
-    let mut digits = 0usize;
-    let mut code_chars = 0usize;
-    let mut math_chars = 0usize;
-    let mut letters = 0usize;
-    let mut non_ascii_letters = 0usize;
-    let mut questions = 0usize;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            continue;
-        }
-        non_space += 1;
-        if c.is_ascii_digit() {
-            digits += 1;
-        } else if c.is_alphabetic() {
-            letters += 1;
-            if !c.is_ascii() {
-                non_ascii_letters += 1;
-            }
-        }
-        match c {
-            '{' | '}' | ';' | '[' | ']' | '_' | '<' | '>' | '|' | '\\' | '`' => code_chars += 1,
-            '^' | '√' | '∫' | '∑' | 'π' | '≤' | '≥' | '≠' | '±' | '×' | '÷' | '∞' | '∂' | '≈'
-            | '∈' | '∀' | '∃' | '→' | '⊂' | '∪' | '∩' => math_chars += 1,
-            '?' => questions += 1,
-            _ => {}
-        }
-    }
-
-    let mut words = 0usize;
-    let mut word_chars = 0usize;
-    let mut long_words = 0usize;
-    let mut capitalized = 0usize;
-    let mut numbers = 0usize;
-    let mut multi_step = 0usize;
-    let mut reasoning = 0usize;
-    let mut constraints = 0usize;
-    let mut formats = 0usize;
-    let mut negations = 0usize;
-    let mut after_sentence_end = true;
-    for raw in text.split_whitespace() {
-        let token = raw.trim_matches(|c: char| !c.is_alphanumeric());
-        let ends_sentence = raw.ends_with(['.', '!', '?', ':']);
-        if token.is_empty() {
-            after_sentence_end |= ends_sentence;
-            continue;
-        }
-        if token.chars().any(|c| c.is_ascii_digit())
-            && token
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '/'))
-        {
-            numbers += 1;
-        } else if token.chars().all(char::is_alphabetic) {
-            words += 1;
-            let len = token.chars().count();
-            word_chars += len;
-            long_words += usize::from(len >= 10);
-            if !after_sentence_end && token.chars().next().is_some_and(char::is_uppercase) {
-                capitalized += 1;
-            }
-            if NEGATION_CAPS.contains(&token) {
-                negations += 1;
-            }
-            let word = token.to_lowercase();
-            let w = word.as_str();
-            multi_step += usize::from(MULTI_STEP_WORDS.contains(&w));
-            reasoning += usize::from(REASONING_WORDS.contains(&w));
-            constraints += usize::from(CONSTRAINT_WORDS.contains(&w));
-            formats += usize::from(FORMAT_WORDS.contains(&w));
-        }
-        after_sentence_end = ends_sentence;
-    }
-    constraints += CONSTRAINT_PHRASES
-        .iter()
-        .map(|p| lower.matches(p).count())
-        .sum::<usize>();
-    multi_step += lower.matches("step by step").count() + lower.matches("how many").count();
-    reasoning += lower.matches("what if").count();
-    negations +=
-        lower.matches("which of the following is not").count() + lower.matches(" except").count();
-
+    let chars = CharCounts::of(text);
+    let words = WordCounts::of(text, &lower);
+    let layout = Layout::of(text);
     let math_markup = [
         "\\frac", "\\sqrt", "$", "sqrt(", "log(", "sin(", "cos(", "lim ",
     ]
@@ -258,23 +176,7 @@ pub fn extract(text: &str) -> Features {
     .map(|m| lower.matches(m).count())
     .sum::<usize>();
     let math_ops = count_numeric_operators(text);
-
-    let lines: Vec<&str> = text.lines().collect();
-    let fences = text.matches("```").count();
-    let code_lines = lines
-        .iter()
-        .filter(|l| {
-            let t = l.trim_end();
-            (l.starts_with("    ") || l.starts_with('\t')) && !t.trim().is_empty()
-                || t.ends_with(';')
-                || t.ends_with('{')
-                || t.trim_start().starts_with("def ")
-                || t.trim_start().starts_with("fn ")
-                || t.trim_start().starts_with("return ")
-        })
-        .count();
-    let options = lines.iter().filter(|l| is_option_line(l)).count();
-
+    let ln1p = |n: usize| (n as f32).ln_1p();
     let share = |part: usize, whole: usize| {
         if whole == 0 {
             0.0
@@ -282,29 +184,171 @@ pub fn extract(text: &str) -> Features {
             part as f32 / whole as f32
         }
     };
+    let mut v = [0f32; COUNT];
     v[0] = ln1p(estimate_tokens(text));
-    v[1] = ln1p(lines.len());
-    v[2] = f32::from(u8::from(fences >= 2 || code_lines >= 3));
-    v[3] = share(code_chars, non_space);
-    v[4] = ln1p(math_chars + math_markup + math_ops);
-    v[5] = ln1p(numbers);
-    v[6] = share(digits, non_space);
-    v[7] = ln1p(questions);
-    v[8] = ln1p(constraints);
-    v[9] = ln1p(multi_step);
-    v[10] = ln1p(reasoning);
-    v[11] = ln1p(formats);
-    v[12] = f32::from(u8::from(options >= 3));
-    v[13] = ln1p(negations);
-    v[14] = share(non_ascii_letters, letters);
-    v[15] = if words == 0 {
+    v[1] = ln1p(layout.lines);
+    v[2] = f32::from(u8::from(layout.fences >= 2 || layout.code_lines >= 3));
+    v[3] = share(chars.code, chars.non_space);
+    v[4] = ln1p(chars.math + math_markup + math_ops);
+    v[5] = ln1p(words.numbers);
+    v[6] = share(chars.digits, chars.non_space);
+    v[7] = ln1p(chars.questions);
+    v[8] = ln1p(words.constraints);
+    v[9] = ln1p(words.multi_step);
+    v[10] = ln1p(words.reasoning);
+    v[11] = ln1p(words.formats);
+    v[12] = f32::from(u8::from(layout.options >= 3));
+    v[13] = ln1p(words.negations);
+    v[14] = share(chars.non_ascii_letters, chars.letters);
+    v[15] = if words.words == 0 {
         0.0
     } else {
-        word_chars as f32 / words as f32
+        words.word_chars as f32 / words.words as f32
     };
-    v[16] = share(long_words, words);
-    v[17] = share(capitalized, words);
+    v[16] = share(words.long_words, words.words);
+    v[17] = share(words.capitalized, words.words);
     Features { values: v }
+}
+
+/// Character classes of a prompt, whitespace left out.
+#[derive(Default)]
+struct CharCounts {
+    non_space: usize,
+    digits: usize,
+    code: usize,
+    math: usize,
+    letters: usize,
+    non_ascii_letters: usize,
+    questions: usize,
+}
+
+impl CharCounts {
+    fn of(text: &str) -> Self {
+        let mut n = Self::default();
+        for c in text.chars() {
+            if c.is_whitespace() {
+                continue;
+            }
+            n.non_space += 1;
+            if c.is_ascii_digit() {
+                n.digits += 1;
+            } else if c.is_alphabetic() {
+                n.letters += 1;
+                if !c.is_ascii() {
+                    n.non_ascii_letters += 1;
+                }
+            }
+            match c {
+                '{' | '}' | ';' | '[' | ']' | '_' | '<' | '>' | '|' | '\\' | '`' => n.code += 1,
+                '^' | '√' | '∫' | '∑' | 'π' | '≤' | '≥' | '≠' | '±' | '×' | '÷' | '∞' | '∂'
+                | '≈' | '∈' | '∀' | '∃' | '→' | '⊂' | '∪' | '∩' => n.math += 1,
+                '?' => n.questions += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+}
+
+/// Words and numbers of a prompt, and the cue words and phrases it holds.
+#[derive(Default)]
+struct WordCounts {
+    words: usize,
+    word_chars: usize,
+    long_words: usize,
+    capitalized: usize,
+    numbers: usize,
+    multi_step: usize,
+    reasoning: usize,
+    constraints: usize,
+    formats: usize,
+    negations: usize,
+}
+
+impl WordCounts {
+    fn of(text: &str, lower: &str) -> Self {
+        let mut n = Self::default();
+        let mut after_sentence_end = true;
+        for raw in text.split_whitespace() {
+            let token = raw.trim_matches(|c: char| !c.is_alphanumeric());
+            let ends_sentence = raw.ends_with(['.', '!', '?', ':']);
+            if token.is_empty() {
+                after_sentence_end |= ends_sentence;
+                continue;
+            }
+            if token.chars().any(|c| c.is_ascii_digit())
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '/'))
+            {
+                n.numbers += 1;
+            } else if token.chars().all(char::is_alphabetic) {
+                n.word(token, after_sentence_end);
+            }
+            after_sentence_end = ends_sentence;
+        }
+        n.constraints += CONSTRAINT_PHRASES
+            .iter()
+            .map(|p| lower.matches(p).count())
+            .sum::<usize>();
+        n.multi_step += lower.matches("step by step").count() + lower.matches("how many").count();
+        n.reasoning += lower.matches("what if").count();
+        n.negations += lower.matches("which of the following is not").count()
+            + lower.matches(" except").count();
+        n
+    }
+
+    /// Counts one alphabetic word.
+    fn word(&mut self, token: &str, after_sentence_end: bool) {
+        self.words += 1;
+        let len = token.chars().count();
+        self.word_chars += len;
+        self.long_words += usize::from(len >= 10);
+        if !after_sentence_end && token.chars().next().is_some_and(char::is_uppercase) {
+            self.capitalized += 1;
+        }
+        if NEGATION_CAPS.contains(&token) {
+            self.negations += 1;
+        }
+        let word = token.to_lowercase();
+        let w = word.as_str();
+        self.multi_step += usize::from(MULTI_STEP_WORDS.contains(&w));
+        self.reasoning += usize::from(REASONING_WORDS.contains(&w));
+        self.constraints += usize::from(CONSTRAINT_WORDS.contains(&w));
+        self.formats += usize::from(FORMAT_WORDS.contains(&w));
+    }
+}
+
+/// How a prompt is laid out: lines, code fences and code-like lines, answer options.
+struct Layout {
+    lines: usize,
+    fences: usize,
+    code_lines: usize,
+    options: usize,
+}
+
+impl Layout {
+    fn of(text: &str) -> Self {
+        let lines: Vec<&str> = text.lines().collect();
+        let code_lines = lines
+            .iter()
+            .filter(|l| {
+                let t = l.trim_end();
+                (l.starts_with("    ") || l.starts_with('\t')) && !t.trim().is_empty()
+                    || t.ends_with(';')
+                    || t.ends_with('{')
+                    || t.trim_start().starts_with("def ")
+                    || t.trim_start().starts_with("fn ")
+                    || t.trim_start().starts_with("return ")
+            })
+            .count();
+        Self {
+            lines: lines.len(),
+            fences: text.matches("```").count(),
+            code_lines,
+            options: lines.iter().filter(|l| is_option_line(l)).count(),
+        }
+    }
 }
 
 /// Counts arithmetic operators written between numbers or variables ("3 + 4", "2x^2", "a = b"),

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use frugal_classifier::Tier;
 
+use crate::decisions::record::{DecisionRecord, Latency};
+use crate::decisions::{DecisionLog, Draft};
 use crate::ledger::Ledger;
 use crate::shared::SharedTier;
 use crate::stage::budget::Budgets;
@@ -39,4 +41,29 @@ pub struct RequestContext {
     pub max_tier: Option<Tier>,
     /// The shared tier on Redis, when the policy has one.
     pub shared: Option<Arc<SharedTier>>,
+    /// The decision log, when the policy keeps one.
+    pub decisions: Option<Arc<DecisionLog>>,
+    /// This request's line of the decision log, filled as the pipeline decides.
+    pub draft: Option<Draft>,
+}
+
+impl RequestContext {
+    /// Notes a decision in the request's decision-log line (nothing without a log).
+    pub fn note(&self, change: impl FnOnce(&mut DecisionRecord)) {
+        if let Some(draft) = &self.draft {
+            draft.note(change);
+        }
+    }
+
+    /// Notes the time since the last stage in the stage `pick` chooses (nothing without a log).
+    pub fn lap(&self, pick: impl FnOnce(&mut Latency) -> &mut f64) {
+        if let Some(draft) = &self.draft {
+            draft.lap(pick);
+        }
+    }
+
+    /// Whether the decision log wants the messages and the answer's text.
+    pub fn logs_prompts(&self) -> bool {
+        self.decisions.as_ref().is_some_and(|d| d.log_prompts())
+    }
 }

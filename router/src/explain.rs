@@ -11,7 +11,9 @@ use frugal_cache::CacheScope;
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
-use crate::pipeline::{baseline_price, check_request_caps, resolve_model, worst_case, WorstCase};
+use crate::pipeline::{
+    baseline_price, check_request_caps, resolve_model, short_hex, worst_case, WorstCase,
+};
 use crate::policy::{CacheMode, CheckPolicy, LiveState, Policy};
 use crate::request::ChatRequest;
 use crate::stage::budget::Budgets;
@@ -257,10 +259,6 @@ fn cache_section(
         })),
         "in_an_empty_cache": if eligible { "miss" } else { "bypass" },
     })
-}
-
-fn short_hex(bytes: &[u8]) -> String {
-    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The explanation as readable text: one line per stage.

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::admission::{Admission, AdmissionLimits, Permit};
 use crate::context::RequestContext;
+use crate::decisions::{DecisionLog, Draft};
 use crate::error::{json_response, ApiError};
 use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
@@ -80,6 +81,8 @@ pub struct AppState {
     pub shared: Option<Arc<SharedTier>>,
     /// Set while the shared tier's warm-up holds back readiness.
     pub warming: Arc<AtomicBool>,
+    /// The decision log, when the policy keeps one.
+    pub decisions: Option<Arc<DecisionLog>>,
 }
 
 /// Which routes one listener serves.
@@ -181,21 +184,30 @@ async fn chat_completions(
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
+    let run_id = run_id(
+        headers.get(HEADER_RUN_ID).and_then(|v| v.to_str().ok()),
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    );
     let ctx = RequestContext {
-        tenant,
+        tenant: tenant.clone(),
         cache_tenant: claimed,
         ledger: state.ledger.clone(),
         budgets: state.budgets.clone(),
-        run_id: run_id(
-            headers.get(HEADER_RUN_ID).and_then(|v| v.to_str().ok()),
-            headers.get("traceparent").and_then(|v| v.to_str().ok()),
-        ),
+        run_id: run_id.clone(),
         runs: state.runs.clone(),
         cache: state.cache.clone(),
         cache_control,
         resilience: state.resilience.clone(),
         max_tier,
         shared: state.shared.clone(),
+        draft: state.decisions.as_ref().map(|_| {
+            let request_id = headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            Draft::new(request_id, &tenant, run_id.as_deref())
+        }),
+        decisions: state.decisions.clone(),
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
         Ok(reply) => {

@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod admission;
 pub mod context;
+pub mod decisions;
 pub mod embed_worker;
 pub mod error;
 pub mod explain;

@@ -102,11 +102,13 @@ pub enum Metric {
     SharedWarmEntries,
     /// Gauge `{lever}`: 1 while a lever (`budgets`, `runs`) falls back to local enforcement.
     SharedFallback,
+    /// Counter: decision-log records dropped (the writer was behind, or the file failed).
+    DecisionLogDroppedTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 43] = [
+    pub const ALL: [Metric; 44] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -150,6 +152,7 @@ impl Metric {
         Self::SharedStreamLagEntries,
         Self::SharedWarmEntries,
         Self::SharedFallback,
+        Self::DecisionLogDroppedTotal,
     ];
 
     /// The Prometheus name.
@@ -198,6 +201,7 @@ impl Metric {
             Self::SharedStreamLagEntries => "frugal_shared_stream_lag_entries",
             Self::SharedWarmEntries => "frugal_shared_warm_entries",
             Self::SharedFallback => "frugal_shared_fallback",
+            Self::DecisionLogDroppedTotal => "frugal_decision_log_dropped_total",
         }
     }
 
@@ -296,6 +300,9 @@ impl Metric {
             Self::SharedWarmEntries => "Semantic entries loaded from the shared tier at start.",
             Self::SharedFallback => {
                 "1 while a lever (budgets, runs) falls back to local enforcement because Redis failed."
+            }
+            Self::DecisionLogDroppedTotal => {
+                "Decision-log records dropped because the writer was behind or the file could not be written."
             }
         }
     }
@@ -619,4 +626,14 @@ pub fn record_shared_fallback(lever: &'static str, falling_back: bool) {
     } else {
         0.0
     });
+}
+
+/// Counts a decision-log record that was dropped.
+pub fn record_decision_dropped() {
+    metrics::counter!(Metric::DecisionLogDroppedTotal.name()).increment(1);
+}
+
+/// Registers the decision log's drop counter at 0, so it is in every scrape from the start.
+pub fn register_decision_log() {
+    metrics::counter!(Metric::DecisionLogDroppedTotal.name()).increment(0);
 }

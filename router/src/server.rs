@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::accept::{self, ConnectionLimits};
 use crate::admission::Admission;
+use crate::decisions::DecisionLog;
 use crate::http::{app, AppState, Routes};
 use crate::ledger::Ledger;
 use crate::metrics;
@@ -109,6 +110,7 @@ impl RunningServer {
         metrics::register_shadow_series();
         metrics::register_admission_series();
         metrics::register_tenant_overflow();
+        metrics::register_decision_log();
         let state = LiveState::new(policy, 1)?;
         metrics::record_policy(&state.policy.hash, state.revision);
         for client in state.upstreams.iter().filter(|c| !c.has_credentials()) {
@@ -138,6 +140,15 @@ impl RunningServer {
             None => None,
         };
         let warming = Arc::new(AtomicBool::new(shared.is_some()));
+        let decisions = match &live.load().policy.decision_log {
+            Some(settings) => Some(Arc::new(DecisionLog::start(settings).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open decision_log.path {}: {e}",
+                    settings.path.display()
+                )
+            })?)),
+            None => None,
+        };
         if let Some(tier) = &shared {
             background.push(tokio::spawn(follow::run(
                 tier.clone(),
@@ -159,6 +170,7 @@ impl RunningServer {
             tenants: Arc::new(TenantLabels::default()),
             shared: shared.clone(),
             warming: warming.clone(),
+            decisions,
         };
         let (stop, stop_rx) = watch::channel(false);
         let serve = |listener: TcpListener, routes: Routes, until: BoxFuture<'static, ()>| {

@@ -559,6 +559,7 @@ EXPORTED_TODAY = {
     "frugal_shared_stream_lag_entries",
     "frugal_shared_warm_entries",
     "frugal_shared_fallback",
+    "frugal_decision_log_dropped_total",
 }
 
 # Exported only by a sidecar whose policy has a `shared:` section (Redis), which the k8s scrape

@@ -91,6 +91,8 @@ impl<'p> Pending<'p> {
             }
         };
         self.meta.answered_by(model, live_rung.tier);
+        self.ctx
+            .note(|d| d.escalations = climb.escalations.iter().map(ToString::to_string).collect());
         let tap = StreamTap::new(TapParts {
             ctx: self.ctx.clone(),
             model: StreamingModel {
@@ -163,6 +165,8 @@ impl<'p> Pending<'p> {
         escalations: Vec<Escalation>,
     ) -> (ReplyMeta, Account) {
         let mut meta = self.meta;
+        self.ctx
+            .note(|d| d.escalations = escalations.iter().map(ToString::to_string).collect());
         let (account, warnings) = self.settlement.complete(
             self.ctx,
             best.completed(),

@@ -13,6 +13,7 @@ use futures::stream;
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
+use crate::decisions::record::{CacheDecision, ClassifierDecision, TrimDecision};
 use crate::error::ApiError;
 use crate::ledger::RequestFacts;
 use crate::metrics;
@@ -40,6 +41,14 @@ pub async fn handle(
     let requested = resolve_model(&live.policy, request.model.as_deref())?;
     let baseline = baseline_price(&live.policy, requested);
     let mut meta = ReplyMeta::new(requested);
+    let logs_prompts = ctx.logs_prompts();
+    ctx.note(|d| {
+        d.model_requested.clone_from(&requested.alias);
+        d.stream = request.stream;
+        if logs_prompts {
+            d.messages = request.body.get("messages").cloned();
+        }
+    });
     let mut outbound = request.body;
     let trimmed = trim::trim_request(
         &live.policy.trim_for(&ctx.tenant),
@@ -50,12 +59,21 @@ pub async fn handle(
     .await;
     meta.trimmed_tokens = trimmed.map(|t| t.removed);
     let trimmed_tokens = trimmed.map_or(0, |t| t.removed);
+    ctx.lap(|l| &mut l.trim);
+    ctx.note(|d| {
+        d.trim = trimmed.map(|t| TrimDecision {
+            before: t.before,
+            after: t.after,
+        });
+    });
 
     let exact_key = lookup::exact_key(&live.policy, ctx, &requested.alias, &outbound);
     let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref()).await;
     let routed = live.policy.route.applies_to(&requested.alias) && !exact_hit;
     let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
     let question = embed::embed_question(live, &outbound, routed, semantic).await;
+    ctx.lap(|l| &mut l.embed);
+    ctx.note(|d| d.exact_key = exact_key.as_ref().map(|k| short_hex(k)));
     let plan = plan_route(
         live, ctx, requested, &outbound, routed, &question, &mut meta,
     );
@@ -78,6 +96,14 @@ pub async fn handle(
     )
     .await;
     meta.note_lookup(&cached);
+    ctx.lap(|l| &mut l.lookup);
+    ctx.note(|d| {
+        d.cache = CacheDecision {
+            outcome: cached.lookup.as_str().to_string(),
+            similarity: cached.similarity,
+            guard: cached.guard.map(|g| g.as_str().to_string()),
+        };
+    });
     if let Some(hit) = cached.serve {
         let replay = Replay {
             stream: request.stream,
@@ -135,6 +161,17 @@ fn plan_route<'p>(
     let plan = route::plan(&live.policy, requested, complexity.as_ref(), max_tier);
     if let Some(c) = &complexity {
         meta.complexity = Some(c.score);
+        ctx.note(|d| {
+            d.classifier = Some(ClassifierDecision {
+                score: c.score,
+                tier: c.tier.as_str().to_string(),
+                reasons: c
+                    .reasons
+                    .iter()
+                    .map(|r| (r.feature.to_string(), r.weight))
+                    .collect(),
+            });
+        });
         let start = plan.rungs.first().and_then(|r| r.tier).unwrap_or(c.tier);
         metrics::record_route_start(start.as_str(), c.score);
     }
@@ -174,4 +211,9 @@ fn serve_hit(
         ReplyBody::Json(hit.replay_json())
     };
     Reply { meta, body }
+}
+
+/// The first 12 hex digits of a key, as logs and `policy explain` show keys.
+pub(crate) fn short_hex(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

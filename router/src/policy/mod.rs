@@ -3,6 +3,7 @@
 //! and the line `frugal policy check` prints (`summary`).
 
 pub mod compile;
+pub mod decisions;
 pub mod embeddings;
 pub mod live;
 pub mod locate;
@@ -18,6 +19,7 @@ pub use compile::{
     ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy,
     SemanticPolicy, TenantOverrides, Timeouts,
 };
+pub use decisions::DecisionLogPolicy;
 pub use live::{Live, LiveState};
 pub use reload::{ReloadOutcome, Reloader};
 pub use route::{BreakerPolicy, CheckPolicy, RetryPolicy, RouteMode, RoutePolicy, StreamCascade};

@@ -70,6 +70,27 @@ pub struct RawPolicy {
     /// A shared tier on Redis: cache, budgets and run caps shared by every replica.
     #[serde(default)]
     pub shared: Option<RawShared>,
+    /// The decision log: one JSON line per answered request.
+    #[serde(default)]
+    pub decision_log: Option<RawDecisionLog>,
+}
+
+/// The decision log (docs/decision-log.md).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecisionLog {
+    /// The file lines are appended to, relative to the working directory.
+    pub path: String,
+    /// Size at which the file is rotated, in bytes (default 104857600: 100 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept: `path.1` … `path.N` (default 5).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// Also write each request's messages and its answer's text (default false: they may hold
+    /// personal data).
+    #[serde(default)]
+    pub log_prompts: Option<bool>,
 }
 
 /// The shared tier on Redis (or Valkey): what every replica of a deployment shares.
@@ -506,6 +527,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "embeddings",
     "trim",
     "shared",
+    "decision_log",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

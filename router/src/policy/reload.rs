@@ -197,6 +197,7 @@ fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
             old.budget_state_file != new.budget_state_file,
         ),
         ("shared", old.shared != new.shared),
+        ("decision_log", old.decision_log != new.decision_log),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -67,6 +67,10 @@ impl Settlement {
         escalations: u64,
     ) -> (Account, Vec<BudgetWarning>) {
         let facts = self.facts(escalations);
+        if ctx.logs_prompts() {
+            let text = shadow::text_of(&answer.completion);
+            ctx.note(|d| d.answer = Some(text));
+        }
         let (account, warnings) = settle(
             ctx,
             self.baseline,
@@ -152,5 +156,8 @@ pub fn settle(
         .map(|reservation| reservation.settle(account.actual))
         .unwrap_or_default();
     metrics::record_account(&ctx.tenant, &account);
+    if let (Some(draft), Some(log)) = (&ctx.draft, &ctx.decisions) {
+        log.write(draft.finish(&account));
+    }
     (account, warnings)
 }

@@ -9,6 +9,7 @@ mod admission;
 mod binary;
 mod budget;
 mod cache;
+mod decision_log;
 mod errors;
 mod exposition;
 mod faults;

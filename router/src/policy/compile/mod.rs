@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::decisions::compile_decision_log;
 use super::embeddings::compile_embeddings;
 use super::locate::SourceMap;
 use super::raw::RawPolicy;
@@ -136,6 +137,7 @@ fn compile(
     let embeddings = compile_embeddings(raw.embeddings.as_ref(), base_dir, errors);
     let trim = compile_trim(raw.trim.as_ref(), errors);
     let shared = compile_shared(raw.shared.as_ref(), errors);
+    let decision_log = compile_decision_log(raw.decision_log.as_ref(), errors);
     Some(Policy {
         listen: listeners.listen?,
         admin_listen: listeners.admin_listen,
@@ -155,6 +157,7 @@ fn compile(
         embeddings,
         trim,
         shared,
+        decision_log,
         limits,
         tenant_keys,
         hash: text_hash(text),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::money::TokenPrice;
 use crate::tenants::DEFAULT_TENANT;
 
+use super::super::decisions::DecisionLogPolicy;
 use super::super::embeddings::EmbeddingPolicy;
 use super::super::route::{BreakerPolicy, RetryPolicy, RoutePolicy};
 use super::super::shared::SharedPolicy;
@@ -55,6 +56,8 @@ pub struct Policy {
     pub trim: TrimPolicy,
     /// The shared tier on Redis, when the policy has a `shared:` section.
     pub shared: Option<SharedPolicy>,
+    /// The decision log, when the policy has a `decision_log:` section.
+    pub decision_log: Option<DecisionLogPolicy>,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,

@@ -553,7 +553,8 @@ async fn count_requests(request: Request, next: Next) -> Response {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
-    let _in_flight = InFlight::start();
+    // The scrape that reads the gauge is not a request being served.
+    let _in_flight = (endpoint != "metrics").then(InFlight::start);
     let started = Instant::now();
     let response = next.run(request).await;
     metrics::record_request(endpoint, response.status().as_u16(), started.elapsed());

@@ -77,7 +77,9 @@ impl RunningServer {
 
     /// Like [`RunningServer::start`], but with an `admin` listener the admin routes (metrics,
     /// health, readiness, reload, savings) are served there and only the API on `listener`.
-    /// Both stop accepting at once on shutdown and drain within the same grace period.
+    /// On shutdown the API stops accepting at once and drains; the admin listener keeps
+    /// answering (`/readyz` 503, `/metrics`) until the API has drained, all within the grace
+    /// period.
     pub fn start_with_admin(
         policy: Policy,
         listener: TcpListener,

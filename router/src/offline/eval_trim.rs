@@ -22,16 +22,13 @@ use crate::trim::{self, Document, Strategy, Tokenizer, TrimRequest};
 
 /// Arguments of `frugal eval trim`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("cap").required(true).args(["cap_tokens", "cap_ratio"])))]
 pub struct EvalTrimArgs {
     /// Claims with candidate abstracts split into sentences (JSON Lines, gzip or plain).
     #[arg(long)]
     pub data: PathBuf,
     /// Token cap for every context.
-    #[arg(
-        long,
-        conflicts_with = "cap_ratio",
-        required_unless_present = "cap_ratio"
-    )]
+    #[arg(long)]
     pub cap_tokens: Option<usize>,
     /// Token cap as a share of each context's own tokens.
     #[arg(long)]

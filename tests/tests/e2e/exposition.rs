@@ -140,3 +140,20 @@ async fn promtool_accepts_metrics_after_mixed_traffic() {
     );
     check_with_promtool(&metrics);
 }
+
+/// The scrape that reads `frugal_requests_in_flight` is not counted in it: an idle sidecar
+/// reads 0, not 1.
+#[tokio::test]
+async fn an_idle_sidecar_has_no_request_in_flight() {
+    let mock = frugal_tests::MockUpstream::start().await;
+    let sidecar = frugal_tests::Sidecar::in_front_of(&mock).await;
+    let response = sidecar
+        .chat(&frugal_tests::chat_body("cheap", "Hello"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l == "frugal_requests_in_flight 0"),
+        "{metrics}"
+    );
+}

@@ -107,12 +107,16 @@ pub async fn exact_hit_ready(
     ctx: &RequestContext,
     key: Option<&CacheKey>,
 ) -> bool {
-    let Some(key) = key.filter(|_| {
-        policy.cache.mode == CacheMode::On && ctx.cache_control == CacheControl::Default
-    }) else {
+    let Some(key) = key.filter(|_| serves_at_once(policy, ctx)) else {
         return false;
     };
     ctx.cache.get(key).is_some() || fetch_shared(ctx, *key, CacheTier::Exact).await.is_some()
+}
+
+/// Whether an exact hit would be served before anything else is done (mode on, no refresh):
+/// then [`exact_hit_ready`] has already asked the shared tier for the exact key.
+fn serves_at_once(policy: &Policy, ctx: &RequestContext) -> bool {
+    policy.cache.mode == CacheMode::On && ctx.cache_control == CacheControl::Default
 }
 
 /// The question's embedding, as the semantic tier sees it.
@@ -176,9 +180,12 @@ pub async fn look_up(
         outcome.found(CacheTier::Exact, hit, serves);
         return outcome;
     }
-    if let Some(hit) = fetch_shared(ctx, key, CacheTier::Exact).await {
-        outcome.found(CacheTier::Exact, hit, serves);
-        return outcome;
+    // Asked once per request: exact_hit_ready already asked Redis when the hit would serve.
+    if !serves_at_once(policy, ctx) {
+        if let Some(hit) = fetch_shared(ctx, key, CacheTier::Exact).await {
+            outcome.found(CacheTier::Exact, hit, serves);
+            return outcome;
+        }
     }
     metrics::record_cache_lookup(CacheTier::Exact, TierResult::Miss);
     let (Some(settings_semantic), Some((scope, question))) = (settings.semantic, semantic_scope)

@@ -85,20 +85,18 @@ impl SharedTier {
             return Ok(None);
         };
         match reserve {
-            Reserve::Held { .. } => Ok(Some(SharedHold {
-                tier: self.clone(),
+            Reserve::Held { .. } => Ok(Some(self.held(
                 counter,
-                held: want,
+                want,
                 ttl,
-                warn: Some(WarnAt {
+                Some(WarnAt {
                     tenant: tenant.to_string(),
                     window: budget.window.as_str(),
                     window_start: start,
                     cap_nano: nano(budget.hard_cap),
                     thresholds: budget.soft_thresholds.clone(),
                 }),
-                settled: false,
-            })),
+            ))),
             Reserve::Refused { used, held, .. } => {
                 metrics::record_budget_rejection(tenant);
                 Err(ApiError::BudgetExceeded {
@@ -145,14 +143,7 @@ impl SharedTier {
             return Ok(None);
         };
         match reserve {
-            Reserve::Held { .. } => Ok(Some(SharedHold {
-                tier: self.clone(),
-                counter,
-                held: want,
-                ttl,
-                warn: None,
-                settled: false,
-            })),
+            Reserve::Held { .. } => Ok(Some(self.held(counter, want, ttl, None))),
             Reserve::Refused { cap, used, held } => {
                 let (kind, message) = match cap {
                     Cap::Cost => (
@@ -180,6 +171,24 @@ impl SharedTier {
                     code: "run_budget_exceeded",
                 })
             }
+        }
+    }
+
+    /// A hold Redis granted, to settle or release.
+    fn held(
+        self: &Arc<Self>,
+        counter: String,
+        held: Amounts,
+        ttl: Duration,
+        warn: Option<WarnAt>,
+    ) -> SharedHold {
+        SharedHold {
+            tier: self.clone(),
+            counter,
+            held,
+            ttl,
+            warn,
+            settled: false,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use frugal_tests::redis::RedisServer;
-use frugal_tests::{header, policy_for, MockUpstream, Sidecar};
+use frugal_tests::{check_with_promtool, header, policy_for, MockUpstream, Sidecar};
 use serde_json::{json, Value};
 
 /// A policy on `mock` sharing through the Redis at `url`, with the cache on (semantic too).
@@ -145,6 +145,17 @@ async fn burst(a: &Sidecar, b: &Sidecar, tenant: &str, headers: &[(&str, &str)])
     futures::future::join_all(requests).await
 }
 
+/// Dollars one `priced(20)` request costs, asked of a sidecar without caps.
+async fn cost_of_one(mock: &MockUpstream) -> f64 {
+    let probe = Sidecar::in_front_of(mock).await;
+    header(
+        &probe.chat_as("probe", &priced(20)).await,
+        "x-frugal-cost-usd",
+    )
+    .parse()
+    .unwrap()
+}
+
 async fn spent(sidecar: &Sidecar, tenant: &str) -> f64 {
     let report = sidecar.savings("").await;
     report["tenants"][tenant]["actual_usd"]
@@ -158,13 +169,7 @@ async fn a_budget_holds_across_two_replicas_under_64_concurrent_requests() {
         return;
     };
     let mock = MockUpstream::start_with_latency(Duration::from_millis(50)).await;
-    let probe = Sidecar::in_front_of(&mock).await;
-    let one: f64 = header(
-        &probe.chat_as("probe", &priced(20)).await,
-        "x-frugal-cost-usd",
-    )
-    .parse()
-    .unwrap();
+    let one = cost_of_one(&mock).await;
     let cap = one * 10.5;
     let budget = format!(
         "tenants:\n  default:\n    budget: {{ window: day, hard_cap_usd: {cap}, soft_thresholds: [0.5] }}\n"
@@ -190,13 +195,7 @@ async fn a_run_cap_holds_across_two_replicas() {
         return;
     };
     let mock = MockUpstream::start_with_latency(Duration::from_millis(50)).await;
-    let probe = Sidecar::in_front_of(&mock).await;
-    let one: f64 = header(
-        &probe.chat_as("probe", &priced(20)).await,
-        "x-frugal-cost-usd",
-    )
-    .parse()
-    .unwrap();
+    let one = cost_of_one(&mock).await;
     let cap = one * 6.5;
     let policy = shared_policy(
         &mock,
@@ -261,10 +260,10 @@ async fn with_redis_gone_every_request_answers_and_sharing_resumes_when_it_retur
         // A's answer may have been stored before the reconnection: ask a fresh question.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(b
-        .metrics()
-        .await
-        .contains("frugal_shared_fallback{lever=\"budgets\"} 0"));
+    let metrics = b.metrics().await;
+    assert!(metrics.contains("frugal_shared_fallback{lever=\"budgets\"} 0"));
+    // After misses, hits, skipped operations and a fallback, the exposition is still clean.
+    check_with_promtool(&metrics);
 }
 
 #[tokio::test]

@@ -51,6 +51,11 @@ impl std::fmt::Debug for SharedClient {
     }
 }
 
+/// Bound on operations nobody waits for (settling and releasing holds, renewing leases, in
+/// background tasks): a Redis that stalls for longer than the request timeout still receives
+/// them, since losing one would keep a hold until its lease ran out.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reconnection backoff: from 50 ms, doubling, at most 2 s between attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -88,6 +93,16 @@ impl SharedClient {
         F: Future<Output = Result<T, RedisError>>,
     {
         self.bounded_for(self.timeout, op).await
+    }
+
+    /// Runs `op`, which nobody waits for, within the longer of the timeout and
+    /// [`BACKGROUND_TIMEOUT`].
+    pub(crate) async fn bounded_background<T, F>(&self, op: F) -> Result<T, SharedError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        self.bounded_for(self.timeout.max(BACKGROUND_TIMEOUT), op)
+            .await
     }
 
     /// Runs `op` within `limit`.

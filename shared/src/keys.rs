@@ -15,6 +15,14 @@ pub fn hashed(prefix: &str, kind: &str, parts: &[&[u8]]) -> String {
     format!("{prefix}:{kind}:{}", hex(&digest[..16]))
 }
 
+/// Like [`hashed`], with the digest in braces: a Redis hash tag, so keys made from this one by a
+/// suffix (`…:leases`) live in the same cluster slot and one script may use them together.
+pub fn tagged(prefix: &str, kind: &str, parts: &[&[u8]]) -> String {
+    let plain = hashed(prefix, kind, parts);
+    let digest = plain.len() - 32;
+    format!("{}{{{}}}", &plain[..digest], &plain[digest..])
+}
+
 /// The key of an answer stored under a 32-byte exact cache key (already a hash of tenant,
 /// namespace, scope and request).
 pub fn answer(prefix: &str, exact: &[u8; 32]) -> String {
@@ -46,5 +54,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("p:budget:") && a.len() == "p:budget:".len() + 32);
         assert_eq!(answer("p", &[0xab; 32]).len(), "p:answer:".len() + 64);
+        let tagged = tagged("p", "run", &[b"x"]);
+        assert_eq!(
+            tagged,
+            format!("p:run:{{{}}}", &hashed("p", "run", &[b"x"])[6..])
+        );
     }
 }

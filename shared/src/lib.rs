@@ -5,7 +5,8 @@
 //! * [`stream`]: one Redis stream of semantic entries (question vector and the exact key of
 //!   its answer) that every replica reads into its own index, and from which a new replica warms;
 //! * [`counters`]: tenant budget and run spend, reserved and settled atomically (Lua), keyed by
-//!   window so windows roll over by key, and a once-per-window flag for soft warnings.
+//!   window so windows roll over by key, each hold leased so a lost one cannot hold room for
+//!   long, and a once-per-window flag for soft warnings.
 //!
 //! Every operation is bounded by the configured timeout and returns a [`SharedError`] rather
 //! than waiting on a slow or absent Redis: the caller skips the shared tier for that operation.
@@ -20,6 +21,6 @@ pub mod keys;
 pub mod stream;
 
 pub use client::{SharedClient, SharedConfig, SharedError};
-pub use counters::{Amounts, Cap, Caps, Reserve};
+pub use counters::{Amounts, Cap, Caps, Counter, HoldKey, Lifetimes, Reserve};
 pub use entry::SemanticEntry;
 pub use stream::StreamBatch;

@@ -1,6 +1,7 @@
 //! A real Redis server for the shared-tier tests: started on a free loopback port with no
 //! persistence, stopped (by its PID) when dropped.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +67,23 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Pauses every client for `pause` (CLIENT PAUSE): commands queue in the server and run
+    /// when it ends, as on a Redis that stalls (a fork, a slow disk, a long script).
+    pub fn pause(&self, pause: Duration) {
+        let millis = pause.as_millis().to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        let command = format!(
+            "*3\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{millis}\r\n",
+            millis.len()
+        );
+        stream
+            .write_all(command.as_bytes())
+            .expect("send CLIENT PAUSE");
+        let mut reply = [0u8; 5];
+        stream.read_exact(&mut reply).expect("CLIENT PAUSE reply");
+        assert_eq!(&reply, b"+OK\r\n", "CLIENT PAUSE refused");
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients), as an outage would.

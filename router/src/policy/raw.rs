@@ -116,6 +116,11 @@ pub struct RawShared {
     /// arrives through the stream.
     #[serde(default)]
     pub warm_timeout: Option<String>,
+    /// How long a budget or run hold lasts in Redis unless its request renews it (default
+    /// `60s`; a request renews every third of it while it runs). A replica that dies, or a
+    /// reserve whose reply timed out, leaves a hold that stops counting after this long.
+    #[serde(default)]
+    pub hold_lease: Option<String>,
     /// Share the response cache (default true).
     #[serde(default)]
     pub cache: Option<bool>,

@@ -16,6 +16,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_WARM_ENTRIES: usize = 10_000;
 /// Default bound on how long the warm-up holds back readiness.
 pub const DEFAULT_WARM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default lease of a budget or run hold: a request renews it while it runs, so this only
+/// bounds how long a lost hold (a dead replica, a timed-out reply) keeps room.
+pub const DEFAULT_HOLD_LEASE: Duration = Duration::from_secs(60);
+/// Bounds of a hold lease: renewing more often than every 2 s would load Redis for nothing,
+/// and a lost hold should not keep room for more than an hour.
+const HOLD_LEASE_RANGE: (Duration, Duration) = (Duration::from_secs(6), Duration::from_secs(3600));
 /// Most entries a warm-up may ask for.
 const MAX_WARM_ENTRIES: usize = 1_000_000;
 /// Longest a key prefix may be.
@@ -34,6 +40,8 @@ pub struct SharedPolicy {
     pub warm_entries: usize,
     /// Longest the warm-up holds back readiness.
     pub warm_timeout: Duration,
+    /// How long a budget or run hold lasts in Redis unless renewed.
+    pub hold_lease: Duration,
     /// Whether the response cache is shared.
     pub cache: bool,
     /// Whether tenant budget spend is shared.
@@ -95,6 +103,23 @@ pub(super) fn compile_shared(raw: Option<&RawShared>, errors: &mut Errors) -> Op
         DEFAULT_WARM_TIMEOUT,
         errors,
     );
+    let hold_lease = duration(
+        raw.hold_lease.as_deref(),
+        "shared.hold_lease",
+        DEFAULT_HOLD_LEASE,
+        errors,
+    );
+    let (shortest, longest) = HOLD_LEASE_RANGE;
+    if !(shortest..=longest).contains(&hold_lease) {
+        errors.push(
+            "shared.hold_lease",
+            format!(
+                "must be from {}s to {}s",
+                shortest.as_secs(),
+                longest.as_secs()
+            ),
+        );
+    }
     let (cache, budgets, runs) = (
         raw.cache.unwrap_or(true),
         raw.budgets.unwrap_or(true),
@@ -112,6 +137,7 @@ pub(super) fn compile_shared(raw: Option<&RawShared>, errors: &mut Errors) -> Op
         timeout,
         warm_entries,
         warm_timeout,
+        hold_lease,
         cache,
         budgets,
         runs,
@@ -135,13 +161,14 @@ mod tests {
         assert_eq!(shared.key_prefix, DEFAULT_KEY_PREFIX);
         assert_eq!(shared.timeout, DEFAULT_TIMEOUT);
         assert_eq!(shared.warm_entries, DEFAULT_WARM_ENTRIES);
+        assert_eq!(shared.hold_lease, DEFAULT_HOLD_LEASE);
         assert!(shared.cache && shared.budgets && shared.runs);
     }
 
     #[test]
     fn every_mistake_in_the_section_is_reported() {
         let text = format!(
-            "{GOOD}shared:\n  redis_url_env: 9-URL\n  key_prefix: 'a b'\n  timeout: 1m\n  warm_entries: 2000000\n  cache: false\n  budgets: false\n  runs: false\n"
+            "{GOOD}shared:\n  redis_url_env: 9-URL\n  key_prefix: 'a b'\n  timeout: 1m\n  warm_entries: 2000000\n  hold_lease: 1s\n  cache: false\n  budgets: false\n  runs: false\n"
         );
         let errors = parse(&text, "test.yaml").unwrap_err().errors;
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
@@ -153,6 +180,7 @@ mod tests {
                 "shared.key_prefix",
                 "shared.timeout",
                 "shared.warm_entries",
+                "shared.hold_lease",
             ],
             "{errors:?}"
         );

@@ -2,11 +2,16 @@
 //! as locally (the local hold keeps this replica's gauges, budget file and fallback right);
 //! Redis refuses when the spend of every replica plus what they all hold would pass the cap.
 //! When Redis fails the shared hold is skipped and the local one alone enforces the cap.
+//!
+//! Each hold has its own id and a lease (`shared.hold_lease`) that a task renews while the
+//! request runs. A reserve that timed out is released by id at once, since Redis may still have
+//! run it; and a hold whose replica died stops counting when its lease runs out.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use frugal_shared::{Amounts, Cap, Caps, Reserve};
+use frugal_shared::{Amounts, Cap, Caps, Counter, HoldKey, Lifetimes, Reserve};
+use tokio::task::AbortHandle;
 
 use super::{CapLever, SharedTier};
 use crate::error::ApiError;
@@ -18,9 +23,11 @@ use crate::stage::budget::{unix_now, window_end, window_start};
 /// A hold in Redis; settled to what the request used, or released when dropped unsettled.
 pub struct SharedHold {
     tier: Arc<SharedTier>,
-    counter: String,
-    held: Amounts,
+    key: HoldKey,
+    /// How long the counter lives past its last change.
     ttl: Duration,
+    /// The task renewing the lease while the request runs.
+    renewal: AbortHandle,
     /// For a budget: the thresholds to warn about once across replicas.
     warn: Option<WarnAt>,
     settled: bool,
@@ -35,10 +42,16 @@ struct WarnAt {
     thresholds: Vec<f64>,
 }
 
-/// Nano-dollars of an amount, rounded up (a hold never holds less than the cost).
+/// Nano-dollars of a cost, rounded up (a hold never holds less than the cost).
 pub fn nano(usd: Usd) -> i64 {
     let pico = usd.pico().max(0);
     i64::try_from((pico + 999) / 1000).unwrap_or(i64::MAX)
+}
+
+/// Nano-dollars of a cap, rounded down (a cap never allows more than it says).
+pub fn nano_cap(usd: Usd) -> i64 {
+    let pico = usd.pico().max(0);
+    i64::try_from(pico / 1000).unwrap_or(i64::MAX)
 }
 
 fn usd(nano: i64) -> Usd {
@@ -69,7 +82,7 @@ impl SharedTier {
             .client
             .budget_counter(tenant, budget.window.as_str(), start);
         let caps = Caps {
-            cost_nano: Some(nano(budget.hard_cap)),
+            cost_nano: Some(nano_cap(budget.hard_cap)),
             tokens: None,
         };
         let want = Amounts {
@@ -78,7 +91,7 @@ impl SharedTier {
         };
         // The counter outlives its window by a day, for late settles.
         let ttl = Duration::from_secs(end.saturating_sub(now) + 86_400);
-        let Some(reserve) = self
+        let Some((key, reserve)) = self
             .reserve(CapLever::Budgets, &counter, caps, want, ttl)
             .await
         else {
@@ -86,14 +99,13 @@ impl SharedTier {
         };
         match reserve {
             Reserve::Held { .. } => Ok(Some(self.held(
-                counter,
-                want,
+                key,
                 ttl,
                 Some(WarnAt {
                     tenant: tenant.to_string(),
                     window: budget.window.as_str(),
                     window_start: start,
-                    cap_nano: nano(budget.hard_cap),
+                    cap_nano: nano_cap(budget.hard_cap),
                     thresholds: budget.soft_thresholds.clone(),
                 }),
             ))),
@@ -126,7 +138,7 @@ impl SharedTier {
         }
         let counter = self.client.run_counter(tenant, run_id);
         let caps = Caps {
-            cost_nano: policy.max_cost.map(nano),
+            cost_nano: policy.max_cost.map(nano_cap),
             tokens: policy
                 .max_tokens
                 .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
@@ -136,14 +148,14 @@ impl SharedTier {
             tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
         };
         let ttl = policy.idle_ttl.max(Duration::from_secs(60));
-        let Some(reserve) = self
+        let Some((key, reserve)) = self
             .reserve(CapLever::Runs, &counter, caps, want, ttl)
             .await
         else {
             return Ok(None);
         };
         match reserve {
-            Reserve::Held { .. } => Ok(Some(self.held(counter, want, ttl, None))),
+            Reserve::Held { .. } => Ok(Some(self.held(key, ttl, None))),
             Reserve::Refused { cap, used, held } => {
                 let (kind, message) = match cap {
                     Cap::Cost => (
@@ -174,41 +186,50 @@ impl SharedTier {
         }
     }
 
-    /// A hold Redis granted, to settle or release.
-    fn held(
-        self: &Arc<Self>,
-        counter: String,
-        held: Amounts,
-        ttl: Duration,
-        warn: Option<WarnAt>,
-    ) -> SharedHold {
+    /// A hold Redis granted, to settle or release; its lease is renewed until then.
+    fn held(self: &Arc<Self>, key: HoldKey, ttl: Duration, warn: Option<WarnAt>) -> SharedHold {
+        let renewal = tokio::spawn(renew_until_aborted(
+            self.clone(),
+            key.clone(),
+            self.policy.hold_lease,
+        ))
+        .abort_handle();
         SharedHold {
             tier: self.clone(),
-            counter,
-            held,
+            key,
             ttl,
+            renewal,
             warn,
             settled: false,
         }
     }
 
-    /// One reserve, its failure counted and the lever's fallback state noted.
+    /// One reserve under a new hold id, its failure counted and the lever's fallback state
+    /// noted. A reserve that failed may still have run in Redis (its reply lost, or late past
+    /// the timeout), so its hold is released by id at once; the lease covers a release that
+    /// fails too.
     async fn reserve(
-        &self,
+        self: &Arc<Self>,
         lever: CapLever,
-        counter: &str,
+        counter: &Counter,
         caps: Caps,
         want: Amounts,
         ttl: Duration,
-    ) -> Option<Reserve> {
-        match self.client.reserve(counter, caps, want, ttl).await {
+    ) -> Option<(HoldKey, Reserve)> {
+        let key = counter.new_hold();
+        let lifetimes = Lifetimes {
+            counter: ttl,
+            lease: self.policy.hold_lease,
+        };
+        match self.client.reserve(&key, caps, want, lifetimes).await {
             Ok(reserve) => {
                 self.note_lever(lever, true);
-                Some(reserve)
+                Some((key, reserve))
             }
             Err(e) => {
                 self.failed("reserve", &e);
                 self.note_lever(lever, false);
+                release_in_background(self.clone(), key, ttl);
                 None
             }
         }
@@ -220,15 +241,15 @@ impl SharedHold {
     /// thresholds crossed by it warn once across every replica.
     pub fn settle(mut self, cost: Usd, tokens: u64) {
         self.settled = true;
+        self.renewal.abort();
         let used = Amounts {
             cost_nano: nano(cost),
             tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
         };
-        let (tier, counter, held, ttl) =
-            (self.tier.clone(), self.counter.clone(), self.held, self.ttl);
+        let (tier, key, ttl) = (self.tier.clone(), self.key.clone(), self.ttl);
         let warn = self.warn.take();
         tokio::spawn(async move {
-            match tier.client.settle(&counter, held, used, ttl).await {
+            match tier.client.settle(&key, used, ttl).await {
                 Ok(after) => {
                     if let Some(warn) = warn {
                         warn_once(
@@ -249,16 +270,42 @@ impl SharedHold {
 
 impl Drop for SharedHold {
     fn drop(&mut self) {
+        self.renewal.abort();
         if self.settled {
             return;
         }
-        let (tier, counter, held, ttl) =
-            (self.tier.clone(), self.counter.clone(), self.held, self.ttl);
-        tokio::spawn(async move {
-            if let Err(e) = tier.client.release(&counter, held, ttl).await {
-                tier.failed("settle", &e);
+        release_in_background(self.tier.clone(), self.key.clone(), self.ttl);
+    }
+}
+
+/// Releases `key` without holding anyone up; a failure is counted (`op="release"`) and the
+/// lease frees the room later.
+fn release_in_background(tier: Arc<SharedTier>, key: HoldKey, ttl: Duration) {
+    tokio::spawn(async move {
+        if let Err(e) = tier.client.release(&key, ttl).await {
+            tier.failed("release", &e);
+        }
+    });
+}
+
+/// Renews `key`'s lease every third of `lease` until aborted (the hold settled or released)
+/// or the hold is found gone. A failed renewal is counted (`op="renew"`) and tried again at
+/// the next tick: two more chances before the lease runs out.
+async fn renew_until_aborted(tier: Arc<SharedTier>, key: HoldKey, lease: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+    loop {
+        ticks.tick().await;
+        match tier.client.renew(&key, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    counter = key.counter().key(),
+                    "a shared budget or run hold ran out of lease while its request ran; it no longer counts against the cap"
+                );
+                return;
             }
-        });
+            Err(e) => tier.failed("renew", &e),
+        }
     }
 }
 
@@ -291,5 +338,22 @@ async fn warn_once(tier: &SharedTier, warn: &WarnAt, before: i64, after: i64, tt
             Ok(false) => {}
             Err(e) => tier.failed("claim", &e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_round_up_and_caps_round_down_to_whole_nano_dollars() {
+        let between = Usd::from_pico(1_500);
+        assert_eq!((nano(between), nano_cap(between)), (2, 1));
+        let exact = Usd::from_pico(3_000);
+        assert_eq!((nano(exact), nano_cap(exact)), (3, 3));
+        assert_eq!(
+            (nano(Usd::from_pico(-5)), nano_cap(Usd::from_pico(-5))),
+            (0, 0)
+        );
     }
 }

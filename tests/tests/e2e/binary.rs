@@ -621,3 +621,90 @@ async fn two_serve_processes_share_answers_through_redis() {
         .unwrap();
     assert_eq!(calls["total"], 1, "{calls}");
 }
+
+/// A replica killed in the middle of a request (SIGKILL: no settle, no release) leaves its
+/// budget hold in Redis; the hold's lease ends it, so the tenant's room comes back within
+/// `shared.hold_lease` instead of at the end of the budget window.
+#[tokio::test]
+async fn a_hold_of_a_killed_replica_frees_its_room_when_its_lease_ends() {
+    let Some(redis) = frugal_tests::redis::RedisServer::start() else {
+        return;
+    };
+    let mock = frugal_tests::MockUpstream::start().await;
+    mock.on_prompt("slowly").delay(Duration::from_secs(60));
+    let body = |content: &str| {
+        json!({ "model": "strong", "max_tokens": 20,
+            "messages": [{ "role": "user", "content": content }] })
+    };
+    let probe = frugal_tests::Sidecar::in_front_of(&mock).await;
+    let one: f64 = frugal_tests::header(
+        &probe.chat(&body("Answer this one quickly please")).await,
+        "x-frugal-cost-usd",
+    )
+    .parse()
+    .unwrap();
+    let var = format!("FRUGAL_TEST_REDIS_LEASE_{}", std::process::id());
+    std::env::set_var(&var, redis.url());
+    let policy = frugal_tests::policy_with_timeouts(
+        &mock.base_url(),
+        "{ connect: 1s, request: 120s, first_byte: 120s, idle: 120s }",
+        &format!(
+            "shared: {{ redis_url_env: {var}, timeout: 200ms, hold_lease: 6s, cache: false }}\n\
+             tenants:\n  default:\n    budget: {{ window: day, hard_cap_usd: {} }}\n",
+            one * 1.5
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, &policy).unwrap();
+    let a_addr = free_addr();
+    let url = redis.url();
+    let mut a = spawn_with(
+        &[
+            "serve",
+            "--policy",
+            path.to_str().unwrap(),
+            "--listen",
+            &a_addr.to_string(),
+        ],
+        &[(var.as_str(), url.as_str())],
+    );
+    wait_ready(&format!("http://{a_addr}/readyz")).await;
+    // A holds the tenant's room for a request that will not finish; then A is killed.
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://{a_addr}/v1/chat/completions"))
+            .header("x-frugal-tenant", "acme")
+            .json(&body("Answer this one slowly please"))
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.total_calls() < 2 {
+        assert!(Instant::now() < deadline, "A never called the upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    assert!(slow.await.unwrap().is_err(), "A died mid-request");
+    let b = frugal_tests::Sidecar::start(&policy).await;
+    let killed_at = Instant::now();
+    let quick = body("Answer this one quickly please");
+    assert_eq!(
+        b.chat_as("acme", &quick).await.status(),
+        429,
+        "the killed replica's hold still counts"
+    );
+    // Within the lease (6 s, plus the next call that drops it) the room comes back.
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let status = b.chat_as("acme", &quick).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(12),
+            "the hold outlived its 6 s lease"
+        );
+    }
+}

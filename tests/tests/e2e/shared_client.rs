@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frugal_shared::stream::FROM_START;
-use frugal_shared::{Amounts, Cap, Caps, Reserve, SemanticEntry, SharedClient, SharedConfig};
+use frugal_shared::{
+    Amounts, Cap, Caps, Lifetimes, Reserve, SemanticEntry, SharedClient, SharedConfig, SharedError,
+};
 use frugal_tests::redis::RedisServer;
 
 fn client(url: &str, prefix: &str) -> SharedClient {
@@ -26,6 +28,10 @@ fn nano(n: i64) -> Amounts {
 }
 
 const TTL: Duration = Duration::from_secs(60);
+const LIVES: Lifetimes = Lifetimes {
+    counter: TTL,
+    lease: TTL,
+};
 
 #[tokio::test]
 async fn holds_from_two_replicas_never_pass_the_cap() {
@@ -42,39 +48,54 @@ async fn holds_from_two_replicas_never_pass_the_cap() {
     let mut tasks = Vec::new();
     for i in 0..64 {
         let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let counter = counter.clone();
+        let hold = counter.new_hold();
         tasks.push(tokio::spawn(async move {
-            replica.reserve(&counter, caps, nano(30), TTL).await
+            let reserve = replica.reserve(&hold, caps, nano(30), LIVES).await;
+            (hold, reserve)
         }));
     }
-    let mut held = 0;
+    let mut held = Vec::new();
     for task in tasks {
-        if let Reserve::Held { .. } = task.await.unwrap().unwrap() {
-            held += 1;
+        let (hold, reserve) = task.await.unwrap();
+        if let Reserve::Held { .. } = reserve.unwrap() {
+            held.push(hold);
         }
     }
-    assert_eq!(held, 33, "1,000 holds 33 of 30 and not one more");
-    // Settling to less frees room; releasing gives it all back.
-    for _ in 0..33 {
-        a.settle(&counter, nano(30), nano(10), TTL).await.unwrap();
+    assert_eq!(held.len(), 33, "1,000 holds 33 of 30 and not one more");
+    // Settling to less frees room; settling a hold again frees nothing more.
+    for hold in &held {
+        a.settle(hold, nano(10), TTL).await.unwrap();
     }
-    let after = a.settle(&counter, nano(0), nano(0), TTL).await.unwrap();
-    assert_eq!(after.cost_nano, 330);
-    match b.reserve(&counter, caps, nano(670), TTL).await.unwrap() {
+    a.release(&held[0], TTL).await.unwrap();
+    let (used, holding) = a.counted(&counter).await.unwrap();
+    assert_eq!((used.cost_nano, holding.cost_nano), (330, 0));
+    let last = counter.new_hold();
+    match b.reserve(&last, caps, nano(670), LIVES).await.unwrap() {
         Reserve::Held { used, held } => {
             assert_eq!((used.cost_nano, held.cost_nano), (330, 670));
         }
         other => panic!("{other:?}"),
     }
-    match a.reserve(&counter, caps, nano(1), TTL).await.unwrap() {
+    // Reserving the same hold again (a retry) holds nothing more.
+    assert!(matches!(
+        b.reserve(&last, caps, nano(670), LIVES).await.unwrap(),
+        Reserve::Held { held, .. } if held.cost_nano == 670
+    ));
+    match a
+        .reserve(&counter.new_hold(), caps, nano(1), LIVES)
+        .await
+        .unwrap()
+    {
         Reserve::Refused { cap, used, held } => {
             assert_eq!((cap, used.cost_nano, held.cost_nano), (Cap::Cost, 330, 670));
         }
         other => panic!("{other:?}"),
     }
-    b.release(&counter, nano(670), TTL).await.unwrap();
+    b.release(&last, TTL).await.unwrap();
     assert!(matches!(
-        a.reserve(&counter, caps, nano(670), TTL).await.unwrap(),
+        a.reserve(&counter.new_hold(), caps, nano(670), LIVES)
+            .await
+            .unwrap(),
         Reserve::Held { .. }
     ));
 }
@@ -94,12 +115,13 @@ async fn token_caps_windows_and_tenants_have_their_own_counters() {
         cost_nano: 5,
         tokens: 80,
     };
+    let first = run.new_hold();
     assert!(matches!(
-        c.reserve(&run, caps, want, TTL).await.unwrap(),
+        c.reserve(&first, caps, want, LIVES).await.unwrap(),
         Reserve::Held { .. }
     ));
     assert!(matches!(
-        c.reserve(&run, caps, want, TTL).await.unwrap(),
+        c.reserve(&run.new_hold(), caps, want, LIVES).await.unwrap(),
         Reserve::Refused {
             cap: Cap::Tokens,
             ..
@@ -114,25 +136,131 @@ async fn token_caps_windows_and_tenants_have_their_own_counters() {
     ] {
         assert_ne!(other, run);
         assert!(matches!(
-            c.reserve(&other, caps, want, TTL).await.unwrap(),
+            c.reserve(&other.new_hold(), caps, want, LIVES)
+                .await
+                .unwrap(),
             Reserve::Held { .. }
         ));
     }
-    // A release never leaves a negative hold behind.
-    c.release(&run, want, TTL).await.unwrap();
-    c.release(&run, want, TTL).await.unwrap();
+    // Releasing twice never leaves a negative hold behind.
+    c.release(&first, TTL).await.unwrap();
+    c.release(&first, TTL).await.unwrap();
+    let all = Amounts {
+        cost_nano: 0,
+        tokens: 100,
+    };
     assert!(matches!(
-        c.reserve(
-            &run,
-            caps,
-            Amounts {
-                cost_nano: 0,
-                tokens: 100
-            },
-            TTL
-        )
-        .await
-        .unwrap(),
+        c.reserve(&run.new_hold(), caps, all, LIVES).await.unwrap(),
+        Reserve::Held { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_hold_left_behind_stops_counting_when_its_lease_ends_and_a_renewed_one_does_not() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let c = client(&redis.url(), "t");
+    let counter = c.budget_counter("acme", "day", 1);
+    let caps = Caps {
+        cost_nano: Some(100),
+        tokens: None,
+    };
+    let short = Lifetimes {
+        counter: TTL,
+        lease: Duration::from_millis(300),
+    };
+    // A hold whose replica died: never settled, never renewed.
+    let lost = counter.new_hold();
+    assert!(matches!(
+        c.reserve(&lost, caps, nano(60), short).await.unwrap(),
+        Reserve::Held { .. }
+    ));
+    // A hold whose request is still running, renewed within its lease.
+    let running = c.run_counter("acme", "long").new_hold();
+    let run_caps = Caps {
+        cost_nano: Some(100),
+        tokens: None,
+    };
+    assert!(matches!(
+        c.reserve(&running, run_caps, nano(60), short)
+            .await
+            .unwrap(),
+        Reserve::Held { .. }
+    ));
+    assert!(matches!(
+        c.reserve(&counter.new_hold(), caps, nano(60), short)
+            .await
+            .unwrap(),
+        Reserve::Refused { .. }
+    ));
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(c.renew(&running, short.lease).await.unwrap());
+    }
+    // 450 ms on: the lost hold's lease ran out, the running one's did not.
+    let next = counter.new_hold();
+    match c.reserve(&next, caps, nano(60), short).await.unwrap() {
+        Reserve::Held { used, held } => assert_eq!((used.cost_nano, held.cost_nano), (0, 60)),
+        other => panic!("the lost hold still counts: {other:?}"),
+    }
+    assert!(matches!(
+        c.reserve(&running.counter().new_hold(), run_caps, nano(60), short)
+            .await
+            .unwrap(),
+        Reserve::Refused { .. }
+    ));
+    // The lost request settling late pays what it used and frees none of the new hold's room.
+    c.settle(&lost, nano(25), TTL).await.unwrap();
+    let (used, held) = c.counted(&counter).await.unwrap();
+    assert_eq!((used.cost_nano, held.cost_nano), (25, 60));
+    // A lease that ran out cannot be renewed: the request learns its hold is gone.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!c.renew(&next, short.lease).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_reserve_whose_reply_timed_out_is_undone_by_releasing_its_id() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let c = SharedClient::new(&SharedConfig {
+        url: redis.url(),
+        key_prefix: "t".into(),
+        timeout: Duration::from_millis(50),
+    })
+    .unwrap();
+    c.ping().await.unwrap();
+    let counter = c.budget_counter("acme", "day", 1);
+    let caps = Caps {
+        cost_nano: Some(100),
+        tokens: None,
+    };
+    // Redis has run the script before (so it answers EVALSHA, not NOSCRIPT, after a stall).
+    let earlier = c.budget_counter("acme", "day", 0).new_hold();
+    c.reserve(&earlier, caps, nano(1), LIVES).await.unwrap();
+    // Redis stalls: the reserve times out here but runs in Redis once the pause ends.
+    redis.pause(Duration::from_millis(300));
+    let hold = counter.new_hold();
+    assert!(matches!(
+        c.reserve(&hold, caps, nano(60), LIVES).await,
+        Err(SharedError::Timeout(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, held) = c.counted(&counter).await.unwrap();
+    assert_eq!(
+        held.cost_nano, 60,
+        "Redis ran the reserve after the client gave up"
+    );
+    // Releasing by id undoes it (a release in a stall waits longer than a reserve: nobody
+    // waits on it, and it must not be lost).
+    c.release(&hold, TTL).await.unwrap();
+    let (used, held) = c.counted(&counter).await.unwrap();
+    assert_eq!((used.cost_nano, held.cost_nano), (0, 0));
+    assert!(matches!(
+        c.reserve(&counter.new_hold(), caps, nano(100), LIVES)
+            .await
+            .unwrap(),
         Reserve::Held { .. }
     ));
 }
@@ -248,8 +376,9 @@ async fn with_redis_down_every_operation_fails_fast_and_recovers_when_it_returns
     let started = Instant::now();
     assert!(c.get_answer(&[1; 32]).await.is_err());
     assert!(c.put_answer(&[1; 32], b"x", TTL).await.is_err());
+    let hold = c.budget_counter("acme", "day", 1).new_hold();
     assert!(c
-        .reserve("t:budget:x", Caps::default(), nano(1), TTL)
+        .reserve(&hold, Caps::default(), nano(1), LIVES)
         .await
         .is_err());
     assert!(c.append_entry(&entry(1), 10).await.is_err());

@@ -214,6 +214,69 @@ async fn a_run_cap_holds_across_two_replicas() {
 }
 
 #[tokio::test]
+async fn a_reserve_that_timed_out_while_redis_stalled_leaves_no_hold_behind() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let one = cost_of_one(&mock).await;
+    // Room for one request's worst case, not two.
+    let budget = format!(
+        "tenants:\n  default:\n    budget: {{ window: day, hard_cap_usd: {} }}\n",
+        one * 1.5
+    );
+    let policy =
+        shared_policy(&mock, &redis.url(), &budget).replace("timeout: 200ms", "timeout: 50ms");
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    // A has reserved and settled before (Redis knows the scripts, so it runs them after a stall).
+    assert_eq!(a.chat_as("earlier", &priced(20)).await.status(), 200);
+    // Redis stalls for longer than the timeout: A's reserve gives up waiting and A enforces the
+    // cap alone, but Redis runs the reserve when the stall ends.
+    redis.pause(Duration::from_millis(400));
+    let during = a.chat_as("stalled", &priced(20)).await;
+    assert_eq!(during.status(), 200);
+    assert!(a
+        .metrics()
+        .await
+        .contains("frugal_shared_errors_total{op=\"reserve\"}"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // That hold was released by id, so B (which has spent nothing) still has room for one.
+    let after = b.chat_as("stalled", &priced(20)).await;
+    assert_eq!(
+        after.status(),
+        200,
+        "a hold made after its reserve timed out still counts: {}",
+        after.text().await.unwrap()
+    );
+    assert_eq!(b.chat_as("stalled", &priced(20)).await.status(), 429);
+}
+
+#[tokio::test]
+async fn a_request_longer_than_the_lease_keeps_its_hold_by_renewing_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    mock.on_prompt("slowly").delay(Duration::from_secs(8));
+    let one = cost_of_one(&mock).await;
+    let budget = format!(
+        "tenants:\n  default:\n    budget: {{ window: day, hard_cap_usd: {} }}\n",
+        one * 1.5
+    );
+    let policy = shared_policy(&mock, &redis.url(), &budget)
+        .replace("warm_timeout: 2s", "warm_timeout: 2s, hold_lease: 6s")
+        .replace("request: 2s", "request: 20s");
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    let slow = json!({ "model": "strong", "max_tokens": 20, "messages": [
+        { "role": "user", "content": "Write a long essay about budgets, slowly please." }] });
+    let long = tokio::spawn(async move { a.chat_as("patient", &slow).await.status() });
+    // Past the 6 s lease, A's request still runs: its renewed hold still counts on B.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(b.chat_as("patient", &priced(20)).await.status(), 429);
+    assert_eq!(long.await.unwrap(), 200);
+}
+
+#[tokio::test]
 async fn with_redis_gone_every_request_answers_and_sharing_resumes_when_it_returns() {
     let Some(mut redis) = RedisServer::start() else {
         return;

@@ -37,3 +37,17 @@ say "replaying real prompts through the official openai client"
 
 say "savings per lever (frugal report)"
 "$bin" report --url http://127.0.0.1:8080
+
+# Savings mean little without the quality they cost: replay labelled traffic in-process through
+# the same policy, against the answers each model is recorded to have given.
+data="${FRUGAL_SHARED:-../shared}/data"
+if [[ -f "$data/router/routellm_dev.jsonl.gz" && -f "$data/cache/qqp_dev.jsonl.gz" ]]; then
+    say "quality kept next to dollars saved: 600 labelled RouteLLM prompts (MMLU, GSM8K, MT-Bench)"
+    "$bin" replay --policy policies/examples/local.yaml --without-caps --sample 600 \
+        --traffic "$data/router/routellm_dev.jsonl.gz"
+    say "false cache hits next to cache savings: 300 labelled QQP question pairs"
+    "$bin" replay --policy policies/examples/local.yaml --without-caps --sample 300 \
+        --traffic "$data/cache/qqp_dev.jsonl.gz"
+else
+    echo "demo: $data has no labelled sets; skipping the quality replay" >&2
+fi

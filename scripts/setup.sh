@@ -53,6 +53,8 @@ setup_system() {
     python3 -c 'import ensurepip' 2>/dev/null || python_missing+=(python3-venv)
     python3 -m pip --version >/dev/null 2>&1 || python_missing+=(python3-pip)
     apt_packages "${python_missing[@]}"
+    # A TrueType font for the labels of `frugal calibrate --plot` (and its test).
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_packages fonts-dejavu-core
     if ! cargo nextest --version >/dev/null 2>&1; then
         say "cargo install cargo-nextest"
         cargo install cargo-nextest --locked

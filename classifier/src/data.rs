@@ -62,6 +62,8 @@ pub struct LabelledRow {
     pub outcome: Outcome,
     /// The weak model's answer, where the data has it (GSM8K), for cascade checks.
     pub weak_response: Option<String>,
+    /// The strong model's answer, where the data has it (GSM8K), for labelled simulations.
+    pub strong_response: Option<String>,
     /// The row's group: its `subject` (MMLU) or `category` (MT-Bench), else its benchmark.
     pub group: String,
 }
@@ -112,6 +114,7 @@ struct RawRow {
     weak_score: Option<f32>,
     strong_score: Option<f32>,
     weak_response: Option<String>,
+    strong_response: Option<String>,
     subject: Option<String>,
     category: Option<String>,
 }
@@ -186,6 +189,7 @@ pub fn parse_rows(reader: impl BufRead, path: &Path) -> Result<Vec<LabelledRow>,
             prompt: raw.prompt,
             outcome,
             weak_response: raw.weak_response,
+            strong_response: raw.strong_response,
             group,
         });
     }

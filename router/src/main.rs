@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use frugal::mock::{MockServer, Script};
+use frugal::mock::{LabelledModels, MockOptions, MockServer, Script};
 use frugal::server::{PolicySource, RunningServer};
 use frugal::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
@@ -60,6 +61,21 @@ enum Command {
         /// Script file (YAML or JSON) with rules and a default behaviour.
         #[arg(long)]
         script: Option<PathBuf>,
+        /// Latency of one upstream model's answers instead of --latency-ms, as MODEL=MS
+        /// (repeatable; e.g. the cheap model faster).
+        #[arg(long = "model-latency", value_name = "MODEL=MS", value_parser = parse_model_latency)]
+        model_latency: Vec<(String, u64)>,
+        /// Labelled routing rows (RouteLLM's format, JSON Lines, gzip or plain): a labelled
+        /// prompt gets the recorded answer of the model asked (see --weak-model/--strong-model).
+        /// This simulates recorded outcomes, not a live model.
+        #[arg(long, requires = "weak_model", requires = "strong_model")]
+        labels: Option<PathBuf>,
+        /// Upstream model name that answers labelled prompts as the weak model (repeatable).
+        #[arg(long = "weak-model", value_name = "MODEL")]
+        weak_model: Vec<String>,
+        /// Upstream model name that answers labelled prompts as the strong model (repeatable).
+        #[arg(long = "strong-model", value_name = "MODEL")]
+        strong_model: Vec<String>,
     },
     /// Print the savings of a running sidecar per tenant and lever.
     Report {
@@ -73,6 +89,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay traffic through a policy in-process against recorded answers: savings per lever
+    /// next to quality kept, false cache hits and escalations (`--against` compares two).
+    Replay(frugal::offline::replay::ReplayArgs),
+    /// Sweep the cache threshold, start-strong threshold and trim cap on labelled data, pick
+    /// the cheapest point meeting the quality targets, and write the calibrated policy.
+    Calibrate(frugal::offline::calibrate::CalibrateArgs),
     /// Fit the complexity classifier on labelled routing data and write its weights.
     Train(frugal::offline::train::TrainArgs),
     /// Offline evaluations on labelled data.
@@ -113,7 +135,11 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let level = match cli.command {
+        Command::Replay(_) | Command::Calibrate(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, level);
     match cli.command {
         Command::Policy {
             command: PolicyCommand::Check { files },
@@ -155,9 +181,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             latency_ms,
             script,
-        } => mock_upstream(listen, latency_ms, script).await,
+            model_latency,
+            labels,
+            weak_model,
+            strong_model,
+        } => {
+            let labels = labels
+                .map(|path| {
+                    LabelledModels::load(&path, &weak_model, &strong_model)
+                        .map(Arc::new)
+                        .map_err(|e| anyhow::anyhow!("cannot read labels {}: {e}", path.display()))
+                })
+                .transpose()?;
+            let options = MockOptions {
+                script: read_script(script)?,
+                latency: Duration::from_millis(latency_ms),
+                model_latency: model_latency
+                    .into_iter()
+                    .map(|(model, ms)| (model, Duration::from_millis(ms)))
+                    .collect(),
+                labels,
+            };
+            mock_upstream(listen, options).await
+        }
         Command::Report { url, window, json } => report(&url, window.as_deref(), json).await,
         Command::Train(args) => frugal::offline::train::run(&args),
+        Command::Replay(args) => frugal::offline::replay::run(&args).await,
+        Command::Calibrate(args) => frugal::offline::calibrate::run(&args).await,
         Command::Eval {
             command: EvalCommand::Router(args),
         } => frugal::offline::eval_router::run(&args),
@@ -212,26 +262,39 @@ async fn serve(
     server.run_until(shutdown_signal()).await
 }
 
-async fn mock_upstream(
-    listen: SocketAddr,
-    latency_ms: u64,
-    script: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let script = match script {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
-            frugal::yaml::from_str::<Script>(&text)
-                .map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))?
-        }
-        None => Script::default(),
+/// The script file's rules, or the default script.
+fn read_script(script: Option<PathBuf>) -> anyhow::Result<Script> {
+    let Some(path) = script else {
+        return Ok(Script::default());
     };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
+    frugal::yaml::from_str::<Script>(&text)
+        .map_err(|e| anyhow::anyhow!("bad script {}: {e}", path.display()))
+}
+
+/// `MODEL=MS` of `--model-latency`.
+fn parse_model_latency(text: &str) -> Result<(String, u64), String> {
+    let (model, ms) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{text}` is not MODEL=MS"))?;
+    let ms = ms
+        .parse()
+        .map_err(|_| format!("`{ms}` in `{text}` is not a whole number of milliseconds"))?;
+    if model.is_empty() {
+        return Err(format!("`{text}` names no model"));
+    }
+    Ok((model.to_string(), ms))
+}
+
+async fn mock_upstream(listen: SocketAddr, options: MockOptions) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let mock = MockServer::start(listener, script, Duration::from_millis(latency_ms))
-        .map_err(anyhow::Error::msg)?;
-    tracing::info!(base_url = %mock.base_url(), latency_ms, "mock upstream is serving");
+    let latency_ms = options.latency.as_millis();
+    let labelled = options.labels.as_ref().map_or(0, |l| l.len());
+    let mock = MockServer::start_with(listener, options).map_err(anyhow::Error::msg)?;
+    tracing::info!(base_url = %mock.base_url(), latency_ms, labelled, "mock upstream is serving");
     shutdown_signal().await;
     Ok(())
 }

@@ -12,4 +12,4 @@ pub mod record;
 pub mod writer;
 
 pub use record::{DecisionRecord, Draft};
-pub use writer::DecisionLog;
+pub use writer::{DecisionLog, PendingRecord};

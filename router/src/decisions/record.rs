@@ -51,6 +51,10 @@ pub struct DecisionRecord {
     /// The request's messages (only with `log_prompts: true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Value>,
+    /// The request's other fields but `model` (temperature, max_tokens, tools, …), so a replay
+    /// sends what the client sent (only with `log_prompts: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
     /// The answer's text (only with `log_prompts: true`, for a completed answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -74,6 +78,10 @@ pub struct CacheDecision {
     pub similarity: Option<f32>,
     /// The guard that rejected it, if one did.
     pub guard: Option<String>,
+    /// In shadow mode, whether the answer the cache would have served agrees with the fresh
+    /// one (`agree`, `differ`); absent when there was nothing to compare.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
 }
 
 /// The classifier's decision.

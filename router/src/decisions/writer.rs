@@ -46,6 +46,19 @@ impl DecisionLog {
         })
     }
 
+    /// A log whose records go to the returned receiver instead of a file (`frugal replay`
+    /// reads them), with `capacity` queued at most.
+    pub fn channel(log_prompts: bool, capacity: usize) -> (Self, Receiver<DecisionRecord>) {
+        let (sender, receiver) = sync_channel(capacity);
+        (
+            Self {
+                sender,
+                log_prompts,
+            },
+            receiver,
+        )
+    }
+
     /// Whether records carry the prompt and answer text.
     pub fn log_prompts(&self) -> bool {
         self.log_prompts
@@ -59,6 +72,23 @@ impl DecisionLog {
                 metrics::record_decision_dropped();
             }
         }
+    }
+}
+
+/// A finished record and the log it goes to: written now, or once a shadow comparison has
+/// added its verdict.
+#[derive(Debug)]
+pub struct PendingRecord {
+    /// The log.
+    pub log: std::sync::Arc<DecisionLog>,
+    /// The record.
+    pub record: DecisionRecord,
+}
+
+impl PendingRecord {
+    /// Queues the record.
+    pub fn write(self) {
+        self.log.write(self.record);
     }
 }
 

@@ -2,11 +2,16 @@
 //! and benchmarks. It answers `POST /v1/chat/completions` (JSON and SSE) with real token counts,
 //! can be slow, fail, reset, hang, truncate or send bad JSON on cue, and counts calls per model.
 //!
+//! With labels ([`labels`]) it answers prompts of a labelled routing file with what each model
+//! recorded, and [`InProcess`] gives the same answers without a socket (for `frugal replay`).
+//!
 //! Control endpoints: `GET /_mock/calls`, `GET /_mock/requests`, `PUT /_mock/script` (YAML or
 //! JSON script), `POST /_mock/rules` (append one rule), `POST /_mock/reset`.
 
+pub mod labels;
 mod reply;
 mod script;
+mod simulate;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -30,8 +35,10 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use crate::tokens::last_user_text;
+pub use labels::{LabelledModels, Side, Verdict};
 pub use reply::Answer;
 pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
+pub use simulate::InProcess;
 
 /// How long a `reset_after_bytes` answer waits, after its bytes, before dropping the connection.
 const FLUSH_BEFORE_RESET: Duration = Duration::from_millis(50);
@@ -49,6 +56,8 @@ struct MockState {
     script: RwLock<CompiledScript>,
     initial: Script,
     latency: Duration,
+    model_latency: BTreeMap<String, Duration>,
+    labels: Option<Arc<LabelledModels>>,
     seq: AtomicU64,
     calls: Mutex<BTreeMap<String, u64>>,
     requests: Mutex<VecDeque<Value>>,
@@ -67,14 +76,47 @@ impl Drop for MockServer {
     }
 }
 
+/// How a mock answers.
+#[derive(Debug, Clone, Default)]
+pub struct MockOptions {
+    /// Rules and the default behaviour.
+    pub script: Script,
+    /// Latency added to every answer.
+    pub latency: Duration,
+    /// Latency of answers from these upstream models instead of `latency`.
+    pub model_latency: BTreeMap<String, Duration>,
+    /// Recorded answers for labelled prompts.
+    pub labels: Option<Arc<LabelledModels>>,
+}
+
 impl MockServer {
     /// Starts a mock on `listener` with a script and a fixed latency added to every answer.
     pub fn start(listener: TcpListener, script: Script, latency: Duration) -> Result<Self, String> {
+        Self::start_with(
+            listener,
+            MockOptions {
+                script,
+                latency,
+                ..MockOptions::default()
+            },
+        )
+    }
+
+    /// Starts a mock on `listener` that answers as `options` say.
+    pub fn start_with(listener: TcpListener, options: MockOptions) -> Result<Self, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let MockOptions {
+            script,
+            latency,
+            model_latency,
+            labels,
+        } = options;
         let state = Arc::new(MockState {
             script: RwLock::new(CompiledScript::compile(script.clone())?),
             initial: script,
             latency,
+            model_latency,
+            labels,
             seq: AtomicU64::new(0),
             calls: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(VecDeque::new()),
@@ -220,7 +262,13 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
         Ok(script) => script.pick(&model, &prompt),
         Err(_) => Behaviour::default(),
     };
-    let delay = state.latency + Duration::from_millis(behaviour.delay_ms);
+    let behaviour = labelled(behaviour, state.labels.as_deref(), &model, &prompt);
+    let latency = state
+        .model_latency
+        .get(&model)
+        .copied()
+        .unwrap_or(state.latency);
+    let delay = latency + Duration::from_millis(behaviour.delay_ms);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -246,6 +294,20 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
     } else {
         json_answer(&answer, &behaviour)
     }
+}
+
+/// The behaviour with the labelled answer of `model` to `prompt` as its reply, unless the
+/// script already says what to reply.
+fn labelled(
+    mut behaviour: Behaviour,
+    labels: Option<&LabelledModels>,
+    model: &str,
+    prompt: &str,
+) -> Behaviour {
+    if behaviour.reply.is_none() && behaviour.reply_bytes.is_none() {
+        behaviour.reply = labels.and_then(|l| l.answer(prompt, model));
+    }
+    behaviour
 }
 
 fn scripted_error(status: u16, retry_after: Option<u64>) -> Response {

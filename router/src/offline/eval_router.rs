@@ -72,46 +72,18 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
     let verdicts = cascade_verdicts(&prepared.rows);
 
     let started = Instant::now();
-    let (scores, method) =
-        match model {
-            Some(model) if !trained_on_this => {
-                if let Some(dim) = model.embedding_dim() {
-                    anyhow::ensure!(
-                        prepared.embeddings.first().is_none_or(|e| e.len() == dim),
-                        "the model expects {dim}-dimensional embeddings"
-                    );
-                }
-                let scores = prepared
-                    .features
-                    .iter()
-                    .zip(&prepared.embeddings)
-                    .map(|(f, e)| model.score(f, Some(e)).map(|s| s.score))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (scores, "held-out model".to_owned())
-            }
-            model => {
-                let mut config = model
-                    .as_ref()
-                    .and_then(|m| m.training.get("config"))
-                    .and_then(|c| serde_json::from_value::<TrainConfig>(c.clone()).ok())
-                    .unwrap_or_default();
-                config.folds = args.folds;
-                if trained_on_this {
-                    eprintln!(
-                    "NOTE: {} was trained on {} — its scores there would be optimistic, so it is \
-                     not used; the figures below are {}-fold cross-validated (trained on {} folds \
-                     with the model's settings, scored on the held-out one).",
-                    args.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-                    args.data.display(),
-                    config.folds,
-                    config.folds - 1
-                );
-                }
-                let examples = prepared.examples(config.cascade_labels.then_some(&verdicts[..]));
-                let scores = train::cross_validate(&examples, &config, args.threads);
-                (scores, format!("{}-fold cross-validation", config.folds))
-            }
-        };
+    let (scores, method) = score_rows(
+        &prepared,
+        &verdicts,
+        model,
+        trained_on_this,
+        Scoring {
+            folds: args.folds,
+            threads: args.threads,
+            model_path: args.model.as_deref(),
+            data_path: &args.data,
+        },
+    )?;
     eprintln!(
         "scored {} rows by {method} in {:.1} s",
         prepared.rows.len(),
@@ -184,8 +156,75 @@ pub fn run(args: &EvalRouterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How rows are scored when the model cannot score them itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoring<'a> {
+    /// Folds for cross-validation.
+    pub folds: usize,
+    /// Threads for cross-validation.
+    pub threads: usize,
+    /// The model's file, for the note about cross-validation.
+    pub model_path: Option<&'a std::path::Path>,
+    /// The data's file, for the same note.
+    pub data_path: &'a std::path::Path,
+}
+
+/// Each row's complexity score and how it was obtained: from `model` when it was not trained
+/// on these rows, else (or without a model) by k-fold cross-validation with the model's
+/// training settings, so no row is scored by a model that saw it.
+pub fn score_rows(
+    prepared: &Prepared,
+    verdicts: &[Option<Vec<frugal_classifier::answer_checks::Concern>>],
+    model: Option<ComplexityModel>,
+    trained_on_this: bool,
+    scoring: Scoring<'_>,
+) -> anyhow::Result<(Vec<f32>, String)> {
+    match model {
+        Some(model) if !trained_on_this => {
+            if let Some(dim) = model.embedding_dim() {
+                anyhow::ensure!(
+                    prepared.embeddings.first().is_none_or(|e| e.len() == dim),
+                    "the model expects {dim}-dimensional embeddings"
+                );
+            }
+            let scores = prepared
+                .features
+                .iter()
+                .zip(&prepared.embeddings)
+                .map(|(f, e)| model.score(f, Some(e)).map(|s| s.score))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((scores, "held-out model".to_owned()))
+        }
+        model => {
+            let mut config = model
+                .as_ref()
+                .and_then(|m| m.training.get("config"))
+                .and_then(|c| serde_json::from_value::<TrainConfig>(c.clone()).ok())
+                .unwrap_or_default();
+            config.folds = scoring.folds;
+            if trained_on_this {
+                eprintln!(
+                    "NOTE: {} was trained on {} — its scores there would be optimistic, so it is \
+                     not used; the figures below are {}-fold cross-validated (trained on {} folds \
+                     with the model's settings, scored on the held-out one).",
+                    scoring
+                        .model_path
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "the model".to_owned()),
+                    scoring.data_path.display(),
+                    config.folds,
+                    config.folds - 1
+                );
+            }
+            let examples = prepared.examples(config.cascade_labels.then_some(verdicts));
+            let scores = train::cross_validate(&examples, &config, scoring.threads);
+            Ok((scores, format!("{}-fold cross-validation", config.folds)))
+        }
+    }
+}
+
 /// The content hashes of the files a model was trained on, as its summary records them.
-fn training_hashes(model: &ComplexityModel) -> Vec<String> {
+pub fn training_hashes(model: &ComplexityModel) -> Vec<String> {
     model
         .training
         .get("data")

@@ -231,22 +231,19 @@ pub fn run(args: &EvalTrimArgs) -> anyhow::Result<()> {
     };
     let rows: Vec<Row> = super::read_jsonl(&args.data)?;
     let synthetic = synthetic_case(&rows, args.tokenizer, args.latency_context_tokens);
-    let cases: Vec<Case> = rows
-        .into_iter()
-        .filter(|r| !r.gold_doc_ids.is_empty())
-        .map(Case::from_row)
-        .filter(|c| !c.gold.is_empty())
-        .collect();
-    anyhow::ensure!(
-        !cases.is_empty(),
-        "{} has no claims with gold evidence",
-        args.data.display()
-    );
+    let cases = cases_of(rows, &args.data)?;
 
     let paths = ModelPaths::from_env_or(&args.embed.model_dir);
     let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
         .context("cannot load the embedding model")?;
-    let vectors = cached_vectors(args, &embedder, &cases, cap, &strategies)?;
+    let vectors = cached_vectors(
+        &args.embed,
+        args.tokenizer,
+        &embedder,
+        &cases,
+        &[cap],
+        &strategies,
+    )?;
 
     let mut figures = Vec::new();
     for &strategy in &strategies {
@@ -287,6 +284,46 @@ pub fn run(args: &EvalTrimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `strategy`'s figures at each token cap of `caps` on the claims of `data` (without latency):
+/// `frugal calibrate`'s trim sweep.
+pub fn sweep_caps(
+    data: &std::path::Path,
+    caps: &[usize],
+    tokenizer: Tokenizer,
+    strategy: Strategy,
+    embed: &super::EmbedArgs,
+) -> anyhow::Result<Vec<StrategyFigures>> {
+    let cases = cases_of(super::read_jsonl(data)?, data)?;
+    let caps: Vec<Cap> = caps.iter().map(|&n| Cap::Tokens(n)).collect();
+    let vectors = if strategy.embeds() {
+        let paths = ModelPaths::from_env_or(&embed.model_dir);
+        let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
+            .context("cannot load the embedding model")?;
+        cached_vectors(embed, tokenizer, &embedder, &cases, &caps, &[strategy])?
+    } else {
+        HashMap::new()
+    };
+    caps.iter()
+        .map(|&cap| quality(&cases, cap, tokenizer, strategy, &vectors))
+        .collect()
+}
+
+/// The claims among `rows` (read from `data`) that have gold evidence.
+fn cases_of(rows: Vec<Row>, data: &std::path::Path) -> anyhow::Result<Vec<Case>> {
+    let cases: Vec<Case> = rows
+        .into_iter()
+        .filter(|r| !r.gold_doc_ids.is_empty())
+        .map(Case::from_row)
+        .filter(|c| !c.gold.is_empty())
+        .collect();
+    anyhow::ensure!(
+        !cases.is_empty(),
+        "{} has no claims with gold evidence",
+        data.display()
+    );
+    Ok(cases)
+}
+
 fn single(document: &Document, tokenizer: Tokenizer) -> TrimRequest {
     TrimRequest {
         question: String::new(),
@@ -300,16 +337,20 @@ fn single(document: &Document, tokenizer: Tokenizer) -> TrimRequest {
 
 /// Vectors of every text the embedding strategies ask for, through the disk cache.
 fn cached_vectors(
-    args: &EvalTrimArgs,
+    embed: &super::EmbedArgs,
+    tokenizer: Tokenizer,
     embedder: &dyn Embedder,
     cases: &[Case],
-    cap: Cap,
+    caps: &[Cap],
     strategies: &[Strategy],
 ) -> anyhow::Result<HashMap<String, Vec<f32>>> {
     let mut texts: Vec<String> = Vec::new();
     for &strategy in strategies.iter().filter(|s| s.embeds()) {
-        for case in cases {
-            let request = case.request(cap, args.tokenizer, strategy);
+        for (case, &cap) in cases
+            .iter()
+            .flat_map(|c| caps.iter().map(move |cap| (c, cap)))
+        {
+            let request = case.request(cap, tokenizer, strategy);
             texts.extend(
                 trim::prepare(&request)
                     .embedding_texts()
@@ -323,8 +364,7 @@ fn cached_vectors(
     texts.dedup();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let bar = progress_bar(true, refs.len(), "embedding");
-    let (vectors, _) = args
-        .embed
+    let (vectors, _) = embed
         .disk_embeddings()
         .embed(embedder, &refs, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();

@@ -3,11 +3,13 @@
 //! model the sidecar uses, through one disk cache of evaluation vectors
 //! ([`embed_disk`]), so repeated runs are fast.
 
+pub mod calibrate;
 pub mod embed_disk;
 pub mod eval_cache;
 pub mod eval_router;
 pub mod eval_trim;
 pub mod progress;
+pub mod replay;
 pub mod train;
 
 use std::fs::File;

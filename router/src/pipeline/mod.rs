@@ -47,6 +47,13 @@ pub async fn handle(
         d.stream = request.stream;
         if logs_prompts {
             d.messages = request.body.get("messages").cloned();
+            let params: serde_json::Map<String, serde_json::Value> = request
+                .body
+                .iter()
+                .filter(|(key, _)| *key != "messages" && *key != "model")
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            d.params = Some(serde_json::Value::Object(params));
         }
     });
     let mut outbound = request.body;
@@ -102,6 +109,7 @@ pub async fn handle(
             outcome: cached.lookup.as_str().to_string(),
             similarity: cached.similarity,
             guard: cached.guard.map(|g| g.as_str().to_string()),
+            shadow: None,
         };
     });
     if let Some(hit) = cached.serve {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use frugal_cache::CacheSlot;
 
 use crate::context::RequestContext;
+use crate::decisions::PendingRecord;
 use crate::embed_worker::EmbedWorker;
 use crate::ledger::RequestFacts;
 use crate::metrics;
@@ -71,7 +72,7 @@ impl Settlement {
             let text = shadow::text_of(&answer.completion);
             ctx.note(|d| d.answer = Some(text));
         }
-        let (account, warnings) = settle(
+        let (account, warnings) = settle_spend(
             ctx,
             self.baseline,
             answer.tokens,
@@ -79,10 +80,21 @@ impl Settlement {
             facts,
             self.holds,
         );
-        if cache::storable(&answer.completion) {
-            if let Some(candidate) = self.shadow {
-                shadow::compare(self.embedder, candidate, &answer.completion, account.actual);
-            }
+        let record = decision(ctx, &account);
+        let storable = cache::storable(&answer.completion);
+        match (self.shadow.filter(|_| storable), record) {
+            // The record waits for the comparison, so it carries the verdict.
+            (Some(candidate), record) => shadow::compare(
+                self.embedder,
+                candidate,
+                &answer.completion,
+                account.actual,
+                record,
+            ),
+            (None, Some(record)) => record.write(),
+            (None, None) => {}
+        }
+        if storable {
             if let Some(slot) = self.cache_slot {
                 if let Some(shared) = ctx.shared.as_ref().filter(|s| s.shares_cache()) {
                     shared.publish(slot.key, slot.semantic.clone(), &answer);
@@ -116,9 +128,34 @@ impl Settlement {
 }
 
 /// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens),
-/// records it everywhere spend is counted, and turns what it held into what it used; returns
-/// the account and the soft budget thresholds it crossed.
+/// records it everywhere spend is counted and in the decision log, and turns what it held into
+/// what it used; returns the account and the soft budget thresholds it crossed.
 pub fn settle(
+    ctx: &RequestContext,
+    baseline: TokenPrice,
+    tokens: Tokens,
+    attempts: Vec<Attempt>,
+    facts: RequestFacts,
+    holds: Holds,
+) -> (Account, Vec<BudgetWarning>) {
+    let settled = settle_spend(ctx, baseline, tokens, attempts, facts, holds);
+    if let Some(record) = decision(ctx, &settled.0) {
+        record.write();
+    }
+    settled
+}
+
+/// The request's finished decision record, when the sidecar keeps a decision log.
+fn decision(ctx: &RequestContext, account: &Account) -> Option<PendingRecord> {
+    let (draft, log) = (ctx.draft.as_ref()?, ctx.decisions.as_ref()?);
+    Some(PendingRecord {
+        log: log.clone(),
+        record: draft.finish(account),
+    })
+}
+
+/// [`settle`] without the decision record (its caller writes it, maybe later).
+fn settle_spend(
     ctx: &RequestContext,
     baseline: TokenPrice,
     tokens: Tokens,
@@ -156,8 +193,5 @@ pub fn settle(
         .map(|reservation| reservation.settle(account.actual))
         .unwrap_or_default();
     metrics::record_account(&ctx.tenant, &account);
-    if let (Some(draft), Some(log)) = (&ctx.draft, &ctx.decisions) {
-        log.write(draft.finish(&account));
-    }
     (account, warnings)
 }

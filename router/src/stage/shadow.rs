@@ -9,6 +9,7 @@ use std::time::Duration;
 use frugal_cache::{CacheTier, ShadowVerdict};
 use serde_json::{Map, Value};
 
+use crate::decisions::PendingRecord;
 use crate::embed_worker::EmbedWorker;
 use crate::metrics;
 use crate::money::Usd;
@@ -31,16 +32,23 @@ pub struct ShadowCandidate {
 }
 
 /// Compares a would-be cached answer with the fresh one in the background and records the
-/// verdict and the saving the hit would have brought.
+/// verdict and the saving the hit would have brought; the request's decision record, if any,
+/// is written once the verdict is in it.
 pub fn compare(
     worker: Option<Arc<EmbedWorker>>,
     candidate: ShadowCandidate,
     fresh: &Map<String, Value>,
     would_save: Usd,
+    record: Option<PendingRecord>,
 ) {
     let ShadowCandidate { tier, cached } = candidate;
     metrics::record_shadow_saving(tier, would_save);
-    let Some(worker) = worker else { return };
+    let Some(worker) = worker else {
+        if let Some(record) = record {
+            record.write();
+        }
+        return;
+    };
     let cached = text_of(&cached.completion);
     let fresh = text_of(fresh);
     tokio::spawn(async move {
@@ -55,9 +63,18 @@ pub fn compare(
                         ShadowVerdict::Differ
                     }
                 }
-                _ => return,
+                _ => {
+                    if let Some(record) = record {
+                        record.write();
+                    }
+                    return;
+                }
             }
         };
+        if let Some(mut record) = record {
+            record.record.cache.shadow = Some(verdict.as_str().to_string());
+            record.write();
+        }
         metrics::record_shadow_comparison(tier, verdict);
     });
 }

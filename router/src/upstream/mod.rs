@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bytes::Bytes;
 
-pub use openai::{OpenAiCompatible, UpstreamReply, UpstreamStream};
+pub use openai::{OpenAiCompatible, Simulate, UpstreamReply, UpstreamStream};
 pub use resilience::{backoff, CircuitState, Permit, Resilience};
 
 use crate::policy::Policy;
@@ -171,15 +171,27 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds a client for every provider in the policy.
     pub fn from_policy(policy: &Policy) -> Result<Self, UpstreamError> {
+        Self::build(policy, OpenAiCompatible::new)
+    }
+
+    /// A client for every provider in the policy, each answered in-process by `simulation`.
+    pub fn simulated(
+        policy: &Policy,
+        simulation: &Arc<dyn Simulate>,
+    ) -> Result<Self, UpstreamError> {
+        Self::build(policy, |config| {
+            OpenAiCompatible::simulated(config, simulation.clone())
+        })
+    }
+
+    fn build(
+        policy: &Policy,
+        client: impl Fn(Arc<crate::policy::ProviderConfig>) -> Result<OpenAiCompatible, UpstreamError>,
+    ) -> Result<Self, UpstreamError> {
         let providers = policy
             .providers
             .iter()
-            .map(|(name, config)| {
-                Ok((
-                    name.clone(),
-                    Arc::new(OpenAiCompatible::new(config.clone())?),
-                ))
-            })
+            .map(|(name, config)| Ok((name.clone(), Arc::new(client(config.clone())?))))
             .collect::<Result<_, UpstreamError>>()?;
         Ok(Self { providers })
     }

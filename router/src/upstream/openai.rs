@@ -25,12 +25,23 @@ pub struct UpstreamReply {
 /// A stream of SSE events from the provider, ending with `Done` or an error.
 pub type UpstreamStream = Pin<Box<dyn Stream<Item = Result<SseEvent, UpstreamError>> + Send>>;
 
+/// An upstream answered in-process instead of over HTTP: `frugal replay`'s simulation, so a
+/// replay runs the same pipeline code without sockets.
+pub trait Simulate: Send + Sync + std::fmt::Debug {
+    /// The raw JSON body of the chat completion answering `body`.
+    fn complete(&self, body: &Map<String, Value>) -> Bytes;
+    /// The SSE frames of the streamed answer to `body`, `data: [DONE]` included.
+    fn stream(&self, body: &Map<String, Value>) -> Vec<Bytes>;
+}
+
 /// A client for one OpenAI-compatible provider.
 #[derive(Debug)]
 pub struct OpenAiCompatible {
     config: Arc<ProviderConfig>,
     client: reqwest::Client,
     api_key: Option<String>,
+    /// Answers in-process instead of over HTTP (a replay).
+    simulated: Option<Arc<dyn Simulate>>,
 }
 
 impl OpenAiCompatible {
@@ -53,6 +64,19 @@ impl OpenAiCompatible {
             config,
             client,
             api_key,
+            simulated: None,
+        })
+    }
+
+    /// A client whose calls `simulation` answers in-process (no HTTP), with the provider's
+    /// settings otherwise.
+    pub fn simulated(
+        config: Arc<ProviderConfig>,
+        simulation: Arc<dyn Simulate>,
+    ) -> Result<Self, UpstreamError> {
+        Ok(Self {
+            simulated: Some(simulation),
+            ..Self::new(config)?
         })
     }
 
@@ -80,6 +104,11 @@ impl OpenAiCompatible {
         &self,
         body: &Map<String, Value>,
     ) -> Result<UpstreamReply, UpstreamError> {
+        if let Some(simulation) = &self.simulated {
+            let raw = simulation.complete(body);
+            let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
+            return Ok(UpstreamReply { raw, body });
+        }
         let timeout = self.config.timeouts.request;
         let call = async {
             let response = self
@@ -103,6 +132,10 @@ impl OpenAiCompatible {
 
     /// Sends a streaming request; returns once the provider's response headers arrive.
     pub async fn stream(&self, body: &Map<String, Value>) -> Result<UpstreamStream, UpstreamError> {
+        if let Some(simulation) = &self.simulated {
+            let frames = simulation.stream(body).into_iter().map(Ok);
+            return Ok(self.events(futures::stream::iter(frames)));
+        }
         let first_byte = self.config.timeouts.first_byte;
         let response = match tokio::time::timeout(first_byte, self.request(body).send()).await {
             Ok(result) => result.map_err(|e| self.transport_error(e))?,
@@ -119,13 +152,16 @@ impl OpenAiCompatible {
                 self.invalid("asked for a stream but the reply is not text/event-stream".into())
             );
         }
-        Ok(self.events(response))
+        Ok(self.events(response.bytes_stream()))
     }
 
-    fn events(&self, response: reqwest::Response) -> UpstreamStream {
+    /// The SSE events of a body arriving in chunks, each within the idle timeout.
+    fn events(
+        &self,
+        mut bytes: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    ) -> UpstreamStream {
         let idle = self.config.timeouts.idle;
         let provider = self.config.name.clone();
-        let mut bytes = response.bytes_stream();
         let stream = async_stream(move |tx| async move {
             let mut parser = SseParser::default();
             loop {

@@ -17,6 +17,7 @@ mod offline;
 mod passthrough;
 mod policy_docs;
 mod reload;
+mod replay;
 mod resilience;
 mod route;
 mod runs;

@@ -217,3 +217,147 @@ fn eval_cache_scores_hits_false_hits_and_guards() {
         "2+2/2+3: {report}"
     );
 }
+
+/// A policy with comments, a ladder, a semantic cache and trimming, for `frugal calibrate`.
+const CALIBRATED_POLICY: &str = "\
+# Calibrate me; this comment stays.
+providers:
+  mock: { base_url: http://127.0.0.1:9/v1 }
+models:
+  cheap: { provider: mock, upstream: small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
+  strong: { provider: mock, upstream: large, price: { input_per_mtok: 2.5, output_per_mtok: 10 } }
+default_model: cheap
+embeddings: { model_dir: ../models }
+route:
+  ladder: [cheap, strong]   # cheap first
+cache:
+  mode: on
+  similarity_threshold: 0.94   # was tuned by hand
+trim:
+  max_context_tokens: 800
+";
+
+#[test]
+fn calibrate_picks_each_lever_and_writes_a_policy_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, CALIBRATED_POLICY).unwrap();
+    // Routing rows: the weak model fails the long, hard ones.
+    let mut rows = Vec::new();
+    for i in 0..12 {
+        let hard = i % 3 == 0;
+        let prompt = if hard {
+            format!("Prove that the sum of the first {i} odd numbers is a perfect square, step by step, and explain every lemma you use along the way in detail.")
+        } else {
+            format!("What is {i} plus {i}?")
+        };
+        rows.push(
+            json!({ "id": format!("r{i}"), "benchmark": "mmlu", "prompt": prompt,
+            "weak_correct": !hard, "strong_correct": true }),
+        );
+    }
+    let router = dir.path().join("router.jsonl");
+    write_jsonl(&router, &rows);
+    let pairs = dir.path().join("pairs.jsonl");
+    write_jsonl(
+        &pairs,
+        &[
+            json!({"id": "p1", "a": "How do I reverse a list in Python?", "b": "How can I reverse a list in Python?", "duplicate": true, "hard": false, "group": "p1"}),
+            json!({"id": "p2", "a": "What is the capital of France?", "b": "What is the capital city of France?", "duplicate": true, "hard": false, "group": "p2"}),
+            json!({"id": "p3", "a": "How tall is Mount Everest?", "b": "Who wrote War and Peace?", "duplicate": false, "hard": false, "group": "p3"}),
+            json!({"id": "p4", "a": "Is coffee bad for you?", "b": "Is tea bad for you?", "duplicate": false, "hard": true, "group": "p4"}),
+        ],
+    );
+    let trim = dir.path().join("trim.jsonl");
+    write_jsonl(
+        &trim,
+        &[claim(
+            "t-1",
+            "Vitamin D supplements reduce hip fractures in older adults.",
+            "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
+            &[
+                "Vitamin D is a fat-soluble vitamin made in the skin.",
+                "Calcium intake was similar across the groups.",
+            ],
+            &["Caffeine delays sleep onset in most adults."],
+        )],
+    );
+    let out = dir.path().join("calibrated.yaml");
+    let output = Command::new(frugal_binary())
+        .arg("calibrate")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--router-data")
+        .arg(&router)
+        .arg("--cache-pairs")
+        .arg(&pairs)
+        .arg("--trim-data")
+        .arg(&trim)
+        .args([
+            "--target-quality",
+            "0.9",
+            "--max-false-hit-rate",
+            "0",
+            "--json",
+        ])
+        .args(["--model-dir", "../models", "--embedding-cache"])
+        .arg(dir.path().join("embeddings"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--plot")
+        .arg(dir.path().join("frontier.png"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "calibrate failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    for lever in ["route", "cache", "trim"] {
+        assert!(
+            report[lever]["points"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty()),
+            "{lever}: {report}"
+        );
+    }
+    // Every pick meets its target.
+    let route_pick = &report["route"]["points"][report["route"]["pick"].as_u64().unwrap() as usize];
+    assert!(
+        route_pick["quality"].as_f64().unwrap() >= 0.9,
+        "{route_pick}"
+    );
+    let cache_pick = &report["cache"]["points"][report["cache"]["pick"].as_u64().unwrap() as usize];
+    assert_eq!(cache_pick["false_hit_rate"], 0.0, "{cache_pick}");
+    // The written policy keeps its comments, changes only the calibrated values and checks.
+    let written = std::fs::read_to_string(&out).unwrap();
+    for kept in [
+        "# Calibrate me; this comment stays.",
+        "# cheap first",
+        "# was tuned by hand",
+    ] {
+        assert!(written.contains(kept), "{written}");
+    }
+    let changed: Vec<&str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert!(changed.contains(&"route.start_strong_above"), "{report}");
+    assert!(written.contains("start_strong_above:"), "{written}");
+    let png = std::fs::read(dir.path().join("frontier.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
+    let check = Command::new(frugal_binary())
+        .args(["policy", "check"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

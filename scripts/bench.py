@@ -182,6 +182,7 @@ def main():
     ap.add_argument("--sequential", type=int, default=300, help="requests per one-connection path")
     ap.add_argument("--out-md", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--out-json", default=str(ROOT / "target/bench.json"))
+    ap.add_argument("--target", default=str(ROOT / "target"), help="cargo's target folder (criterion's results)")
     args = ap.parse_args()
     work = Path(args.work)
 
@@ -204,7 +205,7 @@ def main():
             process.terminate()
             process.wait(timeout=10)
     report = {"machine": machine(), "command": "scripts/bench.sh", "policy": "policies/examples/local.yaml",
-              "results": results}
+              "results": results, "micro": criterion_results(args.target)}
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out_json).write_text(json.dumps(report, indent=1) + "\n")
     Path(args.out_md).write_text(markdown(report, args))
@@ -251,6 +252,20 @@ def run(args, sidecar_pid):
     return results
 
 
+def criterion_results(target):
+    """Mean time of every criterion benchmark under target/criterion (from `cargo bench`)."""
+    results = {}
+    for meta in sorted(Path(target, "criterion").glob("**/new/benchmark.json")):
+        bench = json.loads(meta.read_text())
+        estimates = json.loads((meta.parent / "estimates.json").read_text())
+        results[bench["full_id"]] = {
+            "mean_ns": round(estimates["mean"]["point_estimate"], 1),
+            "ci_low_ns": round(estimates["mean"]["confidence_interval"]["lower_bound"], 1),
+            "ci_high_ns": round(estimates["mean"]["confidence_interval"]["upper_bound"], 1),
+        }
+    return results
+
+
 def markdown(report, args):
     r, m = report["results"], report["machine"]
     added = lambda a, b, k: f"{r[a][k] - r[b][k]:+.2f}"
@@ -294,9 +309,27 @@ def markdown(report, args):
         "",
         f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r['rss_loaded_mib']} MiB after the load.",
         "",
+    ]
+    micro = report.get("micro") or {}
+    if micro:
+        lines += [
+            "Micro-benchmarks of the hot functions (criterion, `cargo bench --bench hot_paths` in",
+            "cache, classifier and router; mean with its 95% interval):",
+            "",
+            "| function | mean | 95% interval |",
+            "| --- | ---: | ---: |",
+        ]
+        fmt = lambda ns: f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.0f} ns"
+        for name, x in micro.items():
+            lines.append(f"| {name} | {fmt(x['mean_ns'])} | {fmt(x['ci_low_ns'])}–{fmt(x['ci_high_ns'])} |")
+        lines.append("")
+    lines += [
         "Reading it: the cacheable miss pays for the question's embedding (all-MiniLM-L6-v2, int8,",
         "on CPU), which grows with the question's length; real Arena-Hard prompts are longer than",
-        "the one-line question of the hit paths. An exact hit never embeds.",
+        "the one-line question of the hit paths. Questions past `cache.semantic_max_tokens` (128)",
+        "skip the semantic tier, so for the unrouted model they wait for no embedding; the routed",
+        "model's classifier reads the embedding of every question, long ones included. An exact",
+        "hit never embeds.",
         "",
     ]
     return "\n".join(lines)

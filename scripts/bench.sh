@@ -12,10 +12,16 @@ command -v hey >/dev/null || apt_packages hey
 setup_models
 say "cargo build --release"
 cargo build --release -p frugal
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/frugal"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+bin="$target/release/frugal"
+say "criterion micro-benchmarks (cargo bench, short runs)"
+rm -rf "$target/criterion"
+for crate in frugal-cache frugal-classifier frugal; do
+    cargo bench -q -p "$crate" --bench hot_paths -- --warm-up-time 1 --measurement-time 3 >/dev/null
+done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 say "benchmarking (about a minute and a half)"
 python3 scripts/bench.py --bin "$bin" --work "$work" \
     --rate "${RATE:-1000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
-    --out-json "${CARGO_TARGET_DIR:-$PWD/target}/bench.json"
+    --out-json "$target/bench.json" --target "$target"

@@ -18,9 +18,11 @@ pub trait Embedder: Send + Sync {
     /// One unit-length vector per text, in input order; an empty input gives an empty output.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
-    /// Whether the model reads all of `text`. A longer text is embedded from its beginning
-    /// only, so its vector cannot tell it from another text with the same beginning.
-    fn fits(&self, _text: &str) -> bool {
+    /// Whether `text` is at most `max_tokens` of the model's tokens (special tokens included)
+    /// and the model reads all of it. A longer text is embedded from its beginning only, so its
+    /// vector cannot tell it from another text with the same beginning; and the longer the
+    /// text, the longer the embedding takes.
+    fn fits_within(&self, _text: &str, _max_tokens: usize) -> bool {
         true
     }
 }
@@ -165,14 +167,17 @@ impl Default for MiniLmOptions {
     }
 }
 
+/// Whether a text is at most so many model tokens (see [`Embedder::fits_within`]).
+type FitsWithin = dyn Fn(&str, usize) -> bool + Send + Sync;
+
 /// all-MiniLM-L6-v2 (int8 ONNX, 384-d, mean pooling) run in-process through fastembed.
 pub struct MiniLmEmbedder {
     // fastembed's `embed` takes `&mut self`; one lock serialises batches, which is what a
     // dedicated embedding pool with micro-batching wants anyway.
     model: Mutex<TextEmbedding>,
-    /// The model's tokenizer (truncating at `max_tokens`), answering [`Embedder::fits`]
-    /// without waiting for the model's lock.
-    fits: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The model's tokenizer (truncating at `max_tokens`), answering
+    /// [`Embedder::fits_within`] without waiting for the model's lock.
+    fits: Box<FitsWithin>,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -237,10 +242,10 @@ impl MiniLmEmbedder {
 
         let tokenizer = model.tokenizer.clone();
         // The tokenizer truncates at `max_tokens` and keeps what it cut as overflow.
-        let fits = move |text: &str| {
-            tokenizer
-                .encode(text, true)
-                .is_ok_and(|encoding| encoding.get_overflowing().is_empty())
+        let fits = move |text: &str, max_tokens: usize| {
+            tokenizer.encode(text, true).is_ok_and(|encoding| {
+                encoding.get_overflowing().is_empty() && encoding.len() <= max_tokens
+            })
         };
         let embedder = Self {
             model: Mutex::new(model),
@@ -276,8 +281,8 @@ impl Embedder for MiniLmEmbedder {
         Ok(vectors)
     }
 
-    fn fits(&self, text: &str) -> bool {
-        (self.fits)(text)
+    fn fits_within(&self, text: &str, max_tokens: usize) -> bool {
+        (self.fits)(text, max_tokens)
     }
 }
 

@@ -45,3 +45,10 @@ pub use verify::{Analysis, Guard, GuardSet, Verdict, Verifier};
 /// errors (a one-sided 90% bound). At 0.94: PAWS 1.68% (bound 1.89%; 0.93 gives 1.79%, bound
 /// 2.01%), QQP 1.43% (recall 0.214, precision 0.90; 0.93 gives 1.91% at recall 0.248).
 pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.94;
+
+/// Longest question, in the embedding model's tokens, the semantic tier looks up by default.
+/// Nearly every duplicate question is far shorter (2 of QQP dev's 56,418 pairs have a side
+/// past it, none of PAWS's), while a quarter of Arena-Hard's prompts are longer, and their
+/// embeddings are what makes a cacheable miss slow: past 128 tokens one takes tens of
+/// milliseconds on a small CPU.
+pub const DEFAULT_SEMANTIC_MAX_TOKENS: usize = 128;

@@ -81,10 +81,10 @@ impl EmbedWorker {
         self.dim
     }
 
-    /// Whether the model reads all of `text` (see [`Embedder::fits`]); answered on the
-    /// calling thread, without queueing.
-    pub fn fits(&self, text: &str) -> bool {
-        self.embedder.fits(text)
+    /// Whether `text` is at most `max_tokens` tokens and the model reads all of it (see
+    /// [`Embedder::fits_within`]); answered on the calling thread, without queueing.
+    pub fn fits_within(&self, text: &str, max_tokens: usize) -> bool {
+        self.embedder.fits_within(text, max_tokens)
     }
 
     /// The unit-length embedding of `text`, or `None` if it is not ready within `deadline`.

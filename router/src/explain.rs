@@ -100,7 +100,15 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let body = &trimmed_body;
     // As the pipeline does: the question without the context marked in it.
     let question = semantic::question_text(body, &policy.trim.markers);
-    let question_fits = live.embedder.as_ref().is_none_or(|w| w.fits(&question));
+    let max_tokens = policy
+        .cache
+        .semantic
+        .as_ref()
+        .map_or(usize::MAX, |s| s.max_tokens);
+    let question_fits = live
+        .embedder
+        .as_ref()
+        .is_none_or(|w| w.fits_within(&question, max_tokens));
 
     let embedding = match &live.embedder {
         Some(worker) => {
@@ -354,7 +362,9 @@ fn cache_line(c: &Value) -> String {
             text(&c["semantic"]["guards"])
         ));
         if c["semantic"]["question_fits_model"] == json!(false) {
-            out.push_str(", no semantic lookup: the question is longer than the model reads");
+            out.push_str(
+                ", no semantic lookup: the question is longer than cache.semantic_max_tokens",
+            );
         }
     }
     out.push_str(&format!(

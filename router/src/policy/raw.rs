@@ -343,6 +343,12 @@ pub struct RawCache {
     /// Cosine similarity a semantic candidate needs before verification (default 0.94).
     #[serde(default)]
     pub similarity_threshold: Option<f32>,
+    /// Longest question, in the embedding model's tokens, the semantic tier looks up (default
+    /// 128, at most 256, what the model reads). Longer questions skip the semantic tier (the
+    /// exact tier still answers repeats), so a request for an unrouted model does not wait to
+    /// embed them: the embedding's time grows with the question's length.
+    #[serde(default)]
+    pub semantic_max_tokens: Option<usize>,
     /// Verification guards a semantic candidate must pass: `all` (default) or a list of
     /// numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order.
     #[serde(default)]

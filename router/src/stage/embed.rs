@@ -10,7 +10,7 @@ use crate::stage::{lookup::QuestionVector, semantic};
 pub struct QuestionEmbedding {
     /// The vector, when it was computed in time.
     pub vector: Option<Vec<f32>>,
-    /// The question is longer than the model reads (no semantic lookup for it).
+    /// The question is longer than `cache.semantic_max_tokens` (no semantic lookup for it).
     pub too_long: bool,
 }
 
@@ -45,9 +45,16 @@ pub async fn embed_question(
         return QuestionEmbedding::none();
     };
     let question = semantic::question_text(outbound, &live.policy.trim.markers);
-    // A question longer than the model reads is no semantic lookup (its vector would stand for
-    // its beginning only); the classifier still takes the vector of that beginning.
-    let too_long = semantic && !worker.fits(&question);
+    // A question longer than `cache.semantic_max_tokens` is no semantic lookup (past the model's
+    // 256 tokens its vector would stand for its beginning only, and a long question is slow to
+    // embed); the classifier still takes the vector of its beginning.
+    let max_tokens = live
+        .policy
+        .cache
+        .semantic
+        .as_ref()
+        .map_or(usize::MAX, |s| s.max_tokens);
+    let too_long = semantic && !worker.fits_within(&question, max_tokens);
     let vector = if routed || !too_long {
         worker
             .embed(&question, live.policy.embeddings.deadline)

@@ -126,9 +126,9 @@ pub enum QuestionVector<'a> {
     Ready(&'a [f32]),
     /// No embedding (none in time, or no model): the semantic tier is skipped.
     Missing,
-    /// The question is longer than the model reads: its vector would stand for its beginning
-    /// only, and two questions that differ after it would look the same. Such a question is
-    /// neither looked up nor stored in the semantic tier.
+    /// The question is longer than `cache.semantic_max_tokens` (at most what the model reads,
+    /// past which its vector would stand for its beginning only): it is neither looked up nor
+    /// stored in the semantic tier, and, unrouted, not embedded at all.
     TooLong,
 }
 

@@ -116,6 +116,44 @@ async fn retrieved_context_is_scope_and_only_the_question_is_compared() {
 }
 
 #[tokio::test]
+async fn a_question_past_semantic_max_tokens_is_not_embedded_for_an_unrouted_model() {
+    let mock = MockUpstream::start().await;
+    // About 150 model tokens: within what the model reads, past the default cap of 128.
+    let long = format!(
+        "{} How do I reverse a list in Python?",
+        "I am writing a small script that reads lines from a file, cleans them up and keeps them in a list. "
+            .repeat(6)
+    );
+    let rephrased = long.replace("How do I", "How can I");
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;
+    for question in [&long, &rephrased] {
+        let response = ask(&sidecar, &ask_body(question, "Be brief.", false), "a").await;
+        assert_eq!(header(&response, "x-frugal-cache"), "miss");
+    }
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"too_long\"} 2"),
+        "{metrics}"
+    );
+    // Neither question waited for an embedding.
+    let embedded = metrics
+        .lines()
+        .find(|l| l.starts_with("frugal_embedding_batch_size_count"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse::<f64>().unwrap());
+    assert_eq!(embedded, 0.0, "{metrics}");
+    // With the cap raised to what the model reads, the rephrasing is a semantic hit.
+    let raised = Sidecar::start(&semantic_policy(
+        &mock.base_url(),
+        ", semantic_max_tokens: 256",
+    ))
+    .await;
+    ask(&raised, &ask_body(&long, "Be brief.", false), "a").await;
+    let hit = ask(&raised, &ask_body(&rephrased, "Be brief.", false), "a").await;
+    assert_eq!(header(&hit, "x-frugal-cache"), "semantic");
+}
+
+#[tokio::test]
 async fn a_question_longer_than_the_model_reads_is_no_semantic_lookup() {
     let mock = MockUpstream::start().await;
     let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;

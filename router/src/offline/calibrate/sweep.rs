@@ -211,10 +211,17 @@ pub fn cache(
     let options = EvalOptions {
         threshold: semantic.threshold,
         guards,
+        semantic_max_tokens: semantic.max_tokens,
         throughput_sample: 0,
         ..EvalOptions::default()
     };
-    let embedded = evaluation::embed_pairs(&pairs, &embedder, &embed.disk_embeddings(), true)?;
+    let embedded = evaluation::embed_pairs(
+        &pairs,
+        &embedder,
+        &embed.disk_embeddings(),
+        true,
+        semantic.max_tokens,
+    )?;
     let scored = Evaluation::new(&pairs, &embedded, &options)?;
     let points: Vec<CachePoint> = scored
         .sweep(&evaluation::sweep_thresholds(), guards)

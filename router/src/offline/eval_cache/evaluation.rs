@@ -65,6 +65,8 @@ pub struct EvalOptions {
     pub threshold: f32,
     /// Guards the verification runs.
     pub guards: GuardSet,
+    /// Longest question looked up or stored, in model tokens (`cache.semantic_max_tokens`).
+    pub semantic_max_tokens: usize,
     /// Pair or index mode.
     pub mode: Mode,
     /// Nearest candidates verified per lookup (the first that passes is served).
@@ -86,6 +88,7 @@ impl Default for EvalOptions {
         Self {
             threshold: frugal_cache::DEFAULT_SIMILARITY_THRESHOLD,
             guards: GuardSet::ALL,
+            semantic_max_tokens: frugal_cache::DEFAULT_SEMANTIC_MAX_TOKENS,
             mode: Mode::Pair,
             candidates: 3,
             index: IndexConfig::default(),
@@ -140,14 +143,21 @@ pub struct EmbeddedPairs {
     pub a: Vec<Vec<f32>>,
     /// One vector per pair's `b`.
     pub b: Vec<Vec<f32>>,
+    /// Per pair: whether `a` is short enough to be stored in the semantic tier.
+    pub a_fits: Vec<bool>,
+    /// Per pair: whether `b` is short enough to be looked up.
+    pub b_fits: Vec<bool>,
 }
 
-/// Embeds every pair's `a` and `b`, through the disk cache, with a progress bar.
+/// Embeds every pair's `a` and `b`, through the disk cache, with a progress bar, and notes
+/// which texts are within `max_tokens` (as `cache.semantic_max_tokens`: a longer question is
+/// neither stored in nor looked up in the semantic tier).
 pub fn embed_pairs(
     pairs: &[Pair],
     embedder: &dyn Embedder,
     disk: &DiskEmbeddings,
     progress: bool,
+    max_tokens: usize,
 ) -> Result<EmbeddedPairs, EvalError> {
     let texts: Vec<&str> = pairs
         .iter()
@@ -166,7 +176,20 @@ pub fn embed_pairs(
         a.push(x);
         b.push(y);
     }
-    Ok(EmbeddedPairs { a, b })
+    let a_fits = pairs
+        .iter()
+        .map(|p| embedder.fits_within(&p.a, max_tokens))
+        .collect();
+    let b_fits = pairs
+        .iter()
+        .map(|p| embedder.fits_within(&p.b, max_tokens))
+        .collect();
+    Ok(EmbeddedPairs {
+        a,
+        b,
+        a_fits,
+        b_fits,
+    })
 }
 
 /// Texts per second the embedder sustains in batches of [`BATCH`], over up to `sample` of the
@@ -200,7 +223,13 @@ pub fn run(
     if pairs.is_empty() {
         return Err(EvalError::NoPairs);
     }
-    let embedded = embed_pairs(pairs, embedder, disk, options.progress)?;
+    let embedded = embed_pairs(
+        pairs,
+        embedder,
+        disk,
+        options.progress,
+        options.semantic_max_tokens,
+    )?;
     let throughput = embedding_throughput(pairs, embedder, options.throughput_sample)?;
     let evaluation = Evaluation::new(pairs, &embedded, options)?;
     Ok(evaluation.report(options, throughput))
@@ -242,7 +271,9 @@ impl Evaluation {
                 let bar = progress_bar(options.progress, stored.len(), "indexing");
                 let mut index = VectorIndex::new(dim, options.index);
                 for (entry, i) in stored.iter().enumerate() {
-                    index.insert(entry as u64, &embedded.a[*i])?;
+                    if embedded.a_fits[*i] {
+                        index.insert(entry as u64, &embedded.a[*i])?;
+                    }
                     bar.inc(1);
                 }
                 bar.finish_and_clear();
@@ -254,6 +285,14 @@ impl Evaluation {
         let mut candidates = Vec::with_capacity(pairs.len());
         let mut latencies = Vec::with_capacity(pairs.len());
         for (i, pair) in pairs.iter().enumerate() {
+            // A question past the cap is no lookup; in pair mode neither is one whose stored
+            // question was past it (it was never stored).
+            let stored_fits = options.mode == Mode::Index || embedded.a_fits[i];
+            if !(embedded.b_fits[i] && stored_fits) {
+                candidates.push(Vec::new());
+                bar.inc(1);
+                continue;
+            }
             let own;
             let index = match &shared {
                 Some(index) => index,
@@ -542,6 +581,8 @@ mod tests {
                 e(0.0, 0.6, 1.0),
                 e(-1.0, 1.0, 0.3),
             ],
+            a_fits: vec![true; 4],
+            b_fits: vec![true; 4],
         };
         (pairs, embedded)
     }
@@ -619,10 +660,26 @@ mod tests {
         let embedded = EmbeddedPairs {
             a: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
             b: vec![vec![0.1, 1.0], vec![0.0, 1.0]],
+            a_fits: vec![true; 2],
+            b_fits: vec![true; 2],
         };
         let eval = Evaluation::new(&pairs, &embedded, &options(Mode::Index)).unwrap();
         let q = eval.quality(0.9, GuardSet::NONE);
         assert_eq!((q.hits, q.recall, q.precision), (2, 0.5, 0.5));
+    }
+
+    #[test]
+    fn a_question_past_the_token_cap_is_never_a_hit() {
+        let (pairs, mut embedded) = fixture();
+        let all = Evaluation::new(&pairs, &embedded, &options(Mode::Pair)).unwrap();
+        embedded.b_fits[0] = false;
+        embedded.a_fits[1] = false;
+        let capped = Evaluation::new(&pairs, &embedded, &options(Mode::Pair)).unwrap();
+        let (before, after) = (
+            all.quality(0.9, GuardSet::NONE),
+            capped.quality(0.9, GuardSet::NONE),
+        );
+        assert_eq!(after.hits, before.hits - 2, "{before:?} {after:?}");
     }
 
     #[test]

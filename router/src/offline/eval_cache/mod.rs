@@ -31,6 +31,10 @@ pub struct EvalCacheArgs {
     /// `pair`: a fresh scope per pair holding its `a`; `index`: every `a` in one index.
     #[arg(long, default_value = "pair")]
     pub mode: Mode,
+    /// Longest question, in model tokens, stored or looked up (as `cache.semantic_max_tokens`);
+    /// a pair with a longer side is never a hit.
+    #[arg(long, default_value_t = frugal_cache::DEFAULT_SEMANTIC_MAX_TOKENS)]
+    pub semantic_max_tokens: usize,
     /// Nearest candidates verified per lookup (the first that passes is served).
     #[arg(long, default_value_t = 3)]
     pub candidates: usize,
@@ -65,6 +69,7 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
     let options = EvalOptions {
         threshold: args.threshold,
         guards: args.guards,
+        semantic_max_tokens: args.semantic_max_tokens,
         mode: args.mode,
         candidates: args.candidates,
         sweep: args.sweep,
@@ -72,7 +77,13 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
         ..EvalOptions::default()
     };
     if args.dump_misjudged > 0 {
-        let embedded = eval::embed_pairs(&pairs, &embedder, &disk, options.progress)?;
+        let embedded = eval::embed_pairs(
+            &pairs,
+            &embedder,
+            &disk,
+            options.progress,
+            options.semantic_max_tokens,
+        )?;
         let evaluation = eval::Evaluation::new(&pairs, &embedded, &options)?;
         print!(
             "{}",

@@ -47,8 +47,21 @@ pub(super) fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> Cach
             frugal_cache::GuardSet::ALL
         }),
     };
+    let max_tokens = raw
+        .semantic_max_tokens
+        .unwrap_or(frugal_cache::DEFAULT_SEMANTIC_MAX_TOKENS);
+    if !(8..=frugal_cache::MiniLmOptions::default().max_tokens).contains(&max_tokens) {
+        errors.push(
+            "cache.semantic_max_tokens",
+            format!(
+                "must be from 8 to {} (what the embedding model reads)",
+                frugal_cache::MiniLmOptions::default().max_tokens
+            ),
+        );
+    }
     let semantic = raw.semantic.unwrap_or(true).then_some(SemanticPolicy {
         threshold,
+        max_tokens,
         verifier: frugal_cache::Verifier::new(guards),
     });
     CachePolicy {

@@ -53,6 +53,19 @@ fn a_trim_section_with_nothing_to_trim_is_an_error() {
 }
 
 #[test]
+fn the_semantic_token_cap_defaults_to_128_and_stays_within_what_the_model_reads() {
+    let policy = parse(&format!("{GOOD}cache: {{ mode: on }}\n"), "good.yaml").unwrap();
+    assert_eq!(policy.cache.semantic.map(|s| s.max_tokens), Some(128));
+    let raised = format!("{GOOD}cache: {{ mode: on, semantic_max_tokens: 256 }}\n");
+    assert!(parse(&raised, "good.yaml").is_ok());
+    for bad in ["4", "257"] {
+        let text = format!("{GOOD}cache: {{ mode: on, semantic_max_tokens: {bad} }}\n");
+        let errors = parse(&text, "bad.yaml").unwrap_err().errors;
+        assert_eq!(errors[0].path, "cache.semantic_max_tokens", "{errors:?}");
+    }
+}
+
+#[test]
 fn a_middle_threshold_above_the_strong_one_is_an_error() {
     let models = GOOD.replace("default_model: cheap\n", "");
     let text = format!(

@@ -263,6 +263,8 @@ pub struct CachePolicy {
 pub struct SemanticPolicy {
     /// Cosine similarity a candidate needs.
     pub threshold: f32,
+    /// Longest question, in model tokens, the semantic tier looks up.
+    pub max_tokens: usize,
     /// The guards it must pass.
     pub verifier: frugal_cache::Verifier,
 }

@@ -11,7 +11,9 @@ Started by scripts/bench.sh (which installs hey, builds the release binary and t
   cheap model (no routing: the embedding serves the cache only) and for the routed model;
 * streaming: time to the first content byte, one connection;
 * trimming: a ~6,000-token retrieved context trimmed to the policy's cap, one connection;
-* RSS of the sidecar, idle and after the load.
+* RSS of the sidecar, idle and after the load;
+* with --litellm, the same miss through LiteLLM's proxy (one worker) at 50 req/s, beside frugal
+  and the mock at the same rate.
 
 Numbers are measured, never asserted: this script is not a test.
 """
@@ -30,7 +32,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MOCK_PORT, SIDECAR_PORT = 9193, 8193
+MOCK_PORT, SIDECAR_PORT, LITELLM_PORT = 9193, 8193, 4193
+LITELLM_KEY = "sk-frugal-bench"
+LITELLM_RATE = 50
 
 
 def percentiles(values):
@@ -183,6 +187,7 @@ def main():
     ap.add_argument("--out-md", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--out-json", default=str(ROOT / "target/bench.json"))
     ap.add_argument("--target", default=str(ROOT / "target"), help="cargo's target folder (criterion's results)")
+    ap.add_argument("--litellm", help="the `litellm` command of a venv with litellm[proxy], to compare")
     args = ap.parse_args()
     work = Path(args.work)
 
@@ -196,14 +201,19 @@ def main():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     sidecar = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy.yaml")],
                                stdout=subprocess.DEVNULL, stderr=open(work / "sidecar.log", "w"), env=env)
+    processes = [sidecar, mock]
     try:
         wait_up(f"http://127.0.0.1:{MOCK_PORT}/healthz")
         wait_up(f"http://127.0.0.1:{SIDECAR_PORT}/readyz")
         results = run(args, sidecar.pid)
+        if args.litellm:
+            litellm = start_litellm(args.litellm, work)
+            processes.append(litellm)
+            results.update(compare_litellm(args, litellm.pid))
     finally:
-        for process in (sidecar, mock):
+        for process in processes:
             process.terminate()
-            process.wait(timeout=10)
+            process.wait(timeout=20)
     report = {"machine": machine(), "command": "scripts/bench.sh", "policy": "policies/examples/local.yaml",
               "results": results, "micro": criterion_results(args.target)}
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +262,53 @@ def run(args, sidecar_pid):
     return results
 
 
+def start_litellm(command, work):
+    """LiteLLM's proxy (one worker, offline cost map, a master key) in front of the same mock."""
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o-mini\n"
+        "    litellm_params:\n"
+        "      model: openai/gpt-4o-mini\n"
+        f"      api_base: http://127.0.0.1:{MOCK_PORT}/v1\n"
+        "      api_key: unused\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    process = subprocess.Popen(
+        [command, "--config", str(config), "--host", "127.0.0.1", "--port", str(LITELLM_PORT),
+         "--num_workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(work / "litellm.log", "w"), env=env)
+    wait_up(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness", seconds=180)
+    return process
+
+
+def compare_litellm(args, litellm_pid):
+    """The same miss path through LiteLLM and through frugal, at a rate LiteLLM survives."""
+    print("the same miss through LiteLLM ...", file=sys.stderr)
+    short = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Give me one sentence about the sea."}]}
+    url = lambda port: f"http://127.0.0.1:{port}/v1/chat/completions"
+    return {
+        "litellm_rate_direct": hey(url(MOCK_PORT), short, LITELLM_RATE, 5, args.duration),
+        "litellm_rate_frugal": hey(url(SIDECAR_PORT), short, LITELLM_RATE, 5, args.duration,
+                                   ["x-frugal-cache: bypass"]),
+        "litellm": hey(url(LITELLM_PORT), short, LITELLM_RATE, 5, args.duration,
+                       [f"Authorization: Bearer {LITELLM_KEY}"]),
+        "litellm_rss_loaded_mib": rss_total_mib(litellm_pid),
+    }
+
+
+def rss_total_mib(pid):
+    """RSS of a process and its children (LiteLLM runs its worker as a child)."""
+    total = rss_mib(pid) or 0.0
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for cpid in child.read_text().split():
+            total += rss_total_mib(int(cpid))
+    return round(total, 1)
+
+
 def criterion_results(target):
     """Mean time of every criterion benchmark under target/criterion (from `cargo bench`)."""
     results = {}
@@ -282,6 +339,13 @@ def markdown(report, args):
         ("~6k-token context, direct", "trim_6k_direct", None, "1 conn"),
         ("~6k-token context trimmed to 800 tokens", "trim_6k", "trim_6k_direct", "1 conn"),
     ]
+    if "litellm" in r:
+        load = f"{LITELLM_RATE} req/s, 5 conns"
+        rows += [
+            ("direct to the mock", "litellm_rate_direct", None, load),
+            ("frugal, miss (bypass)", "litellm_rate_frugal", "litellm_rate_direct", load),
+            ("LiteLLM 1.108.7 proxy (1 worker), same miss", "litellm", "litellm_rate_direct", load),
+        ]
     lines = [
         "# Benchmarks",
         "",
@@ -307,7 +371,8 @@ def markdown(report, args):
         lines.append(f"| {name} | {load} | {rps} | {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | {extra} | {statuses} |")
     lines += [
         "",
-        f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r['rss_loaded_mib']} MiB after the load.",
+        f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r['rss_loaded_mib']} MiB after the load."
+        + (f" LiteLLM's proxy: {r['litellm_rss_loaded_mib']} MiB after its run." if "litellm" in r else ""),
         "",
     ]
     micro = report.get("micro") or {}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # frugal's benchmarks in one run: builds the release binary, starts the mock (0 ms) and the
 # sidecar on loopback, and measures every path against a direct call at fixed rates and bounded
-# times (scripts/bench.py). Writes BENCHMARKS.md and target/bench.json. Not part of the tests.
+# times (scripts/bench.py), criterion's micro-benchmarks, and the same miss through LiteLLM's
+# proxy (pinned, its own venv) at a rate it survives. Writes BENCHMARKS.md and
+# target/bench.json. Not part of the tests.
 #
-#   RATE=1000 DURATION=10s SEQUENTIAL=300 scripts/bench.sh
+#   RATE=1000 DURATION=10s SEQUENTIAL=300 BENCH_LITELLM=1 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -19,9 +21,21 @@ rm -rf "$target/criterion"
 for crate in frugal-cache frugal-classifier frugal; do
     cargo bench -q -p "$crate" --bench hot_paths -- --warm-up-time 1 --measurement-time 3 >/dev/null
 done
+# LiteLLM, pinned, in its own venv, as the side-by-side peer (BENCH_LITELLM=0 skips it).
+litellm_args=()
+if [ "${BENCH_LITELLM:-1}" = 1 ]; then
+    peer="$target/litellm-venv"
+    if [ ! -x "$peer/bin/litellm" ]; then
+        python3 -c 'import ensurepip' 2>/dev/null || apt_packages python3-venv
+        say "pip install 'litellm[proxy]==1.108.7' (the peer to compare with; a few minutes, once)"
+        python3 -m venv "$peer"
+        "$peer/bin/pip" install -q 'litellm[proxy]==1.108.7'
+    fi
+    litellm_args=(--litellm "$peer/bin/litellm")
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 say "benchmarking (about a minute and a half)"
 python3 scripts/bench.py --bin "$bin" --work "$work" \
     --rate "${RATE:-1000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
-    --out-json "$target/bench.json" --target "$target"
+    --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}"

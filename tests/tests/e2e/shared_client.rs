@@ -166,9 +166,10 @@ async fn a_hold_left_behind_stops_counting_when_its_lease_ends_and_a_renewed_one
         cost_nano: Some(100),
         tokens: None,
     };
+    // A 1 s lease renewed every 400 ms: 600 ms of slack for a busy machine.
     let short = Lifetimes {
         counter: TTL,
-        lease: Duration::from_millis(300),
+        lease: Duration::from_millis(1000),
     };
     // A hold whose replica died: never settled, never renewed.
     let lost = counter.new_hold();
@@ -195,10 +196,10 @@ async fn a_hold_left_behind_stops_counting_when_its_lease_ends_and_a_renewed_one
         Reserve::Refused { .. }
     ));
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(c.renew(&running, short.lease).await.unwrap());
     }
-    // 450 ms on: the lost hold's lease ran out, the running one's did not.
+    // 1.2 s on: the lost hold's lease ran out, the running one's did not.
     let next = counter.new_hold();
     match c.reserve(&next, caps, nano(60), short).await.unwrap() {
         Reserve::Held { used, held } => assert_eq!((used.cost_nano, held.cost_nano), (0, 60)),
@@ -215,7 +216,7 @@ async fn a_hold_left_behind_stops_counting_when_its_lease_ends_and_a_renewed_one
     let (used, held) = c.counted(&counter).await.unwrap();
     assert_eq!((used.cost_nano, held.cost_nano), (25, 60));
     // A lease that ran out cannot be renewed: the request learns its hold is gone.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(!c.renew(&next, short.lease).await.unwrap());
 }
 
@@ -227,7 +228,7 @@ async fn a_reserve_whose_reply_timed_out_is_undone_by_releasing_its_id() {
     let c = SharedClient::new(&SharedConfig {
         url: redis.url(),
         key_prefix: "t".into(),
-        timeout: Duration::from_millis(50),
+        timeout: Duration::from_millis(100),
     })
     .unwrap();
     c.ping().await.unwrap();
@@ -240,13 +241,13 @@ async fn a_reserve_whose_reply_timed_out_is_undone_by_releasing_its_id() {
     let earlier = c.budget_counter("acme", "day", 0).new_hold();
     c.reserve(&earlier, caps, nano(1), LIVES).await.unwrap();
     // Redis stalls: the reserve times out here but runs in Redis once the pause ends.
-    redis.pause(Duration::from_millis(300));
+    redis.pause(Duration::from_millis(600));
     let hold = counter.new_hold();
     assert!(matches!(
         c.reserve(&hold, caps, nano(60), LIVES).await,
         Err(SharedError::Timeout(_))
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, held) = c.counted(&counter).await.unwrap();
     assert_eq!(
         held.cost_nano, 60,

@@ -25,6 +25,10 @@ pub struct Analysis {
     pub(super) numbers: Vec<String>,
     /// Occurrences of the word "one".
     pub(super) ones: usize,
+    /// Arithmetic symbols between operands, sorted (a multiset).
+    pub(super) operators: Vec<char>,
+    /// Whether an operation is spelled out in words.
+    pub(super) operator_words: bool,
     /// Negation cues.
     pub(super) negations: usize,
     /// Quoted strings, as ` word word `.
@@ -64,7 +68,10 @@ impl Analysis {
             .map(str::to_lowercase)
             .collect();
         let sequence = surface.iter().map(|w| stem(w)).collect();
+        let (operators, operator_words) = numbers::operators(&normalised);
         Self {
+            operators,
+            operator_words,
             folded: fold(&normalised),
             words: word_key(&normalised),
             stems,

@@ -75,6 +75,30 @@ fn semantic_hit_rejected_when_numbers_differ() {
 }
 
 #[test]
+fn semantic_hit_rejected_when_the_arithmetic_differs() {
+    // Found by `frugal replay` on MMLU: the same numbers, another operation.
+    rejects(
+        "Find the degree for the given field extension Q(sqrt(2)*sqrt(3)) over Q.",
+        "Find the degree for the given field extension Q(sqrt(2) + sqrt(3)) over Q.",
+        Guard::Numbers,
+    );
+    rejects("What is 6 / 3?", "What is 6 * 3?", Guard::Numbers);
+    rejects("Simplify (x+1)^2", "Simplify (x+1)*2", Guard::Numbers);
+    // Spelled out on one side, written on the other: no verdict from the arithmetic.
+    passes("What is 2+2?", "What is 2 plus 2?");
+    passes("What is 12 × 4?", "What is 12*4?");
+    // A hyphen is not arithmetic, nor a slash between close numbers (years, dates).
+    passes(
+        "Is COVID-19 worse than the flu?",
+        "Is COVID-19 more dangerous than the flu?",
+    );
+    passes(
+        "Rafic Hariri (born 1980-1981) is a Lebanese heir.",
+        "Rafic Hariri (born 1980/1981) is a Lebanese heir.",
+    );
+}
+
+#[test]
 fn semantic_hit_rejected_when_one_side_is_negated() {
     rejects(
         "Why does my code compile?",

@@ -361,3 +361,59 @@ fn calibrate_picks_each_lever_and_writes_a_policy_that_checks() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+#[test]
+fn calibrate_leaves_a_lever_the_policy_does_not_use_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // No cache and no trim section: only routing can be calibrated.
+    let text: String = CALIBRATED_POLICY
+        .split_inclusive('\n')
+        .take_while(|line| !line.starts_with("cache:"))
+        .collect();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, &text).unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    write_jsonl(
+        &pairs,
+        &[
+            json!({"id": "p1", "a": "How do I reverse a list in Python?", "b": "How can I reverse a list in Python?", "duplicate": true, "hard": false, "group": "p1"}),
+        ],
+    );
+    let trim = dir.path().join("trim.jsonl");
+    write_jsonl(
+        &trim,
+        &[claim(
+            "t-1",
+            "Vitamin D supplements reduce hip fractures in older adults.",
+            "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
+            &[
+                "Vitamin D is a fat-soluble vitamin made in the skin.",
+                "Calcium intake was similar.",
+            ],
+            &["Caffeine delays sleep onset in most adults."],
+        )],
+    );
+    let output = Command::new(frugal_binary())
+        .arg("calibrate")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--cache-pairs")
+        .arg(&pairs)
+        .arg("--trim-data")
+        .arg(&trim)
+        .args(["--json", "--model-dir", "../models", "--embedding-cache"])
+        .arg(dir.path().join("embeddings"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(report["changes"], json!([]), "{report}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("cache is off"), "{notes}");
+    assert!(notes.contains("trimming is off"), "{notes}");
+}

@@ -277,6 +277,13 @@ fn shadow_threshold(
     args: &CalibrateArgs,
     calibration: &mut Calibration,
 ) {
+    if policy.cache.mode == crate::policy::CacheMode::Off {
+        calibration.notes.push(
+            "cache (shadow log): the policy's cache is off (no `cache:` section, or `mode: off`)"
+                .into(),
+        );
+        return;
+    }
     let shadow = match sweep::shadow_cache(log, args.max_disagreement) {
         Ok(shadow) => shadow,
         Err(e) => {

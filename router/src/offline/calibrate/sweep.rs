@@ -97,6 +97,9 @@ pub fn route(
     target_quality: f64,
     embed: &EmbedArgs,
 ) -> anyhow::Result<Sweep<RoutePoint>> {
+    if policy.route.mode == crate::policy::RouteMode::Off || policy.route.ladder.len() < 2 {
+        anyhow::bail!("the policy routes nothing (no `route:` ladder of two or more models)");
+    }
     let (Some(cheap), Some(strong)) = (
         policy
             .route
@@ -200,6 +203,9 @@ pub fn cache(
     max_false_hit_rate: f64,
     embed: &EmbedArgs,
 ) -> anyhow::Result<Sweep<CachePoint>> {
+    if policy.cache.mode == crate::policy::CacheMode::Off {
+        anyhow::bail!("the policy's cache is off (no `cache:` section, or `mode: off`)");
+    }
     let Some(semantic) = &policy.cache.semantic else {
         anyhow::bail!("the policy's cache has no semantic tier to calibrate");
     };
@@ -268,6 +274,9 @@ pub fn trim(
     embed: &EmbedArgs,
 ) -> anyhow::Result<Sweep<TrimPoint>> {
     let trim = &policy.trim;
+    if trim.mode == crate::policy::TrimMode::Off {
+        anyhow::bail!("the policy's trimming is off (no `trim:` section, or `mode: off`)");
+    }
     let figures = super::super::eval_trim::sweep_caps(
         data,
         &TRIM_CAPS,

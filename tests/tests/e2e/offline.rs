@@ -7,11 +7,10 @@ use std::process::Command;
 use frugal_tests::frugal_binary;
 use serde_json::{json, Value};
 
-/// Runs `frugal eval ARGS… --json` with the repository's model and a private embedding cache;
-/// one JSON object per output line.
-fn eval_json(dir: &Path, args: &[&str]) -> Vec<Value> {
+/// Runs `frugal ARGS… --json` (an offline command: `eval …`, `calibrate`) with the
+/// repository's model and a private embedding cache; one JSON object per output line.
+fn frugal_json(dir: &Path, args: &[&str]) -> Vec<Value> {
     let output = Command::new(frugal_binary())
-        .arg("eval")
         .args(args)
         .args(["--json", "--model-dir", "../models", "--embedding-cache"])
         .arg(dir.join("embeddings"))
@@ -20,7 +19,7 @@ fn eval_json(dir: &Path, args: &[&str]) -> Vec<Value> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "frugal eval {args:?} failed:\n{}\n{stdout}",
+        "frugal {args:?} failed:\n{}\n{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -96,9 +95,10 @@ fn eval_trim_reports_every_strategy_under_the_cap() {
         ],
     );
     let data = data.to_string_lossy();
-    let rows = eval_json(
+    let rows = frugal_json(
         dir.path(),
         &[
+            "eval",
             "trim",
             "--data",
             &data,
@@ -184,9 +184,9 @@ fn eval_cache_scores_hits_false_hits_and_guards() {
     );
     let data = data.to_string_lossy();
     // A low threshold, so the two look-alike non-duplicates reach verification.
-    let rows = eval_json(
+    let rows = frugal_json(
         dir.path(),
-        &["cache", "--pairs", &data, "--threshold", "0.8"],
+        &["eval", "cache", "--pairs", &data, "--threshold", "0.8"],
     );
     assert_eq!(rows.len(), 1);
     let report = &rows[0];
@@ -216,6 +216,30 @@ fn eval_cache_scores_hits_false_hits_and_guards() {
         report["guard_rejections"]["numbers"], 1,
         "2+2/2+3: {report}"
     );
+}
+
+/// One claim with its gold sentence, written to `dir/trim.jsonl` (calibrate's trim data).
+fn one_claim_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("trim.jsonl");
+    write_jsonl(
+        &path,
+        &[claim(
+            "t-1",
+            "Vitamin D supplements reduce hip fractures in older adults.",
+            "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
+            &[
+                "Vitamin D is a fat-soluble vitamin made in the skin.",
+                "Calcium intake was similar across the groups.",
+            ],
+            &["Caffeine delays sleep onset in most adults."],
+        )],
+    );
+    path
+}
+
+/// A path as the `&str` an argument list takes.
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 /// A policy with comments, a ladder, a semantic cache and trimming, for `frugal calibrate`.
@@ -268,53 +292,32 @@ fn calibrate_picks_each_lever_and_writes_a_policy_that_checks() {
             json!({"id": "p4", "a": "Is coffee bad for you?", "b": "Is tea bad for you?", "duplicate": false, "hard": true, "group": "p4"}),
         ],
     );
-    let trim = dir.path().join("trim.jsonl");
-    write_jsonl(
-        &trim,
-        &[claim(
-            "t-1",
-            "Vitamin D supplements reduce hip fractures in older adults.",
-            "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
-            &[
-                "Vitamin D is a fat-soluble vitamin made in the skin.",
-                "Calcium intake was similar across the groups.",
-            ],
-            &["Caffeine delays sleep onset in most adults."],
-        )],
-    );
+    let trim = one_claim_file(dir.path());
     let out = dir.path().join("calibrated.yaml");
-    let output = Command::new(frugal_binary())
-        .arg("calibrate")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--router-data")
-        .arg(&router)
-        .arg("--cache-pairs")
-        .arg(&pairs)
-        .arg("--trim-data")
-        .arg(&trim)
-        .args([
+    let plot = dir.path().join("frontier.png");
+    let rows = frugal_json(
+        dir.path(),
+        &[
+            "calibrate",
+            "--policy",
+            arg(&policy),
+            "--router-data",
+            arg(&router),
+            "--cache-pairs",
+            arg(&pairs),
+            "--trim-data",
+            arg(&trim),
             "--target-quality",
             "0.9",
             "--max-false-hit-rate",
             "0",
-            "--json",
-        ])
-        .args(["--model-dir", "../models", "--embedding-cache"])
-        .arg(dir.path().join("embeddings"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--plot")
-        .arg(dir.path().join("frontier.png"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "calibrate failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
+            "--out",
+            arg(&out),
+            "--plot",
+            arg(&plot),
+        ],
     );
-    let report: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let report = &rows[0];
     for lever in ["route", "cache", "trim"] {
         assert!(
             report[lever]["points"]
@@ -348,7 +351,7 @@ fn calibrate_picks_each_lever_and_writes_a_policy_that_checks() {
         .collect();
     assert!(changed.contains(&"route.start_strong_above"), "{report}");
     assert!(written.contains("start_strong_above:"), "{written}");
-    let png = std::fs::read(dir.path().join("frontier.png")).unwrap();
+    let png = std::fs::read(&plot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
     let check = Command::new(frugal_binary())
         .args(["policy", "check"])
@@ -379,39 +382,20 @@ fn calibrate_leaves_a_lever_the_policy_does_not_use_and_says_why() {
             json!({"id": "p1", "a": "How do I reverse a list in Python?", "b": "How can I reverse a list in Python?", "duplicate": true, "hard": false, "group": "p1"}),
         ],
     );
-    let trim = dir.path().join("trim.jsonl");
-    write_jsonl(
-        &trim,
-        &[claim(
-            "t-1",
-            "Vitamin D supplements reduce hip fractures in older adults.",
-            "In 2,000 adults over 65, daily vitamin D supplements cut hip fractures by 20%.",
-            &[
-                "Vitamin D is a fat-soluble vitamin made in the skin.",
-                "Calcium intake was similar.",
-            ],
-            &["Caffeine delays sleep onset in most adults."],
-        )],
+    let trim = one_claim_file(dir.path());
+    let rows = frugal_json(
+        dir.path(),
+        &[
+            "calibrate",
+            "--policy",
+            arg(&policy),
+            "--cache-pairs",
+            arg(&pairs),
+            "--trim-data",
+            arg(&trim),
+        ],
     );
-    let output = Command::new(frugal_binary())
-        .arg("calibrate")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--cache-pairs")
-        .arg(&pairs)
-        .arg("--trim-data")
-        .arg(&trim)
-        .args(["--json", "--model-dir", "../models", "--embedding-cache"])
-        .arg(dir.path().join("embeddings"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let report = &rows[0];
     assert_eq!(report["changes"], json!([]), "{report}");
     let notes = report["notes"].to_string();
     assert!(notes.contains("cache is off"), "{notes}");

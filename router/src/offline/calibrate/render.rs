@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use super::{CalibrateArgs, Calibration};
 
+/// A share as a percentage (the offline tools' one format).
 fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+    super::super::pct(Some(x))
 }
 
 /// Marks the picked row.

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::super::pct;
 use super::tally::Tally;
 
 /// A row's cells: label, one value per tally, the difference (two tallies).
@@ -14,10 +15,6 @@ struct Row {
 
 fn usd(x: f64) -> String {
     format!("${x:.4}")
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".to_string(), |x| format!("{:.1}%", 100.0 * x))
 }
 
 fn points(a: Option<f64>, b: Option<f64>) -> String {

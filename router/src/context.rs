@@ -12,6 +12,7 @@ use crate::ledger::Ledger;
 use crate::shared::SharedTier;
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
+use crate::stage::prompt_prefix::PrefixWatch;
 use crate::stage::run::Runs;
 use crate::upstream::Resilience;
 
@@ -41,6 +42,9 @@ pub struct RequestContext {
     pub max_tier: Option<Tier>,
     /// The shared tier on Redis, when the policy has one.
     pub shared: Option<Arc<SharedTier>>,
+    /// Each tenant's recent prompt prefixes, watched for changes that defeat the provider's
+    /// prompt cache.
+    pub prefix_watch: Arc<PrefixWatch>,
     /// The decision log, when the policy keeps one.
     pub decisions: Option<Arc<DecisionLog>>,
     /// This request's line of the decision log, filled as the pipeline decides.

@@ -32,6 +32,7 @@ use crate::shared::SharedTier;
 use crate::stage::budget::Budgets;
 use crate::stage::cache::{CacheControl, ResponseCache};
 use crate::stage::escalation;
+use crate::stage::prompt_prefix::PrefixWatch;
 use crate::stage::route;
 use crate::stage::run::{run_id, OutcomeError, Runs};
 use crate::tenants::{TenantLabels, DEFAULT_TENANT};
@@ -83,6 +84,8 @@ pub struct AppState {
     pub warming: Arc<AtomicBool>,
     /// The decision log, when the policy keeps one.
     pub decisions: Option<Arc<DecisionLog>>,
+    /// Each tenant's recent prompt prefixes.
+    pub prefix_watch: Arc<PrefixWatch>,
 }
 
 /// Which routes one listener serves.
@@ -200,6 +203,7 @@ async fn chat_completions(
         resilience: state.resilience.clone(),
         max_tier,
         shared: state.shared.clone(),
+        prefix_watch: state.prefix_watch.clone(),
         draft: state.decisions.as_ref().map(|_| {
             let request_id = headers
                 .get(REQUEST_ID)
@@ -350,6 +354,13 @@ fn reply_response(reply: Reply) -> Response {
         values.push(("x-frugal-cost-usd", account.actual.to_string()));
         values.push(("x-frugal-baseline-usd", account.baseline.to_string()));
         values.push(("x-frugal-saved-usd", account.savings.total().to_string()));
+        let cached: u64 = account.attempts.iter().map(|a| a.tokens.cached_input).sum();
+        if cached > 0 {
+            values.push(("x-frugal-prompt-cached-tokens", cached.to_string()));
+        }
+    }
+    if let Some(cause) = reply.meta.prefix_break {
+        values.push(("x-frugal-prompt-prefix-break", cause.as_str().to_string()));
     }
     values.push((HEADER_CACHE, reply.meta.cache.as_str().to_string()));
     if let Some(similarity) = reply.meta.cache_similarity {

@@ -35,6 +35,15 @@ pub struct Totals {
     pub trimmed_tokens: u64,
     /// Upstream calls made (retries and escalations included).
     pub upstream_attempts: u64,
+    /// Input tokens of those calls.
+    #[serde(default)]
+    pub upstream_input_tokens: u64,
+    /// Of those, the tokens the provider read from its prompt cache.
+    #[serde(default)]
+    pub prompt_cached_tokens: u64,
+    /// Of those, the tokens the provider wrote to its prompt cache.
+    #[serde(default)]
+    pub prompt_cache_write_tokens: u64,
     /// Agent runs whose outcome was reported (`POST /v1/frugal/outcome`).
     #[serde(default)]
     pub runs: RunTotals,
@@ -108,6 +117,10 @@ pub struct ByLever {
     pub cache: f64,
     /// Cheap-first routing (negative when escalations wasted more than routing saved).
     pub route: f64,
+    /// The provider's prompt-cache discount (negative when cache writes cost more than reads
+    /// saved).
+    #[serde(default)]
+    pub prompt_cache: f64,
 }
 
 /// The same sums in exact money, so the dollars shown are rounded once, not per request.
@@ -118,6 +131,7 @@ struct ExactTotals {
     trim: Usd,
     cache: Usd,
     route: Usd,
+    prompt_cache: Usd,
 }
 
 /// What else a request did, besides its account.
@@ -139,11 +153,17 @@ impl Totals {
         e.trim = e.trim + account.savings.trim;
         e.cache = e.cache + account.savings.cache;
         e.route = e.route + account.savings.route;
+        e.prompt_cache = e.prompt_cache + account.savings.prompt_cache;
         self.requests += 1;
         self.cache_hits += u64::from(facts.cache_hit);
         self.escalations += facts.escalations;
         self.trimmed_tokens += facts.trimmed_tokens;
         self.upstream_attempts += account.attempts.len() as u64;
+        for attempt in &account.attempts {
+            self.upstream_input_tokens += attempt.tokens.input;
+            self.prompt_cached_tokens += attempt.tokens.cached_input;
+            self.prompt_cache_write_tokens += attempt.tokens.cache_write;
+        }
         self.refresh_dollars();
     }
 
@@ -154,11 +174,15 @@ impl Totals {
         e.trim = e.trim + o.trim;
         e.cache = e.cache + o.cache;
         e.route = e.route + o.route;
+        e.prompt_cache = e.prompt_cache + o.prompt_cache;
         self.requests += other.requests;
         self.cache_hits += other.cache_hits;
         self.escalations += other.escalations;
         self.trimmed_tokens += other.trimmed_tokens;
         self.upstream_attempts += other.upstream_attempts;
+        self.upstream_input_tokens += other.upstream_input_tokens;
+        self.prompt_cached_tokens += other.prompt_cached_tokens;
+        self.prompt_cache_write_tokens += other.prompt_cache_write_tokens;
         self.runs.merge(&other.runs);
         self.refresh_dollars();
     }
@@ -172,13 +196,17 @@ impl Totals {
             trim: e.trim.dollars(),
             cache: e.cache.dollars(),
             route: e.route.dollars(),
+            prompt_cache: e.prompt_cache.dollars(),
         };
     }
 
     /// Exact baseline − actual and the exact sum of the levers (equal by construction).
     pub fn exact_saved(&self) -> (Usd, Usd) {
         let e = self.exact;
-        (e.baseline - e.actual, e.trim + e.cache + e.route)
+        (
+            e.baseline - e.actual,
+            e.trim + e.cache + e.route + e.prompt_cache,
+        )
     }
 }
 
@@ -334,11 +362,7 @@ mod tests {
 
     fn account(cache_hit: bool) -> Account {
         let price = TokenPrice::per_million(2.5, 10.0);
-        let tokens = Tokens {
-            input: 1000,
-            output: 100,
-            source: TokenSource::Usage,
-        };
+        let tokens = Tokens::new(1000, 100, TokenSource::Usage);
         settle(Facts {
             baseline_price: price,
             untrimmed_input: 1200,
@@ -387,7 +411,8 @@ mod tests {
             (report.total.saved_usd
                 - (report.total.by_lever.trim
                     + report.total.by_lever.cache
-                    + report.total.by_lever.route))
+                    + report.total.by_lever.route
+                    + report.total.by_lever.prompt_cache))
                 .abs()
                 < 1e-12
         );

@@ -104,11 +104,19 @@ pub enum Metric {
     SharedFallback,
     /// Counter: decision-log records dropped (the writer was behind, or the file failed).
     DecisionLogDroppedTotal,
+    /// Counter `{tenant, model, kind}`: input tokens the provider read from (`read`) or wrote to
+    /// (`write`) its prompt cache, as its usage reported them.
+    PromptCacheTokensTotal,
+    /// Counter `{tenant, cause}`: calls whose stable prompt prefix changed from the tenant's
+    /// earlier calls in a way that defeats the provider's prompt cache (`volatile_system`: a
+    /// small part of the system prompt changes, such as a timestamp; `tool_order`: the same tools
+    /// in another order).
+    PromptPrefixBreaksTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 44] = [
+    pub const ALL: [Metric; 46] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -153,6 +161,8 @@ impl Metric {
         Self::SharedWarmEntries,
         Self::SharedFallback,
         Self::DecisionLogDroppedTotal,
+        Self::PromptCacheTokensTotal,
+        Self::PromptPrefixBreaksTotal,
     ];
 
     /// The Prometheus name.
@@ -202,6 +212,8 @@ impl Metric {
             Self::SharedWarmEntries => "frugal_shared_warm_entries",
             Self::SharedFallback => "frugal_shared_fallback",
             Self::DecisionLogDroppedTotal => "frugal_decision_log_dropped_total",
+            Self::PromptCacheTokensTotal => "frugal_prompt_cache_tokens_total",
+            Self::PromptPrefixBreaksTotal => "frugal_prompt_prefix_breaks_total",
         }
     }
 
@@ -228,7 +240,7 @@ impl Metric {
                 "Dollars the same requests would have cost without the sidecar."
             }
             Self::SavedUsdTotal => {
-                "Dollars saved by tenant and lever (trim, cache, route): each request's positive saving."
+                "Dollars saved by tenant and lever (trim, cache, route, prompt_cache): each request's positive saving."
             }
             Self::OverspentUsdTotal => {
                 "Dollars a lever cost above the baseline, by tenant and lever (net saving = saved - overspent)."
@@ -303,6 +315,12 @@ impl Metric {
             }
             Self::DecisionLogDroppedTotal => {
                 "Decision-log records dropped because the writer was behind or the file could not be written."
+            }
+            Self::PromptCacheTokensTotal => {
+                "Input tokens the provider read from (read) or wrote to (write) its prompt cache, by tenant and model."
+            }
+            Self::PromptPrefixBreaksTotal => {
+                "Calls whose stable prompt prefix changed in a way that defeats the provider's prompt cache, by tenant and cause."
             }
         }
     }
@@ -412,6 +430,20 @@ pub fn record_account(tenant: &str, account: &crate::stage::account::Account) {
                 "direction" => direction
             )
             .increment(tokens);
+        }
+        for (kind, tokens) in [
+            ("read", attempt.tokens.cached_input),
+            ("write", attempt.tokens.cache_write),
+        ] {
+            if tokens > 0 {
+                metrics::counter!(
+                    Metric::PromptCacheTokensTotal.name(),
+                    "tenant" => tenant.to_string(),
+                    "model" => model.clone(),
+                    "kind" => kind
+                )
+                .increment(tokens);
+            }
         }
     }
     dollars.add(
@@ -626,6 +658,13 @@ pub fn record_shared_fallback(lever: &'static str, falling_back: bool) {
     } else {
         0.0
     });
+}
+
+/// Counts a call whose stable prompt prefix changed in a way that defeats the provider's
+/// prompt cache.
+pub fn record_prefix_break(tenant: &str, cause: &'static str) {
+    metrics::counter!(Metric::PromptPrefixBreaksTotal.name(), "tenant" => tenant.to_string(), "cause" => cause)
+        .increment(1);
 }
 
 /// Counts a decision-log record that was dropped.

@@ -108,24 +108,63 @@ impl Serialize for Usd {
 /// What one token costs on a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenPrice {
-    /// Per input (prompt) token.
+    /// Per input (prompt) token, at list price.
     pub input: Usd,
     /// Per output (completion) token.
     pub output: Usd,
+    /// Per input token the provider served from its prompt cache (the input price unless the
+    /// policy names a discount).
+    pub cached_input: Usd,
+    /// Per input token the provider wrote to its prompt cache (Anthropic bills writes above the
+    /// input price; the input price unless the policy names one).
+    pub cache_write: Usd,
 }
 
 impl TokenPrice {
-    /// From the policy's USD per million tokens.
+    /// From the policy's USD per million tokens; prompt-cache reads and writes at the input
+    /// price until [`TokenPrice::with_prompt_cache`] says otherwise.
     pub fn per_million(input: f64, output: f64) -> Self {
+        let input = Usd::from_dollars(input / 1e6);
         Self {
-            input: Usd::from_dollars(input / 1e6),
+            input,
             output: Usd::from_dollars(output / 1e6),
+            cached_input: input,
+            cache_write: input,
         }
     }
 
-    /// The cost of a call with these token counts.
+    /// The same price with the provider's prompt-cache prices, USD per million tokens (`None`
+    /// keeps the input price).
+    pub fn with_prompt_cache(self, cached_input: Option<f64>, cache_write: Option<f64>) -> Self {
+        let per_token = |usd: Option<f64>| usd.map(|usd| Usd::from_dollars(usd / 1e6));
+        Self {
+            cached_input: per_token(cached_input).unwrap_or(self.input),
+            cache_write: per_token(cache_write).unwrap_or(self.input),
+            ..self
+        }
+    }
+
+    /// The cost of a call with these token counts, every input token at list price.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> Usd {
         self.input.times(input_tokens) + self.output.times(output_tokens)
+    }
+
+    /// The cost of a call whose `input_tokens` include `cached` tokens read from and `written`
+    /// tokens written to the provider's prompt cache (each clamped to what is left of the input).
+    pub fn cost_with_prompt_cache(
+        &self,
+        input_tokens: u64,
+        cached: u64,
+        written: u64,
+        output_tokens: u64,
+    ) -> Usd {
+        let cached = cached.min(input_tokens);
+        let written = written.min(input_tokens - cached);
+        let plain = input_tokens - cached - written;
+        self.input.times(plain)
+            + self.cached_input.times(cached)
+            + self.cache_write.times(written)
+            + self.output.times(output_tokens)
     }
 }
 
@@ -140,6 +179,27 @@ mod tests {
         assert_eq!(mini.cost(1_000_000, 0), Usd::from_dollars(0.15));
         let flash = TokenPrice::per_million(0.075, 0.30);
         assert_eq!(flash.cost(3, 2).pico(), 3 * 75_000 + 2 * 300_000);
+    }
+
+    #[test]
+    fn prompt_cache_reads_and_writes_have_their_own_price() {
+        let sonnet = TokenPrice::per_million(3.0, 15.0).with_prompt_cache(Some(0.3), Some(3.75));
+        let cost = sonnet.cost_with_prompt_cache(10_000, 8_000, 1_000, 100);
+        let expected = Usd::from_dollars(
+            (1_000.0 * 3.0 + 8_000.0 * 0.3 + 1_000.0 * 3.75 + 100.0 * 15.0) / 1e6,
+        );
+        assert_eq!(cost, expected);
+        // Without prompt-cache prices, cached tokens cost what any input token costs.
+        let plain = TokenPrice::per_million(3.0, 15.0);
+        assert_eq!(
+            plain.cost_with_prompt_cache(10_000, 8_000, 1_000, 100),
+            plain.cost(10_000, 100)
+        );
+        // Counts beyond the input are clamped, never billed twice.
+        assert_eq!(
+            sonnet.cost_with_prompt_cache(10, 50, 50, 0),
+            sonnet.cached_input.times(10)
+        );
     }
 
     #[test]

@@ -36,10 +36,11 @@ pub fn render(report: &SavingsReport) -> String {
         ("trim", t.by_lever.trim),
         ("cache", t.by_lever.cache),
         ("route", t.by_lever.route),
+        ("prompt_cache", t.by_lever.prompt_cache),
     ] {
         let _ = writeln!(
             out,
-            "  {lever:<6} {:>14} {:>7}",
+            "  {lever:<12} {:>14} {:>7}",
             money(saved),
             percent(saved, t.baseline_usd)
         );
@@ -49,6 +50,19 @@ pub fn render(report: &SavingsReport) -> String {
         "\ncache hits {}   escalations {}   trimmed tokens {}   upstream calls {}",
         t.cache_hits, t.escalations, t.trimmed_tokens, t.upstream_attempts
     );
+    if t.upstream_input_tokens > 0 {
+        let _ = writeln!(
+            out,
+            "provider prompt cache: {} of {} input tokens read from it ({}), {} written to it",
+            t.prompt_cached_tokens,
+            t.upstream_input_tokens,
+            percent(
+                t.prompt_cached_tokens as f64,
+                t.upstream_input_tokens as f64
+            ),
+            t.prompt_cache_write_tokens
+        );
+    }
     out
 }
 

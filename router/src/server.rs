@@ -173,6 +173,7 @@ impl RunningServer {
             shared: shared.clone(),
             warming: warming.clone(),
             decisions,
+            prefix_watch: Arc::default(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let serve = |listener: TcpListener, routes: Routes, until: BoxFuture<'static, ()>| {

@@ -36,6 +36,9 @@ pub struct DecisionRecord {
     pub cache: CacheDecision,
     /// The classifier's verdict (absent when not routed).
     pub classifier: Option<ClassifierDecision>,
+    /// What was done for the provider's prompt cache (absent when nothing was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_prefix: Option<PromptPrefixDecision>,
     /// Each upstream call, in order, with its tokens and cost.
     pub attempts: Vec<AttemptDecision>,
     /// The steps of the climb, as in `x-frugal-escalations`.
@@ -84,6 +87,16 @@ pub struct CacheDecision {
     pub shadow: Option<String>,
 }
 
+/// What was done for the provider's prompt cache.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PromptPrefixDecision {
+    /// Whether the tools were sorted by name before the call.
+    pub tools_sorted: bool,
+    /// Why the prefix defeats the provider's cache (`volatile_system`, `tool_order`), if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_break: Option<String>,
+}
+
 /// The classifier's decision.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClassifierDecision {
@@ -104,6 +117,12 @@ pub struct AttemptDecision {
     pub input_tokens: u64,
     /// Completion tokens billed.
     pub output_tokens: u64,
+    /// Of the prompt tokens, those the provider read from its prompt cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Of the prompt tokens, those the provider wrote to its prompt cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
     /// Its cost in dollars.
     pub cost_usd: String,
 }
@@ -117,6 +136,12 @@ pub struct SavedDecision {
     pub cache: String,
     /// Routing (negative when escalations wasted more than routing saved).
     pub route: String,
+    /// The provider's prompt-cache discount.
+    pub prompt_cache: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Milliseconds per stage.
@@ -196,6 +221,7 @@ impl Draft {
             trim: account.savings.trim.to_string(),
             cache: account.savings.cache.to_string(),
             route: account.savings.route.to_string(),
+            prompt_cache: account.savings.prompt_cache.to_string(),
         };
         record.attempts = account
             .attempts
@@ -204,6 +230,8 @@ impl Draft {
                 model: a.model.clone(),
                 input_tokens: a.tokens.input,
                 output_tokens: a.tokens.output,
+                cached_input_tokens: a.tokens.cached_input,
+                cache_write_tokens: a.tokens.cache_write,
                 cost_usd: a.cost.to_string(),
             })
             .collect();

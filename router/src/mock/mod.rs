@@ -9,6 +9,7 @@
 //! JSON script), `POST /_mock/rules` (append one rule), `POST /_mock/reset`.
 
 pub mod labels;
+mod prompt_cache;
 mod reply;
 mod script;
 mod simulate;
@@ -36,6 +37,7 @@ use tower::ServiceExt;
 
 use crate::tokens::last_user_text;
 pub use labels::{LabelledModels, Side, Verdict};
+pub use prompt_cache::ProviderCache;
 pub use reply::Answer;
 pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
 pub use simulate::InProcess;
@@ -59,6 +61,7 @@ struct MockState {
     model_latency: BTreeMap<String, Duration>,
     labels: Option<Arc<LabelledModels>>,
     seq: AtomicU64,
+    prompt_cache: ProviderCache,
     calls: Mutex<BTreeMap<String, u64>>,
     requests: Mutex<VecDeque<Value>>,
 }
@@ -118,6 +121,7 @@ impl MockServer {
             model_latency,
             labels,
             seq: AtomicU64::new(0),
+            prompt_cache: ProviderCache::default(),
             calls: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(VecDeque::new()),
         });
@@ -284,7 +288,10 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
         return scripted_error(status, behaviour.retry_after);
     }
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
-    let answer = Answer::new(&request, &behaviour, seq);
+    let mut answer = Answer::new(&request, &behaviour, seq);
+    answer.cached_tokens = state
+        .prompt_cache
+        .read(&request, answer.prompt_tokens as u64);
     if request
         .get("stream")
         .and_then(Value::as_bool)
@@ -508,5 +515,6 @@ async fn reset(State(state): State<Arc<MockState>>) -> Response {
     if let Ok(mut requests) = state.requests.lock() {
         requests.clear();
     }
+    state.prompt_cache.clear();
     Json(json!({ "status": "reset" })).into_response()
 }

@@ -25,6 +25,8 @@ pub struct Answer {
     pub finish_reason: String,
     /// Prompt tokens, counted the way OpenAI bills chat messages.
     pub prompt_tokens: usize,
+    /// Of those, the tokens the provider's prompt cache served ([`super::ProviderCache`]).
+    pub cached_tokens: u64,
     /// Completion tokens (the tokens' count, or the real count of a huge answer's filler).
     pub completion_tokens: usize,
     /// Per-token logprob to report, when the client asked for logprobs.
@@ -102,6 +104,7 @@ impl Answer {
             tokens,
             finish_reason,
             prompt_tokens: prompt_tokens(body) as usize,
+            cached_tokens: 0,
             completion_tokens,
             logprobs: wants_logprobs.then(|| (behaviour.logprob.unwrap_or(DEFAULT_LOGPROB), top)),
         }
@@ -118,6 +121,7 @@ impl Answer {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
+            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
         })
     }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::labels::LabelledModels;
 use super::reply::Answer;
-use super::{labelled, Behaviour};
+use super::{labelled, Behaviour, ProviderCache};
 use crate::tokens::last_user_text;
 use crate::upstream::Simulate;
 
@@ -19,6 +19,7 @@ use crate::upstream::Simulate;
 pub struct InProcess {
     labels: Option<Arc<LabelledModels>>,
     seq: AtomicU64,
+    prompt_cache: ProviderCache,
 }
 
 impl InProcess {
@@ -27,6 +28,7 @@ impl InProcess {
         Self {
             labels,
             seq: AtomicU64::new(0),
+            prompt_cache: ProviderCache::default(),
         }
     }
 
@@ -38,7 +40,9 @@ impl InProcess {
             model,
             &last_user_text(body),
         );
-        Answer::new(body, &behaviour, self.seq.fetch_add(1, Ordering::Relaxed))
+        let mut answer = Answer::new(body, &behaviour, self.seq.fetch_add(1, Ordering::Relaxed));
+        answer.cached_tokens = self.prompt_cache.read(body, answer.prompt_tokens as u64);
+        answer
     }
 }
 

@@ -123,10 +123,12 @@ impl<'p> Pending<'p> {
                 answer: Answer::Json(reply),
                 model,
             }) => {
-                let tokens = reported_tokens(reply.body.get("usage")).unwrap_or_else(|| Tokens {
-                    input: tokens::prompt_tokens(&body),
-                    output: tokens::count(&answer_text(&reply.body)),
-                    source: TokenSource::Counted,
+                let tokens = reported_tokens(reply.body.get("usage")).unwrap_or_else(|| {
+                    Tokens::new(
+                        tokens::prompt_tokens(&body),
+                        tokens::count(&answer_text(&reply.body)),
+                        TokenSource::Counted,
+                    )
                 });
                 climb
                     .attempts

@@ -13,7 +13,9 @@ use futures::stream;
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
-use crate::decisions::record::{CacheDecision, ClassifierDecision, TrimDecision};
+use crate::decisions::record::{
+    CacheDecision, ClassifierDecision, PromptPrefixDecision, TrimDecision,
+};
 use crate::error::ApiError;
 use crate::ledger::RequestFacts;
 use crate::metrics;
@@ -24,7 +26,7 @@ use crate::stage::cache::CachedAnswer;
 use crate::stage::embed::{self, QuestionEmbedding};
 use crate::stage::route::{self, Plan};
 use crate::stage::settle::{settle, Holds, Settlement};
-use crate::stage::{classify, lookup, trim};
+use crate::stage::{classify, lookup, prompt_prefix, trim};
 
 use answer::Pending;
 pub use caps::{baseline_price, resolve_model};
@@ -64,6 +66,7 @@ pub async fn handle(
         &mut outbound,
     )
     .await;
+    let tools_sorted = prompt_prefix::shape(&live.policy.prompt_cache, &mut outbound);
     meta.trimmed_tokens = trimmed.map(|t| t.removed);
     let trimmed_tokens = trimmed.map_or(0, |t| t.removed);
     ctx.lap(|l| &mut l.trim);
@@ -87,6 +90,22 @@ pub async fn handle(
 
     let worst = worst_case(&live.policy, &ctx.tenant, &plan, &outbound);
     check_request_caps(&live.policy, &worst)?;
+    let prefix_break = prompt_prefix::watch(
+        &live.policy.prompt_cache,
+        &ctx.prefix_watch,
+        &ctx.tenant,
+        &outbound,
+        worst.input,
+    );
+    meta.prefix_break = prefix_break.as_ref().map(|b| b.cause);
+    if tools_sorted || prefix_break.is_some() {
+        ctx.note(|d| {
+            d.prompt_prefix = Some(PromptPrefixDecision {
+                tools_sorted,
+                prefix_break: prefix_break.map(|b| b.cause.as_str().to_string()),
+            });
+        });
+    }
     if let Some(run_id) = &ctx.run_id {
         let verdict = ctx
             .runs

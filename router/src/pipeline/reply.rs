@@ -10,6 +10,7 @@ use crate::stage::budget::BudgetWarning;
 use crate::stage::cache::Lookup;
 use crate::stage::escalation::Escalation;
 use crate::stage::lookup::CacheOutcome;
+use crate::stage::prompt_prefix::BreakCause;
 
 /// What the pipeline answers.
 pub struct Reply {
@@ -46,6 +47,8 @@ pub struct ReplyMeta {
     pub cache_guard: Option<Guard>,
     /// Context tokens trimming removed, when the request had context to trim.
     pub trimmed_tokens: Option<u64>,
+    /// Why this call's prompt prefix defeats the provider's prompt cache, when it does.
+    pub prefix_break: Option<BreakCause>,
 }
 
 impl ReplyMeta {
@@ -64,6 +67,7 @@ impl ReplyMeta {
             cache_similarity: None,
             cache_guard: None,
             trimmed_tokens: None,
+            prefix_break: None,
         }
     }
 

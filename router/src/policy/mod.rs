@@ -7,6 +7,7 @@ pub mod decisions;
 pub mod embeddings;
 pub mod live;
 pub mod locate;
+pub mod prompt_cache;
 pub mod raw;
 pub mod reload;
 pub mod route;
@@ -21,6 +22,7 @@ pub use compile::{
 };
 pub use decisions::DecisionLogPolicy;
 pub use live::{Live, LiveState};
+pub use prompt_cache::PromptCachePolicy;
 pub use reload::{ReloadOutcome, Reloader};
 pub use route::{BreakerPolicy, CheckPolicy, RetryPolicy, RouteMode, RoutePolicy, StreamCascade};
 pub use shared::SharedPolicy;

@@ -73,6 +73,30 @@ pub struct RawPolicy {
     /// The decision log: one JSON line per answered request.
     #[serde(default)]
     pub decision_log: Option<RawDecisionLog>,
+    /// The provider's prompt cache: keeping each call's stable prefix the same, and watching
+    /// for prefixes that change from call to call.
+    #[serde(default)]
+    pub prompt_cache: Option<RawPromptCache>,
+}
+
+/// The provider's prompt cache (docs/configuration.md#prompt_cache).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPromptCache {
+    /// Send a request's `tools` sorted by function name, so calls that offer the same tools in
+    /// another order share one prefix in the provider's cache (default false: the request is
+    /// sent as written).
+    #[serde(default)]
+    pub stable_tool_order: Option<bool>,
+    /// Compare each call's stable prefix (tools, then the leading system messages) with the
+    /// tenant's recent calls and count, log and flag in a header a prefix that changes in a
+    /// small part (a timestamp in the system prompt) or only in tool order (default true).
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// Shortest prompt, in tokens, the provider caches; shorter calls are not watched (default
+    /// 1024, OpenAI's and Anthropic's minimum).
+    #[serde(default)]
+    pub min_prompt_tokens: Option<u64>,
 }
 
 /// The decision log (docs/decision-log.md).
@@ -478,6 +502,15 @@ pub struct RawPrice {
     pub input_per_mtok: f64,
     /// USD per 1M output (completion) tokens.
     pub output_per_mtok: f64,
+    /// USD per 1M input tokens read from the provider's prompt cache (default: the input
+    /// price, so no discount is counted; OpenAI bills them at half the input price or less,
+    /// Anthropic at a tenth).
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+    /// USD per 1M input tokens written to the provider's prompt cache (default: the input
+    /// price; Anthropic bills 1.25× the input price for a 5-minute entry).
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
 }
 
 /// Request limits.
@@ -539,6 +572,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "trim",
     "shared",
     "decision_log",
+    "prompt_cache",
 ];
 
 /// The JSON schema of a policy file, for editor completion (`policies/schema.json`).

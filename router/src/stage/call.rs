@@ -134,11 +134,7 @@ async fn call_with_retries(
 }
 
 /// Tokens of a call that failed before any answer.
-const NO_TOKENS: Tokens = Tokens {
-    input: 0,
-    output: 0,
-    source: TokenSource::Counted,
-};
+const NO_TOKENS: Tokens = Tokens::new(0, 0, TokenSource::Counted);
 
 async fn once(
     client: &OpenAiCompatible,

@@ -9,6 +9,7 @@ pub mod confidence;
 pub mod embed;
 pub mod escalation;
 pub mod lookup;
+pub mod prompt_prefix;
 pub mod relay;
 pub mod route;
 pub mod run;

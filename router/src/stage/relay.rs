@@ -135,10 +135,12 @@ impl StreamTap {
 
     /// The tokens the stream used: as reported, or counted when the upstream sent no usage.
     fn tokens(&self) -> Tokens {
-        self.usage.unwrap_or_else(|| Tokens {
-            input: self.prompt_tokens,
-            output: tokens::count(&self.text),
-            source: TokenSource::Counted,
+        self.usage.unwrap_or_else(|| {
+            Tokens::new(
+                self.prompt_tokens,
+                tokens::count(&self.text),
+                TokenSource::Counted,
+            )
         })
     }
 
@@ -226,12 +228,26 @@ pub fn account_comment(account: &Account) -> Bytes {
     ))
 }
 
-/// Token counts from a `usage` object.
+/// Token counts from a `usage` object: OpenAI's (`prompt_tokens` holds every input token,
+/// `prompt_tokens_details.cached_tokens` those read from the provider's prompt cache), with the
+/// prompt-cache fields OpenAI-compatible gateways in front of Anthropic add
+/// (`cache_read_input_tokens`, `cache_creation_input_tokens`, counted within `prompt_tokens`).
 pub fn reported_tokens(usage: Option<&Value>) -> Option<Tokens> {
     let usage = usage?;
+    let count = |value: Option<&Value>| value.and_then(Value::as_u64).unwrap_or(0);
+    let input = usage.get("prompt_tokens")?.as_u64()?;
+    let cached = count(
+        usage
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .or_else(|| usage.get("cache_read_input_tokens")),
+    )
+    .min(input);
+    let written = count(usage.get("cache_creation_input_tokens")).min(input - cached);
     Some(Tokens {
-        input: usage.get("prompt_tokens")?.as_u64()?,
+        input,
         output: usage.get("completion_tokens")?.as_u64()?,
+        cached_input: cached,
+        cache_write: written,
         source: TokenSource::Usage,
     })
 }

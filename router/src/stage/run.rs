@@ -466,11 +466,7 @@ mod tests {
 
     fn account(cost: f64, tokens: u64) -> Account {
         use crate::stage::account::{Attempt, Savings, TokenSource, Tokens};
-        let tokens = Tokens {
-            input: tokens,
-            output: 0,
-            source: TokenSource::Usage,
-        };
+        let tokens = Tokens::new(tokens, 0, TokenSource::Usage);
         Account {
             baseline: Usd::from_dollars(cost),
             actual: Usd::from_dollars(cost),
@@ -479,6 +475,7 @@ mod tests {
                 model: "m".into(),
                 tokens,
                 cost: Usd::from_dollars(cost),
+                list_cost: Usd::from_dollars(cost),
             }],
         }
     }

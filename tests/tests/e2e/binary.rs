@@ -464,6 +464,53 @@ fn policy_explain_counts_trimmed_context_tenant_settings_and_caps() {
 }
 
 #[test]
+fn policy_explain_says_whether_the_providers_prompt_cache_would_serve_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, stamp: &str, tools: &[&str]| {
+        let path = dir.path().join(name);
+        let system = format!(
+            "{stamp}You are the support agent of Acme Outdoor. {}",
+            "Answer in two sentences and cite the refund policy by section. ".repeat(90)
+        );
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|n| json!({"type": "function", "function": {"name": n, "parameters": {}}}))
+            .collect();
+        let body = json!({"model": "gpt-4o-mini", "tools": tools, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": "Where is my order?"}]});
+        std::fs::write(&path, body.to_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let stable = write("stable.json", "", &["b", "a"]);
+    let stamped = write("stamped.json", "Now: 2026-12-04T10:32:11Z. ", &["a", "b"]);
+    let restamped = write("restamped.json", "Now: 2026-12-04T10:32:15Z. ", &["a", "b"]);
+
+    // default.yaml sends tools as written; a long stable prefix would be served.
+    let e = explain_json("default.yaml", &["--request", &stable]);
+    let p = &e["prompt_cache"];
+    assert_eq!(p["would_hit"], true, "{p}");
+    assert_eq!(p["tools_unsorted"], true, "{p}");
+    assert!(p["cacheable_tokens"].as_u64().unwrap() >= 1024, "{p}");
+    assert!(usd(&p["saved_per_repeat_usd"]) > 0.0, "{p}");
+
+    // A timestamp at the start leaves nothing the provider can serve, and the previous call
+    // with another time shows the break.
+    let e = explain_json(
+        "default.yaml",
+        &["--request", &restamped, "--previous", &stamped],
+    );
+    let p = &e["prompt_cache"];
+    assert_eq!(p["would_hit"], false, "{p}");
+    assert_eq!(p["volatile_values"][0]["value"], "2026-12-04T10:32:15Z");
+    assert!(p["why"].as_str().unwrap().contains("move it after"), "{p}");
+    assert_eq!(p["against_previous"]["cause"], "volatile_system", "{p}");
+
+    // local.yaml sorts tools, so the two orders are one prefix.
+    let e = explain_json("examples/local.yaml", &["--request", &stable]);
+    assert_eq!(e["prompt_cache"]["tools_sorted"], true, "{e}");
+}
+
+#[test]
 fn policy_explain_shows_the_plan_without_calling_anything() {
     let dir = tempfile::tempdir().unwrap();
     let request = dir.path().join("request.json");

@@ -16,6 +16,7 @@ mod faults;
 mod offline;
 mod passthrough;
 mod policy_docs;
+mod prompt_cache;
 mod reload;
 mod replay;
 mod resilience;

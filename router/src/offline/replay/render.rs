@@ -91,6 +91,14 @@ pub fn table(traffic: &Path, tallies: &[Tally]) -> String {
         money_row("  saved by trim", tallies, |t| t.saved_usd.trim),
         money_row("  saved by cache", tallies, |t| t.saved_usd.cache),
         money_row("  saved by route", tallies, |t| t.saved_usd.route),
+        money_row("  saved by prompt_cache", tallies, |t| {
+            t.saved_usd.prompt_cache
+        }),
+        share_row(
+            "input tokens from the provider's cache",
+            tallies,
+            Tally::prompt_cached_share,
+        ),
     ];
     if tallies.iter().any(|t| t.quality.is_some()) {
         rows.push(count_row("labelled answers", tallies, |t| {

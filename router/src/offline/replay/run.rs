@@ -167,6 +167,7 @@ fn sidecar(
         shared: None,
         warming: Arc::new(AtomicBool::new(false)),
         decisions: Some(Arc::new(log)),
+        prefix_watch: Arc::default(),
     };
     Ok((app(state, request_timeout, Routes::All), records))
 }

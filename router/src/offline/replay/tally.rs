@@ -34,12 +34,14 @@ pub struct Levers {
     pub cache: f64,
     /// Saved by routing cheaper.
     pub route: f64,
+    /// The provider's prompt-cache discount.
+    pub prompt_cache: f64,
 }
 
 impl Levers {
     /// All levers together.
     pub fn total(&self) -> f64 {
-        self.trim + self.cache + self.route
+        self.trim + self.cache + self.route + self.prompt_cache
     }
 }
 
@@ -119,6 +121,10 @@ pub struct Tally {
     pub saved_usd: Levers,
     /// Upstream calls per model.
     pub calls: BTreeMap<String, usize>,
+    /// Input tokens of the upstream calls.
+    pub input_tokens: u64,
+    /// Of those, the tokens the provider read from its prompt cache.
+    pub prompt_cached_tokens: u64,
     /// Escalations by reason.
     pub escalations: BTreeMap<String, usize>,
     /// Quality against the labels, when the traffic has any.
@@ -235,12 +241,20 @@ impl Tally {
         self.saved_usd.trim += dollars(&record.saved_usd.trim);
         self.saved_usd.cache += dollars(&record.saved_usd.cache);
         self.saved_usd.route += dollars(&record.saved_usd.route);
+        self.saved_usd.prompt_cache += dollars(&record.saved_usd.prompt_cache);
         for attempt in &record.attempts {
             *self.calls.entry(attempt.model.clone()).or_default() += 1;
+            self.input_tokens += attempt.input_tokens;
+            self.prompt_cached_tokens += attempt.cached_input_tokens;
         }
         for reason in &record.escalations {
             *self.escalations.entry(reason.clone()).or_default() += 1;
         }
+    }
+
+    /// Share of the calls' input tokens the provider read from its prompt cache.
+    pub fn prompt_cached_share(&self) -> Option<f64> {
+        (self.input_tokens > 0).then(|| self.prompt_cached_tokens as f64 / self.input_tokens as f64)
     }
 
     /// Saved as a share of the baseline.

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use super::super::locate::{join, Position, SourceMap};
 use super::super::raw::{
     RawCache, RawCircuitBreaker, RawDecisionLog, RawEmbeddings, RawLimits, RawModel, RawPolicy,
-    RawProvider, RawRetries, RawRoute, RawRuns, RawShared, RawTenant, RawTrim, TOP_LEVEL_KEYS,
+    RawPromptCache, RawProvider, RawRetries, RawRoute, RawRuns, RawShared, RawTenant, RawTrim,
+    TOP_LEVEL_KEYS,
 };
 
 /// One mistake in a policy file.
@@ -122,6 +123,7 @@ pub(super) fn diagnose(
             "trim" => check_value::<RawTrim>(section, name, errors, broken),
             "shared" => check_value::<RawShared>(section, name, errors, broken),
             "decision_log" => check_value::<RawDecisionLog>(section, name, errors, broken),
+            "prompt_cache" => check_value::<RawPromptCache>(section, name, errors, broken),
             _ if TOP_LEVEL_KEYS.contains(&name) => {
                 check_value::<Option<String>>(section, name, errors, broken)
             }

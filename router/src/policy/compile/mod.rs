@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::decisions::compile_decision_log;
 use super::embeddings::compile_embeddings;
 use super::locate::SourceMap;
+use super::prompt_cache::compile_prompt_cache;
 use super::raw::RawPolicy;
 use super::route::{compile_breaker, compile_retries, compile_route};
 use super::shared::compile_shared;
@@ -138,6 +139,7 @@ fn compile(
     let trim = compile_trim(raw.trim.as_ref(), errors);
     let shared = compile_shared(raw.shared.as_ref(), errors);
     let decision_log = compile_decision_log(raw.decision_log.as_ref(), errors);
+    let prompt_cache = compile_prompt_cache(raw.prompt_cache.as_ref(), errors);
     Some(Policy {
         listen: listeners.listen?,
         admin_listen: listeners.admin_listen,
@@ -158,6 +160,7 @@ fn compile(
         trim,
         shared,
         decision_log,
+        prompt_cache,
         limits,
         tenant_keys,
         hash: text_hash(text),

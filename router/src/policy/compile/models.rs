@@ -202,9 +202,12 @@ fn compile_model(
         errors.push(join(&path, "upstream"), "must not be empty");
     }
     for (key, value) in [
-        ("input_per_mtok", raw.price.input_per_mtok),
-        ("output_per_mtok", raw.price.output_per_mtok),
+        ("input_per_mtok", Some(raw.price.input_per_mtok)),
+        ("output_per_mtok", Some(raw.price.output_per_mtok)),
+        ("cached_input_per_mtok", raw.price.cached_input_per_mtok),
+        ("cache_write_per_mtok", raw.price.cache_write_per_mtok),
     ] {
+        let Some(value) = value else { continue };
         if !value.is_finite() || value < 0.0 {
             errors.push(
                 join(&join(&path, "price"), key),
@@ -220,7 +223,11 @@ fn compile_model(
             input_per_mtok: raw.price.input_per_mtok,
             output_per_mtok: raw.price.output_per_mtok,
         },
-        token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok),
+        token_price: TokenPrice::per_million(raw.price.input_per_mtok, raw.price.output_per_mtok)
+            .with_prompt_cache(
+                raw.price.cached_input_per_mtok,
+                raw.price.cache_write_per_mtok,
+            ),
         fallbacks: raw.fallbacks.clone(),
         timeout,
     })

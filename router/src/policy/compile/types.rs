@@ -11,6 +11,7 @@ use crate::tenants::DEFAULT_TENANT;
 
 use super::super::decisions::DecisionLogPolicy;
 use super::super::embeddings::EmbeddingPolicy;
+use super::super::prompt_cache::PromptCachePolicy;
 use super::super::route::{BreakerPolicy, RetryPolicy, RoutePolicy};
 use super::super::shared::SharedPolicy;
 use super::super::trim::TrimPolicy;
@@ -58,6 +59,8 @@ pub struct Policy {
     pub shared: Option<SharedPolicy>,
     /// The decision log, when the policy has a `decision_log:` section.
     pub decision_log: Option<DecisionLogPolicy>,
+    /// How the sidecar helps the provider's prompt cache.
+    pub prompt_cache: PromptCachePolicy,
     /// Tenant by SHA-256 of its sidecar key (from each tenant's `api_key_env`; the key itself is
     /// not kept); tenants listed here can only be claimed with their key.
     pub tenant_keys: BTreeMap<String, String>,

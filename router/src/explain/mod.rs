@@ -2,7 +2,10 @@
 //! calling any upstream: the model it resolves to, whether a per-request cap refuses it, the
 //! context it would trim (tokens before and after), the cache scope and whether each tier could
 //! serve it, the classifier's score and reasons, the rungs it may climb and the checks armed on
-//! each answer, what it would cost against the baseline, and what it reserves of the budget.
+//! each answer, what it would cost against the baseline, what it reserves of the budget, and
+//! whether the provider's prompt cache could serve its prefix ([`prompt_cache`]).
+
+mod prompt_cache;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +21,7 @@ use crate::policy::{CacheMode, CheckPolicy, LiveState, Policy};
 use crate::request::ChatRequest;
 use crate::stage::budget::Budgets;
 use crate::stage::escalation::EscalationReason;
-use crate::stage::{cache, classify, route, semantic, trim};
+use crate::stage::{cache, classify, prompt_prefix, route, semantic, trim};
 
 /// Arguments of `frugal policy explain`.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +40,10 @@ pub struct ExplainArgs {
     /// The tenant the request is billed to.
     #[arg(long, default_value = "default")]
     pub tenant: String,
+    /// The call before this one (a request body, JSON file): whether the two share a prefix
+    /// the provider's prompt cache can serve.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
     /// Print one JSON object instead of the text.
     #[arg(long)]
     pub json: bool,
@@ -47,7 +54,8 @@ pub async fn run(args: &ExplainArgs) -> anyhow::Result<()> {
     let policy = crate::policy::load(&args.policy)
         .map_err(|errors| anyhow::anyhow!("the policy does not load:\n{errors}"))?;
     let body = request_body(args)?;
-    let explanation = explain(policy, &args.tenant, &body).await?;
+    let previous = args.previous.as_deref().map(read_request).transpose()?;
+    let explanation = explain(policy, &args.tenant, &body, previous.as_ref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
     } else {
@@ -81,8 +89,13 @@ fn read_request(path: &Path) -> anyhow::Result<Map<String, Value>> {
     }
 }
 
-/// What the pipeline would do with `body`, as a JSON object.
-pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Result<Value> {
+/// What the pipeline would do with `body`, as a JSON object; `previous` is the call before it.
+pub async fn explain(
+    policy: Policy,
+    tenant: &str,
+    body: &[u8],
+    previous: Option<&Map<String, Value>>,
+) -> anyhow::Result<Value> {
     let live = LiveState::new(policy, 0)?;
     let policy = live.policy.as_ref();
     let request = ChatRequest::parse(body).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -97,6 +110,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
         &mut trimmed_body,
     )
     .await;
+    let tools_sorted = prompt_prefix::shape(&policy.prompt_cache, &mut trimmed_body);
     let body = &trimmed_body;
     // As the pipeline does: the question without the context marked in it.
     let question = semantic::question_text(body, &policy.trim.markers);
@@ -145,6 +159,19 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
     let budget = Budgets::policy_for(policy, tenant);
 
     let armed = armed_checks(&policy.route.checks, body);
+    let previous = previous.map(|previous| {
+        let mut previous = previous.clone();
+        prompt_prefix::shape(&policy.prompt_cache, &mut previous);
+        previous
+    });
+    let prompt_cache = prompt_cache::section(
+        policy,
+        plan.rungs.first().map(|r| r.model),
+        body,
+        tools_sorted,
+        input,
+        previous.as_ref(),
+    );
 
     Ok(json!({
         "model": requested.alias,
@@ -181,6 +208,7 @@ pub async fn explain(policy: Policy, tenant: &str, body: &[u8]) -> anyhow::Resul
             "start_strong_above": (f64::from(policy.route.start_strong_above) * 1e4).round() / 1e4,
             "tenant_max_tier": tenant_cap.map(|t| t.as_str()),
         },
+        "prompt_cache": prompt_cache,
         "budget": budget.map(|b| json!({
             "window": b.window.as_str(),
             "hard_cap_usd": b.hard_cap.to_string(),
@@ -277,6 +305,7 @@ pub fn render(e: &Value) -> String {
         cache_line(&e["cache"]),
         classify_line(e),
         route_lines(&e["route"]),
+        prompt_cache::lines(&e["prompt_cache"]),
         cost_lines(e),
     ]
     .concat()

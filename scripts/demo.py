@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=12)
     ap.add_argument("--rag", default="", help="SciFact JSONL for retrieval prompts (trim lever)")
     ap.add_argument("--rag-count", type=int, default=3)
+    ap.add_argument("--agents", default="", help="agent traffic (scripts/agent_traffic.py) for the prompt-cache lever")
     args = ap.parse_args()
 
     client = openai.OpenAI(base_url=f"{args.base_url}/v1", api_key="demo", max_retries=0)
@@ -123,6 +124,9 @@ def main() -> None:
         )
     print(f"\n{len(plan)} requests, {totals['in']} input and {totals['out']} output tokens (upstream usage).")
 
+    if args.agents:
+        replay_agents(client, args.agents)
+
     with urllib.request.urlopen(f"{args.base_url}/metrics") as r:
         metrics = r.read().decode()
     print("\nsidecar metrics (GET /metrics):")
@@ -138,6 +142,7 @@ def main() -> None:
                 "frugal_cache_guard_rejections_total",
                 "frugal_trim_tokens_total",
                 "frugal_budget_",
+                "frugal_prompt_",
             )
         ):
             print("  " + line)
@@ -145,6 +150,38 @@ def main() -> None:
         "\nLevers: trim (✂ N: context tokens cut from the SciFact retrieval prompts), cache (exact"
         "\nrepeats and rephrasings, verified), route (requests for gpt-4o start on gpt-4o-mini and"
         "\nescalate when a confidence check fires; ↑ marks an escalation), plus budgets."
+    )
+
+
+def replay_agents(client: openai.OpenAI, path: str) -> None:
+    """Sends two agents' calls (a long stable system prompt and six tools each) and prints how
+    much of their input the provider's prompt cache served, as its usage reports it."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    per_agent: dict = {}
+    for row in rows:
+        tenant = row.pop("tenant")
+        raw = client.chat.completions.with_raw_response.create(**row, extra_headers={"x-frugal-tenant": tenant})
+        usage = raw.parse().usage
+        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+        seen = per_agent.setdefault(tenant, {"calls": 0, "input": 0, "cached": 0, "breaks": set()})
+        seen["calls"] += 1
+        seen["input"] += usage.prompt_tokens
+        seen["cached"] += cached or 0
+        if raw.headers.get("x-frugal-prompt-prefix-break"):
+            seen["breaks"].add(raw.headers["x-frugal-prompt-prefix-break"])
+    print("\nagents with a long system prompt (the provider's prompt cache, as the mock reports it):")
+    for tenant, seen in per_agent.items():
+        share = 100 * seen["cached"] / seen["input"] if seen["input"] else 0
+        flagged = ", flagged: " + ", ".join(sorted(seen["breaks"])) if seen["breaks"] else ""
+        print(
+            f"  {tenant:<15} {seen['calls']:>3} calls, {seen['cached']:>6} of {seen['input']:>6} input tokens "
+            f"served from the provider's cache ({share:.0f}%){flagged}"
+        )
+    print(
+        "  research-agent lists its tools in a new order on every call; the sidecar sorts them"
+        "\n  (prompt_cache.stable_tool_order), so from its second call the provider serves the shared"
+        "\n  prefix at half price. dated-agent starts its system prompt with the time: nothing can be"
+        "\n  served, and the sidecar flags it (x-frugal-prompt-prefix-break: volatile_system)."
     )
 
 

@@ -29,18 +29,26 @@ for url in http://127.0.0.1:9100/healthz http://127.0.0.1:8080/readyz; do
     curl -fsS "$url" >/dev/null || { echo "demo: $url did not come up; logs in $logs" >&2; exit 1; }
 done
 
+data="${FRUGAL_SHARED:-../shared}/data"
+agents=()
+if [[ -f "$data/prompts/arena_hard.jsonl.gz" && -f "$data/trim/scifact_dev.jsonl.gz" ]]; then
+    # Two research agents with a long system prompt and six tools (the prompt-cache lever).
+    .venv/bin/python scripts/agent_traffic.py --calls 24 --out "$logs/agents.jsonl" \
+        --prompts "$data/prompts/arena_hard.jsonl.gz" --abstracts "$data/trim/scifact_dev.jsonl.gz"
+    agents=(--agents "$logs/agents.jsonl")
+fi
+
 say "replaying real prompts through the official openai client"
 .venv/bin/python scripts/demo.py --base-url http://127.0.0.1:8080 \
-    --prompts "${FRUGAL_SHARED:-../shared}/data/prompts/arena_hard.jsonl.gz" \
+    --prompts "$data/prompts/arena_hard.jsonl.gz" \
     --count "${FRUGAL_DEMO_PROMPTS:-12}" \
-    --rag "${FRUGAL_SHARED:-../shared}/data/trim/scifact_dev.jsonl.gz"
+    --rag "$data/trim/scifact_dev.jsonl.gz" "${agents[@]}"
 
 say "savings per lever (frugal report)"
 "$bin" report --url http://127.0.0.1:8080
 
 # Savings mean little without the quality they cost: replay labelled traffic in-process through
 # the same policy, against the answers each model is recorded to have given.
-data="${FRUGAL_SHARED:-../shared}/data"
 if [[ -f "$data/router/routellm_dev.jsonl.gz" && -f "$data/cache/qqp_dev.jsonl.gz" ]]; then
     say "quality kept next to dollars saved: 600 labelled RouteLLM prompts (MMLU, GSM8K, MT-Bench)"
     "$bin" replay --policy policies/examples/local.yaml --without-caps --sample 600 \
@@ -50,4 +58,13 @@ if [[ -f "$data/router/routellm_dev.jsonl.gz" && -f "$data/cache/qqp_dev.jsonl.g
         --traffic "$data/cache/qqp_dev.jsonl.gz"
 else
     echo "demo: $data has no labelled sets; skipping the quality replay" >&2
+fi
+
+# The prompt-cache lever before and after shaping: the same agent calls through local.yaml as
+# it is (tools sorted by name) and with the tools sent as the agent wrote them.
+if [[ -f "$logs/agents.jsonl" ]]; then
+    say "the provider's prompt cache: 24 agent calls with tools as sent vs sorted by the sidecar"
+    sed 's/stable_tool_order: true/stable_tool_order: false/' policies/examples/local.yaml >"$logs/as-sent.yaml"
+    "$bin" replay --policy "$logs/as-sent.yaml" --against policies/examples/local.yaml --without-caps \
+        --traffic "$logs/agents.jsonl"
 fi

@@ -560,6 +560,8 @@ EXPORTED_TODAY = {
     "frugal_shared_warm_entries",
     "frugal_shared_fallback",
     "frugal_decision_log_dropped_total",
+    "frugal_prompt_cache_tokens_total",
+    "frugal_prompt_prefix_breaks_total",
 }
 
 # Exported only by a sidecar whose policy has a `shared:` section (Redis), which the k8s scrape
@@ -653,6 +655,28 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     with urllib.request.urlopen(trim_request, timeout=30) as r:
         assert r.status == 200
         assert int(r.headers.get("x-frugal-trimmed-tokens")) > 0
+    # A support agent's long system prompt twice: the provider's cache (the mock reports it as
+    # OpenAI does) serves the second call's prefix (prompt-cache tokens); then the same prompt
+    # with a time at its top, twice: the second is a prefix break (volatile_system).
+    policy_text = " ".join(f"Rule {i}: answer briefly and cite the refund policy by section." for i in range(120))
+    for n, stamp in enumerate(["", "", "Now: 10:32:11. ", "Now: 10:32:15. "]):
+        agent = {
+            "model": "gpt-4o-mini",
+            "max_tokens": 50,
+            "messages": [
+                {"role": "system", "content": stamp + "You are Acme's support agent. " + policy_text},
+                {"role": "user", "content": f"Question {n}: where is my order?"},
+            ],
+        }
+        agent_request = urllib.request.Request(
+            k8s_sidecar + "/v1/chat/completions", data=json.dumps(agent).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(agent_request, timeout=30) as r:
+            assert r.status == 200
+            if n == 1:
+                assert int(r.headers.get("x-frugal-prompt-cached-tokens")) >= 1024
+            if n == 3:
+                assert r.headers.get("x-frugal-prompt-prefix-break") == "volatile_system"
     # SCRAPE_ROUTE_CHANGES: a request for gpt-4o is classified (the score histogram), starts
     # cheap (the start counter) and escalates for low_logprob (the escalation counter).
     with urllib.request.urlopen(chat_request(k8s_sidecar, model="gpt-4o", prompt="route me"), timeout=30) as r:
@@ -704,6 +728,8 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_retries_total"] == {"provider": {"openai"}}
     assert exported["frugal_circuit_state"] == {"provider": {"openai"}}
     assert exported["frugal_embedding_deadline_skips_total"] == {"reason": {"deadline"}}
+    assert exported["frugal_prompt_cache_tokens_total"]["kind"] == {"read"}
+    assert exported["frugal_prompt_prefix_breaks_total"] == {"tenant": {"default"}, "cause": {"volatile_system"}}
     for unlabelled in ("frugal_cache_entries", "frugal_cache_bytes", "frugal_cache_evictions_total"):
         assert exported[unlabelled] == {}, unlabelled
     bytes_cached = float(re.search(r"^frugal_cache_bytes (\S+)$", text, re.M)[1])

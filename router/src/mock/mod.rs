@@ -1,5 +1,6 @@
 //! A deterministic, scriptable fake OpenAI server (`frugal mock-upstream`), for tests, the demo
-//! and benchmarks. It answers `POST /v1/chat/completions` (JSON and SSE) with real token counts,
+//! and benchmarks. It answers `POST /v1/chat/completions` (JSON and SSE) with real token counts
+//! (and Anthropic's `POST /v1/messages`, [`anthropic`]),
 //! can be slow, fail, reset, hang, truncate or send bad JSON on cue, and counts calls per model.
 //!
 //! With labels ([`labels`]) it answers prompts of a labelled routing file with what each model
@@ -8,6 +9,7 @@
 //! Control endpoints: `GET /_mock/calls`, `GET /_mock/requests`, `PUT /_mock/script` (YAML or
 //! JSON script), `POST /_mock/rules` (append one rule), `POST /_mock/reset`.
 
+mod anthropic;
 pub mod labels;
 mod prompt_cache;
 mod reply;
@@ -223,6 +225,7 @@ async fn accept_loop(listener: TcpListener, router: Router) {
 fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/_mock/calls", get(calls))

@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use rustc_hash::FxHasher;
 use serde_json::{Map, Value};
 
-use crate::tokens::{content_text, split};
+use crate::tokens::{content_text, count, split};
 
 /// The shortest prompt the provider caches, in tokens.
 pub const MIN_CACHED_TOKENS: u64 = 1024;
@@ -55,6 +55,41 @@ impl ProviderCache {
         } else {
             cached.min(prompt_tokens)
         }
+    }
+
+    /// Anthropic's rules for a prompt given as `segments` in order (tools, system blocks, message
+    /// blocks; each with whether it carries a `cache_control` breakpoint) for `model`: a
+    /// breakpoint's prefix of 1,024 tokens or more an earlier call stored is read from the
+    /// cache, and the prefix up to the last breakpoint is stored (written) past what was read.
+    /// Returns the prompt's tokens, those read and those written.
+    pub fn read_breakpoints(&self, model: &str, segments: &[(String, bool)]) -> (u64, u64, u64) {
+        let mut chain = FxHasher::default();
+        model.hash(&mut chain);
+        let mut total = 0;
+        let mut breakpoints = Vec::new();
+        for (text, breakpoint) in segments {
+            text.hash(&mut chain);
+            total += count(text);
+            if *breakpoint && total >= MIN_CACHED_TOKENS {
+                breakpoints.push((chain.finish(), total));
+            }
+        }
+        let mut seen = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = breakpoints
+            .iter()
+            .filter(|(hash, _)| seen.contains(hash))
+            .map(|&(_, tokens)| tokens)
+            .max()
+            .unwrap_or(0);
+        let written = breakpoints
+            .last()
+            .filter(|(hash, _)| !seen.contains(hash))
+            .map_or(0, |&(_, tokens)| tokens.saturating_sub(read));
+        if seen.len() + breakpoints.len() > MAX_BLOCKS {
+            seen.clear();
+        }
+        seen.extend(breakpoints.iter().map(|(hash, _)| *hash));
+        (total, read, written)
     }
 
     /// Forgets every prefix (`POST /_mock/reset`).
@@ -146,6 +181,23 @@ mod tests {
             &["a", "b"],
         );
         assert_eq!(cache.read(&stamped, prompt_tokens(&stamped)), 0);
+    }
+
+    #[test]
+    fn anthropic_reads_at_breakpoints_and_writes_up_to_the_last_one() {
+        let cache = ProviderCache::default();
+        let system = long_system();
+        let call = |question: &str, marked: bool| {
+            vec![(system.clone(), marked), (question.to_string(), false)]
+        };
+        let (total, read, written) = cache.read_breakpoints("m", &call("q1", true));
+        assert_eq!(read, 0);
+        assert!(written >= 1024 && written < total, "{written} of {total}");
+        let (_, read, written) = cache.read_breakpoints("m", &call("q2", true));
+        assert!(read >= 1024 && written == 0, "{read} {written}");
+        // Without a breakpoint nothing is cached, however long the prefix.
+        let (_, read, written) = cache.read_breakpoints("m", &call("q3", false));
+        assert_eq!((read, written), (0, 0));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod trim;
 
 pub use compile::{
     load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
-    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, RunPolicy,
+    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, ProviderKind, RunPolicy,
     SemanticPolicy, TenantOverrides, Timeouts,
 };
 pub use decisions::DecisionLogPolicy;

@@ -15,6 +15,8 @@ pub struct PromptCachePolicy {
     pub watch: bool,
     /// Shortest prompt the provider caches; shorter calls are not watched.
     pub min_prompt_tokens: u64,
+    /// Add `cache_control` breakpoints to calls to Anthropic providers.
+    pub breakpoints: bool,
 }
 
 impl Default for PromptCachePolicy {
@@ -23,6 +25,7 @@ impl Default for PromptCachePolicy {
             stable_tool_order: false,
             watch: true,
             min_prompt_tokens: DEFAULT_MIN_PROMPT_TOKENS,
+            breakpoints: false,
         }
     }
 }
@@ -47,5 +50,6 @@ pub(super) fn compile_prompt_cache(
         stable_tool_order: raw.stable_tool_order.unwrap_or(defaults.stable_tool_order),
         watch: raw.watch.unwrap_or(defaults.watch),
         min_prompt_tokens,
+        breakpoints: raw.breakpoints.unwrap_or(defaults.breakpoints),
     }
 }

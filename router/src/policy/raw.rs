@@ -97,6 +97,11 @@ pub struct RawPromptCache {
     /// 1024, OpenAI's and Anthropic's minimum).
     #[serde(default)]
     pub min_prompt_tokens: Option<u64>,
+    /// On calls to `kind: anthropic` providers, mark the end of the tools, of the system prompt
+    /// and of the conversation before its last turn with `cache_control` breakpoints, so
+    /// Anthropic caches that prefix (default false: the request is sent without them).
+    #[serde(default)]
+    pub breakpoints: Option<bool>,
 }
 
 /// The decision log (docs/decision-log.md).
@@ -452,9 +457,14 @@ pub struct RawProvider {
     /// Timeouts for calls to this provider.
     #[serde(default)]
     pub timeouts: Option<RawTimeouts>,
-    /// Whether the provider returns token logprobs (`logprobs: true`); default true.
+    /// Whether the provider returns token logprobs (`logprobs: true`); default true (false for
+    /// `kind: anthropic`).
     #[serde(default)]
     pub logprobs: Option<bool>,
+    /// The API it speaks: `openai` (Chat Completions, the default) or `anthropic` (the Messages
+    /// API, `POST {base_url}/messages`, key sent as `x-api-key`).
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// Timeouts for one provider, as duration strings (`500ms`, `30s`, `2m`).

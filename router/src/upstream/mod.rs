@@ -1,6 +1,7 @@
 //! Calls to upstream LLM providers and the errors they can end in, each tagged with the status
 //! the client sees and whether a retry could help.
 
+pub mod anthropic;
 mod openai;
 mod resilience;
 
@@ -171,7 +172,12 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds a client for every provider in the policy.
     pub fn from_policy(policy: &Policy) -> Result<Self, UpstreamError> {
-        Self::build(policy, OpenAiCompatible::new)
+        let shaping = anthropic::Shaping {
+            breakpoints: policy.prompt_cache.breakpoints,
+        };
+        Self::build(policy, |config| {
+            OpenAiCompatible::new(config).map(|c| c.with_shaping(shaping))
+        })
     }
 
     /// A client for every provider in the policy, each answered in-process by `simulation`.

@@ -1,4 +1,6 @@
-//! An OpenAI-compatible provider: `POST {base_url}/chat/completions`, JSON or SSE.
+//! A provider client: OpenAI-compatible (`POST {base_url}/chat/completions`, JSON or SSE), or
+//! Anthropic's Messages API (`POST {base_url}/messages`), translated both ways by
+//! [`super::anthropic`] so callers always send and receive OpenAI's shapes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,8 +11,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value};
 
+use super::anthropic::{self, Shaping, StreamTranslator, Translated};
 use super::UpstreamError;
-use crate::policy::ProviderConfig;
+use crate::policy::{ProviderConfig, ProviderKind};
 use crate::sse::{SseEvent, SseParser};
 
 /// A complete (non-streaming) reply.
@@ -34,12 +37,14 @@ pub trait Simulate: Send + Sync + std::fmt::Debug {
     fn stream(&self, body: &Map<String, Value>) -> Vec<Bytes>;
 }
 
-/// A client for one OpenAI-compatible provider.
+/// A client for one provider: OpenAI-compatible, or Anthropic's API behind OpenAI's shapes.
 #[derive(Debug)]
 pub struct OpenAiCompatible {
     config: Arc<ProviderConfig>,
     client: reqwest::Client,
     api_key: Option<String>,
+    /// How requests to an Anthropic provider are shaped.
+    shaping: Shaping,
     /// Answers in-process instead of over HTTP (a replay).
     simulated: Option<Arc<dyn Simulate>>,
 }
@@ -64,8 +69,18 @@ impl OpenAiCompatible {
             config,
             client,
             api_key,
+            shaping: Shaping::default(),
             simulated: None,
         })
+    }
+
+    /// The same client, shaping Anthropic requests as `shaping` says.
+    pub fn with_shaping(self, shaping: Shaping) -> Self {
+        Self { shaping, ..self }
+    }
+
+    fn is_anthropic(&self) -> bool {
+        self.config.kind == ProviderKind::Anthropic && self.simulated.is_none()
     }
 
     /// A client whose calls `simulation` answers in-process (no HTTP), with the provider's
@@ -90,13 +105,58 @@ impl OpenAiCompatible {
         self.config.api_key_env.is_none() || self.api_key.is_some()
     }
 
-    fn request(&self, body: &Map<String, Value>) -> reqwest::RequestBuilder {
+    fn request(&self, body: &Map<String, Value>) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        if self.is_anthropic() {
+            let body = anthropic::to_messages_request(body, self.shaping)
+                .map_err(|reason| self.untranslatable(&reason))?;
+            let url = format!("{}/messages", self.config.base_url);
+            let request = self
+                .client
+                .post(url)
+                .header("anthropic-version", anthropic::API_VERSION)
+                .json(&body);
+            return Ok(match &self.api_key {
+                Some(key) => request.header("x-api-key", key),
+                None => request,
+            });
+        }
         let url = format!("{}/chat/completions", self.config.base_url);
         let request = self.client.post(url).json(body);
-        match &self.api_key {
+        Ok(match &self.api_key {
             Some(key) => request.bearer_auth(key),
             None => request,
+        })
+    }
+
+    /// A request Anthropic cannot take, refused as the provider would: a 400 in OpenAI's shape.
+    fn untranslatable(&self, reason: &str) -> UpstreamError {
+        let body = serde_json::json!({ "error": {
+            "message": format!("provider `{}` (Anthropic) cannot take this request: {reason}", self.config.name),
+            "type": "invalid_request_error", "param": null, "code": "unsupported_by_provider",
+        }});
+        UpstreamError::ClientError {
+            provider: self.config.name.clone(),
+            status: StatusCode::BAD_REQUEST,
+            body: Bytes::from(body.to_string()),
+            retry_after: None,
         }
+    }
+
+    /// A reply body as a chat completion: as sent by an OpenAI-compatible provider, translated
+    /// from an Anthropic message.
+    fn completion(&self, raw: Bytes) -> Result<UpstreamReply, UpstreamError> {
+        if !self.is_anthropic() {
+            let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
+            return Ok(UpstreamReply { raw, body });
+        }
+        let message: Map<String, Value> = match serde_json::from_slice(&raw) {
+            Ok(Value::Object(message)) => message,
+            Ok(_) => return Err(self.invalid("not a JSON object".into())),
+            Err(e) => return Err(self.invalid(format!("not JSON ({e})"))),
+        };
+        let body = anthropic::to_completion(&message).map_err(|reason| self.invalid(reason))?;
+        let raw = Bytes::from(Value::Object(body.clone()).to_string());
+        Ok(UpstreamReply { raw, body })
     }
 
     /// Sends a non-streaming request and parses the reply.
@@ -112,7 +172,7 @@ impl OpenAiCompatible {
         let timeout = self.config.timeouts.request;
         let call = async {
             let response = self
-                .request(body)
+                .request(body)?
                 .send()
                 .await
                 .map_err(|e| self.transport_error(e))?;
@@ -121,8 +181,7 @@ impl OpenAiCompatible {
                 .bytes()
                 .await
                 .map_err(|e| self.transport_error(e))?;
-            let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
-            Ok(UpstreamReply { raw, body })
+            self.completion(raw)
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
@@ -137,7 +196,8 @@ impl OpenAiCompatible {
             return Ok(self.events(futures::stream::iter(frames)));
         }
         let first_byte = self.config.timeouts.first_byte;
-        let response = match tokio::time::timeout(first_byte, self.request(body).send()).await {
+        let request = self.request(body)?;
+        let response = match tokio::time::timeout(first_byte, request.send()).await {
             Ok(result) => result.map_err(|e| self.transport_error(e))?,
             Err(_) => return Err(self.timeout("first_byte", first_byte)),
         };
@@ -162,6 +222,7 @@ impl OpenAiCompatible {
     ) -> UpstreamStream {
         let idle = self.config.timeouts.idle;
         let provider = self.config.name.clone();
+        let mut translator = self.is_anthropic().then(StreamTranslator::default);
         let stream = async_stream(move |tx| async move {
             let mut parser = SseParser::default();
             loop {
@@ -176,9 +237,15 @@ impl OpenAiCompatible {
                     Some(Ok(chunk)) => {
                         for event in parser.push(&chunk) {
                             let event = event.map_err(|reason| invalid_error(&provider, reason));
-                            let stop = !matches!(event, Ok(SseEvent::Data { .. }));
-                            if tx.send(event).await.is_err() || stop {
-                                return;
+                            let events = match translator.as_mut() {
+                                Some(translator) => translate(translator, event, &provider),
+                                None => vec![event],
+                            };
+                            for event in events {
+                                let stop = !matches!(event, Ok(SseEvent::Data { .. }));
+                                if tx.send(event).await.is_err() || stop {
+                                    return;
+                                }
                             }
                         }
                     }
@@ -213,7 +280,12 @@ impl OpenAiCompatible {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|secs| secs.is_finite() && *secs >= 0.0)
             .map(Duration::from_secs_f64);
-        let body = response.bytes().await.unwrap_or_default();
+        let mut body = response.bytes().await.unwrap_or_default();
+        if self.is_anthropic() {
+            if let Some(converted) = anthropic::error_body(&body) {
+                body = Bytes::from(converted);
+            }
+        }
         let provider = self.config.name.clone();
         if status.is_client_error() {
             Err(UpstreamError::ClientError {
@@ -277,6 +349,37 @@ fn unreachable_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
     UpstreamError::Unreachable {
         provider: provider.to_string(),
         reason,
+    }
+}
+
+/// One Anthropic stream event as the chat completion events it stands for.
+fn translate(
+    translator: &mut StreamTranslator,
+    event: Result<SseEvent, UpstreamError>,
+    provider: &str,
+) -> Vec<Result<SseEvent, UpstreamError>> {
+    let data = match event {
+        Ok(SseEvent::Data { json, .. }) => json,
+        // Anthropic ends with `message_stop`, never `[DONE]`; pass one through all the same.
+        other => return vec![other],
+    };
+    let chunk = |json: Value| {
+        Ok(SseEvent::Data {
+            raw: Bytes::from(json.to_string()),
+            json,
+        })
+    };
+    match translator.event(&data) {
+        Translated::Chunks(chunks) => chunks.into_iter().map(chunk).collect(),
+        Translated::Done(chunks) => chunks
+            .into_iter()
+            .map(chunk)
+            .chain([Ok(SseEvent::Done)])
+            .collect(),
+        Translated::Error(message) => vec![Err(invalid_error(
+            provider,
+            format!("Anthropic reported an error mid-stream: {message}"),
+        ))],
     }
 }
 

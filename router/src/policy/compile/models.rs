@@ -9,7 +9,7 @@ use crate::money::TokenPrice;
 use super::super::locate::join;
 use super::super::raw::{RawModel, RawPolicy, RawProvider};
 use super::errors::{known_names, Errors};
-use super::types::{defaults, Baseline, ModelRoute, Price, ProviderConfig, Timeouts};
+use super::types::{defaults, Baseline, ModelRoute, Price, ProviderConfig, ProviderKind, Timeouts};
 use super::values::{duration, is_env_var_name, unknown_reference};
 
 /// Checks every provider; their names (for references) and the compiled ones.
@@ -148,10 +148,22 @@ pub(super) fn compile_provider(
             errors,
         ),
     };
+    let kind = match raw.kind.as_deref() {
+        None | Some("openai") => ProviderKind::OpenAi,
+        Some("anthropic") => ProviderKind::Anthropic,
+        Some(other) => {
+            errors.push(
+                join(&path, "kind"),
+                format!("`{other}` is not a provider kind: `openai` or `anthropic`"),
+            );
+            ProviderKind::OpenAi
+        }
+    };
     (errors.list.len() == before).then(|| ProviderConfig {
         name: name.to_string(),
         base_url,
-        logprobs: raw.logprobs.unwrap_or(true),
+        kind,
+        logprobs: raw.logprobs.unwrap_or(kind != ProviderKind::Anthropic),
         api_key_env: raw.api_key_env.clone(),
         timeouts,
     })

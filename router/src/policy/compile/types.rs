@@ -143,6 +143,18 @@ pub struct ProviderConfig {
     pub timeouts: Timeouts,
     /// Whether the provider returns token logprobs.
     pub logprobs: bool,
+    /// The API the provider speaks.
+    pub kind: ProviderKind,
+}
+
+/// The API a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProviderKind {
+    /// OpenAI's Chat Completions (and every compatible server).
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 /// Timeouts for one provider.

@@ -104,11 +104,14 @@ pub enum Metric {
     SharedFallback,
     /// Counter: decision-log records dropped (the writer was behind, or the file failed).
     DecisionLogDroppedTotal,
+    /// Counter `{tenant, outcome}`: inputs of `POST /v1/embeddings` requests, `hit` (served
+    /// from the cache), `miss` (looked up, sent upstream) or `bypass` (sent upstream unlooked).
+    EmbeddingInputsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 44] = [
+    pub const ALL: [Metric; 45] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -153,6 +156,7 @@ impl Metric {
         Self::SharedWarmEntries,
         Self::SharedFallback,
         Self::DecisionLogDroppedTotal,
+        Self::EmbeddingInputsTotal,
     ];
 
     /// The Prometheus name.
@@ -202,6 +206,7 @@ impl Metric {
             Self::SharedWarmEntries => "frugal_shared_warm_entries",
             Self::SharedFallback => "frugal_shared_fallback",
             Self::DecisionLogDroppedTotal => "frugal_decision_log_dropped_total",
+            Self::EmbeddingInputsTotal => "frugal_embedding_inputs_total",
         }
     }
 
@@ -303,6 +308,9 @@ impl Metric {
             }
             Self::DecisionLogDroppedTotal => {
                 "Decision-log records dropped because the writer was behind or the file could not be written."
+            }
+            Self::EmbeddingInputsTotal => {
+                "Embedding inputs by tenant and outcome: hit (from the cache), miss or bypass (sent upstream)."
             }
         }
     }
@@ -631,6 +639,18 @@ pub fn record_shared_fallback(lever: &'static str, falling_back: bool) {
 /// Counts a decision-log record that was dropped.
 pub fn record_decision_dropped() {
     metrics::counter!(Metric::DecisionLogDroppedTotal.name()).increment(1);
+}
+
+/// Counts an embeddings request's inputs: `hits` served from the cache and `sent` upstream
+/// (after a lookup, or without one).
+pub fn record_embedding_inputs(tenant: &str, hits: u64, sent: u64, looked_up: bool) {
+    let sent_as = if looked_up { "miss" } else { "bypass" };
+    for (outcome, n) in [("hit", hits), (sent_as, sent)] {
+        if n > 0 {
+            metrics::counter!(Metric::EmbeddingInputsTotal.name(), "tenant" => tenant.to_string(), "outcome" => outcome)
+                .increment(n);
+        }
+    }
 }
 
 /// Registers the decision log's drop counter at 0, so it is in every scrape from the start.

@@ -353,6 +353,26 @@ pub struct RawCache {
     /// numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order.
     #[serde(default)]
     pub guards: Option<Vec<String>>,
+    /// The exact per-input cache of `POST /v1/embeddings`.
+    #[serde(default)]
+    pub embeddings: Option<RawEmbeddingCache>,
+}
+
+/// The exact per-input cache of `POST /v1/embeddings`: each input of a request is looked up on
+/// its own, and only the inputs not found are sent upstream.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddingCache {
+    /// `off` or `on` (default: `on` when `cache.mode` is `on`, else `off`).
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// How long a stored embedding is served, e.g. `24h` (default `24h`).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Most bytes of stored embeddings (their JSON text); least recently used go first
+    /// (default 67108864: 64 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 /// Limits per agent run: the worst leaks are runaway loops, so each run gets its own caps.

@@ -1,4 +1,5 @@
-//! An OpenAI-compatible provider: `POST {base_url}/chat/completions`, JSON or SSE.
+//! An OpenAI-compatible provider: `POST {base_url}/chat/completions`, JSON or SSE, and
+//! `POST {base_url}/embeddings`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::sse::{SseEvent, SseParser};
 pub struct UpstreamReply {
     /// The body exactly as the provider sent it, relayed byte for byte.
     pub raw: Bytes,
-    /// The same body parsed: a chat completion object.
+    /// The same body parsed: a chat completion object (or an embeddings list).
     pub body: Map<String, Value>,
 }
 
@@ -33,6 +34,9 @@ pub trait Simulate: Send + Sync + std::fmt::Debug {
     /// The SSE frames of the streamed answer to `body`, `data: [DONE]` included.
     fn stream(&self, body: &Map<String, Value>) -> Vec<Bytes>;
 }
+
+/// Checks a whole reply body is what was asked for; `Err` says why not.
+type ParseReply = fn(&[u8]) -> Result<Map<String, Value>, String>;
 
 /// A client for one OpenAI-compatible provider.
 #[derive(Debug)]
@@ -91,7 +95,11 @@ impl OpenAiCompatible {
     }
 
     fn request(&self, body: &Map<String, Value>) -> reqwest::RequestBuilder {
-        let url = format!("{}/chat/completions", self.config.base_url);
+        self.post("chat/completions", body)
+    }
+
+    fn post(&self, path: &str, body: &Map<String, Value>) -> reqwest::RequestBuilder {
+        let url = format!("{}/{path}", self.config.base_url);
         let request = self.client.post(url).json(body);
         match &self.api_key {
             Some(key) => request.bearer_auth(key),
@@ -109,10 +117,32 @@ impl OpenAiCompatible {
             let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
             return Ok(UpstreamReply { raw, body });
         }
+        self.post_json("chat/completions", body, parse_completion)
+            .await
+    }
+
+    /// Sends an embeddings request and checks the reply is an embeddings list (a `data`
+    /// array); the caller checks its items against what it asked for.
+    pub async fn embed(&self, body: &Map<String, Value>) -> Result<UpstreamReply, UpstreamError> {
+        if self.simulated.is_some() {
+            // A replay simulates chat answers only; it never sends embeddings.
+            return Err(self.invalid("the simulated upstream does not answer embeddings".into()));
+        }
+        self.post_json("embeddings", body, parse_embeddings).await
+    }
+
+    /// POSTs `body` to `path` and parses the whole reply with `parse`, within the request
+    /// timeout.
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &Map<String, Value>,
+        parse: ParseReply,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let timeout = self.config.timeouts.request;
         let call = async {
             let response = self
-                .request(body)
+                .post(path, body)
                 .send()
                 .await
                 .map_err(|e| self.transport_error(e))?;
@@ -121,7 +151,7 @@ impl OpenAiCompatible {
                 .bytes()
                 .await
                 .map_err(|e| self.transport_error(e))?;
-            let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
+            let body = parse(&raw).map_err(|reason| self.invalid(reason))?;
             Ok(UpstreamReply { raw, body })
         };
         match tokio::time::timeout(timeout, call).await {
@@ -282,12 +312,22 @@ fn unreachable_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
 
 /// Checks that a body is a chat completion object: JSON with a `choices` array.
 fn parse_completion(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    object_with_array(bytes, "choices")
+}
+
+/// Checks that a body is an embeddings list: JSON with a `data` array.
+fn parse_embeddings(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    object_with_array(bytes, "data")
+}
+
+/// A JSON object with an array under `field`.
+fn object_with_array(bytes: &[u8], field: &str) -> Result<Map<String, Value>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
     let Value::Object(map) = value else {
         return Err("not a JSON object".into());
     };
-    if !map.get("choices").is_some_and(Value::is_array) {
-        return Err("no `choices` array".into());
+    if !map.get(field).is_some_and(Value::is_array) {
+        return Err(format!("no `{field}` array"));
     }
     Ok(map)
 }

@@ -77,7 +77,7 @@ pub struct AppState {
     pub cache: Arc<ResponseCache>,
     /// Retry budget and circuit breakers.
     pub resilience: Arc<Resilience>,
-    /// Chat requests in flight, against the policy's concurrency limits.
+    /// Chat and embeddings requests in flight, against the policy's concurrency limits.
     pub admission: Arc<Admission>,
     /// The bounded names tenants are counted under.
     pub tenants: Arc<TenantLabels>,

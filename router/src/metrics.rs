@@ -85,7 +85,7 @@ pub enum Metric {
     CacheShadowComparisonsTotal,
     /// Counter `{tier}`: dollars shadow hits would have saved.
     CacheShadowSavedUsdTotal,
-    /// Counter `{limit}`: chat requests refused because too many were in flight (`global`,
+    /// Counter `{limit}`: chat and embeddings requests refused because too many were in flight (`global`,
     /// `tenant`).
     AdmissionRejectionsTotal,
     /// Counter: requests of unlisted tenants past `limits.max_tenants`, counted as `other`.
@@ -290,7 +290,7 @@ impl Metric {
                 "Requests of unlisted tenants past limits.max_tenants, counted under tenant other."
             }
             Self::AdmissionRejectionsTotal => {
-                "Chat requests refused (429) because too many were in flight, by limit (global, tenant)."
+                "Chat and embeddings requests refused (429) because too many were in flight, by limit (global, tenant)."
             }
             Self::SharedErrorsTotal => {
                 "Shared-tier operations skipped because Redis failed or did not answer in time, by operation."

@@ -82,13 +82,16 @@ def embedding_client(mock_upstream, sidecar):
 
 
 @pytest.mark.parametrize("encoding", [None, "float"])
-def test_embeddings_work_unchanged_and_a_repeat_comes_from_the_cache(embedding_client, encoding):
+def test_embeddings_work_unchanged_and_a_repeat_comes_from_the_cache(embedding_client, mock_upstream, encoding):
     # Without encoding_format the client asks for base64 and decodes it to floats itself.
     extra = {} if encoding is None else {"encoding_format": encoding}
     texts = ["What is frugal?", "A sidecar that cuts LLM bills.", "It caches embeddings."]
     first = embedding_client.embeddings.with_raw_response.create(
         model="text-embedding-3-small", input=texts, **extra
     )
+    with urllib.request.urlopen(mock_upstream.removesuffix("/v1") + "/_mock/requests") as r:
+        sent = json.loads(r.read())[-1]
+    assert sent["encoding_format"] == (encoding or "base64"), sent["encoding_format"]
     assert first.headers["x-frugal-cache"] == "miss"
     assert first.headers["x-frugal-cached-inputs"] == "0/3"
     first = first.parse()

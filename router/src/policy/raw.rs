@@ -516,10 +516,10 @@ pub struct RawLimits {
     /// Largest worst-case cost (prompt + `max_tokens` at the model's price) of one request, in USD.
     #[serde(default)]
     pub max_request_cost_usd: Option<f64>,
-    /// Chat requests in flight at once over all tenants; more get a 429 at once.
+    /// Chat and embeddings requests in flight at once over all tenants; more get a 429 at once.
     #[serde(default)]
     pub max_concurrent_requests: Option<u64>,
-    /// Chat requests in flight at once for one tenant; more get a 429 at once.
+    /// Chat and embeddings requests in flight at once for one tenant; more get a 429 at once.
     #[serde(default)]
     pub max_concurrent_per_tenant: Option<u64>,
     /// Connections open at once on the listener; more wait to be accepted (read at start).

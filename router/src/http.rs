@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::admission::{Admission, AdmissionLimits, Permit};
 use crate::context::RequestContext;
 use crate::decisions::{DecisionLog, Draft};
+use crate::embeddings::{self, EmbeddingCache, EmbeddingReply};
 use crate::error::{json_response, ApiError};
 use crate::ledger::{Ledger, MAX_WINDOW};
 use crate::metrics::{self, InFlight};
@@ -45,12 +46,15 @@ pub const HEADER_MODEL: &str = "x-frugal-model";
 pub const HEADER_PROVIDER: &str = "x-frugal-provider";
 /// Request header naming the tenant a request is billed to.
 pub const HEADER_TENANT: &str = "x-frugal-tenant";
-/// Request header `default|bypass|refresh`; response header `exact|miss|bypass|shadow_hit`.
+/// Request header `default|bypass|refresh`; response header `exact|miss|bypass|shadow_hit` (an
+/// embeddings request: `hit|partial|miss|bypass`).
 pub const HEADER_CACHE: &str = "x-frugal-cache";
 /// Request header capping the routing ladder (`cheap`, `mid` or `strong`).
 pub const HEADER_MAX_TIER: &str = "x-frugal-max-tier";
 /// Request header naming the agent run.
 pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
+/// Response header of an embeddings request: `N/M`, the inputs served from the cache out of all.
+pub const HEADER_CACHED_INPUTS: &str = "x-frugal-cached-inputs";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Shared state of the HTTP handlers.
@@ -74,7 +78,7 @@ pub struct AppState {
     pub cache: Arc<ResponseCache>,
     /// Retry budget and circuit breakers.
     pub resilience: Arc<Resilience>,
-    /// Chat requests in flight, against the policy's concurrency limits.
+    /// Chat and embeddings requests in flight, against the policy's concurrency limits.
     pub admission: Arc<Admission>,
     /// The bounded names tenants are counted under.
     pub tenants: Arc<TenantLabels>,
@@ -86,6 +90,8 @@ pub struct AppState {
     pub decisions: Option<Arc<DecisionLog>>,
     /// Each tenant's recent prompt prefixes.
     pub prefix_watch: Arc<PrefixWatch>,
+    /// The exact per-input cache of `POST /v1/embeddings`.
+    pub embeddings: Arc<EmbeddingCache>,
 }
 
 /// Which routes one listener serves.
@@ -93,7 +99,7 @@ pub struct AppState {
 pub enum Routes {
     /// Every route, on the one listener (no `admin_listen`).
     All,
-    /// What the agent calls: chat completions, the model list and run outcomes.
+    /// What the agent calls: chat completions, embeddings, the model list and run outcomes.
     Api,
     /// What operators, probes and Prometheus call: metrics, health, readiness, policy reload
     /// and the savings report.
@@ -106,6 +112,7 @@ pub fn app(state: AppState, request_timeout: Duration, routes: Routes) -> Router
     if routes != Routes::Admin {
         router = router
             .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(list_models))
             .route("/v1/frugal/outcome", post(report_outcome));
     }
@@ -137,6 +144,68 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let Admitted {
+        live,
+        ctx,
+        permit,
+        bytes,
+    } = match admit(&state, &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(e) => return e.into_response(),
+    };
+    match pipeline::handle(&live, &ctx, &bytes).await {
+        Ok(reply) => {
+            let streaming = matches!(reply.body, ReplyBody::Stream(_));
+            let response = reply_response(reply);
+            if streaming {
+                held_until_sent(response, permit)
+            } else {
+                response
+            }
+        }
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "chat completion failed upstream");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let Admitted {
+        live,
+        ctx,
+        permit: _permit,
+        bytes,
+    } = match admit(&state, &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(e) => return e.into_response(),
+    };
+    match embeddings::handle(&live, &ctx, &state.embeddings, &bytes).await {
+        Ok(reply) => embedding_response(reply),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "embeddings request failed upstream");
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// A request let in: the live policy, who is asking and what of the cache, its admission
+/// permit (held until the answer is sent) and its body.
+struct Admitted {
+    live: Arc<crate::policy::LiveState>,
+    ctx: RequestContext,
+    permit: Permit,
+    bytes: bytes::Bytes,
+}
+
+/// What every API request goes through before its handler: the body-size limit, the request
+/// headers (`x-frugal-cache`, `x-frugal-max-tier`, the tenant and its key, the run id), the
+/// concurrency limits, and the body read within its deadline.
+async fn admit(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Admitted, ApiError> {
     let live = state.live.load_full();
     let limit = live.policy.limits.max_body_bytes;
     let announced = headers
@@ -144,7 +213,7 @@ async fn chat_completions(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(actual) = announced.filter(|&n| n > limit) {
-        return ApiError::PayloadTooLarge { actual, limit }.into_response();
+        return Err(ApiError::PayloadTooLarge { actual, limit });
     }
     let cache_control = match headers
         .get(HEADER_CACHE)
@@ -155,7 +224,7 @@ async fn chat_completions(
         Some(None) => {
             let message =
                 format!("The `{HEADER_CACHE}` header must be default, bypass or refresh.");
-            return ApiError::invalid_param(HEADER_CACHE, message).into_response();
+            return Err(ApiError::invalid_param(HEADER_CACHE, message));
         }
     };
     let max_tier = match headers
@@ -166,27 +235,18 @@ async fn chat_completions(
         Some(Some(tier)) => Some(tier),
         Some(None) => {
             let message = format!("The `{HEADER_MAX_TIER}` header must be cheap, mid or strong.");
-            return ApiError::invalid_param(HEADER_MAX_TIER, message).into_response();
+            return Err(ApiError::invalid_param(HEADER_MAX_TIER, message));
         }
     };
-    let claimed = match tenant_of(&headers, &live.policy) {
-        Ok(tenant) => tenant,
-        Err(e) => return e.into_response(),
-    };
+    let claimed = tenant_of(headers, &live.policy)?;
     let tenant = state.tenants.label(&live.policy, &claimed);
     let limits = AdmissionLimits {
         max_concurrent: live.policy.limits.max_concurrent_requests,
         max_concurrent_per_tenant: live.policy.limits.max_concurrent_per_tenant,
     };
     // Tenants past `limits.max_tenants` share the `other` label, and so one per-tenant limit.
-    let permit = match state.admission.admit(&tenant, limits) {
-        Ok(permit) => permit,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, limit, live.policy.limits.body_read_timeout).await {
-        Ok(bytes) => bytes,
-        Err(e) => return e.into_response(),
-    };
+    let permit = state.admission.admit(&tenant, limits)?;
+    let bytes = read_body(body, limit, live.policy.limits.body_read_timeout).await?;
     let run_id = run_id(
         headers.get(HEADER_RUN_ID).and_then(|v| v.to_str().ok()),
         headers.get("traceparent").and_then(|v| v.to_str().ok()),
@@ -213,23 +273,12 @@ async fn chat_completions(
         }),
         decisions: state.decisions.clone(),
     };
-    match pipeline::handle(&live, &ctx, &bytes).await {
-        Ok(reply) => {
-            let streaming = matches!(reply.body, ReplyBody::Stream(_));
-            let response = reply_response(reply);
-            if streaming {
-                held_until_sent(response, permit)
-            } else {
-                response
-            }
-        }
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(error = %e, "chat completion failed upstream");
-            }
-            e.into_response()
-        }
-    }
+    Ok(Admitted {
+        live,
+        ctx,
+        permit,
+        bytes,
+    })
 }
 
 /// The tenant a request is billed to. `x-frugal-tenant` names it (1–64 characters of
@@ -390,11 +439,38 @@ fn reply_response(reply: Reply) -> Response {
     if let Some(warning) = reply.meta.budget_warnings.last() {
         values.push(("x-frugal-budget-warning", warning.to_string()));
     }
+    insert_headers(headers, values);
+    response
+}
+
+/// Sets the `x-frugal-*` headers (a value that is not a valid header value is left out).
+fn insert_headers(headers: &mut HeaderMap, values: Vec<(&'static str, String)>) {
     for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
     }
+}
+
+fn embedding_response(reply: EmbeddingReply) -> Response {
+    let account = &reply.account;
+    let mut values = vec![
+        (HEADER_MODEL, reply.model),
+        (HEADER_PROVIDER, reply.provider),
+        (HEADER_CACHE, reply.lookup.as_str().to_string()),
+        (
+            HEADER_CACHED_INPUTS,
+            format!("{}/{}", reply.cached, reply.total),
+        ),
+        ("x-frugal-cost-usd", account.actual.to_string()),
+        ("x-frugal-baseline-usd", account.baseline.to_string()),
+        ("x-frugal-saved-usd", account.savings.total().to_string()),
+    ];
+    if let Some(warning) = &reply.budget_warning {
+        values.push(("x-frugal-budget-warning", warning.to_string()));
+    }
+    let mut response = json_response(StatusCode::OK, reply.body);
+    insert_headers(response.headers_mut(), values);
     response
 }
 
@@ -576,6 +652,7 @@ async fn count_requests(request: Request, next: Next) -> Response {
 fn endpoint_label(matched: Option<&str>) -> &'static str {
     match matched {
         Some("/v1/chat/completions") => "chat_completions",
+        Some("/v1/embeddings") => "embeddings",
         Some("/v1/models") => "models",
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",

@@ -2,7 +2,8 @@
 //!
 //! It speaks the OpenAI Chat Completions API on localhost and forwards each request to the
 //! upstream its policy names; trimming, caching, routing and budgets are stages of
-//! [`pipeline::handle`]. This crate holds the HTTP server, the pipeline, upstream clients,
+//! [`pipeline::handle`]. `POST /v1/embeddings` passes through too, each input served from an
+//! exact per-input cache when it can be ([`embeddings::handle`]). This crate holds the HTTP server, the pipeline, upstream clients,
 //! policy files, metrics, the CLI, and a scriptable fake OpenAI server ([`mock`]) for tests,
 //! demos and benchmarks.
 
@@ -11,6 +12,7 @@ pub mod admission;
 pub mod context;
 pub mod decisions;
 pub mod embed_worker;
+pub mod embeddings;
 pub mod error;
 pub mod explain;
 pub mod http;

@@ -85,7 +85,7 @@ pub enum Metric {
     CacheShadowComparisonsTotal,
     /// Counter `{tier}`: dollars shadow hits would have saved.
     CacheShadowSavedUsdTotal,
-    /// Counter `{limit}`: chat requests refused because too many were in flight (`global`,
+    /// Counter `{limit}`: chat and embeddings requests refused because too many were in flight (`global`,
     /// `tenant`).
     AdmissionRejectionsTotal,
     /// Counter: requests of unlisted tenants past `limits.max_tenants`, counted as `other`.
@@ -112,11 +112,14 @@ pub enum Metric {
     /// small part of the system prompt changes, such as a timestamp; `tool_order`: the same tools
     /// in another order).
     PromptPrefixBreaksTotal,
+    /// Counter `{tenant, outcome}`: inputs of `POST /v1/embeddings` requests, `hit` (served
+    /// from the cache), `miss` (looked up, sent upstream) or `bypass` (sent upstream unlooked).
+    EmbeddingInputsTotal,
 }
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 46] = [
+    pub const ALL: [Metric; 47] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -163,6 +166,7 @@ impl Metric {
         Self::DecisionLogDroppedTotal,
         Self::PromptCacheTokensTotal,
         Self::PromptPrefixBreaksTotal,
+        Self::EmbeddingInputsTotal,
     ];
 
     /// The Prometheus name.
@@ -214,6 +218,7 @@ impl Metric {
             Self::DecisionLogDroppedTotal => "frugal_decision_log_dropped_total",
             Self::PromptCacheTokensTotal => "frugal_prompt_cache_tokens_total",
             Self::PromptPrefixBreaksTotal => "frugal_prompt_prefix_breaks_total",
+            Self::EmbeddingInputsTotal => "frugal_embedding_inputs_total",
         }
     }
 
@@ -297,7 +302,7 @@ impl Metric {
                 "Requests of unlisted tenants past limits.max_tenants, counted under tenant other."
             }
             Self::AdmissionRejectionsTotal => {
-                "Chat requests refused (429) because too many were in flight, by limit (global, tenant)."
+                "Chat and embeddings requests refused (429) because too many were in flight, by limit (global, tenant)."
             }
             Self::SharedErrorsTotal => {
                 "Shared-tier operations skipped because Redis failed or did not answer in time, by operation."
@@ -321,6 +326,9 @@ impl Metric {
             }
             Self::PromptPrefixBreaksTotal => {
                 "Calls whose stable prompt prefix changed in a way that defeats the provider's prompt cache, by tenant and cause."
+            }
+            Self::EmbeddingInputsTotal => {
+                "Embedding inputs by tenant and outcome: hit (from the cache), miss or bypass (sent upstream)."
             }
         }
     }
@@ -670,6 +678,18 @@ pub fn record_prefix_break(tenant: &str, cause: &'static str) {
 /// Counts a decision-log record that was dropped.
 pub fn record_decision_dropped() {
     metrics::counter!(Metric::DecisionLogDroppedTotal.name()).increment(1);
+}
+
+/// Counts an embeddings request's inputs: `hits` served from the cache and `sent` upstream
+/// (after a lookup, or without one).
+pub fn record_embedding_inputs(tenant: &str, hits: u64, sent: u64, looked_up: bool) {
+    let sent_as = if looked_up { "miss" } else { "bypass" };
+    for (outcome, n) in [("hit", hits), (sent_as, sent)] {
+        if n > 0 {
+            metrics::counter!(Metric::EmbeddingInputsTotal.name(), "tenant" => tenant.to_string(), "outcome" => outcome)
+                .increment(n);
+        }
+    }
 }
 
 /// Registers the decision log's drop counter at 0, so it is in every scrape from the start.

@@ -29,14 +29,7 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Parses and validates a request body; every mistake is a 400 naming the field.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::invalid_body(format!("The request body is not valid JSON: {e}."))
-        })?;
-        let Value::Object(body) = value else {
-            return Err(ApiError::invalid_body(
-                "The request body must be a JSON object.",
-            ));
-        };
+        let body = json_object(bytes)?;
         validate_messages(body.get("messages"))?;
         let model = match body.get("model") {
             None | Some(Value::Null) => None,
@@ -167,7 +160,20 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
+/// A request body that must be a JSON object; a 400 when it is not.
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_body(format!("The request body is not valid JSON: {e}.")))?;
+    match value {
+        Value::Object(body) => Ok(body),
+        _ => Err(ApiError::invalid_body(
+            "The request body must be a JSON object.",
+        )),
+    }
+}
+
+/// A 400 for a field of the wrong JSON type, naming what was expected and what came.
+pub(crate) fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::accept::{self, ConnectionLimits};
 use crate::admission::Admission;
 use crate::decisions::DecisionLog;
+use crate::embeddings;
 use crate::http::{app, AppState, Routes};
 use crate::ledger::Ledger;
 use crate::metrics;
@@ -174,6 +175,9 @@ impl RunningServer {
             warming: warming.clone(),
             decisions,
             prefix_watch: Arc::default(),
+            embeddings: Arc::new(embeddings::embedding_cache(
+                &live.load().policy.cache.embeddings,
+            )),
         };
         let (stop, stop_rx) = watch::channel(false);
         let serve = |listener: TcpListener, routes: Routes, until: BoxFuture<'static, ()>| {

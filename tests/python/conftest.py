@@ -93,8 +93,9 @@ def procs():
     p.stop()
 
 
-def policy_text(base_url: str, models: dict[str, str], default: str) -> str:
-    """A policy that maps aliases to upstream model names on one provider."""
+def policy_text(base_url: str, models: dict[str, str], default: str, extra: str = "") -> str:
+    """A policy that maps aliases to upstream model names on one provider, plus `extra`
+    top-level YAML."""
     lines = [
         "providers:",
         "  up:",
@@ -110,16 +111,16 @@ def policy_text(base_url: str, models: dict[str, str], default: str) -> str:
             "    price: { input_per_mtok: 0.15, output_per_mtok: 0.60 }",
         ]
     lines.append(f"default_model: {default}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
 
 
 @pytest.fixture
 def sidecar(frugal_bin, procs, tmp_path):
-    """Returns start(base_url, models, default) -> sidecar base URL."""
+    """Returns start(base_url, models, default, extra="") -> sidecar base URL."""
 
-    def start(base_url: str, models: dict[str, str], default: str) -> str:
+    def start(base_url: str, models: dict[str, str], default: str, extra: str = "") -> str:
         policy = tmp_path / "policy.yaml"
-        policy.write_text(policy_text(base_url, models, default))
+        policy.write_text(policy_text(base_url, models, default, extra))
         port = free_port()
         proc = procs.start([frugal_bin, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{port}"])
         wait_ready(f"http://127.0.0.1:{port}/readyz", proc=proc)

@@ -562,6 +562,7 @@ EXPORTED_TODAY = {
     "frugal_decision_log_dropped_total",
     "frugal_prompt_cache_tokens_total",
     "frugal_prompt_prefix_breaks_total",
+    "frugal_embedding_inputs_total",
 }
 
 # Exported only by a sidecar whose policy has a `shared:` section (Redis), which the k8s scrape
@@ -623,6 +624,17 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         with urllib.request.urlopen(chat_request(k8s_sidecar, max_tokens), timeout=30) as r:
             assert r.status == 200
             assert r.headers.get("x-frugal-cache") == "miss"
+    # The same embeddings request twice (SCRAPE_CACHE is on, so the embeddings cache is too):
+    # its input is a miss, then a hit.
+    for outcome in ("miss", "hit"):
+        embed = urllib.request.Request(
+            k8s_sidecar + "/v1/embeddings",
+            data=json.dumps({"model": "text-embedding-3-small", "input": ["a chunk"]}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(embed, timeout=30) as r:
+            assert r.status == 200
+            assert r.headers.get("x-frugal-cache") == outcome
     # A request from tenant `capped` is refused by its hard cap: the rejection counter.
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(chat_request(k8s_sidecar, **{"x-frugal-tenant": "capped"}), timeout=30)
@@ -718,6 +730,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_cache_lookups_total"]["result"] >= {"hit", "miss", "bypass", "rejected"}
     assert exported["frugal_cache_guard_rejections_total"] == {"guard": {"numbers"}}
     assert exported["frugal_trim_tokens_total"] == {"kind": {"before", "after"}, "mode": {"on"}}
+    assert exported["frugal_embedding_inputs_total"] == {"tenant": {"default"}, "outcome": {"hit", "miss"}}
     # Registered at 0 from the start (the scrape's cache is on, not in shadow mode).
     assert exported["frugal_cache_shadow_comparisons_total"] == {
         "tier": {"exact", "semantic"},

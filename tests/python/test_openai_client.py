@@ -72,3 +72,56 @@ def test_upstream_failure_is_an_api_error_not_a_hang(mock_upstream, sidecar):
     with pytest.raises(openai.APIStatusError) as e:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     assert e.value.status_code == 502
+
+
+@pytest.fixture
+def embedding_client(mock_upstream, sidecar):
+    models = {"gpt-4o-mini": "gpt-4o-mini", "text-embedding-3-small": "text-embedding-3-small"}
+    base = sidecar(mock_upstream, models, "gpt-4o-mini", "cache: { mode: on }\n")
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed-for-the-mock", max_retries=0)
+
+
+@pytest.mark.parametrize("encoding", [None, "float"])
+def test_embeddings_work_unchanged_and_a_repeat_comes_from_the_cache(embedding_client, mock_upstream, encoding):
+    # Without encoding_format the client asks for base64 and decodes it to floats itself.
+    extra = {} if encoding is None else {"encoding_format": encoding}
+    texts = ["What is frugal?", "A sidecar that cuts LLM bills.", "It caches embeddings."]
+    first = embedding_client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=texts, **extra
+    )
+    with urllib.request.urlopen(mock_upstream.removesuffix("/v1") + "/_mock/requests") as r:
+        sent = json.loads(r.read())[-1]
+    assert sent["encoding_format"] == (encoding or "base64"), sent["encoding_format"]
+    assert first.headers["x-frugal-cache"] == "miss"
+    assert first.headers["x-frugal-cached-inputs"] == "0/3"
+    first = first.parse()
+    assert [d.index for d in first.data] == [0, 1, 2]
+    assert all(len(d.embedding) == 1536 and isinstance(d.embedding[0], float) for d in first.data)
+    assert abs(sum(x * x for x in first.data[0].embedding) - 1.0) < 1e-4, "a unit vector"
+    assert first.usage.prompt_tokens > 0 and first.usage.total_tokens == first.usage.prompt_tokens
+
+    again = embedding_client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=[texts[2], texts[0]], **extra
+    )
+    assert again.headers["x-frugal-cache"] == "hit"
+    assert again.headers["x-frugal-cached-inputs"] == "2/2"
+    assert again.headers["x-frugal-cost-usd"] == "0"
+    assert float(again.headers["x-frugal-saved-usd"]) > 0
+    again = again.parse()
+    assert again.data[0].embedding == first.data[2].embedding
+    assert again.data[1].embedding == first.data[0].embedding
+
+    partial = embedding_client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=[texts[1], "Something new."], **extra
+    )
+    assert partial.headers["x-frugal-cache"] == "partial"
+    assert partial.parse().data[0].embedding == first.data[1].embedding
+
+
+def test_embedding_mistakes_raise_the_matching_openai_errors(embedding_client):
+    with pytest.raises(openai.BadRequestError) as e:
+        embedding_client.embeddings.create(model="text-embedding-3-small", input="")
+    assert e.value.param == "input"
+    with pytest.raises(openai.NotFoundError) as e:
+        embedding_client.embeddings.create(model="text-embedding-9", input="x")
+    assert e.value.code == "model_not_found"

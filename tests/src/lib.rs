@@ -102,6 +102,11 @@ impl MockUpstream {
     pub fn requests(&self) -> Vec<Value> {
         self.server.requests()
     }
+
+    /// Embedding inputs received for an upstream model name, over all its calls.
+    pub fn embedding_inputs(&self, model: &str) -> u64 {
+        self.server.embedding_inputs(model)
+    }
 }
 
 /// Builds one mock rule; a terminal method (`respond`, `fail_times`, …) installs it.
@@ -352,6 +357,15 @@ impl Sidecar {
             .await
             .expect("sidecar reachable");
         response.json().await.expect("savings JSON")
+    }
+
+    /// `POST /v1/embeddings` with extra request headers.
+    pub async fn embed(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/v1/embeddings")).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("sidecar reachable")
     }
 
     /// POSTs raw bytes as a chat completion request.

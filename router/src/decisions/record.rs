@@ -24,6 +24,9 @@ pub struct DecisionRecord {
     pub tenant: String,
     /// The agent run it belonged to, if any.
     pub run_id: Option<String>,
+    /// `embeddings` for a `POST /v1/embeddings` request (absent for chat completions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// The model alias the client asked for.
     pub model_requested: String,
     /// Whether the answer was streamed.
@@ -61,6 +64,18 @@ pub struct DecisionRecord {
     /// The answer's text (only with `log_prompts: true`, for a completed answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// An embeddings request's inputs: how many, and how many the cache served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputsDecision>,
+}
+
+/// The inputs of an embeddings request.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct InputsDecision {
+    /// Inputs in the request.
+    pub total: usize,
+    /// Inputs served from the cache (the rest were sent upstream in one call).
+    pub cached: usize,
 }
 
 /// Trimming's decision.

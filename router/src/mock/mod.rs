@@ -1,7 +1,8 @@
 //! A deterministic, scriptable fake OpenAI server (`frugal mock-upstream`), for tests, the demo
 //! and benchmarks. It answers `POST /v1/chat/completions` (JSON and SSE) with real token counts
-//! (and Anthropic's `POST /v1/messages`, [`anthropic`]),
-//! can be slow, fail, reset, hang, truncate or send bad JSON on cue, and counts calls per model.
+//! (and Anthropic's `POST /v1/messages`, [`anthropic`]) and `POST /v1/embeddings` with
+//! deterministic vectors ([`embed`]), can be slow, fail, reset, hang, truncate or send bad JSON
+//! on cue, and counts calls per model (and embedding inputs).
 //!
 //! With labels ([`labels`]) it answers prompts of a labelled routing file with what each model
 //! recorded, and [`InProcess`] gives the same answers without a socket (for `frugal replay`).
@@ -10,6 +11,7 @@
 //! JSON script), `POST /_mock/rules` (append one rule), `POST /_mock/reset`.
 
 mod anthropic;
+pub mod embed;
 pub mod labels;
 mod prompt_cache;
 mod reply;
@@ -65,6 +67,7 @@ struct MockState {
     seq: AtomicU64,
     prompt_cache: ProviderCache,
     calls: Mutex<BTreeMap<String, u64>>,
+    embedding_inputs: Mutex<BTreeMap<String, u64>>,
     requests: Mutex<VecDeque<Value>>,
 }
 
@@ -125,6 +128,7 @@ impl MockServer {
             seq: AtomicU64::new(0),
             prompt_cache: ProviderCache::default(),
             calls: Mutex::new(BTreeMap::new()),
+            embedding_inputs: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(VecDeque::new()),
         });
         let router = router(state.clone());
@@ -170,6 +174,15 @@ impl MockServer {
             .calls
             .lock()
             .map(|c| c.values().sum())
+            .unwrap_or(0)
+    }
+
+    /// Embedding inputs received for an upstream model name (over all its calls).
+    pub fn embedding_inputs(&self, model: &str) -> u64 {
+        self.state
+            .embedding_inputs
+            .lock()
+            .map(|c| c.get(model).copied().unwrap_or(0))
             .unwrap_or(0)
     }
 
@@ -226,6 +239,7 @@ fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/_mock/calls", get(calls))
@@ -256,40 +270,10 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
         .unwrap_or("mock")
         .to_string();
     let prompt = last_user_text(&request);
-    if let Ok(mut calls) = state.calls.lock() {
-        *calls.entry(model.clone()).or_default() += 1;
-    }
-    if let Ok(mut remembered) = state.requests.lock() {
-        if remembered.len() == REMEMBERED_REQUESTS {
-            remembered.pop_front();
-        }
-        remembered.push_back(Value::Object(request.clone()));
-    }
-    let behaviour = match state.script.read() {
-        Ok(script) => script.pick(&model, &prompt),
-        Err(_) => Behaviour::default(),
+    let behaviour = match received(&state, &request, &model, &prompt).await {
+        Ok(behaviour) => behaviour,
+        Err(response) => return response,
     };
-    let behaviour = labelled(behaviour, state.labels.as_deref(), &model, &prompt);
-    let latency = state
-        .model_latency
-        .get(&model)
-        .copied()
-        .unwrap_or(state.latency);
-    let delay = latency + Duration::from_millis(behaviour.delay_ms);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    if behaviour.reset {
-        let mut response = StatusCode::OK.into_response();
-        response.extensions_mut().insert(ResetConnection);
-        return response;
-    }
-    if behaviour.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(status) = behaviour.status {
-        return scripted_error(status, behaviour.retry_after);
-    }
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let mut answer = Answer::new(&request, &behaviour, seq);
     answer.cached_tokens = state
@@ -304,6 +288,85 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
     } else {
         json_answer(&answer, &behaviour)
     }
+}
+
+async fn embeddings(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let request = match crate::embeddings::request::EmbeddingRequest::parse(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &e.to_string(),
+                "invalid_request_error",
+            )
+        }
+    };
+    let model = request.model.clone();
+    if let Ok(mut inputs) = state.embedding_inputs.lock() {
+        *inputs.entry(model.clone()).or_default() += request.items.len() as u64;
+    }
+    let prompt = embed::prompt_of(&request);
+    let behaviour = match received(&state, &request.body, &model, &prompt).await {
+        Ok(behaviour) => behaviour,
+        Err(response) => return response,
+    };
+    let answer = match embed::answer(&request, &model, behaviour.truncate_after) {
+        Ok(answer) => answer.to_string(),
+        Err(message) => {
+            return error_response(StatusCode::BAD_REQUEST, &message, "invalid_request_error")
+        }
+    };
+    let body = if behaviour.malformed {
+        r#"{"object": "list", "data": [{"embedding": oops"#.to_string()
+    } else {
+        answer
+    };
+    json_body(body, behaviour.reset_after_bytes)
+}
+
+/// Counts and remembers a request, picks the script's behaviour for it and waits its latency;
+/// `Err` is the whole answer when the behaviour is a fault (reset, hang, an error status).
+async fn received(
+    state: &MockState,
+    request: &Map<String, Value>,
+    model: &str,
+    prompt: &str,
+) -> Result<Behaviour, Response> {
+    if let Ok(mut calls) = state.calls.lock() {
+        *calls.entry(model.to_string()).or_default() += 1;
+    }
+    if let Ok(mut remembered) = state.requests.lock() {
+        if remembered.len() == REMEMBERED_REQUESTS {
+            remembered.pop_front();
+        }
+        remembered.push_back(Value::Object(request.clone()));
+    }
+    let behaviour = match state.script.read() {
+        Ok(script) => script.pick(model, prompt),
+        Err(_) => Behaviour::default(),
+    };
+    let behaviour = labelled(behaviour, state.labels.as_deref(), model, prompt);
+    let latency = state
+        .model_latency
+        .get(model)
+        .copied()
+        .unwrap_or(state.latency);
+    let delay = latency + Duration::from_millis(behaviour.delay_ms);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if behaviour.reset {
+        let mut response = StatusCode::OK.into_response();
+        response.extensions_mut().insert(ResetConnection);
+        return Err(response);
+    }
+    if behaviour.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(status) = behaviour.status {
+        return Err(scripted_error(status, behaviour.retry_after));
+    }
+    Ok(behaviour)
 }
 
 /// The behaviour with the labelled answer of `model` to `prompt` as its reply, unless the
@@ -349,7 +412,13 @@ fn json_answer(answer: &Answer, behaviour: &Behaviour) -> Response {
     } else {
         body
     };
-    let mut response = match behaviour.reset_after_bytes {
+    json_body(body, behaviour.reset_after_bytes)
+}
+
+/// A JSON response of `body`, or of its first `reset_after_bytes` bytes before the connection
+/// drops.
+fn json_body(body: String, reset_after_bytes: Option<usize>) -> Response {
+    let mut response = match reset_after_bytes {
         Some(limit) => cut_off(vec![Bytes::from(body)], Duration::ZERO, limit),
         None => Response::new(Body::from(body)),
     };
@@ -446,7 +515,13 @@ async fn models(State(state): State<Arc<MockState>>) -> Response {
 async fn calls(State(state): State<Arc<MockState>>) -> Response {
     let by_model = state.calls.lock().map(|c| c.clone()).unwrap_or_default();
     let total: u64 = by_model.values().sum();
-    Json(json!({ "total": total, "by_model": by_model })).into_response()
+    let inputs = state
+        .embedding_inputs
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    Json(json!({ "total": total, "by_model": by_model, "embedding_inputs": inputs }))
+        .into_response()
 }
 
 async fn requests(State(state): State<Arc<MockState>>) -> Response {
@@ -514,6 +589,9 @@ async fn reset(State(state): State<Arc<MockState>>) -> Response {
     }
     if let Ok(mut calls) = state.calls.lock() {
         calls.clear();
+    }
+    if let Ok(mut inputs) = state.embedding_inputs.lock() {
+        inputs.clear();
     }
     if let Ok(mut requests) = state.requests.lock() {
         requests.clear();

@@ -30,7 +30,7 @@ use crate::stage::{classify, lookup, prompt_prefix, trim};
 
 use answer::Pending;
 pub use caps::{baseline_price, resolve_model};
-pub(crate) use caps::{check_request_caps, worst_case, WorstCase};
+pub(crate) use caps::{check_request_caps, hold, worst_case, WorstCase};
 pub use reply::{Reply, ReplyBody, ReplyMeta};
 
 /// Handles one chat completion request.

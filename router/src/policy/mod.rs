@@ -16,9 +16,9 @@ pub mod summary;
 pub mod trim;
 
 pub use compile::{
-    load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, LoopAction,
-    ModelRoute, Policy, PolicyError, PolicyErrors, Price, ProviderConfig, ProviderKind, RunPolicy,
-    SemanticPolicy, TenantOverrides, Timeouts,
+    load, parse, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy,
+    EmbeddingCachePolicy, LoopAction, ModelRoute, Policy, PolicyError, PolicyErrors, Price,
+    ProviderConfig, ProviderKind, RunPolicy, SemanticPolicy, TenantOverrides, Timeouts,
 };
 pub use decisions::DecisionLogPolicy;
 pub use live::{Live, LiveState};

@@ -382,6 +382,26 @@ pub struct RawCache {
     /// numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order.
     #[serde(default)]
     pub guards: Option<Vec<String>>,
+    /// The exact per-input cache of `POST /v1/embeddings`.
+    #[serde(default)]
+    pub embeddings: Option<RawEmbeddingCache>,
+}
+
+/// The exact per-input cache of `POST /v1/embeddings`: each input of a request is looked up on
+/// its own, and only the inputs not found are sent upstream.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddingCache {
+    /// `off` or `on` (default: `on` when `cache.mode` is `on`, else `off`).
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// How long a stored embedding is served, e.g. `24h` (default `24h`).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Most bytes of stored embeddings (their JSON text); least recently used go first
+    /// (default 67108864: 64 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 /// Limits per agent run: the worst leaks are runaway loops, so each run gets its own caps.
@@ -539,10 +559,10 @@ pub struct RawLimits {
     /// Largest worst-case cost (prompt + `max_tokens` at the model's price) of one request, in USD.
     #[serde(default)]
     pub max_request_cost_usd: Option<f64>,
-    /// Chat requests in flight at once over all tenants; more get a 429 at once.
+    /// Chat and embeddings requests in flight at once over all tenants; more get a 429 at once.
     #[serde(default)]
     pub max_concurrent_requests: Option<u64>,
-    /// Chat requests in flight at once for one tenant; more get a 429 at once.
+    /// Chat and embeddings requests in flight at once for one tenant; more get a 429 at once.
     #[serde(default)]
     pub max_concurrent_per_tenant: Option<u64>,
     /// Connections open at once on the listener; more wait to be accepted (read at start).

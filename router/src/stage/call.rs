@@ -20,6 +20,19 @@ pub enum Answer {
     Json(UpstreamReply),
     /// A live SSE stream (its response headers have arrived).
     Stream(UpstreamStream),
+    /// An embeddings list.
+    Embeddings(UpstreamReply),
+}
+
+/// What a call asks of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// A chat completion, answered whole.
+    Complete,
+    /// A chat completion, streamed.
+    Stream,
+    /// Embeddings of the body's `input`.
+    Embed,
 }
 
 /// An answer and the model that gave it (the one asked for, or one of its fallbacks).
@@ -58,7 +71,15 @@ pub async fn call<'p>(
         };
         let mut outbound = body.clone();
         outbound.insert("model".into(), Value::String(model.upstream.clone()));
-        match call_with_retries(live, resilience, client, model, &outbound, stream, attempts).await
+        let operation = if stream {
+            Operation::Stream
+        } else {
+            Operation::Complete
+        };
+        match call_with_retries(
+            live, resilience, client, model, &outbound, operation, attempts,
+        )
+        .await
         {
             Ok(answer) => return Ok(Answered { answer, model }),
             // The request itself was refused: another provider would refuse it too.
@@ -72,13 +93,51 @@ pub async fn call<'p>(
     }))
 }
 
+/// Asks `route`'s provider for the embeddings of `body`, with the same retries, retry budget,
+/// circuit breaker and timeouts as a chat call, but never a fallback: another model's vectors
+/// live in another space. Failed attempts are appended to `attempts`.
+pub async fn embed(
+    live: &LiveState,
+    resilience: &Resilience,
+    route: &ModelRoute,
+    body: &Map<String, Value>,
+    attempts: &mut Vec<Attempt>,
+) -> Result<UpstreamReply, UpstreamError> {
+    resilience.on_first_call(&live.policy.retries);
+    let Some(client) = live.upstreams.get(&route.provider) else {
+        return Err(UpstreamError::Config {
+            provider: route.provider.clone(),
+            reason: "no client for this provider".into(),
+        });
+    };
+    let mut outbound = body.clone();
+    outbound.insert("model".into(), Value::String(route.upstream.clone()));
+    let answer = call_with_retries(
+        live,
+        resilience,
+        client,
+        route,
+        &outbound,
+        Operation::Embed,
+        attempts,
+    )
+    .await?;
+    match answer {
+        Answer::Embeddings(reply) => Ok(reply),
+        Answer::Json(_) | Answer::Stream(_) => Err(UpstreamError::InvalidResponse {
+            provider: route.provider.clone(),
+            reason: "not an embeddings list".into(),
+        }),
+    }
+}
+
 async fn call_with_retries(
     live: &LiveState,
     resilience: &Resilience,
     client: &OpenAiCompatible,
     model: &ModelRoute,
     body: &Map<String, Value>,
-    stream: bool,
+    operation: Operation,
     attempts: &mut Vec<Attempt>,
 ) -> Result<Answer, UpstreamError> {
     let policy = &live.policy;
@@ -98,7 +157,7 @@ async fn call_with_retries(
             }));
         }
         let started = Instant::now();
-        let result = once(client, model, body, stream).await;
+        let result = once(client, model, body, operation).await;
         let outcome = result
             .as_ref()
             .map_or_else(UpstreamError::outcome, |_| "ok");
@@ -140,13 +199,13 @@ async fn once(
     client: &OpenAiCompatible,
     model: &ModelRoute,
     body: &Map<String, Value>,
-    stream: bool,
+    operation: Operation,
 ) -> Result<Answer, UpstreamError> {
     let call = async {
-        if stream {
-            client.stream(body).await.map(Answer::Stream)
-        } else {
-            client.complete(body).await.map(Answer::Json)
+        match operation {
+            Operation::Stream => client.stream(body).await.map(Answer::Stream),
+            Operation::Complete => client.complete(body).await.map(Answer::Json),
+            Operation::Embed => client.embed(body).await.map(Answer::Embeddings),
         }
     };
     match model.timeout {

@@ -171,6 +171,32 @@ fn settle_spend(
         cache_hit: facts.cache_hit,
         attempts,
     });
+    record_spend(ctx, account, facts, holds)
+}
+
+/// Settles a request whose account its caller made (an embeddings request, whose saving is
+/// the inputs the cache served): recorded like [`settle`], decision record included.
+pub fn settle_account(
+    ctx: &RequestContext,
+    account: Account,
+    facts: RequestFacts,
+    holds: Holds,
+) -> (Account, Vec<BudgetWarning>) {
+    let settled = record_spend(ctx, account, facts, holds);
+    if let Some(record) = decision(ctx, &settled.0) {
+        record.write();
+    }
+    settled
+}
+
+/// Records a settled account in the ledger, its run and the metrics, and turns what the
+/// request held into what it used.
+fn record_spend(
+    ctx: &RequestContext,
+    account: Account,
+    facts: RequestFacts,
+    holds: Holds,
+) -> (Account, Vec<BudgetWarning>) {
     ctx.ledger.record(&ctx.tenant, &account, facts);
     match (holds.run, &ctx.run_id) {
         (Some(run), _) => run.settle(&account),

@@ -1,6 +1,7 @@
 //! A provider client: OpenAI-compatible (`POST {base_url}/chat/completions`, JSON or SSE), or
 //! Anthropic's Messages API (`POST {base_url}/messages`), translated both ways by
-//! [`super::anthropic`] so callers always send and receive OpenAI's shapes.
+//! [`super::anthropic`] so callers always send and receive OpenAI's shapes; and OpenAI's
+//! `POST {base_url}/embeddings`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::sse::{SseEvent, SseParser};
 pub struct UpstreamReply {
     /// The body exactly as the provider sent it, relayed byte for byte.
     pub raw: Bytes,
-    /// The same body parsed: a chat completion object.
+    /// The same body parsed: a chat completion object (or an embeddings list).
     pub body: Map<String, Value>,
 }
 
@@ -120,12 +121,17 @@ impl OpenAiCompatible {
                 None => request,
             });
         }
-        let url = format!("{}/chat/completions", self.config.base_url);
+        Ok(self.post("chat/completions", body))
+    }
+
+    /// A POST of `body` to an OpenAI-compatible `path`, with the key as a bearer token.
+    fn post(&self, path: &str, body: &Map<String, Value>) -> reqwest::RequestBuilder {
+        let url = format!("{}/{path}", self.config.base_url);
         let request = self.client.post(url).json(body);
-        Ok(match &self.api_key {
+        match &self.api_key {
             Some(key) => request.bearer_auth(key),
             None => request,
-        })
+        }
     }
 
     /// A request Anthropic cannot take, refused as the provider would: a 400 in OpenAI's shape.
@@ -169,19 +175,43 @@ impl OpenAiCompatible {
             let body = parse_completion(&raw).map_err(|reason| self.invalid(reason))?;
             return Ok(UpstreamReply { raw, body });
         }
+        let request = self.request(body)?;
+        self.send_and_parse(request, |raw| self.completion(raw))
+            .await
+    }
+
+    /// Sends an embeddings request and checks the reply is an embeddings list (a `data`
+    /// array); the caller checks its items against what it asked for.
+    pub async fn embed(&self, body: &Map<String, Value>) -> Result<UpstreamReply, UpstreamError> {
+        if self.simulated.is_some() {
+            // A replay simulates chat answers only; it never sends embeddings.
+            return Err(self.invalid("the simulated upstream does not answer embeddings".into()));
+        }
+        if self.is_anthropic() {
+            return Err(self.untranslatable("Anthropic has no embeddings API"));
+        }
+        self.send_and_parse(self.post("embeddings", body), |raw| {
+            let body = parse_embeddings(&raw).map_err(|reason| self.invalid(reason))?;
+            Ok(UpstreamReply { raw, body })
+        })
+        .await
+    }
+
+    /// Sends `request` and parses the whole reply with `parse`, within the request timeout.
+    async fn send_and_parse(
+        &self,
+        request: reqwest::RequestBuilder,
+        parse: impl FnOnce(Bytes) -> Result<UpstreamReply, UpstreamError>,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let timeout = self.config.timeouts.request;
         let call = async {
-            let response = self
-                .request(body)?
-                .send()
-                .await
-                .map_err(|e| self.transport_error(e))?;
+            let response = request.send().await.map_err(|e| self.transport_error(e))?;
             let response = self.check_status(response).await?;
             let raw = response
                 .bytes()
                 .await
                 .map_err(|e| self.transport_error(e))?;
-            self.completion(raw)
+            parse(raw)
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
@@ -385,12 +415,22 @@ fn translate(
 
 /// Checks that a body is a chat completion object: JSON with a `choices` array.
 fn parse_completion(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    object_with_array(bytes, "choices")
+}
+
+/// Checks that a body is an embeddings list: JSON with a `data` array.
+fn parse_embeddings(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    object_with_array(bytes, "data")
+}
+
+/// A JSON object with an array under `field`.
+fn object_with_array(bytes: &[u8], field: &str) -> Result<Map<String, Value>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
     let Value::Object(map) = value else {
         return Err("not a JSON object".into());
     };
-    if !map.get("choices").is_some_and(Value::is_array) {
-        return Err("no `choices` array".into());
+    if !map.get(field).is_some_and(Value::is_array) {
+        return Err(format!("no `{field}` array"));
     }
     Ok(map)
 }

@@ -11,6 +11,7 @@ mod binary;
 mod budget;
 mod cache;
 mod decision_log;
+mod embeddings;
 mod errors;
 mod exposition;
 mod faults;

@@ -151,6 +151,9 @@ fn sidecar(
     let mut live = LiveState::new(policy, 1).context("cannot load the policy's models")?;
     live.upstreams = upstreams;
     let cache = Arc::new(cache::response_cache(&live.policy.cache));
+    let embeddings = Arc::new(crate::embeddings::embedding_cache(
+        &live.policy.cache.embeddings,
+    ));
     let (log, records) = DecisionLog::channel(false, 1024);
     let state = AppState {
         live: Arc::new(ArcSwap::from_pointee(live)),
@@ -168,6 +171,7 @@ fn sidecar(
         warming: Arc::new(AtomicBool::new(false)),
         decisions: Some(Arc::new(log)),
         prefix_watch: Arc::default(),
+        embeddings,
     };
     Ok((app(state, request_timeout, Routes::All), records))
 }

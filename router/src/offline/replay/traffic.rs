@@ -8,6 +8,8 @@
 //!   `weak_score`/`strong_score`): one request, and its own label;
 //! * a labelled cache pair (`a`, `b`, `duplicate`, as in QQP and PAWS): two requests, `a`
 //!   then `b`, so a hit on `b` can be judged right or wrong.
+//!
+//! Decision-log lines of embeddings requests (`"endpoint": "embeddings"`) are skipped.
 
 use std::path::Path;
 
@@ -104,6 +106,10 @@ fn add_row(
     line: usize,
 ) -> anyhow::Result<()> {
     let text = |key: &str| row.get(key).and_then(Value::as_str).map(str::to_string);
+    if text("endpoint").as_deref() == Some("embeddings") {
+        // A decision-log line of an embeddings request: nothing for a chat replay to send.
+        return Ok(());
+    }
     let tenant = text("tenant").unwrap_or_else(|| DEFAULT_TENANT.to_string());
     if row.contains_key("a") && row.contains_key("duplicate") {
         let (Some(a), Some(b)) = (text("a"), text("b")) else {
@@ -214,6 +220,8 @@ mod tests {
             r#"{"id": "m1", "benchmark": "mmlu", "prompt": "2+2?", "weak_correct": true, "strong_correct": true}"#,
             "\n",
             r#"{"id": "q", "a": "How old is Rome?", "b": "What is Rome's age?", "duplicate": true}"#,
+            "\n",
+            r#"{"v": 1, "request_id": "e", "tenant": "t", "endpoint": "embeddings", "model_requested": "emb"}"#,
             "\n",
         ))
         .unwrap();

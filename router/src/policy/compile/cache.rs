@@ -1,8 +1,8 @@
 //! The `cache:` section.
 
-use super::super::raw::RawCache;
+use super::super::raw::{RawCache, RawEmbeddingCache};
 use super::errors::Errors;
-use super::types::{CacheMode, CachePolicy, SemanticPolicy};
+use super::types::{CacheMode, CachePolicy, EmbeddingCachePolicy, SemanticPolicy};
 use super::values::duration;
 
 pub(super) fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> CachePolicy {
@@ -71,5 +71,44 @@ pub(super) fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> Cach
         max_bytes: raw.max_bytes.unwrap_or(defaults.max_bytes),
         max_temperature,
         namespace,
+        embeddings: compile_embedding_cache(raw.embeddings.as_ref(), mode, errors),
+    }
+}
+
+/// The `cache.embeddings` section: on by default exactly when the chat cache serves hits
+/// (`cache.mode: on`); an exact repeat of an input is the same vector, so there is nothing to
+/// shadow first.
+fn compile_embedding_cache(
+    raw: Option<&RawEmbeddingCache>,
+    chat_mode: CacheMode,
+    errors: &mut Errors,
+) -> EmbeddingCachePolicy {
+    let defaults = EmbeddingCachePolicy::default();
+    let default_raw = RawEmbeddingCache::default();
+    let raw = raw.unwrap_or(&default_raw);
+    let on = match raw.mode.as_ref().map(|m| m.name()) {
+        None => chat_mode == CacheMode::On,
+        Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            errors.push(
+                "cache.embeddings.mode",
+                format!("`{other}` is not a mode: use off or on"),
+            );
+            false
+        }
+    };
+    if raw.max_bytes == Some(0) {
+        errors.push("cache.embeddings.max_bytes", "must be greater than 0");
+    }
+    EmbeddingCachePolicy {
+        on,
+        ttl: duration(
+            raw.ttl.as_deref(),
+            "cache.embeddings.ttl",
+            defaults.ttl,
+            errors,
+        ),
+        max_bytes: raw.max_bytes.unwrap_or(defaults.max_bytes),
     }
 }

@@ -29,9 +29,9 @@ use super::trim::compile_trim;
 pub(in crate::policy) use errors::Errors;
 pub use errors::{PolicyError, PolicyErrors};
 pub use types::{
-    defaults, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, Limits, LoopAction,
-    ModelRoute, Policy, Price, ProviderConfig, ProviderKind, RunPolicy, SemanticPolicy,
-    TenantOverrides, Timeouts, DEFAULT_ASSUMED_OUTPUT_TOKENS,
+    defaults, Baseline, BudgetPolicy, BudgetWindow, CacheMode, CachePolicy, EmbeddingCachePolicy,
+    Limits, LoopAction, ModelRoute, Policy, Price, ProviderConfig, ProviderKind, RunPolicy,
+    SemanticPolicy, TenantOverrides, Timeouts, DEFAULT_ASSUMED_OUTPUT_TOKENS,
 };
 pub(in crate::policy) use values::{
     duration, duration_or_zero, is_env_var_name, unknown_reference,

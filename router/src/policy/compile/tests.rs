@@ -66,6 +66,48 @@ fn the_semantic_token_cap_defaults_to_128_and_stays_within_what_the_model_reads(
 }
 
 #[test]
+fn the_embeddings_cache_follows_the_cache_mode_unless_set() {
+    let on =
+        |text: &str| parse(&format!("{GOOD}{text}\n"), "good.yaml").map(|p| p.cache.embeddings);
+    assert!(!on("").unwrap().on, "no cache section: off");
+    assert!(on("cache: { mode: on }").unwrap().on);
+    assert!(!on("cache: { mode: shadow }").unwrap().on);
+    assert!(
+        !on("cache: { mode: on, embeddings: { mode: off } }")
+            .unwrap()
+            .on
+    );
+    let own =
+        on("cache: { mode: off, embeddings: { mode: on, ttl: 2h, max_bytes: 1000 } }").unwrap();
+    assert!(own.on);
+    assert_eq!(own.ttl, std::time::Duration::from_secs(7200));
+    assert_eq!(own.max_bytes, 1000);
+    assert_eq!(
+        on("cache: { mode: on }").unwrap().ttl,
+        std::time::Duration::from_secs(86400)
+    );
+    let text = format!(
+        "{GOOD}cache: {{ embeddings: {{ mode: shadow, ttl: soon, max_bytes: 0, extra: 1 }} }}\n"
+    );
+    let errors = parse(&text, "bad.yaml").unwrap_err().errors;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.iter().any(|p| p.contains("extra")), "{errors:?}");
+    let text =
+        format!("{GOOD}cache: {{ embeddings: {{ mode: shadow, ttl: soon, max_bytes: 0 }} }}\n");
+    let errors = parse(&text, "bad.yaml").unwrap_err().errors;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "cache.embeddings.mode",
+            "cache.embeddings.ttl",
+            "cache.embeddings.max_bytes"
+        ],
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn a_middle_threshold_above_the_strong_one_is_an_error() {
     let models = GOOD.replace("default_model: cheap\n", "");
     let text = format!(

@@ -271,6 +271,29 @@ pub struct CachePolicy {
     pub namespace: String,
     /// The semantic tier, when on.
     pub semantic: Option<SemanticPolicy>,
+    /// The exact per-input cache of `POST /v1/embeddings`.
+    pub embeddings: EmbeddingCachePolicy,
+}
+
+/// Checked settings of the embeddings cache (`cache.embeddings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingCachePolicy {
+    /// Whether embedding inputs are looked up and stored.
+    pub on: bool,
+    /// How long a stored embedding is served.
+    pub ttl: Duration,
+    /// Byte budget of stored embeddings.
+    pub max_bytes: u64,
+}
+
+impl Default for EmbeddingCachePolicy {
+    fn default() -> Self {
+        Self {
+            on: false,
+            ttl: Duration::from_secs(24 * 3600),
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Checked semantic-tier settings.
@@ -293,6 +316,7 @@ impl Default for CachePolicy {
             max_temperature: 1.0,
             namespace: "default".into(),
             semantic: None,
+            embeddings: EmbeddingCachePolicy::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use super::reply::Answer;
-use super::{labelled, paced, Behaviour, MockState, REMEMBERED_REQUESTS};
+use super::{paced, received, MockState};
 use crate::tokens::content_text;
 
 /// Answers one Messages request.
@@ -41,31 +41,10 @@ pub(super) async fn messages(State(state): State<Arc<MockState>>, body: Bytes) -
         .unwrap_or("mock")
         .to_string();
     let prompt = last_user_text(&request);
-    if let Ok(mut calls) = state.calls.lock() {
-        *calls.entry(model.clone()).or_default() += 1;
-    }
-    if let Ok(mut remembered) = state.requests.lock() {
-        if remembered.len() == REMEMBERED_REQUESTS {
-            remembered.pop_front();
-        }
-        remembered.push_back(Value::Object(request.clone()));
-    }
-    let behaviour = match state.script.read() {
-        Ok(script) => script.pick(&model, &prompt),
-        Err(_) => Behaviour::default(),
+    let behaviour = match received(&state, &request, &model, &prompt, scripted_error).await {
+        Ok(behaviour) => behaviour,
+        Err(response) => return response,
     };
-    let behaviour = labelled(behaviour, state.labels.as_deref(), &model, &prompt);
-    let delay = state.latency + Duration::from_millis(behaviour.delay_ms);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    if let Some(status) = behaviour.status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error(
-            status,
-            &format!("Simulated upstream failure (HTTP {}).", status.as_u16()),
-        );
-    }
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let chat = json!({"model": model, "max_tokens": max_tokens,
                       "messages": [{"role": "user", "content": prompt}]});
@@ -216,6 +195,19 @@ fn segments(request: &Map<String, Value>) -> Vec<(String, bool)> {
         }
     }
     out
+}
+
+/// A scripted failure in Anthropic's shape, with its `Retry-After`.
+fn scripted_error(status: u16, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("Simulated upstream failure (HTTP {}).", status.as_u16());
+    let mut response = error(status, &message);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// An error in Anthropic's shape, its `type` from the status.

@@ -270,7 +270,7 @@ async fn chat_completions(State(state): State<Arc<MockState>>, body: Bytes) -> R
         .unwrap_or("mock")
         .to_string();
     let prompt = last_user_text(&request);
-    let behaviour = match received(&state, &request, &model, &prompt).await {
+    let behaviour = match received(&state, &request, &model, &prompt, scripted_error).await {
         Ok(behaviour) => behaviour,
         Err(response) => return response,
     };
@@ -306,7 +306,7 @@ async fn embeddings(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
         *inputs.entry(model.clone()).or_default() += request.items.len() as u64;
     }
     let prompt = embed::prompt_of(&request);
-    let behaviour = match received(&state, &request.body, &model, &prompt).await {
+    let behaviour = match received(&state, &request.body, &model, &prompt, scripted_error).await {
         Ok(behaviour) => behaviour,
         Err(response) => return response,
     };
@@ -331,6 +331,7 @@ async fn received(
     request: &Map<String, Value>,
     model: &str,
     prompt: &str,
+    scripted: ScriptedError,
 ) -> Result<Behaviour, Response> {
     if let Ok(mut calls) = state.calls.lock() {
         *calls.entry(model.to_string()).or_default() += 1;
@@ -364,10 +365,13 @@ async fn received(
         std::future::pending::<()>().await;
     }
     if let Some(status) = behaviour.status {
-        return Err(scripted_error(status, behaviour.retry_after));
+        return Err(scripted(status, behaviour.retry_after));
     }
     Ok(behaviour)
 }
+
+/// The answer to a scripted error status (and `Retry-After` seconds), in an API's error shape.
+type ScriptedError = fn(u16, Option<u64>) -> Response;
 
 /// The behaviour with the labelled answer of `model` to `prompt` as its reply, unless the
 /// script already says what to reply.

@@ -49,6 +49,18 @@ pub fn summary(policy: &Policy) -> String {
             trim.max_context_tokens
         ),
     });
+    let prompt_cache = &policy.prompt_cache;
+    let shaping: Vec<&str> = [
+        (prompt_cache.stable_tool_order, "tools sorted"),
+        (prompt_cache.breakpoints, "Anthropic breakpoints"),
+        (prompt_cache.watch, "prefix watched"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if !shaping.is_empty() {
+        parts.push(format!("prompt cache: {}", shaping.join(", ")));
+    }
     if !policy.budgets.is_empty() {
         parts.push(counted(policy.budgets.len(), "budgeted tenant"));
     }
@@ -107,6 +119,7 @@ mod tests {
             "routing cheap → strong (start strong above 0.7000)",
             "cache shadow (semantic ≥ 0.94)",
             "trim on (cap 900 tokens)",
+            "prompt cache: prefix watched",
             "1 budgeted tenant;",
         ] {
             assert!(line.contains(part), "{part} not in {line}");

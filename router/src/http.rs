@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, tower-http layers, and the mapping of pipeline replies to
-//! responses (headers, JSON or SSE). Every error a client can see is OpenAI-shaped.
+//! responses (headers, JSON or SSE). Every error a client can see is OpenAI-shaped, except on
+//! Anthropic's Messages API (`/v1/messages`), where it is Anthropic-shaped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::admission::{Admission, AdmissionLimits, Permit};
+use crate::anthropic;
 use crate::context::RequestContext;
 use crate::decisions::{DecisionLog, Draft};
 use crate::embeddings::{self, EmbeddingCache, EmbeddingReply};
@@ -56,6 +58,8 @@ pub const HEADER_RUN_ID: &str = "x-frugal-run-id";
 /// Response header of an embeddings request: `N/M`, the inputs served from the cache out of all.
 pub const HEADER_CACHED_INPUTS: &str = "x-frugal-cached-inputs";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Anthropic's Messages API.
+const MESSAGES_ROUTE: &str = "/v1/messages";
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -99,7 +103,8 @@ pub struct AppState {
 pub enum Routes {
     /// Every route, on the one listener (no `admin_listen`).
     All,
-    /// What the agent calls: chat completions, embeddings, the model list and run outcomes.
+    /// What the agent calls: chat completions, embeddings, Anthropic messages, the model list
+    /// and run outcomes.
     Api,
     /// What operators, probes and Prometheus call: metrics, health, readiness, policy reload
     /// and the savings report.
@@ -113,6 +118,7 @@ pub fn app(state: AppState, request_timeout: Duration, routes: Routes) -> Router
         router = router
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/embeddings", post(embeddings))
+            .route(MESSAGES_ROUTE, post(messages))
             .route("/v1/models", get(list_models))
             .route("/v1/frugal/outcome", post(report_outcome));
     }
@@ -154,21 +160,8 @@ async fn chat_completions(
         Err(e) => return e.into_response(),
     };
     match pipeline::handle(&live, &ctx, &bytes).await {
-        Ok(reply) => {
-            let streaming = matches!(reply.body, ReplyBody::Stream(_));
-            let response = reply_response(reply);
-            if streaming {
-                held_until_sent(response, permit)
-            } else {
-                response
-            }
-        }
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(error = %e, "chat completion failed upstream");
-            }
-            e.into_response()
-        }
+        Ok(reply) => respond(reply, permit),
+        Err(e) => failed(e).into_response(),
     }
 }
 
@@ -191,6 +184,36 @@ async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Bod
             e.into_response()
         }
     }
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, translated to a chat body at the edge and
+/// answered by the same pipeline; replies and errors are told back in Anthropic's terms.
+async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let mut response = match anthropic_message(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => anthropic::error::error_response(e),
+    };
+    // Anthropic's clients read the request id from `request-id`.
+    if let Some(id) = headers.get(REQUEST_ID) {
+        response.headers_mut().insert("request-id", id.clone());
+    }
+    response
+}
+
+async fn anthropic_message(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    anthropic::check_version(headers)?;
+    let admitted = admit(state, headers, body).await?;
+    let request = anthropic::translate(&admitted.bytes)?;
+    let bytes = serde_json::to_vec(&request.body)
+        .map_err(|e| ApiError::invalid_body(format!("Could not encode the request: {e}.")))?;
+    let reply = pipeline::handle(&admitted.live, &admitted.ctx, &bytes)
+        .await
+        .map_err(failed)?;
+    Ok(respond(anthropic::reply(reply, &request), admitted.permit))
 }
 
 /// A request let in: the live policy, who is asking and what of the cache, its admission
@@ -281,9 +304,29 @@ async fn admit(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Admi
     })
 }
 
+/// The response for a pipeline reply; a stream keeps its admission permit until it ends.
+fn respond(reply: Reply, permit: Permit) -> Response {
+    let streaming = matches!(reply.body, ReplyBody::Stream(_));
+    let response = reply_response(reply);
+    if streaming {
+        held_until_sent(response, permit)
+    } else {
+        response
+    }
+}
+
+/// Logs a pipeline failure the sidecar or its upstream is to blame for, and passes it on.
+fn failed(e: ApiError) -> ApiError {
+    if e.status().is_server_error() {
+        tracing::warn!(error = %e, "model request failed upstream");
+    }
+    e
+}
+
 /// The tenant a request is billed to. `x-frugal-tenant` names it (1–64 characters of
 /// `[A-Za-z0-9_.-]`, default `default`); a tenant with a sidecar key in the policy can only be
-/// claimed by presenting that key as `Authorization: Bearer …`, so no tenant can bill another.
+/// claimed by presenting that key as `Authorization: Bearer …` (or `x-api-key`, as Anthropic's
+/// clients send it), so no tenant can bill another.
 fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
     let claimed = match headers.get(HEADER_TENANT) {
         None => None,
@@ -301,11 +344,15 @@ fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
             })?)
         }
     };
-    let keyed = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|key| policy.tenant_keys.get(&key_digest(key.trim())));
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let keyed = [bearer, api_key]
+        .into_iter()
+        .flatten()
+        .find_map(|key| policy.tenant_keys.get(&key_digest(key.trim())));
     let forbidden = |message: String| ApiError::Http {
         status: StatusCode::FORBIDDEN,
         message,
@@ -319,7 +366,7 @@ fn tenant_of(headers: &HeaderMap, policy: &Policy) -> Result<String, ApiError> {
             let tenant = claimed.unwrap_or(DEFAULT_TENANT);
             if policy.is_keyed_tenant(tenant) {
                 return Err(forbidden(format!(
-                    "Tenant `{tenant}` requires its key: send it as `Authorization: Bearer <key>`."
+                    "Tenant `{tenant}` requires its key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`."
                 )));
             }
             Ok(tenant.to_string())
@@ -600,8 +647,10 @@ async fn not_found(request: Request) -> Response {
 }
 
 /// Rewrites framework-level errors (timeouts, wrong methods, …) that carry no JSON body into
-/// OpenAI-shaped ones, so a client never has to parse two error formats.
+/// OpenAI-shaped ones (Anthropic-shaped on `/v1/messages`), so a client never has to parse two
+/// error formats.
 async fn openai_shaped_errors(request: Request, next: Next) -> Response {
+    let anthropic = request.uri().path() == MESSAGES_ROUTE;
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -622,8 +671,12 @@ async fn openai_shaped_errors(request: Request, next: Next) -> Response {
             .unwrap_or("HTTP error")
             .to_string(),
     };
-    let body = ApiError::Http { status, message }.body().to_string();
-    let mut shaped = json_response(status, body.into());
+    let mut shaped = if anthropic {
+        anthropic::error::framework_error(status, &message)
+    } else {
+        let body = ApiError::Http { status, message }.body().to_string();
+        json_response(status, body.into())
+    };
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().insert(name.clone(), value.clone());
@@ -653,6 +706,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
     match matched {
         Some("/v1/chat/completions") => "chat_completions",
         Some("/v1/embeddings") => "embeddings",
+        Some(MESSAGES_ROUTE) => "messages",
         Some("/v1/models") => "models",
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",

@@ -9,6 +9,7 @@
 
 pub mod accept;
 pub mod admission;
+pub mod anthropic;
 pub mod context;
 pub mod decisions;
 pub mod embed_worker;

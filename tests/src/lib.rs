@@ -368,6 +368,18 @@ impl Sidecar {
         request.send().await.expect("sidecar reachable")
     }
 
+    /// `POST /v1/messages` (Anthropic's Messages API) with the headers Anthropic's clients send.
+    pub async fn messages(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .header("x-api-key", "unused")
+            .json(body)
+            .send()
+            .await
+            .expect("sidecar reachable")
+    }
+
     /// POSTs raw bytes as a chat completion request.
     pub async fn chat_raw(&self, body: &str) -> reqwest::Response {
         self.client
@@ -395,6 +407,40 @@ pub async fn expect_error(response: reqwest::Response, status: u16) -> Value {
         "error.param/code in {body}"
     );
     body
+}
+
+/// Asserts an Anthropic-shaped error body (`{"type":"error","error":{"type","message"}}`) of
+/// `status` and error `kind`, and returns it.
+pub async fn expect_anthropic_error(response: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], kind, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message in {body}"
+    );
+    body
+}
+
+/// Parses an Anthropic event stream into `(event, data)` pairs (comments skipped).
+pub fn anthropic_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|frame| {
+            let mut name = None;
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    name = Some(value.to_string());
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(value).ok();
+                }
+            }
+            Some((name?, data?))
+        })
+        .collect()
 }
 
 /// A simple chat request body.

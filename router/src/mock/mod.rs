@@ -17,6 +17,7 @@ mod prompt_cache;
 mod reply;
 mod script;
 mod simulate;
+mod tool_call;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -45,6 +46,7 @@ pub use prompt_cache::ProviderCache;
 pub use reply::Answer;
 pub use script::{Behaviour, CompiledScript, Matcher, Rule, Script};
 pub use simulate::InProcess;
+pub use tool_call::ToolCall;
 
 /// How long a `reset_after_bytes` answer waits, after its bytes, before dropping the connection.
 const FLUSH_BEFORE_RESET: Duration = Duration::from_millis(50);

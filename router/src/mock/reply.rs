@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::script::Behaviour;
+use super::tool_call::ToolCall;
 use crate::tokens::{count, last_user_text, prompt_tokens, split};
 
 /// `created` is fixed so answers are byte-for-byte reproducible.
@@ -31,6 +32,8 @@ pub struct Answer {
     pub completion_tokens: usize,
     /// Per-token logprob to report, when the client asked for logprobs.
     pub logprobs: Option<(f64, usize)>,
+    /// The tool the answer calls, if the script says so.
+    pub tool_call: Option<ToolCall>,
 }
 
 /// About `bytes` of filler words in 1 KiB pieces, and how many tokens they are.
@@ -67,6 +70,10 @@ impl Answer {
                 let (pieces, count) = filler(bytes);
                 (pieces, count, "stop".to_string())
             }
+            // A tool call says nothing unless the script gives it words too.
+            None if behaviour.tool_call.is_some() && behaviour.reply.is_none() => {
+                (Vec::new(), 0, "tool_calls".to_string())
+            }
             None => {
                 let text = behaviour
                     .reply
@@ -86,6 +93,13 @@ impl Answer {
                 (tokens, count, finish_reason)
             }
         };
+        let completion_tokens = completion_tokens
+            + behaviour.tool_call.as_ref().map_or(0, |call| {
+                count(&call.name) as usize + count(&call.arguments_text()) as usize
+            });
+        if behaviour.tool_call.is_some() && finish_reason == "stop" {
+            finish_reason = "tool_calls".into();
+        }
         if let Some(forced) = &behaviour.finish_reason {
             finish_reason = forced.clone();
         }
@@ -107,6 +121,7 @@ impl Answer {
             cached_tokens: 0,
             completion_tokens,
             logprobs: wants_logprobs.then(|| (behaviour.logprob.unwrap_or(DEFAULT_LOGPROB), top)),
+            tool_call: behaviour.tool_call.clone(),
         }
     }
 
@@ -153,8 +168,20 @@ impl Answer {
         }
     }
 
+    /// The id of the answer's tool call.
+    fn call_id(&self) -> String {
+        self.id.replace("chatcmpl-", "call_")
+    }
+
     /// The non-streaming chat completion object.
     pub fn completion(&self) -> Value {
+        let mut message = json!({ "role": "assistant", "content": self.text(), "refusal": null });
+        if let Some(call) = &self.tool_call {
+            if self.tokens.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = call.message_calls(&self.call_id());
+        }
         json!({
             "id": self.id,
             "object": "chat.completion",
@@ -163,7 +190,7 @@ impl Answer {
             "system_fingerprint": "fp_mock",
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": self.text(), "refusal": null },
+                "message": message,
                 "logprobs": self.logprobs_for(&self.tokens),
                 "finish_reason": self.finish_reason,
             }],
@@ -209,6 +236,13 @@ impl Answer {
                 Value::Null,
                 include_usage,
             ));
+        }
+        for delta in self
+            .tool_call
+            .iter()
+            .flat_map(|c| c.deltas(&self.call_id()))
+        {
+            chunks.push(self.chunk(delta, Value::Null, Value::Null, include_usage));
         }
         chunks.push(self.chunk(
             json!({}),

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::tool_call::ToolCall;
+
 /// A whole script: rules tried in order, then the default behaviour.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +92,10 @@ pub struct Behaviour {
     /// A huge answer: filler text of about this many bytes (1 KiB per stream chunk).
     #[serde(default)]
     pub reply_bytes: Option<usize>,
+    /// Answer with a call to this tool (`finish_reason: tool_calls`); text only if `reply`
+    /// says so too.
+    #[serde(default)]
+    pub tool_call: Option<ToolCall>,
 }
 
 /// A script ready to match: regexes compiled, per-rule counters.

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+pub(crate) use crate::request::wrong_type;
 
 /// Who speaks a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,22 +246,6 @@ pub fn block_type<'a>(block: &'a Value, at: &str) -> Result<&'a str, ApiError> {
 /// The `text` of a text block at `at`.
 pub fn text_of(block: &Value, at: &str) -> Result<String, ApiError> {
     required_string(block, "text", at).map(str::to_string)
-}
-
-/// A 400 for a field of the wrong JSON type.
-pub fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
-    let got = match got {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    ApiError::invalid_param(
-        param,
-        format!("{param}: Input should be {expected}, got {got}."),
-    )
 }
 
 #[cfg(test)]

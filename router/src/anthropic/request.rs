@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::content::{self, Turn};
 use crate::error::ApiError;
+use crate::request::json_object;
 
 /// Top-level fields translated into the OpenAI body.
 const TRANSLATED: &[&str] = &[
@@ -49,13 +50,7 @@ pub struct Translated {
 
 /// Translates a `POST /v1/messages` body; every mistake is a 400 naming its field.
 pub fn translate(bytes: &[u8]) -> Result<Translated, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid_body(format!("The request body is not valid JSON: {e}.")))?;
-    let Value::Object(request) = value else {
-        return Err(ApiError::invalid_body(
-            "The request body must be a JSON object.",
-        ));
-    };
+    let request = json_object(bytes)?;
     check_fields(&request)?;
     let mut body = Map::new();
     match request.get("model") {

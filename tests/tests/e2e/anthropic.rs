@@ -222,77 +222,56 @@ async fn a_spent_budget_is_a_429_in_anthropics_shape() {
 async fn client_mistakes_are_4xx_in_anthropics_shape() {
     let mock = MockUpstream::start().await;
     let sidecar = Sidecar::in_front_of(&mock).await;
+    let with = |field: &str, value: Value| {
+        let mut body = question(false);
+        body[field] = value;
+        body
+    };
     let mut no_max = question(false);
     no_max.as_object_mut().unwrap().remove("max_tokens");
-    let body = expect_anthropic_error(
-        sidecar.messages(&no_max).await,
-        400,
-        "invalid_request_error",
-    )
-    .await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("max_tokens"));
+    let cases = [
+        (no_max, 400, "invalid_request_error", "max_tokens"),
+        (
+            with("frequency_penalty", json!(0.5)),
+            400,
+            "invalid_request_error",
+            "frequency_penalty",
+        ),
+        (
+            with(
+                "tools",
+                json!([{ "type": "web_search_20250305", "name": "web_search" }]),
+            ),
+            400,
+            "invalid_request_error",
+            "not supported through frugal",
+        ),
+        (
+            with("model", json!("claude-nonexistent")),
+            404,
+            "not_found_error",
+            "claude-nonexistent",
+        ),
+    ];
+    for (body, status, kind, says) in cases {
+        let error = expect_anthropic_error(sidecar.messages(&body).await, status, kind).await;
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
 
-    let mut unknown = question(false);
-    unknown["frequency_penalty"] = json!(0.5);
-    expect_anthropic_error(
-        sidecar.messages(&unknown).await,
-        400,
-        "invalid_request_error",
-    )
-    .await;
-
-    let mut server_tool = question(false);
-    server_tool["tools"] = json!([{ "type": "web_search_20250305", "name": "web_search" }]);
-    let body = expect_anthropic_error(
-        sidecar.messages(&server_tool).await,
-        400,
-        "invalid_request_error",
-    )
-    .await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("not supported through frugal"));
-
-    let mut unknown_model = question(false);
-    unknown_model["model"] = json!("claude-nonexistent");
-    expect_anthropic_error(
-        sidecar.messages(&unknown_model).await,
-        404,
-        "not_found_error",
-    )
-    .await;
-
-    let bad_version = sidecar
-        .client
-        .post(sidecar.url("/v1/messages"))
+    let request =
+        |method: reqwest::Method| sidecar.client.request(method, sidecar.url("/v1/messages"));
+    let bad_version = request(reqwest::Method::POST)
         .header("anthropic-version", "latest")
-        .json(&question(false))
-        .send()
-        .await
-        .unwrap();
-    expect_anthropic_error(bad_version, 400, "invalid_request_error").await;
-
-    let not_json = sidecar
-        .client
-        .post(sidecar.url("/v1/messages"))
+        .json(&question(false));
+    let not_json = request(reqwest::Method::POST)
         .header("content-type", "application/json")
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
-    expect_anthropic_error(not_json, 400, "invalid_request_error").await;
-
-    let wrong_method = sidecar
-        .client
-        .get(sidecar.url("/v1/messages"))
-        .send()
-        .await
-        .unwrap();
-    expect_anthropic_error(wrong_method, 405, "invalid_request_error").await;
+        .body("{oops");
+    let wrong_method = request(reqwest::Method::GET);
+    for (request, status) in [(bad_version, 400), (not_json, 400), (wrong_method, 405)] {
+        let response = request.send().await.unwrap();
+        expect_anthropic_error(response, status, "invalid_request_error").await;
+    }
     assert_eq!(mock.total_calls(), 0);
 }
 

@@ -207,6 +207,9 @@ async fn anthropic_message(
 ) -> Result<Response, ApiError> {
     anthropic::check_version(headers)?;
     let admitted = admit(state, headers, body).await?;
+    admitted
+        .ctx
+        .note(|d| d.endpoint = Some(anthropic::ENDPOINT.into()));
     let request = anthropic::translate(&admitted.bytes)?;
     let bytes = serde_json::to_vec(&request.body)
         .map_err(|e| ApiError::invalid_body(format!("Could not encode the request: {e}.")))?;
@@ -706,7 +709,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
     match matched {
         Some("/v1/chat/completions") => "chat_completions",
         Some("/v1/embeddings") => "embeddings",
-        Some(MESSAGES_ROUTE) => "messages",
+        Some(MESSAGES_ROUTE) => anthropic::ENDPOINT,
         Some("/v1/models") => "models",
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",

@@ -20,6 +20,9 @@ use crate::tokens;
 
 pub use request::{translate, Translated};
 
+/// The endpoint's name in metrics and the decision log.
+pub const ENDPOINT: &str = "messages";
+
 /// Request header naming the Messages API version the client speaks.
 pub const HEADER_VERSION: &str = "anthropic-version";
 

@@ -24,7 +24,8 @@ pub struct DecisionRecord {
     pub tenant: String,
     /// The agent run it belonged to, if any.
     pub run_id: Option<String>,
-    /// `embeddings` for a `POST /v1/embeddings` request (absent for chat completions).
+    /// `embeddings` for a `POST /v1/embeddings` request, `messages` for Anthropic's
+    /// `POST /v1/messages` (absent for chat completions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The model alias the client asked for.

@@ -6,7 +6,7 @@
 mod accounting;
 mod admin;
 mod admission;
-mod anthropic;
+mod anthropic_ingress;
 mod anthropic_upstream;
 mod binary;
 mod budget;

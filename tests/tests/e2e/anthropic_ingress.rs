@@ -351,3 +351,122 @@ async fn a_keyed_tenant_is_named_by_x_api_key_and_its_savings_counted() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_gets_an_anthropic_shaped_408() {
+    let mock = MockUpstream::start().await;
+    mock.always().delay(std::time::Duration::from_secs(3));
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        "limits: { request_timeout: 300ms }\n",
+    ))
+    .await;
+    let response = sidecar.messages(&question(false)).await;
+    expect_anthropic_error(response, 408, "invalid_request_error").await;
+}
+
+#[tokio::test]
+async fn the_decision_log_names_the_endpoint_and_keeps_the_translated_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&policy_for(
+        &mock.base_url(),
+        &format!(
+            "decision_log: {{ path: {}, log_prompts: true }}\n",
+            path.display()
+        ),
+    ))
+    .await;
+    let response = sidecar.messages(&question(false)).await;
+    let request_id = header(&response, "x-request-id");
+    assert_eq!(response.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line: Value = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no decision-log line");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["endpoint"], "messages");
+    assert_eq!(line["request_id"], request_id);
+    assert_eq!(
+        line["messages"][0],
+        json!({ "role": "system", "content": "Be brief." })
+    );
+}
+
+/// Anthropic in, Anthropic out: the client's Messages request becomes a chat body, which a
+/// `kind: anthropic` provider sends as a Messages request again; the provider's prompt-cache
+/// counts come back to the client as Anthropic reported them.
+#[tokio::test]
+async fn through_an_anthropic_provider_the_prompt_cache_counts_reach_the_client() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&format!(
+        "\
+providers:
+  claude:
+    base_url: {}
+    kind: anthropic
+    timeouts: {{ connect: 1s, request: 2s, first_byte: 2s, idle: 2s }}
+models:
+  sonnet:
+    provider: claude
+    upstream: claude-sonnet-4-5
+    price: {{ input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75 }}
+default_model: sonnet
+prompt_cache: {{ breakpoints: true }}
+",
+        mock.base_url()
+    ))
+    .await;
+    let system =
+        "You review pull requests for a Rust codebase; name the file and line. ".repeat(90);
+    let ask = |question: &str, stream: bool| {
+        json!({ "model": "sonnet", "max_tokens": 300, "stream": stream, "system": system,
+                "messages": [{ "role": "user", "content": question }] })
+    };
+    let first: Value = sidecar
+        .messages(&ask("Review the retry loop.", false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["type"], "message", "{first}");
+    let written = first["usage"]["cache_creation_input_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(written > 1024, "{first}");
+    assert_eq!(first["usage"]["cache_read_input_tokens"], 0);
+
+    let second: Value = sidecar
+        .messages(&ask("Review the error type.", false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let read = second["usage"]["cache_read_input_tokens"].as_u64().unwrap();
+    assert_eq!(read, written, "{second}");
+    let input = second["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(
+        input > 0 && input < 100,
+        "input_tokens exclude the cached prefix: {second}"
+    );
+
+    let text = sidecar
+        .messages(&ask("Review the config loader.", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = anthropic_events(&text);
+    let delta = &events.iter().find(|(n, _)| n == "message_delta").unwrap().1;
+    assert_eq!(delta["usage"]["cache_read_input_tokens"], read, "{text}");
+    assert!(
+        delta["usage"]["input_tokens"].as_u64().unwrap() < 100,
+        "{text}"
+    );
+    assert_eq!(events.last().unwrap().0, "message_stop");
+}

@@ -404,24 +404,7 @@ async fn the_decision_log_names_the_endpoint_and_keeps_the_translated_body() {
 #[tokio::test]
 async fn through_an_anthropic_provider_the_prompt_cache_counts_reach_the_client() {
     let mock = MockUpstream::start().await;
-    let sidecar = Sidecar::start(&format!(
-        "\
-providers:
-  claude:
-    base_url: {}
-    kind: anthropic
-    timeouts: {{ connect: 1s, request: 2s, first_byte: 2s, idle: 2s }}
-models:
-  sonnet:
-    provider: claude
-    upstream: claude-sonnet-4-5
-    price: {{ input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75 }}
-default_model: sonnet
-prompt_cache: {{ breakpoints: true }}
-",
-        mock.base_url()
-    ))
-    .await;
+    let sidecar = Sidecar::start(&super::anthropic_upstream::policy(&mock, true)).await;
     let system =
         "You review pull requests for a Rust codebase; name the file and line. ".repeat(90);
     let ask = |question: &str, stream: bool| {

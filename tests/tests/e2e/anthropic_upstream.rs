@@ -4,7 +4,8 @@
 use frugal_tests::{expect_error, header, sse_payloads, MockUpstream, Sidecar};
 use serde_json::{json, Value};
 
-fn policy(mock: &MockUpstream, breakpoints: bool) -> String {
+/// A policy whose one model is on a `kind: anthropic` provider (the mock's `/v1/messages`).
+pub(crate) fn policy(mock: &MockUpstream, breakpoints: bool) -> String {
     format!(
         "\
 providers:

@@ -646,7 +646,12 @@ async fn not_found(request: Request) -> Response {
         request.method(),
         request.uri().path()
     );
-    ApiError::NotFound(message).into_response()
+    let error = ApiError::NotFound(message);
+    // What an Anthropic client may look for beside messages (`count_tokens`, batches).
+    if request.uri().path().starts_with(MESSAGES_ROUTE) {
+        return anthropic::error::error_response(error);
+    }
+    error.into_response()
 }
 
 /// Rewrites framework-level errors (timeouts, wrong methods, …) that carry no JSON body into

@@ -272,6 +272,14 @@ async fn client_mistakes_are_4xx_in_anthropics_shape() {
         let response = request.send().await.unwrap();
         expect_anthropic_error(response, status, "invalid_request_error").await;
     }
+    let count_tokens = sidecar
+        .client
+        .post(sidecar.url("/v1/messages/count_tokens"))
+        .json(&question(false))
+        .send()
+        .await
+        .unwrap();
+    expect_anthropic_error(count_tokens, 404, "not_found_error").await;
     assert_eq!(mock.total_calls(), 0);
 }
 

@@ -29,8 +29,9 @@ const TRANSLATED: &[&str] = &[
 /// Top-level fields accepted and dropped: OpenAI's API has no equivalent.
 pub const DROPPED: &[&str] = &["top_k", "thinking", "service_tier"];
 
-/// Top-level fields of server-side Anthropic features a sidecar in front of OpenAI-compatible
-/// models cannot provide.
+/// Top-level fields of Anthropic features frugal does not translate: server-side ones
+/// (containers, MCP, context management) and structured outputs (`output_format`,
+/// `output_config`). Refused rather than dropped: the client relies on what they do.
 const UNSUPPORTED: &[&str] = &[
     "container",
     "mcp_servers",
@@ -120,9 +121,7 @@ fn check_fields(request: &Map<String, Value>) -> Result<(), ApiError> {
         if UNSUPPORTED.contains(&key) {
             return Err(ApiError::invalid_param(
                 key,
-                format!(
-                    "`{key}` is a server-side Anthropic feature, not supported through frugal."
-                ),
+                format!("`{key}` is an Anthropic feature frugal does not translate: not supported through frugal."),
             ));
         }
         if !TRANSLATED.contains(&key) && !DROPPED.contains(&key) {

@@ -1,5 +1,6 @@
 //! Property tests of the parsers that read what clients, upstreams and operators send: the chat
-//! request parser (and what runs on a request before any upstream call), the SSE parser, the
+//! request parser (and what runs on a request before any upstream call), the Anthropic edge
+//! (request and stream translation), the SSE parser, the
 //! policy compiler and the semantic cache's guards. The invariants themselves live in
 //! [`invariants`], shared with the fuzz targets in `fuzz/`.
 //!
@@ -8,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod anthropic;
 mod guards;
 mod invariants;
 mod policy;

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use super::reply::Answer;
+use super::tool_call::ToolCall;
 use super::{paced, received, MockState};
 use crate::tokens::content_text;
 
@@ -59,14 +60,14 @@ pub(super) async fn messages(State(state): State<Arc<MockState>>, body: Bytes) -
         "cache_creation_input_tokens": written,
         "output_tokens": answer.completion_tokens,
     });
-    let stop_reason = if answer.finish_reason == "length" {
-        "max_tokens"
-    } else {
-        "end_turn"
+    let stop_reason = match answer.finish_reason.as_str() {
+        "length" => "max_tokens",
+        "tool_calls" => "tool_use",
+        _ => "end_turn",
     };
     let id = format!("msg_mock{seq:08}");
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let frames = stream_frames(&id, &model, &answer, stop_reason, &usage);
+        let frames = stream_frames(&id, seq, &model, &answer, stop_reason, &usage);
         let pause = Duration::from_millis(behaviour.token_delay_ms);
         let mut response = Response::new(Body::from_stream(
             paced(frames, pause).map(Ok::<_, Infallible>),
@@ -77,17 +78,44 @@ pub(super) async fn messages(State(state): State<Arc<MockState>>, body: Bytes) -
         );
         return response;
     }
+    let mut content = Vec::new();
+    if !answer.tokens.is_empty() {
+        content.push(json!({"type": "text", "text": answer.text()}));
+    }
+    if let Some(call) = &answer.tool_call {
+        content.push(
+            json!({"type": "tool_use", "id": tool_use_id(seq), "name": call.name,
+                            "input": tool_input(call)}),
+        );
+    }
     Json(json!({
         "id": id, "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": answer.text()}],
+        "content": content,
         "stop_reason": stop_reason, "stop_sequence": null, "usage": usage,
     }))
     .into_response()
 }
 
-/// The event stream of an answer: `message_start`, one text block delta per token,
+fn tool_use_id(seq: u64) -> String {
+    format!("toolu_mock{seq:08}")
+}
+
+/// A scripted call's arguments as Anthropic's `input` object (`{}` when they are not JSON).
+fn tool_input(call: &ToolCall) -> Value {
+    serde_json::from_str(&call.arguments_text()).unwrap_or_else(|_| json!({}))
+}
+
+/// The event stream of an answer: `message_start`, one text block delta per token, a scripted
+/// tool call as a `tool_use` block with its input in three `input_json_delta` fragments,
 /// `message_delta` with the stop reason and output tokens, `message_stop`.
-fn stream_frames(id: &str, model: &str, answer: &Answer, stop: &str, usage: &Value) -> Vec<Bytes> {
+fn stream_frames(
+    id: &str,
+    seq: u64,
+    model: &str,
+    answer: &Answer,
+    stop: &str,
+    usage: &Value,
+) -> Vec<Bytes> {
     let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
     let mut start_usage = usage.clone();
     start_usage["output_tokens"] = json!(1);
@@ -116,6 +144,25 @@ fn stream_frames(id: &str, model: &str, answer: &Answer, stop: &str, usage: &Val
         "content_block_stop",
         json!({"type": "content_block_stop", "index": 0}),
     ));
+    if let Some(call) = &answer.tool_call {
+        frames.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block":
+                {"type": "tool_use", "id": tool_use_id(seq), "name": call.name, "input": {}}}),
+        ));
+        let arguments: Vec<char> = tool_input(call).to_string().chars().collect();
+        for piece in arguments.chunks(arguments.len().div_ceil(3).max(1)) {
+            frames.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta":
+                    {"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()}}),
+            ));
+        }
+        frames.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
     frames.push(event(
         "message_delta",
         json!({"type": "message_delta",

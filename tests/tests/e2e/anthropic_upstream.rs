@@ -170,3 +170,37 @@ async fn anthropic_overload_is_retried_and_its_refusals_reach_the_client_in_open
     );
     assert_eq!(mock.calls("claude-sonnet-4-5"), before);
 }
+
+#[tokio::test]
+async fn an_anthropic_tool_use_comes_back_as_an_openai_tool_call_json_and_streamed() {
+    let mock = MockUpstream::start().await;
+    mock.script("- { then: { tool_call: { name: run_tests, arguments: { crate: router } } } }");
+    let sidecar = Sidecar::start(&policy(&mock, false)).await;
+    let mut body = call("Run the tests.");
+    body["tools"] = json!([{"type": "function", "function": {"name": "run_tests", "parameters": {"type": "object"}}}]);
+    let answer: Value = sidecar.chat(&body).await.json().await.unwrap();
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{answer}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "run_tests");
+    assert_eq!(call["function"]["arguments"], "{\"crate\":\"router\"}");
+    assert!(call["id"].as_str().unwrap().starts_with("toolu_"));
+    let sent = mock.requests();
+    assert_eq!(sent.last().unwrap()["tools"][0]["name"], "run_tests");
+
+    body["stream"] = json!(true);
+    let text = sidecar.chat(&body).await.text().await.unwrap();
+    let chunks: Vec<Value> = sse_payloads(&text)
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"crate\":\"router\"}", "{text}");
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+}

@@ -126,6 +126,7 @@ def main() -> None:
 
     if args.agents:
         replay_agents(client, args.agents)
+    other_apis(client, args.base_url)
 
     with urllib.request.urlopen(f"{args.base_url}/metrics") as r:
         metrics = r.read().decode()
@@ -183,6 +184,47 @@ def replay_agents(client: openai.OpenAI, path: str) -> None:
         "\n  prefix at half price. dated-agent starts its system prompt with the time: nothing can be"
         "\n  served, and the sidecar flags it (x-frugal-prompt-prefix-break: volatile_system)."
     )
+
+
+def other_apis(client: openai.OpenAI, base_url: str) -> None:
+    """The same sidecar behind two more APIs: /v1/embeddings with its per-input cache (the
+    official openai client), and Anthropic's /v1/messages (the official anthropic client)."""
+    chunks = [
+        "Aspirin lowers the risk of a second heart attack.",
+        "Statins reduce LDL cholesterol.",
+        "Vitamin D does not prevent fractures in healthy adults.",
+    ]
+    print("\nembeddings (openai client, POST /v1/embeddings):")
+    for batch in (chunks, chunks[1:] + ["Exercise improves insulin sensitivity."]):
+        raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=batch)
+        vectors = raw.parse().data
+        print(
+            f"  {len(vectors)} inputs, {raw.headers.get('x-frugal-cached-inputs')} from the cache "
+            f"({raw.headers.get('x-frugal-cache')}), cost ${raw.headers.get('x-frugal-cost-usd')}, "
+            f"saved ${raw.headers.get('x-frugal-saved-usd')}"
+        )
+    try:
+        import anthropic
+    except ImportError:
+        print("(the anthropic client is not installed; skipping /v1/messages)")
+        return
+    print("anthropic client (POST /v1/messages, through the same pipeline):")
+    claude = anthropic.Anthropic(base_url=base_url, api_key="demo", max_retries=0)
+    for _ in range(2):
+        raw = claude.messages.with_raw_response.create(
+            model="gpt-4o",
+            max_tokens=200,
+            messages=[{"role": "user", "content": "Summarise what a sidecar proxy does."}],
+            # Cacheable at the policy's max_temperature (this client version has no
+            # `temperature` argument; the API still takes the field).
+            extra_body={"temperature": 0.3},
+        )
+        message = raw.parse()
+        print(
+            f"  {message.model} ({raw.headers.get('x-frugal-tier', '-')}), cache {raw.headers.get('x-frugal-cache')}, "
+            f"stop {message.stop_reason}, {message.usage.input_tokens} in / {message.usage.output_tokens} out: "
+            f"{message.content[0].text[:48]!r}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ const RECENT_PER_TENANT: usize = 4;
 
 /// Most system-prompt bytes kept for comparison (a change beyond them is still seen as a change
 /// of the whole prefix, through its hash).
-const COMPARED_BYTES: usize = 64 * 1024;
+const COMPARED_BYTES: usize = 16 * 1024;
 
 /// A changed span this short (in bytes), or this small a share of the prompt, is a volatile
 /// part rather than another prompt.

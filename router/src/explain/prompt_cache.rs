@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::money::Usd;
-use crate::policy::{ModelRoute, Policy};
+use crate::policy::{ModelRoute, Policy, ProviderKind};
 use crate::stage::prompt_prefix::{self, PrefixWatch, StablePrefix};
 use crate::tokens;
 
@@ -38,13 +38,25 @@ pub(super) fn section(
         None => stable_tokens,
     };
     let servable_blocks = (servable.min(input_tokens) / BLOCK_TOKENS) * BLOCK_TOKENS;
-    let (would_hit, why) = verdict(
-        input_tokens,
-        minimum,
-        stable_tokens,
-        servable_blocks,
-        volatile.first(),
-    );
+    let anthropic = model
+        .and_then(|m| policy.providers.get(&m.provider))
+        .is_some_and(|p| p.kind == ProviderKind::Anthropic);
+    let (would_hit, why) = if anthropic && !settings.breakpoints {
+        (
+            false,
+            "Anthropic caches only up to `cache_control` breakpoints, and this policy adds none \
+             (set prompt_cache.breakpoints: true)"
+                .to_string(),
+        )
+    } else {
+        verdict(
+            input_tokens,
+            minimum,
+            stable_tokens,
+            servable_blocks,
+            volatile.first(),
+        )
+    };
     let saving_per_repeat = model.map_or(Usd::ZERO, |m| {
         let price = m.token_price;
         let cached = if would_hit { servable_blocks } else { 0 };

@@ -755,3 +755,47 @@ async fn a_hold_of_a_killed_replica_frees_its_room_when_its_lease_ends() {
         );
     }
 }
+
+#[test]
+fn policy_explain_says_anthropic_caches_nothing_without_breakpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    let system = "Review the diff and name the file and line of each problem. ".repeat(100);
+    std::fs::write(
+        &request,
+        json!({"messages": [{"role": "system", "content": system}, {"role": "user", "content": "Review it."}]})
+            .to_string(),
+    )
+    .unwrap();
+    let explain = |breakpoints: bool| -> Value {
+        let policy = dir.path().join(format!("claude-{breakpoints}.yaml"));
+        std::fs::write(
+            &policy,
+            format!(
+                "providers: {{ claude: {{ base_url: 'https://api.anthropic.com/v1', kind: anthropic }} }}\n\
+                 models: {{ sonnet: {{ provider: claude, price: {{ input_per_mtok: 3, output_per_mtok: 15, \
+                 cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75 }} }} }}\n\
+                 default_model: sonnet\n\
+                 prompt_cache: {{ breakpoints: {breakpoints} }}\n"
+            ),
+        )
+        .unwrap();
+        let output = Command::new(frugal_binary())
+            .args(["policy", "explain", policy.to_str().unwrap(), "--json"])
+            .args(["--request", request.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let with = explain(true);
+    assert_eq!(with["prompt_cache"]["would_hit"], true, "{with}");
+    let without = explain(false);
+    assert_eq!(without["prompt_cache"]["would_hit"], false, "{without}");
+    let why = without["prompt_cache"]["why"].as_str().unwrap();
+    assert!(why.contains("breakpoints"), "{why}");
+}

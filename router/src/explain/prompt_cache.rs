@@ -62,7 +62,7 @@ pub(super) fn section(
         let cached = if would_hit { servable_blocks } else { 0 };
         price.cost(cached, 0) - price.cost_with_prompt_cache(cached, cached, 0, 0)
     });
-    let unsorted_tools = !settings.stable_tool_order && !tools_in_name_order(body);
+    let unsorted_tools = !settings.stable_tool_order && !prompt_prefix::tools_in_name_order(body);
     let against_previous = previous.map(|previous| {
         let watch = PrefixWatch::default();
         watch.observe("explain", StablePrefix::of(previous));
@@ -146,16 +146,6 @@ fn verdict(
              at the cached price"
         ),
     )
-}
-
-/// Whether the tools are already sorted by name.
-fn tools_in_name_order(body: &Map<String, Value>) -> bool {
-    let mut sorted = body.clone();
-    let always = crate::policy::PromptCachePolicy {
-        stable_tool_order: true,
-        ..Default::default()
-    };
-    !prompt_prefix::shape(&always, &mut sorted)
 }
 
 /// The section as text.

@@ -7,6 +7,7 @@
 //! messages) for those two changes ([`PrefixWatch`]), so they show up as a metric, a log line
 //! and a response header instead of as a quietly higher bill.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -38,38 +39,40 @@ const VOLATILE_MAX_SHARE: f64 = 0.05;
 /// Sorts `tools` by function name (a stable sort: tools without a name keep their order, last)
 /// when the policy asks for a stable tool order. Returns whether the order changed.
 pub fn shape(policy: &PromptCachePolicy, body: &mut Map<String, Value>) -> bool {
-    if !policy.stable_tool_order {
+    if !policy.stable_tool_order || tools_in_name_order(body) {
         return false;
     }
-    let Some(Value::Array(tools)) = body.get_mut("tools") else {
-        return false;
+    match body.get_mut("tools") {
+        Some(Value::Array(tools)) => {
+            tools.sort_by(by_name);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether a body's tools (if any) are already in the order [`shape`] sorts them into.
+pub fn tools_in_name_order(body: &Map<String, Value>) -> bool {
+    match body.get("tools") {
+        Some(Value::Array(tools)) => tools.is_sorted_by(|a, b| by_name(a, b) != Ordering::Greater),
+        _ => true,
+    }
+}
+
+/// Tools by function name, named ones first.
+fn by_name(a: &Value, b: &Value) -> Ordering {
+    let key = |tool| {
+        let name = tool_name(tool);
+        (name.is_none(), name)
     };
-    let names: Vec<Option<String>> = tools.iter().map(tool_name).collect();
-    let mut sorted = names.clone();
-    sorted.sort_by(|a, b| match (a, b) {
-        (Some(a), Some(b)) => a.cmp(b),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
-    if sorted == names {
-        return false;
-    }
-    tools.sort_by(|a, b| match (tool_name(a), tool_name(b)) {
-        (Some(a), Some(b)) => a.cmp(&b),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
-    true
+    key(a).cmp(&key(b))
 }
 
 /// A tool's function name (`{"type":"function","function":{"name":…}}`).
-fn tool_name(tool: &Value) -> Option<String> {
+fn tool_name(tool: &Value) -> Option<&str> {
     tool.pointer("/function/name")
         .or_else(|| tool.get("name"))
         .and_then(Value::as_str)
-        .map(str::to_string)
 }
 
 /// The part of a request the provider's cache can serve across calls: its tools and its

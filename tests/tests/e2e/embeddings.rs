@@ -457,3 +457,52 @@ async fn the_decision_log_records_an_embeddings_request() {
     assert_eq!(last["attempts"].as_array().unwrap().len(), 1);
     assert_ne!(last["saved_usd"]["cache"], "0");
 }
+
+#[tokio::test]
+async fn thirty_two_concurrent_embedding_requests_do_not_overspend_a_budget() {
+    // What one request of one input costs, measured on an uncapped sidecar.
+    let (_mock, sidecar) = start("").await;
+    let probe = sidecar
+        .client
+        .post(sidecar.url("/v1/embeddings"))
+        .json(&json!({"model": "emb", "input": "chunk number 100"}))
+        .send()
+        .await
+        .unwrap();
+    let one: f64 = header(&probe, "x-frugal-cost-usd").parse().unwrap();
+    assert!(one > 0.0);
+
+    let mock = MockUpstream::start_with_latency(std::time::Duration::from_millis(50)).await;
+    let cap = one * 5.5; // room for 5 requests
+    let policy = embedding_policy(
+        &mock.base_url(),
+        &format!("tenants: {{ burst: {{ budget: {{ window: day, hard_cap_usd: {cap} }} }} }}\n"),
+    );
+    let sidecar = Sidecar::start(&policy).await;
+    let requests = (0..32).map(|i| {
+        let (client, url) = (sidecar.client.clone(), sidecar.url("/v1/embeddings"));
+        tokio::spawn(async move {
+            let body = json!({"model": "emb", "input": format!("chunk number {}", 200 + i)});
+            let response = client
+                .post(url)
+                .header("x-frugal-tenant", "burst")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 27);
+    let report = sidecar.savings("").await;
+    let spent = report["tenants"]["burst"]["actual_usd"].as_f64().unwrap();
+    assert!(spent <= cap, "spent {spent} over cap {cap}");
+    assert_eq!(mock.total_calls(), 5);
+}

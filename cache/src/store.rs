@@ -4,13 +4,16 @@
 //! answer that is gone. The store keeps no metrics: it reports evictions and its size through
 //! [`StoreEvents`], for the caller to count.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::notification::RemovalCause;
 
+use crate::prefilter::{Prefilter, Screened};
 use crate::scope::{CacheKey, ScopeKey};
 use crate::semantic::{SemanticIndex, SemanticLookup, SemanticQuery};
+use crate::static_embed::StaticEmbedder;
 use crate::verify::Guard;
 
 /// What the store needs to know of an answer: the bytes it takes, which the byte bound counts.
@@ -56,8 +59,10 @@ pub struct SemanticSlot {
     pub scope: ScopeKey,
     /// The question's words.
     pub question: String,
-    /// Its embedding.
-    pub vector: Vec<f32>,
+    /// Its embedding; `None` while it waits to be embedded after the answer is sent (the
+    /// prefilter kept the model off the request path), when
+    /// [`ResponseCache::index_embedding`] adds it.
+    pub vector: Option<Vec<f32>>,
 }
 
 /// What the semantic tier found for a question.
@@ -94,7 +99,21 @@ pub enum Similar<A> {
 pub struct ResponseCache<A> {
     store: moka::sync::Cache<CacheKey, Arc<A>>,
     semantic: Arc<SemanticIndex>,
+    prefilter: Option<Prefilter>,
+    /// Questions stored without their embedding whose embedding is still being computed.
+    unembedded: Arc<AtomicUsize>,
     events: Arc<dyn StoreEvents>,
+}
+
+/// Counts one question whose embedding is being computed after its answer was stored, until
+/// dropped (see [`ResponseCache::embedding_pending`]).
+#[derive(Debug)]
+pub struct PendingEmbedding(Arc<AtomicUsize>);
+
+impl Drop for PendingEmbedding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<A> std::fmt::Debug for ResponseCache<A> {
@@ -108,8 +127,20 @@ impl<A> std::fmt::Debug for ResponseCache<A> {
 impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
     /// An empty cache within `limits`, telling `events` of evictions and of its size.
     pub fn new(limits: StoreLimits, events: Arc<dyn StoreEvents>) -> Self {
+        Self::with_prefilter(limits, events, None)
+    }
+
+    /// Like [`ResponseCache::new`], with the semantic tier's prefilter over `prefilter`'s static
+    /// vectors when given (see [`ResponseCache::screen`]).
+    pub fn with_prefilter(
+        limits: StoreLimits,
+        events: Arc<dyn StoreEvents>,
+        prefilter: Option<Arc<StaticEmbedder>>,
+    ) -> Self {
         let semantic = Arc::new(SemanticIndex::new());
+        let prefilter = prefilter.map(Prefilter::new);
         let tombstones = semantic.clone();
+        let prefilter_tombstones = prefilter.as_ref().map(|p| p.index().clone());
         let on_evict = events.clone();
         let store = moka::sync::Cache::builder()
             .max_capacity(limits.max_bytes)
@@ -119,12 +150,17 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
                 if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
                     on_evict.evicted();
                     tombstones.evicted(*key);
+                    if let Some(index) = &prefilter_tombstones {
+                        index.evicted(*key);
+                    }
                 }
             })
             .build();
         Self {
             store,
             semantic,
+            prefilter,
+            unembedded: Arc::default(),
             events,
         }
     }
@@ -141,8 +177,7 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
         self.events
             .resized(self.store.entry_count(), self.store.weighted_size());
         if let Some(entry) = slot.semantic {
-            self.semantic
-                .insert(entry.scope, slot.key, &entry.question, &entry.vector);
+            self.index(slot.key, entry);
         }
     }
 
@@ -158,13 +193,62 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
     /// Indexes a question whose answer lives elsewhere under `key` (another replica stored
     /// it); a hit on it is [`Similar::Absent`] until the answer is fetched.
     pub fn index_elsewhere(&self, key: CacheKey, entry: SemanticSlot) {
+        self.index(key, entry);
+    }
+
+    /// Adds the embedding of a question stored without one ([`SemanticSlot::vector`] `None`). As
+    /// with [`ResponseCache::store`], an answer gone meanwhile makes a later hit on it
+    /// [`Similar::Absent`].
+    pub fn index_embedding(&self, key: CacheKey, entry: &SemanticSlot, vector: &[f32]) {
         self.semantic
-            .insert(entry.scope, key, &entry.question, &entry.vector);
+            .insert(entry.scope, key, &entry.question, vector);
     }
 
     /// Drops a key's question from the semantic index (its answer is gone everywhere).
     pub fn forget(&self, key: &CacheKey) {
         self.semantic.forget(key);
+        if let Some(prefilter) = &self.prefilter {
+            prefilter.forget(key);
+        }
+    }
+
+    /// Marks a question stored without its embedding as being embedded, until the returned
+    /// guard is dropped.
+    pub fn embedding_pending(&self) -> PendingEmbedding {
+        self.unembedded.fetch_add(1, Ordering::AcqRel);
+        PendingEmbedding(self.unembedded.clone())
+    }
+
+    /// Questions stored without their embedding whose embedding is still being computed (an
+    /// offline replay waits for none before its next request, so its figures do not depend on
+    /// timing).
+    pub fn embeddings_pending(&self) -> usize {
+        self.unembedded.load(Ordering::Acquire)
+    }
+
+    /// Whether the prefilter is on (the cache was built with static vectors).
+    pub fn has_prefilter(&self) -> bool {
+        self.prefilter.is_some()
+    }
+
+    /// What the prefilter says of `question` in `scope` at `threshold` (a static-vector
+    /// cosine); `None` without a prefilter. A question that is not [`Screened::is_near`] has no
+    /// stored question the semantic tier could serve, so its embedding can wait.
+    pub fn screen(&self, scope: &ScopeKey, question: &str, threshold: f32) -> Option<Screened> {
+        let prefilter = self.prefilter.as_ref()?;
+        Some(prefilter.screen(scope, question, threshold))
+    }
+
+    /// Indexes a question under `key`: its static vector for the prefilter, and its embedding
+    /// when it has one.
+    fn index(&self, key: CacheKey, entry: SemanticSlot) {
+        if let Some(prefilter) = &self.prefilter {
+            prefilter.insert(entry.scope, key, &entry.question);
+        }
+        if let Some(vector) = &entry.vector {
+            self.semantic
+                .insert(entry.scope, key, &entry.question, vector);
+        }
     }
 
     /// The answer to the best verified earlier question like the query's, within its scope.
@@ -227,7 +311,7 @@ mod tests {
             semantic: Some(SemanticSlot {
                 scope: [1; 32],
                 question: question.into(),
-                vector: vector.to_vec(),
+                vector: Some(vector.to_vec()),
             }),
         }
     }
@@ -305,7 +389,7 @@ mod tests {
         let entry = SemanticSlot {
             scope: [1; 32],
             question: question.into(),
-            vector: vec![1.0, 0.0],
+            vector: Some(vec![1.0, 0.0]),
         };
         cache.index_elsewhere([7; 32], entry);
         let verifier = Verifier::default();

@@ -51,7 +51,7 @@ pub enum Metric {
     /// Counter `{tenant, action}`: loops detected in agent runs (`block` or `flag`).
     LoopsDetectedTotal,
     /// Counter `{tier, result}`: cache lookups (`exact`, `semantic`; `hit`, `miss`,
-    /// `shadow_hit`, `bypass`, `rejected`, `skipped`, `too_long`).
+    /// `shadow_hit`, `bypass`, `rejected`, `skipped`, `too_long`, `prefiltered`).
     CacheLookupsTotal,
     /// Gauge: answers in the cache.
     CacheEntries,
@@ -59,6 +59,9 @@ pub enum Metric {
     CacheBytes,
     /// Counter: answers evicted for size or expired.
     CacheEvictionsTotal,
+    /// Counter `{result}`: questions the prefilter let through unembedded, embedded after the
+    /// answer was sent (`indexed`, or `dropped` when the worker had no time for them).
+    CacheDeferredEmbeddingsTotal,
     /// Counter `{tier}`: routed requests by the rung they started on.
     RouteStartTotal,
     /// Counter `{from, to, reason}`: escalations to a stronger rung.
@@ -119,7 +122,7 @@ pub enum Metric {
 
 impl Metric {
     /// All metrics, for documentation and tests.
-    pub const ALL: [Metric; 47] = [
+    pub const ALL: [Metric; 48] = [
         Self::RequestsTotal,
         Self::RequestDurationSeconds,
         Self::RequestsInFlight,
@@ -142,6 +145,7 @@ impl Metric {
         Self::CacheEntries,
         Self::CacheBytes,
         Self::CacheEvictionsTotal,
+        Self::CacheDeferredEmbeddingsTotal,
         Self::RouteStartTotal,
         Self::EscalationsTotal,
         Self::RetriesTotal,
@@ -194,6 +198,7 @@ impl Metric {
             Self::CacheEntries => "frugal_cache_entries",
             Self::CacheBytes => "frugal_cache_bytes",
             Self::CacheEvictionsTotal => "frugal_cache_evictions_total",
+            Self::CacheDeferredEmbeddingsTotal => "frugal_cache_deferred_embeddings_total",
             Self::RouteStartTotal => "frugal_route_start_total",
             Self::EscalationsTotal => "frugal_escalations_total",
             Self::RetriesTotal => "frugal_retries_total",
@@ -268,11 +273,14 @@ impl Metric {
                 "Loops detected in agent runs, by tenant and action (block, flag)."
             }
             Self::CacheLookupsTotal => {
-                "Cache lookups by tier and result (hit, miss, shadow_hit, bypass, rejected, skipped, too_long)."
+                "Cache lookups by tier and result (hit, miss, shadow_hit, bypass, rejected, skipped, too_long, prefiltered)."
             }
             Self::CacheEntries => "Answers in the response cache.",
             Self::CacheBytes => "Bytes of answers in the response cache.",
             Self::CacheEvictionsTotal => "Cached answers evicted for size or expired.",
+            Self::CacheDeferredEmbeddingsTotal => {
+                "Questions the semantic prefilter let through unembedded, embedded after the answer, by result (indexed, dropped)."
+            }
             Self::RouteStartTotal => {
                 "Routed requests by the rung they started on (cheap, mid, strong)."
             }
@@ -574,6 +582,12 @@ pub fn record_guard_rejection(guard: frugal_cache::Guard) {
 pub fn record_cache_size(entries: u64, bytes: u64) {
     metrics::gauge!(Metric::CacheEntries.name()).set(entries as f64);
     metrics::gauge!(Metric::CacheBytes.name()).set(bytes as f64);
+}
+
+/// Counts a question embedded after its answer was sent: indexed, or dropped (no time).
+pub fn record_deferred_embedding(indexed: bool) {
+    let result = if indexed { "indexed" } else { "dropped" };
+    metrics::counter!(Metric::CacheDeferredEmbeddingsTotal.name(), "result" => result).increment(1);
 }
 
 /// Counts an eviction.

@@ -134,7 +134,12 @@ impl RunningServer {
             let persister = budgets.clone().persist(path.clone(), BUDGET_SAVE_INTERVAL);
             background.push(tokio::spawn(persister));
         }
-        let cache = Arc::new(cache::response_cache(&live.load().policy.cache));
+        let cache = Arc::new(cache::response_cache(&live.load().policy).map_err(|e| {
+            anyhow::anyhow!(
+                "the semantic cache's prefilter needs its static vectors \
+                     (cache.semantic_prefilter: 0 turns it off): {e}"
+            )
+        })?);
         let shared = match &live.load().policy.shared {
             Some(settings) => Some(
                 SharedTier::connect(settings, live.load().policy.cache.ttl)

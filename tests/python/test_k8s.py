@@ -538,6 +538,7 @@ EXPORTED_TODAY = {
     "frugal_cache_entries",
     "frugal_cache_bytes",
     "frugal_cache_evictions_total",
+    "frugal_cache_deferred_embeddings_total",
     "frugal_route_start_total",
     "frugal_escalations_total",
     "frugal_retries_total",
@@ -613,11 +614,20 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
         assert r.headers.get("x-frugal-cache") == "bypass"
     # The semantic tier, while the cache has room (SCRAPE_CACHE's low threshold lets this pair reach verification): the
     # second question differs in a number, so the numbers guard rejects the candidate.
+    # The first has nothing near it (the prefilter): it is embedded after its answer, and the
+    # second waits for that (a deferred embedding, indexed).
+    def deferred_indexed() -> float:
+        found = re.search(r'^frugal_cache_deferred_embeddings_total\{result="indexed"\} (\S+)$', get(admin + "/metrics")[1], re.M)
+        return float(found[1]) if found else 0.0
+
     for n in (5, 10):
+        indexed = deferred_indexed()
         museums = chat_request(k8s_sidecar, 500, prompt=f"What are the top {n} museums in Paris?")
         with urllib.request.urlopen(museums, timeout=30) as r:
             assert r.status == 200
             assert r.headers.get("x-frugal-cache-guard") == (None if n == 5 else "numbers")
+        if n == 5:
+            wait_for(lambda: deferred_indexed() > indexed)
     # Two more answers, to requests differing only in max_tokens (high enough for a complete,
     # storable answer): the second overflows SCRAPE_CACHE's max_bytes, an eviction.
     for max_tokens in (1000, 1001):
@@ -729,6 +739,7 @@ def test_dashboard_queries_only_metrics_and_labels_a_sidecar_exports(k8s_sidecar
     assert exported["frugal_cache_lookups_total"]["tier"] == {"exact", "semantic"}
     assert exported["frugal_cache_lookups_total"]["result"] >= {"hit", "miss", "bypass", "rejected"}
     assert exported["frugal_cache_guard_rejections_total"] == {"guard": {"numbers"}}
+    assert exported["frugal_cache_deferred_embeddings_total"] == {"result": {"indexed"}}
     assert exported["frugal_trim_tokens_total"] == {"kind": {"before", "after"}, "mode": {"on"}}
     assert exported["frugal_embedding_inputs_total"] == {"tenant": {"default"}, "outcome": {"hit", "miss"}}
     # Registered at 0 from the start (the scrape's cache is on, not in shadow mode).

@@ -347,6 +347,51 @@ impl Sidecar {
         response.text().await.expect("metrics text")
     }
 
+    /// Waits (up to 5 s) until `n` questions stored without their embedding (the semantic
+    /// prefilter found nothing near them) have been embedded and indexed, so a rephrasing sent
+    /// next can find them; panics with the metrics when they are not.
+    pub async fn embedded_after(&self, n: u64) {
+        let needle = format!("frugal_cache_deferred_embeddings_total{{result=\"indexed\"}} {n}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let metrics = self.metrics().await;
+            if metrics.contains(&needle) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle} within 5 s:\n{metrics}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 5 s, then returns anyway) until every question the semantic prefilter let
+    /// through unembedded has been embedded after its answer (indexed or dropped), so the next
+    /// request sees the index a pause would leave.
+    pub async fn embeddings_settled(&self) {
+        let count = |metrics: &str, prefix: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let metrics = self.metrics().await;
+            let deferred = count(
+                &metrics,
+                "frugal_cache_lookups_total{tier=\"semantic\",result=\"prefiltered\"}",
+            );
+            let done = count(&metrics, "frugal_cache_deferred_embeddings_total{");
+            if done >= deferred {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The savings report of `GET /v1/frugal/savings{query}` (e.g. `""` or `"?window=15m"`).
     pub async fn savings(&self, query: &str) -> Value {
         let url = self.admin_url(&format!("/v1/frugal/savings{query}"));

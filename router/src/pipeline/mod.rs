@@ -81,7 +81,8 @@ pub async fn handle(
     let exact_hit = lookup::exact_hit_ready(&live.policy, ctx, exact_key.as_ref()).await;
     let routed = live.policy.route.applies_to(&requested.alias) && !exact_hit;
     let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
-    let question = embed::embed_question(live, &outbound, routed, semantic).await;
+    let readers = embed::Readers { routed, semantic };
+    let question = embed::embed_question(live, ctx, &requested.alias, &outbound, readers).await;
     ctx.lap(|l| &mut l.embed);
     ctx.note(|d| d.exact_key = exact_key.as_ref().map(|k| short_hex(k)));
     let plan = plan_route(
@@ -152,6 +153,7 @@ pub async fn handle(
             cache_slot: cached.slot,
             shadow: cached.shadow,
             embedder: live.embedder.clone(),
+            embed_deadline: live.policy.embeddings.deadline,
         },
         meta,
     };

@@ -378,6 +378,13 @@ pub struct RawCache {
     /// embed them: the embedding's time grows with the question's length.
     #[serde(default)]
     pub semantic_max_tokens: Option<usize>,
+    /// The semantic tier's prefilter (default 0.5; 0 turns it off): a question whose static
+    /// word-embedding cosine to every stored question of its scope is below this has no
+    /// neighbour worth MiniLM's time, so a request for an unrouted model goes upstream without
+    /// waiting for its embedding, which is computed after the answer is sent. It only rules
+    /// candidates out; `similarity_threshold` and the guards decide hits. Loaded at start-up.
+    #[serde(default)]
+    pub semantic_prefilter: Option<f32>,
     /// Verification guards a semantic candidate must pass: `all` (default) or a list of
     /// numbers, negation, antonym, quoted, identifiers, urls_paths, entities, order.
     #[serde(default)]

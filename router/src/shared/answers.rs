@@ -48,7 +48,7 @@ impl SharedTier {
     }
 
     /// Publishes an answer this replica stored: under its key for `cache.ttl`, and its question
-    /// (when it has one) into the stream. In the background: the client does not wait.
+    /// (when it has been embedded) into the stream. In the background: the client does not wait.
     pub fn publish(
         self: &Arc<Self>,
         key: CacheKey,
@@ -68,20 +68,34 @@ impl SharedTier {
                 tier.failed("put", &e);
                 return;
             }
-            let Some(slot) = semantic else { return };
-            let entry = SemanticEntry {
-                key,
-                scope: slot.scope,
-                created_ms: unix_millis(),
-                origin: tier.origin,
-                question: slot.question,
-                vector: slot.vector,
-            };
-            let max_len = tier.policy.warm_entries.max(STREAM_MIN_LEN);
-            if let Err(e) = tier.client.append_entry(&entry, max_len).await {
-                tier.failed("append", &e);
+            if let Some(slot) = semantic {
+                tier.append_question(key, slot).await;
             }
         });
+    }
+
+    /// Publishes the question of an answer already published, once it has been embedded (after
+    /// the answer was sent: the prefilter kept the model off the request path).
+    pub fn publish_question(self: &Arc<Self>, key: CacheKey, semantic: SemanticSlot) {
+        let tier = self.clone();
+        tokio::spawn(async move { tier.append_question(key, semantic).await });
+    }
+
+    /// Appends a question with its embedding to the stream; one without is not shared.
+    async fn append_question(&self, key: CacheKey, slot: SemanticSlot) {
+        let Some(vector) = slot.vector else { return };
+        let entry = SemanticEntry {
+            key,
+            scope: slot.scope,
+            created_ms: unix_millis(),
+            origin: self.origin,
+            question: slot.question,
+            vector,
+        };
+        let max_len = self.policy.warm_entries.max(STREAM_MIN_LEN);
+        if let Err(e) = self.client.append_entry(&entry, max_len).await {
+            self.failed("append", &e);
+        }
     }
 }
 

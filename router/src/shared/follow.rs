@@ -114,7 +114,7 @@ fn index(tier: &SharedTier, cache: &ResponseCache, batch: StreamBatch) -> String
             SemanticSlot {
                 scope,
                 question,
-                vector,
+                vector: Some(vector),
             },
         );
     }

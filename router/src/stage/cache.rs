@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use frugal_cache::{StoreEvents, StoreLimits, Weighted};
+use frugal_cache::{
+    ModelPaths, StaticEmbedder, StaticModelError, StoreEvents, StoreLimits, Weighted,
+};
 use serde_json::{json, Map, Value};
 
 use crate::metrics;
-use crate::policy::CachePolicy;
+use crate::policy::{CacheMode, CachePolicy, Policy};
 use crate::stage::account::Tokens;
 
 /// What the client asked of the cache (`x-frugal-cache` request header).
@@ -114,13 +116,30 @@ fn next_id() -> String {
 pub type ResponseCache = frugal_cache::ResponseCache<CachedAnswer>;
 
 /// A store sized and timed by the policy (changes to these two apply on restart), whose
-/// evictions and size show in the metrics.
-pub fn response_cache(policy: &CachePolicy) -> ResponseCache {
+/// evictions and size show in the metrics, with the semantic tier's prefilter when the policy's
+/// cache uses it at start-up (`cache.semantic_prefilter`; its static vectors are loaded here).
+pub fn response_cache(policy: &Policy) -> Result<ResponseCache, StaticModelError> {
+    let settings = &policy.cache;
     let limits = StoreLimits {
-        max_bytes: policy.max_bytes,
-        ttl: policy.ttl,
+        max_bytes: settings.max_bytes,
+        ttl: settings.ttl,
     };
-    ResponseCache::new(limits, Arc::new(CacheMetrics))
+    let prefiltered = settings.mode != CacheMode::Off
+        && settings
+            .semantic
+            .as_ref()
+            .is_some_and(|s| s.prefilter.is_some());
+    let prefilter = if prefiltered {
+        let paths = ModelPaths::from_env_or(&policy.embeddings.config.model_dir);
+        Some(Arc::new(StaticEmbedder::load(&paths.static_dir)?))
+    } else {
+        None
+    };
+    Ok(ResponseCache::with_prefilter(
+        limits,
+        Arc::new(CacheMetrics),
+        prefilter,
+    ))
 }
 
 /// Turns the store's events into metrics.

@@ -3,8 +3,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::context::RequestContext;
 use crate::policy::LiveState;
-use crate::stage::{lookup::QuestionVector, semantic};
+use crate::stage::lookup::{self, QuestionVector};
+use crate::stage::semantic;
 
 /// The embedding of a request's question, or why there is none.
 pub struct QuestionEmbedding {
@@ -12,6 +14,9 @@ pub struct QuestionEmbedding {
     pub vector: Option<Vec<f32>>,
     /// The question is longer than `cache.semantic_max_tokens` (no semantic lookup for it).
     pub too_long: bool,
+    /// The prefilter found nothing near it, so it was not embedded (see
+    /// [`QuestionVector::Deferred`]).
+    pub deferred: bool,
 }
 
 impl QuestionEmbedding {
@@ -20,6 +25,7 @@ impl QuestionEmbedding {
         Self {
             vector: None,
             too_long: false,
+            deferred: false,
         }
     }
 
@@ -27,20 +33,33 @@ impl QuestionEmbedding {
     pub fn for_lookup(&self) -> QuestionVector<'_> {
         match self.vector.as_deref() {
             _ if self.too_long => QuestionVector::TooLong,
+            _ if self.deferred => QuestionVector::Deferred,
             Some(vector) => QuestionVector::Ready(vector),
             None => QuestionVector::Missing,
         }
     }
 }
 
-/// Embeds the question of `outbound` when the classifier (`routed`) or the semantic tier
-/// (`semantic`) will read it, within the policy's embedding deadline.
+/// What the embedding is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Readers {
+    /// The classifier reads it (the model is routed).
+    pub routed: bool,
+    /// The semantic tier looks it up.
+    pub semantic: bool,
+}
+
+/// Embeds the question of `outbound` when the classifier or the semantic tier will read it,
+/// within the policy's embedding deadline. When only the semantic tier would, and its
+/// prefilter finds no stored question near, the embedding waits until after the answer.
 pub async fn embed_question(
     live: &LiveState,
+    ctx: &RequestContext,
+    model: &str,
     outbound: &Map<String, Value>,
-    routed: bool,
-    semantic: bool,
+    readers: Readers,
 ) -> QuestionEmbedding {
+    let Readers { routed, semantic } = readers;
     let Some(worker) = live.embedder.as_ref().filter(|_| routed || semantic) else {
         return QuestionEmbedding::none();
     };
@@ -55,12 +74,20 @@ pub async fn embed_question(
         .as_ref()
         .map_or(usize::MAX, |s| s.max_tokens);
     let too_long = semantic && !worker.fits_within(&question, max_tokens);
-    let vector = if routed || !too_long {
+    let deferred = semantic
+        && !routed
+        && !too_long
+        && lookup::prefilter_rules_out(&live.policy, ctx, model, outbound);
+    let vector = if routed || !(too_long || deferred) {
         worker
             .embed(&question, live.policy.embeddings.deadline)
             .await
     } else {
         None
     };
-    QuestionEmbedding { vector, too_long }
+    QuestionEmbedding {
+        vector,
+        too_long,
+        deferred,
+    }
 }

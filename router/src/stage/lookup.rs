@@ -113,6 +113,32 @@ pub async fn exact_hit_ready(
     ctx.cache.get(key).is_some() || fetch_shared(ctx, *key, CacheTier::Exact).await.is_some()
 }
 
+/// Whether the semantic tier's prefilter rules out every stored question of the request's
+/// scope, so the question's embedding can wait until after the answer (see
+/// `cache.semantic_prefilter`). False without a prefilter, or when the request has no semantic
+/// scope (its lookup is skipped anyway).
+pub fn prefilter_rules_out(
+    policy: &Policy,
+    ctx: &RequestContext,
+    model: &str,
+    body: &Map<String, Value>,
+) -> bool {
+    let Some(threshold) = policy.cache.semantic.as_ref().and_then(|s| s.prefilter) else {
+        return false;
+    };
+    if !ctx.cache.has_prefilter() {
+        return false;
+    }
+    let markers = &policy.trim.markers;
+    let Some((scope, question)) = semantic::scope(&cache_scope(policy, ctx, model), body, markers)
+    else {
+        return false;
+    };
+    ctx.cache
+        .screen(&scope, &question, threshold)
+        .is_some_and(|screened| !screened.is_near())
+}
+
 /// Whether an exact hit would be served before anything else is done (mode on, no refresh):
 /// then [`exact_hit_ready`] has already asked the shared tier for the exact key.
 fn serves_at_once(policy: &Policy, ctx: &RequestContext) -> bool {
@@ -126,6 +152,9 @@ pub enum QuestionVector<'a> {
     Ready(&'a [f32]),
     /// No embedding (none in time, or no model): the semantic tier is skipped.
     Missing,
+    /// The prefilter found no stored question near enough to be served: the semantic tier is a
+    /// miss without the embedding, which is computed after the answer is sent, for storing.
+    Deferred,
     /// The question is longer than `cache.semantic_max_tokens` (at most what the model reads,
     /// past which its vector would stand for its beginning only): it is neither looked up nor
     /// stored in the semantic tier, and, unrouted, not embedded at all.
@@ -160,7 +189,12 @@ pub async fn look_up(
             (Some((scope, question)), QuestionVector::Ready(vector)) => Some(SemanticSlot {
                 scope: *scope,
                 question: question.clone(),
-                vector: vector.to_vec(),
+                vector: Some(vector.to_vec()),
+            }),
+            (Some((scope, question)), QuestionVector::Deferred) => Some(SemanticSlot {
+                scope: *scope,
+                question: question.clone(),
+                vector: None,
             }),
             _ => None,
         },
@@ -200,6 +234,10 @@ pub async fn look_up(
         }
         QuestionVector::TooLong => {
             metrics::record_cache_lookup(CacheTier::Semantic, TierResult::TooLong);
+            return outcome;
+        }
+        QuestionVector::Deferred => {
+            metrics::record_cache_lookup(CacheTier::Semantic, TierResult::Prefiltered);
             return outcome;
         }
     };

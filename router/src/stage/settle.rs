@@ -5,8 +5,9 @@
 //! (by one rule, [`cache::storable`]) whether the answer is stored and compared in shadow mode.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use frugal_cache::CacheSlot;
+use frugal_cache::{CacheKey, CacheSlot, SemanticSlot};
 
 use crate::context::RequestContext;
 use crate::decisions::PendingRecord;
@@ -51,8 +52,11 @@ pub struct Settlement {
     pub cache_slot: Option<CacheSlot>,
     /// In cache shadow mode, the answer the cache would have served.
     pub shadow: Option<ShadowCandidate>,
-    /// The embedding worker a shadow comparison uses.
+    /// The embedding worker a shadow comparison uses, and that embeds a stored question the
+    /// prefilter let through unembedded.
     pub embedder: Option<Arc<EmbedWorker>>,
+    /// How long that embedding may wait for the worker.
+    pub embed_deadline: Duration,
 }
 
 impl Settlement {
@@ -85,7 +89,7 @@ impl Settlement {
         match (self.shadow.filter(|_| storable), record) {
             // The record waits for the comparison, so it carries the verdict.
             (Some(candidate), record) => shadow::compare(
-                self.embedder,
+                self.embedder.clone(),
                 candidate,
                 &answer.completion,
                 account.actual,
@@ -96,10 +100,15 @@ impl Settlement {
         }
         if storable {
             if let Some(slot) = self.cache_slot {
+                let unembedded = slot.semantic.clone().filter(|s| s.vector.is_none());
                 if let Some(shared) = ctx.shared.as_ref().filter(|s| s.shares_cache()) {
                     shared.publish(slot.key, slot.semantic.clone(), &answer);
                 }
+                let key = slot.key;
                 ctx.cache.store(slot, answer);
+                if let Some((entry, worker)) = unembedded.zip(self.embedder) {
+                    embed_after(ctx, worker, self.embed_deadline, key, entry);
+                }
             }
         }
         (account, warnings)
@@ -125,6 +134,35 @@ impl Settlement {
             ..RequestFacts::default()
         }
     }
+}
+
+/// Embeds a stored question in the background (the client already has its answer) and adds
+/// the vector to the semantic index and, with a shared tier, to the stream other replicas read.
+/// A worker too busy to embed it within `deadline` leaves it to the exact tier.
+fn embed_after(
+    ctx: &RequestContext,
+    worker: Arc<EmbedWorker>,
+    deadline: Duration,
+    key: CacheKey,
+    mut entry: SemanticSlot,
+) {
+    let cache = ctx.cache.clone();
+    let shared = ctx.shared.clone().filter(|s| s.shares_cache());
+    let pending = cache.embedding_pending();
+    tokio::spawn(async move {
+        let Some(vector) = worker.embed(&entry.question, deadline).await else {
+            metrics::record_deferred_embedding(false);
+            tracing::debug!("a stored question was not embedded in time; exact tier only");
+            return;
+        };
+        cache.index_embedding(key, &entry, &vector);
+        drop(pending);
+        metrics::record_deferred_embedding(true);
+        if let Some(shared) = shared {
+            entry.vector = Some(vector);
+            shared.publish_question(key, entry);
+        }
+    });
 }
 
 /// Settles a request (its upstream attempts, or a cache hit with the stored answer's tokens),

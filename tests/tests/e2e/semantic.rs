@@ -19,8 +19,12 @@ fn ask_body(question: &str, system: &str, stream: bool) -> Value {
         { "role": "user", "content": question }] })
 }
 
+/// Asks, then waits for the question to be embedded when the prefilter let it through
+/// unembedded (a rephrasing sent at once could otherwise beat its indexing).
 async fn ask(sidecar: &Sidecar, body: &Value, tenant: &str) -> reqwest::Response {
-    sidecar.chat_as(tenant, body).await
+    let response = sidecar.chat_as(tenant, body).await;
+    sidecar.embeddings_settled().await;
+    response
 }
 
 const FIRST: &str = "How do I reverse a list in Python?";
@@ -59,6 +63,51 @@ async fn a_rephrased_question_is_a_semantic_hit() {
     assert_eq!(mock.total_calls(), 1);
     let metrics = sidecar.metrics().await;
     assert!(metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"hit\"} 2"));
+}
+
+#[tokio::test]
+async fn a_question_with_nothing_near_goes_upstream_unembedded_and_is_indexed_after() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&semantic_policy(&mock.base_url(), "")).await;
+    let first = sidecar
+        .chat_as("a", &ask_body(FIRST, "Be brief.", false))
+        .await;
+    assert_eq!(header(&first, "x-frugal-cache"), "miss");
+    sidecar.embedded_after(1).await;
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"prefiltered\"} 1"),
+        "an empty scope has nothing near: {metrics}"
+    );
+    // A question about something else is ruled out by the prefilter too.
+    let other = "What is the capital of Australia?";
+    let response = ask(&sidecar, &ask_body(other, "Be brief.", false), "a").await;
+    assert_eq!(header(&response, "x-frugal-cache"), "miss");
+    // A rephrasing is near: embedded before the call, and served from the cache.
+    let second = ask(&sidecar, &ask_body(REPHRASED, "Be brief.", false), "a").await;
+    assert_eq!(header(&second, "x-frugal-cache"), "semantic");
+    assert_eq!(mock.total_calls(), 2);
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"prefiltered\"} 2")
+    );
+    assert!(metrics.contains("frugal_cache_deferred_embeddings_total{result=\"indexed\"} 2"));
+
+    // With the prefilter off, every cacheable miss is embedded before the call.
+    let off = Sidecar::start(&semantic_policy(
+        &mock.base_url(),
+        ", semantic_prefilter: 0",
+    ))
+    .await;
+    let response = off.chat_as("a", &ask_body(FIRST, "Be brief.", false)).await;
+    assert_eq!(header(&response, "x-frugal-cache"), "miss");
+    let metrics = off.metrics().await;
+    assert!(metrics.contains("frugal_cache_lookups_total{tier=\"semantic\",result=\"miss\"} 1"));
+    assert!(!metrics.contains("result=\"prefiltered\"} 1"));
+    let hit = off
+        .chat_as("a", &ask_body(REPHRASED, "Be brief.", false))
+        .await;
+    assert_eq!(header(&hit, "x-frugal-cache"), "semantic");
 }
 
 #[tokio::test]

@@ -66,6 +66,8 @@ async fn what_one_replica_stores_the_other_serves_exactly_and_semantically() {
     let first = a.chat_as("acme", &ask(FIRST)).await;
     assert_eq!(header(&first, "x-frugal-cache"), "miss");
     let original: Value = first.json().await.unwrap();
+    // Nothing near it, so A embedded the question after answering, then published it.
+    a.embedded_after(1).await;
 
     // B never saw the question: the exact key finds A's answer in Redis.
     let exact = ask_until(&b, FIRST, "exact").await;
@@ -104,6 +106,7 @@ async fn a_new_replica_warms_its_index_from_redis_before_it_is_ready() {
     let policy = shared_policy(&mock, &redis.url(), "");
     let a = Sidecar::start(&policy).await;
     assert_eq!(a.chat_as("acme", &ask(FIRST)).await.status(), 200);
+    a.embedded_after(1).await;
     // Let A's entry reach Redis (published in the background).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let c = Sidecar::start(&policy).await;

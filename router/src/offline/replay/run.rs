@@ -70,7 +70,7 @@ pub async fn replay(
             LabelledModels::new(rows, &weak, &strong).map_err(anyhow::Error::msg)?,
         ))
     };
-    let (router, records) = sidecar(policy, labels.clone())?;
+    let (router, records, cache) = sidecar(policy, labels.clone())?;
     let mut tally = Tally::new(path, &model);
     let bar = super::super::progress::progress_bar(
         options.progress,
@@ -81,10 +81,21 @@ pub async fn replay(
     for item in &traffic.items {
         let served = send(&router, &records, item, &model).await?;
         tally.add(item, &served, labels.as_deref(), &mut first_answer);
+        settle_embeddings(&cache).await;
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(tally)
+}
+
+/// Waits (up to a few seconds) until every question stored without its embedding has it, so the
+/// next request sees the index a live sidecar would after a pause: replayed traffic arrives back
+/// to back, and its figures should not depend on how fast this machine embeds.
+async fn settle_embeddings(cache: &cache::ResponseCache) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cache.embeddings_pending() > 0 && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// What a replay leaves out of the policy: Redis, the policy's own decision log, the budget
@@ -140,17 +151,25 @@ fn sides(policy: &Policy) -> (Vec<String>, Vec<String>) {
     (weak, strong)
 }
 
-/// The sidecar's router over `policy`, its upstreams simulated, and its decision records.
+/// The sidecar's router over `policy`, its upstreams simulated, its decision records, and its
+/// response cache.
 fn sidecar(
     policy: Policy,
     labels: Option<Arc<LabelledModels>>,
-) -> anyhow::Result<(axum::Router, Receiver<DecisionRecord>)> {
+) -> anyhow::Result<(
+    axum::Router,
+    Receiver<DecisionRecord>,
+    Arc<cache::ResponseCache>,
+)> {
     let request_timeout = policy.limits.request_timeout;
     let simulation: Arc<dyn Simulate> = Arc::new(InProcess::new(labels));
     let upstreams = Upstreams::simulated(&policy, &simulation)?;
     let mut live = LiveState::new(policy, 1).context("cannot load the policy's models")?;
     live.upstreams = upstreams;
-    let cache = Arc::new(cache::response_cache(&live.policy.cache));
+    let cache = Arc::new(
+        cache::response_cache(&live.policy)
+            .context("the semantic cache's prefilter needs its static vectors")?,
+    );
     let embeddings = Arc::new(crate::embeddings::embedding_cache(
         &live.policy.cache.embeddings,
     ));
@@ -163,7 +182,7 @@ fn sidecar(
         ledger: Arc::new(Ledger::new()),
         budgets: Arc::new(Budgets::default()),
         runs: Arc::new(Runs::default()),
-        cache,
+        cache: cache.clone(),
         resilience: Arc::new(Resilience::new()),
         admission: Arc::new(Admission::default()),
         tenants: Arc::new(TenantLabels::default()),
@@ -173,7 +192,7 @@ fn sidecar(
         prefix_watch: Arc::default(),
         embeddings,
     };
-    Ok((app(state, request_timeout, Routes::All), records))
+    Ok((app(state, request_timeout, Routes::All), records, cache))
 }
 
 /// Sends one request and reads its answer and decision record.

@@ -59,9 +59,19 @@ pub(super) fn compile_cache(raw: Option<&RawCache>, errors: &mut Errors) -> Cach
             ),
         );
     }
+    let prefilter = raw
+        .semantic_prefilter
+        .unwrap_or(frugal_cache::DEFAULT_PREFILTER_THRESHOLD);
+    if !(0.0..=1.0).contains(&prefilter) {
+        errors.push(
+            "cache.semantic_prefilter",
+            "must be between 0 (off) and 1 (a static-vector cosine)",
+        );
+    }
     let semantic = raw.semantic.unwrap_or(true).then_some(SemanticPolicy {
         threshold,
         max_tokens,
+        prefilter: (prefilter > 0.0).then_some(prefilter),
         verifier: frugal_cache::Verifier::new(guards),
     });
     CachePolicy {

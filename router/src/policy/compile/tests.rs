@@ -66,6 +66,23 @@ fn the_semantic_token_cap_defaults_to_128_and_stays_within_what_the_model_reads(
 }
 
 #[test]
+fn the_semantic_prefilter_defaults_to_half_and_zero_turns_it_off() {
+    let prefilter = |text: &str| {
+        parse(&format!("{GOOD}cache: {{ mode: on{text} }}\n"), "good.yaml")
+            .map(|p| p.cache.semantic.and_then(|s| s.prefilter))
+    };
+    assert_eq!(prefilter("").unwrap(), Some(0.5));
+    assert_eq!(prefilter(", semantic_prefilter: 0.6").unwrap(), Some(0.6));
+    assert_eq!(prefilter(", semantic_prefilter: 0").unwrap(), None);
+    for bad in ["-0.1", "1.5"] {
+        let errors = prefilter(&format!(", semantic_prefilter: {bad}"))
+            .unwrap_err()
+            .errors;
+        assert_eq!(errors[0].path, "cache.semantic_prefilter", "{errors:?}");
+    }
+}
+
+#[test]
 fn the_embeddings_cache_follows_the_cache_mode_unless_set() {
     let on =
         |text: &str| parse(&format!("{GOOD}{text}\n"), "good.yaml").map(|p| p.cache.embeddings);

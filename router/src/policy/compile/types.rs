@@ -303,6 +303,9 @@ pub struct SemanticPolicy {
     pub threshold: f32,
     /// Longest question, in model tokens, the semantic tier looks up.
     pub max_tokens: usize,
+    /// Static-vector cosine below which a question has no neighbour worth embedding for
+    /// (`None`: no prefilter).
+    pub prefilter: Option<f32>,
     /// The guards it must pass.
     pub verifier: frugal_cache::Verifier,
 }

@@ -216,6 +216,18 @@ fn eval_cache_scores_hits_false_hits_and_guards() {
         report["guard_rejections"]["numbers"], 1,
         "2+2/2+3: {report}"
     );
+    // The prefilter (on by default) rules out War and Peace / sourdough before MiniLM, and
+    // loses no hit.
+    let prefilter = &report["prefilter"];
+    assert_eq!(prefilter["threshold"], 0.5, "{report}");
+    assert_eq!(prefilter["ruled_out"], 1, "{report}");
+    assert_eq!(prefilter["hits_lost"], 0, "{report}");
+    let off = frugal_json(
+        dir.path(),
+        &["eval", "cache", "--pairs", &data, "--threshold", "0.8", "--prefilter", "0"],
+    );
+    assert!(off[0].get("prefilter").is_none(), "{}", off[0]);
+    assert_eq!(off[0]["recall"], report["recall"]);
 }
 
 /// One claim with its gold sentence, written to `dir/trim.jsonl` (calibrate's trim data).

@@ -18,10 +18,12 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use frugal_cache::{
-    percentile, Analysis, Embedder, Guard, GuardSet, IndexConfig, VectorIndex, Verifier,
+    percentile, Analysis, Embedder, Guard, GuardSet, IndexConfig, StaticEmbedder, VectorIndex,
+    Verifier,
 };
 
 use super::pairs::Pair;
+use super::prefilter::{self, PrefilterReport};
 use super::report::{GuardEffect, Quality, Report, SweepPoint};
 use crate::offline::embed_disk::{DiskEmbeddings, EmbedCacheError, BATCH};
 use crate::offline::progress::progress_bar;
@@ -134,6 +136,10 @@ pub struct Evaluation {
     /// Per pair: lookup time with the configured threshold and guards.
     latencies: Vec<Duration>,
     mode: Mode,
+    /// Per pair: ruled out by the prefilter (a miss whatever its candidates); empty without one.
+    ruled_out: Vec<bool>,
+    /// The prefilter's threshold and its static model's mean embedding time (µs).
+    prefilter: Option<(f32, f64)>,
 }
 
 /// Vectors of the pairs' texts.
@@ -218,6 +224,7 @@ pub fn run(
     pairs: &[Pair],
     embedder: &dyn Embedder,
     disk: &DiskEmbeddings,
+    prefilter: Option<(&StaticEmbedder, f32)>,
     options: &EvalOptions,
 ) -> Result<Report, EvalError> {
     if pairs.is_empty() {
@@ -231,7 +238,13 @@ pub fn run(
         options.semantic_max_tokens,
     )?;
     let throughput = embedding_throughput(pairs, embedder, options.throughput_sample)?;
-    let evaluation = Evaluation::new(pairs, &embedded, options)?;
+    let (static_model, threshold) = prefilter.unzip();
+    let evaluation = Evaluation::new(pairs, &embedded, options)?.with_prefilter(
+        pairs,
+        static_model,
+        threshold.unwrap_or(0.0),
+        options.mode,
+    )?;
     Ok(evaluation.report(options, throughput))
 }
 
@@ -335,11 +348,66 @@ impl Evaluation {
             candidates,
             latencies,
             mode: options.mode,
+            ruled_out: Vec::new(),
+            prefilter: None,
+        })
+    }
+
+    /// The same evaluation with the semantic prefilter at `threshold` over `embedder`'s static
+    /// vectors (none: unchanged): a ruled-out lookup is a miss.
+    pub fn with_prefilter(
+        mut self,
+        pairs: &[Pair],
+        embedder: Option<&StaticEmbedder>,
+        threshold: f32,
+        mode: Mode,
+    ) -> Result<Self, EvalError> {
+        if let Some(embedder) = embedder {
+            let (ruled_out, mean_us) = prefilter::ruled_out(pairs, embedder, mode, threshold)?;
+            self.ruled_out = ruled_out;
+            self.prefilter = Some((threshold, mean_us));
+        }
+        Ok(self)
+    }
+
+    /// What the prefilter did at `threshold` with `guards`, when there is one.
+    fn prefilter_report(&self, threshold: f32, guards: GuardSet) -> Option<PrefilterReport> {
+        let (prefilter_threshold, static_embed_mean_us) = self.prefilter?;
+        let ruled_out: Vec<usize> = (0..self.labels.len())
+            .filter(|&i| self.ruled_out.get(i) == Some(&true))
+            .collect();
+        let candidates_lost = ruled_out
+            .iter()
+            .filter(|&&i| {
+                self.candidates[i]
+                    .first()
+                    .is_some_and(|c| c.similarity >= threshold)
+            })
+            .count();
+        let hits_lost = ruled_out
+            .iter()
+            .filter(|&&i| self.served_unfiltered(i, threshold, guards).is_some())
+            .count();
+        Some(PrefilterReport {
+            threshold: prefilter_threshold,
+            ruled_out: ruled_out.len(),
+            ruled_out_share: ruled_out.len() as f64 / self.labels.len().max(1) as f64,
+            candidates_lost,
+            hits_lost,
+            static_embed_mean_us,
         })
     }
 
     /// The hit served for pair `i` at `threshold` with `guards`, if any.
     fn served(&self, i: usize, threshold: f32, guards: GuardSet) -> Option<&Candidate> {
+        if self.ruled_out.get(i) == Some(&true) {
+            return None;
+        }
+        self.served_unfiltered(i, threshold, guards)
+    }
+
+    /// [`Evaluation::served`] as if there were no prefilter.
+    fn served_unfiltered(&self, i: usize, threshold: f32, guards: GuardSet) -> Option<&Candidate> {
         let mut above = self.candidates[i]
             .iter()
             .take_while(|c| c.similarity >= threshold);
@@ -471,6 +539,7 @@ impl Evaluation {
             ablation: options
                 .ablation
                 .then(|| self.ablation(options.threshold, options.guards)),
+            prefilter: self.prefilter_report(options.threshold, options.guards),
         }
     }
 

@@ -5,12 +5,13 @@
 
 pub mod evaluation;
 pub mod pairs;
+pub mod prefilter;
 pub mod report;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use frugal_cache::{GuardSet, MiniLmEmbedder, MiniLmOptions, ModelPaths};
+use frugal_cache::{GuardSet, MiniLmEmbedder, MiniLmOptions, ModelPaths, StaticEmbedder};
 
 use self::evaluation::{self as eval, EvalOptions, Mode};
 use self::pairs::{every_kth, read_pairs};
@@ -35,6 +36,11 @@ pub struct EvalCacheArgs {
     /// a pair with a longer side is never a hit.
     #[arg(long, default_value_t = frugal_cache::DEFAULT_SEMANTIC_MAX_TOKENS)]
     pub semantic_max_tokens: usize,
+    /// The semantic prefilter's static-vector cosine (as `cache.semantic_prefilter`; 0 turns it
+    /// off): a lookup whose static cosine to its stored question(s) is below it is a miss
+    /// without MiniLM. The report says how many it ruled out and how many hits that lost.
+    #[arg(long, default_value_t = frugal_cache::DEFAULT_PREFILTER_THRESHOLD)]
+    pub prefilter: f32,
     /// Nearest candidates verified per lookup (the first that passes is served).
     #[arg(long, default_value_t = 3)]
     pub candidates: usize,
@@ -66,6 +72,10 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
     let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())
         .context("cannot load the embedding model")?;
     let disk = args.embed.disk_embeddings();
+    let prefilter = (args.prefilter > 0.0)
+        .then(|| StaticEmbedder::load(&paths.static_dir))
+        .transpose()
+        .context("cannot load the prefilter's static vectors (--prefilter 0 turns it off)")?;
     let options = EvalOptions {
         threshold: args.threshold,
         guards: args.guards,
@@ -84,14 +94,20 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<()> {
             options.progress,
             options.semantic_max_tokens,
         )?;
-        let evaluation = eval::Evaluation::new(&pairs, &embedded, &options)?;
+        let evaluation = eval::Evaluation::new(&pairs, &embedded, &options)?.with_prefilter(
+            &pairs,
+            prefilter.as_ref(),
+            args.prefilter,
+            options.mode,
+        )?;
         print!(
             "{}",
             eval::misjudged(&pairs, &evaluation, &options, args.dump_misjudged)
         );
         return Ok(());
     }
-    let report = eval::run(&pairs, &embedder, &disk, &options)
+    let prefilter = prefilter.as_ref().map(|p| (p, args.prefilter));
+    let report = eval::run(&pairs, &embedder, &disk, prefilter, &options)
         .with_context(|| format!("cannot evaluate {}", args.pairs.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

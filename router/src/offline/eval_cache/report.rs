@@ -8,6 +8,7 @@ use frugal_cache::GuardSet;
 use serde::Serialize;
 
 use super::evaluation::Mode;
+use super::prefilter::PrefilterReport;
 use crate::offline::embed_disk::BATCH;
 
 /// The figures of one evaluation; `--json` prints exactly these keys (plus `sweep` and
@@ -43,6 +44,9 @@ pub struct Report {
     /// Each guard's contribution at the threshold (`--ablation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ablation: Option<Vec<GuardEffect>>,
+    /// What the semantic prefilter ruled out, and what that cost (absent with `--prefilter 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefilter: Option<PrefilterReport>,
 }
 
 /// Decision quality at one threshold for one guard set.
@@ -124,6 +128,18 @@ impl Report {
         );
         for (guard, n) in &self.guard_rejections {
             let _ = writeln!(s, "  {guard:<12} {n}");
+        }
+        if let Some(p) = &self.prefilter {
+            let _ = writeln!(
+                s,
+                "prefilter at {:.2}              ruled out {} lookups ({}) before MiniLM; candidates lost {}, hits lost {}; static vector {:.0} µs a text",
+                p.threshold,
+                p.ruled_out,
+                pct(p.ruled_out_share),
+                p.candidates_lost,
+                p.hits_lost,
+                p.static_embed_mean_us
+            );
         }
         if let Some(effects) = &self.ablation {
             let _ = writeln!(

@@ -224,7 +224,16 @@ fn eval_cache_scores_hits_false_hits_and_guards() {
     assert_eq!(prefilter["hits_lost"], 0, "{report}");
     let off = frugal_json(
         dir.path(),
-        &["eval", "cache", "--pairs", &data, "--threshold", "0.8", "--prefilter", "0"],
+        &[
+            "eval",
+            "cache",
+            "--pairs",
+            &data,
+            "--threshold",
+            "0.8",
+            "--prefilter",
+            "0",
+        ],
     );
     assert!(off[0].get("prefilter").is_none(), "{}", off[0]);
     assert_eq!(off[0]["recall"], report["recall"]);

@@ -67,15 +67,14 @@ impl Prefilter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(scope);
-        let vector = self.embedder.embed(question);
-        let nearest = match &vector {
-            Some(vector) => self.index.nearest_similarity(scope, vector),
-            None => Some(1.0),
+        let vector = (!unscreened)
+            .then(|| self.embedder.embed(question))
+            .flatten();
+        // A question (stored or asked) with no static vector cannot be ruled out.
+        let Some(vector) = vector else {
+            return Screened::Near { similarity: 1.0 };
         };
-        match nearest {
-            _ if unscreened => Screened::Near {
-                similarity: nearest.unwrap_or(1.0),
-            },
+        match self.index.nearest_similarity(scope, &vector) {
             None => Screened::Empty,
             Some(similarity) if similarity >= threshold => Screened::Near { similarity },
             Some(similarity) => Screened::Far { similarity },

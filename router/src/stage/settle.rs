@@ -100,7 +100,11 @@ impl Settlement {
         }
         if storable {
             if let Some(slot) = self.cache_slot {
-                let unembedded = slot.semantic.clone().filter(|s| s.vector.is_none());
+                let unembedded = slot
+                    .semantic
+                    .as_ref()
+                    .filter(|s| s.vector.is_none())
+                    .cloned();
                 if let Some(shared) = ctx.shared.as_ref().filter(|s| s.shares_cache()) {
                     shared.publish(slot.key, slot.semantic.clone(), &answer);
                 }

@@ -8,7 +8,9 @@ Started by scripts/bench.sh (which installs hey, builds the release binary and t
 * exact hit: the same request again and again (hey);
 * semantic hit: a rephrasing of a stored question (hey), embedding included;
 * cacheable miss: real prompts at temperature 0, each new, one connection (this client), for the
-  cheap model (no routing: the embedding serves the cache only) and for the routed model;
+  cheap model (no routing: the embedding serves the cache only), with the semantic prefilter on
+  (the policy's default) and off (a second sidecar, `cache.semantic_prefilter: 0`), and for the
+  routed model; with the cache's lookup results and deferred embeddings from /metrics;
 * streaming: time to the first content byte, one connection;
 * trimming: a ~6,000-token retrieved context trimmed to the policy's cap, one connection;
 * RSS of the sidecar, idle and after the load;
@@ -33,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MOCK_PORT, SIDECAR_PORT, LITELLM_PORT = 9193, 8193, 4193
+# A second sidecar with the semantic prefilter off: the same cacheable miss with MiniLM on the
+# request path of every question, beside the prefiltered one, in the same run.
+NO_PREFILTER_PORT = 8194
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
 
@@ -196,15 +201,21 @@ def main():
     policy = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{SIDECAR_PORT}", policy)
     policy = policy.replace("model_dir: models", f"model_dir: {ROOT / 'models'}")
     (work / "policy.yaml").write_text(policy)
+    unfiltered = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{NO_PREFILTER_PORT}", policy)
+    unfiltered = re.sub(r"(?m)^cache:\n", "cache:\n  semantic_prefilter: 0\n", unfiltered)
+    (work / "policy-no-prefilter.yaml").write_text(unfiltered)
     env = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
     mock = subprocess.Popen([args.bin, "mock-upstream", "--listen", f"127.0.0.1:{MOCK_PORT}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     sidecar = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy.yaml")],
                                stdout=subprocess.DEVNULL, stderr=open(work / "sidecar.log", "w"), env=env)
-    processes = [sidecar, mock]
+    second = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy-no-prefilter.yaml")],
+                              stdout=subprocess.DEVNULL, stderr=open(work / "sidecar-no-prefilter.log", "w"), env=env)
+    processes = [sidecar, second, mock]
     try:
         wait_up(f"http://127.0.0.1:{MOCK_PORT}/healthz")
         wait_up(f"http://127.0.0.1:{SIDECAR_PORT}/readyz")
+        wait_up(f"http://127.0.0.1:{NO_PREFILTER_PORT}/readyz")
         results = run(args, sidecar.pid)
         if args.litellm:
             litellm = start_litellm(args.litellm, work)
@@ -249,7 +260,10 @@ def run(args, sidecar_pid):
                                "messages": [{"role": "user", "content": text}]}
     n = args.sequential
     results["direct_sequential"] = sequential(MOCK_PORT, [ask("gpt-4o-mini", t) for t in texts[:n]])
+    results["cacheable_miss_no_prefilter"] = sequential(NO_PREFILTER_PORT, [ask("gpt-4o-mini", t) for t in texts[:n]])
+    before = cache_counters(SIDECAR_PORT)
     results["cacheable_miss"] = sequential(SIDECAR_PORT, [ask("gpt-4o-mini", t) for t in texts[:n]])
+    results["cacheable_miss"]["lookups"] = settled_counters(SIDECAR_PORT, before)
     results["cacheable_miss_routed"] = sequential(SIDECAR_PORT, [ask("gpt-4o", t) for t in texts[n:2 * n]])
     stream = {**short, "stream": True}
     results["ttfb_direct"] = first_byte(MOCK_PORT, stream, 100)
@@ -260,6 +274,33 @@ def run(args, sidecar_pid):
     results["trim_6k"] = sequential(SIDECAR_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
     results["rss_loaded_mib"] = rss_mib(sidecar_pid)
     return results
+
+
+def cache_counters(port):
+    """The sidecar's cache lookup results and deferred embeddings so far, from /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    counts = {}
+    for name, labels, value in re.findall(
+            r'^frugal_cache_(lookups|deferred_embeddings)_total\{([^}]*)\} ([\d.e+]+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = f"{labels.get('tier')} {labels.get('result')}" if name == "lookups" else f"deferred {labels.get('result')}"
+        counts[key] = counts.get(key, 0) + int(float(value))
+    return counts
+
+
+def settled_counters(port, before, seconds=60):
+    """The counters' growth since `before`, once the deferred embeddings are done (or after
+    `seconds`): what the prefilter did to the run's lookups."""
+    deadline = time.time() + seconds
+    while True:
+        now = cache_counters(port)
+        grown = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
+        deferred = grown.get("deferred indexed", 0) + grown.get("deferred dropped", 0)
+        if deferred >= grown.get("semantic prefiltered", 0) or time.time() > deadline:
+            return grown
+        time.sleep(0.2)
 
 
 def start_litellm(command, work):
@@ -332,7 +373,8 @@ def markdown(report, args):
         ("exact hit", "exact_hit", "direct", f"{args.rate} req/s, 20 conns"),
         ("semantic hit (embedding included)", "semantic_hit", None, "50 req/s, 1 conn"),
         ("direct, real prompts", "direct_sequential", None, "1 conn, sequential"),
-        ("cacheable miss, cheap model (cache embeds)", "cacheable_miss", "direct_sequential", "1 conn, sequential"),
+        ("cacheable miss, cheap model, prefilter off (MiniLM on every miss)", "cacheable_miss_no_prefilter", "direct_sequential", "1 conn, sequential"),
+        ("cacheable miss, cheap model, prefilter on (MiniLM only near a stored question)", "cacheable_miss", "direct_sequential", "1 conn, sequential"),
         ("cacheable miss, routed model (classifier + cache embed)", "cacheable_miss_routed", "direct_sequential", "1 conn, sequential"),
         ("streaming, time to first content byte, direct", "ttfb_direct", None, "1 conn"),
         ("streaming, time to first content byte", "ttfb", "ttfb_direct", "1 conn"),
@@ -370,6 +412,10 @@ def markdown(report, args):
             statuses += " (" + ", ".join(f"{k} {v}" for k, v in cache.items()) + ")"
         lines.append(f"| {name} | {load} | {rps} | {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | {extra} | {statuses} |")
     lines += [
+        "",
+        "The prefiltered run's lookups (`frugal_cache_lookups_total` by result, and the stored",
+        "questions embedded after their answers, `frugal_cache_deferred_embeddings_total`): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(r["cacheable_miss"].get("lookups", {}).items())) + ".",
         "",
         f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r['rss_loaded_mib']} MiB after the load."
         + (f" LiteLLM's proxy: {r['litellm_rss_loaded_mib']} MiB after its run." if "litellm" in r else ""),

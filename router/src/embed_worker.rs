@@ -3,17 +3,28 @@
 //! past it, the request goes on without its embedding (counted in
 //! `frugal_embedding_deadline_skips_total`), never fails for want of one. Workers are shared
 //! process-wide per model folder, so a policy reload does not load the model again.
+//!
+//! Texts come in two lanes. A request waiting for its embedding is urgent; a stored question
+//! embedded after its answer was sent ([`EmbedWorker::embed_in_background`]) is not, and is
+//! embedded only when no request waits, in small batches, so it never delays one by more than
+//! such a batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use frugal_cache::{EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
 use tokio::sync::oneshot;
 
 use crate::metrics;
+
+/// Most background texts embedded in one batch: small, so a request that arrives meanwhile
+/// waits for little.
+const BACKGROUND_BATCH: usize = 4;
+
+/// How long a background text may wait behind requests' own embeddings before it is dropped.
+pub const BACKGROUND_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How the worker batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,7 +35,7 @@ pub struct BatchOptions {
     /// waits for nothing: texts that arrive while a batch runs form the next one, so batches
     /// grow with load and a lone request pays no wait.
     pub window: Duration,
-    /// Texts waiting beyond this many are skipped at once.
+    /// Texts waiting beyond this many (in each lane) are skipped at once.
     pub queue: usize,
 }
 
@@ -43,11 +54,95 @@ struct Job {
     reply: oneshot::Sender<Vec<f32>>,
 }
 
+/// Which lane a text waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// A request waits for it.
+    Urgent,
+    /// Nobody waits: a stored question to index.
+    Background,
+}
+
+/// The texts waiting, by lane.
+#[derive(Default)]
+struct Lanes {
+    urgent: VecDeque<Job>,
+    background: VecDeque<Job>,
+    /// Set when the handle is dropped: the thread stops once the lanes are empty.
+    closed: bool,
+}
+
+/// What the handle and the thread share.
+struct Queue {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job, or hands it back when its lane is full.
+    fn push(&self, lane: Lane, job: Job) -> Result<(), Job> {
+        let mut lanes = self.lock();
+        let queue = match lane {
+            Lane::Urgent => &mut lanes.urgent,
+            Lane::Background => &mut lanes.background,
+        };
+        if queue.len() >= self.capacity {
+            return Err(job);
+        }
+        queue.push_back(job);
+        drop(lanes);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next batch: urgent texts first (waiting up to `window` for company), background
+    /// ones only when none is urgent; `None` once the handle is gone and nothing waits.
+    fn next_batch(&self, options: BatchOptions) -> Option<Vec<Job>> {
+        let mut lanes = self.lock();
+        loop {
+            if !lanes.urgent.is_empty() {
+                break;
+            }
+            if !lanes.background.is_empty() {
+                let take = lanes.background.len().min(BACKGROUND_BATCH);
+                return Some(lanes.background.drain(..take).collect());
+            }
+            if lanes.closed {
+                return None;
+            }
+            lanes = self
+                .ready
+                .wait(lanes)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let max = options.max_batch.max(1);
+        let until = Instant::now() + options.window;
+        while lanes.urgent.len() < max {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || lanes.closed {
+                break;
+            }
+            lanes = self
+                .ready
+                .wait_timeout(lanes, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let take = lanes.urgent.len().min(max);
+        Some(lanes.urgent.drain(..take).collect())
+    }
+}
+
 /// A handle to a running embedding worker; cheap to clone through an `Arc`.
 pub struct EmbedWorker {
-    jobs: SyncSender<Job>,
+    queue: Arc<Queue>,
     dim: usize,
-    /// The model, for [`EmbedWorker::fits`] (the worker thread holds it too).
+    /// The model, for [`EmbedWorker::fits_within`] (the worker thread holds it too).
     embedder: Arc<dyn Embedder>,
 }
 
@@ -59,18 +154,30 @@ impl std::fmt::Debug for EmbedWorker {
     }
 }
 
+impl Drop for EmbedWorker {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
 impl EmbedWorker {
     /// Starts a worker thread that owns `embedder`.
     pub fn spawn(embedder: Arc<dyn Embedder>, options: BatchOptions) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
+        let queue = Arc::new(Queue {
+            lanes: Mutex::new(Lanes::default()),
+            ready: Condvar::new(),
+            capacity: options.queue.max(1),
+        });
         let dim = embedder.dim();
         metrics::register_embedding_skips();
         let model = Arc::clone(&embedder);
+        let jobs = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("frugal-embed".into())
-            .spawn(move || run(model.as_ref(), &queue, options))?;
+            .spawn(move || run(model.as_ref(), &jobs, options))?;
         Ok(Self {
-            jobs,
+            queue,
             dim,
             embedder,
         })
@@ -89,17 +196,24 @@ impl EmbedWorker {
 
     /// The unit-length embedding of `text`, or `None` if it is not ready within `deadline`.
     pub async fn embed(&self, text: &str, deadline: Duration) -> Option<Vec<f32>> {
+        self.embed_in(Lane::Urgent, text, deadline).await
+    }
+
+    /// The embedding of `text` for a caller nobody waits on: it is computed only when no
+    /// request waits for its own, and given up after [`BACKGROUND_DEADLINE`].
+    pub async fn embed_in_background(&self, text: &str) -> Option<Vec<f32>> {
+        self.embed_in(Lane::Background, text, BACKGROUND_DEADLINE)
+            .await
+    }
+
+    async fn embed_in(&self, lane: Lane, text: &str, deadline: Duration) -> Option<Vec<f32>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             text: text.to_string(),
             reply,
         };
-        if let Err(e) = self.jobs.try_send(job) {
-            let why = match e {
-                TrySendError::Full(_) => "queue_full",
-                TrySendError::Disconnected(_) => "worker_stopped",
-            };
-            metrics::record_embedding_skip(why);
+        if self.queue.push(lane, job).is_err() {
+            metrics::record_embedding_skip("queue_full");
             return None;
         }
         match tokio::time::timeout(deadline, answer).await {
@@ -127,7 +241,7 @@ impl EmbedWorker {
                 text: (*text).to_string(),
                 reply,
             };
-            if self.jobs.try_send(job).is_err() {
+            if self.queue.push(Lane::Urgent, job).is_err() {
                 metrics::record_embedding_skip("queue_full");
                 return None;
             }
@@ -144,17 +258,8 @@ impl EmbedWorker {
     }
 }
 
-fn run(embedder: &dyn Embedder, queue: &mpsc::Receiver<Job>, options: BatchOptions) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        let until = Instant::now() + options.window;
-        while batch.len() < options.max_batch {
-            let left = until.saturating_duration_since(Instant::now());
-            match queue.recv_timeout(left) {
-                Ok(job) => batch.push(job),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
-        }
+fn run(embedder: &dyn Embedder, queue: &Queue, options: BatchOptions) {
+    while let Some(mut batch) = queue.next_batch(options) {
         // Callers that gave up (deadline passed) need no work.
         batch.retain(|job| !job.reply.is_closed());
         if batch.is_empty() {
@@ -295,6 +400,58 @@ mod tests {
         let started = Instant::now();
         assert_eq!(worker.embed("late", Duration::from_millis(20)).await, None);
         assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    /// Queues `text` in `lane` at once (no task scheduling in between) and returns its answer.
+    fn queue(worker: &EmbedWorker, lane: Lane, text: &str) -> oneshot::Receiver<Vec<f32>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            text: text.to_string(),
+            reply,
+        };
+        assert!(worker.queue.push(lane, job).is_ok());
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_waits_for_no_background_text_but_the_batch_running() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::from_millis(100),
+        });
+        let worker = EmbedWorker::spawn(embedder.clone(), BatchOptions::default()).unwrap();
+        let background: Vec<_> = (1..=9)
+            .map(|n| queue(&worker, Lane::Background, &"b".repeat(n)))
+            .collect();
+        let urgent = queue(&worker, Lane::Urgent, &"u".repeat(20));
+        assert_eq!(urgent.await.unwrap(), vec![20.0]);
+        // At most the background batch already running went first, and it was a small one.
+        let batches = embedder.batches.lock().unwrap().clone();
+        assert!(batches.len() <= 2, "the request waited behind {batches:?}");
+        assert!(
+            batches.iter().all(|&n| n <= BACKGROUND_BATCH),
+            "{batches:?}"
+        );
+        for (n, answer) in (1..=9).zip(background) {
+            assert_eq!(answer.await.unwrap(), vec![n as f32]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_thread_stops_when_the_handle_is_dropped() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::ZERO,
+        });
+        let worker = EmbedWorker::spawn(embedder.clone(), BatchOptions::default()).unwrap();
+        assert_eq!(worker.embed_in_background("abc").await, Some(vec![3.0]));
+        drop(worker);
+        // The thread held the only other reference to the model.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&embedder) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(Arc::strong_count(&embedder), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

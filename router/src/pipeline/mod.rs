@@ -82,7 +82,11 @@ pub async fn handle(
     let routed = live.policy.route.applies_to(&requested.alias) && !exact_hit;
     let semantic = !exact_hit && lookup::wants_semantic(&live.policy, ctx, &outbound);
     let readers = embed::Readers { routed, semantic };
-    let question = embed::embed_question(live, ctx, &requested.alias, &outbound, readers).await;
+    // Computed once: the prefilter, the embedding and the lookup all read it, and the lookup
+    // needs it even when the exact hit expected above has gone meanwhile.
+    let semantic_scope = lookup::semantic_scope(&live.policy, ctx, &requested.alias, &outbound);
+    let question =
+        embed::embed_question(live, ctx, &outbound, semantic_scope.as_ref(), readers).await;
     ctx.lap(|l| &mut l.embed);
     ctx.note(|d| d.exact_key = exact_key.as_ref().map(|k| short_hex(k)));
     let plan = plan_route(
@@ -116,9 +120,8 @@ pub async fn handle(
     let cached = lookup::look_up(
         &live.policy,
         ctx,
-        &requested.alias,
-        &outbound,
         exact_key,
+        semantic_scope,
         question.for_lookup(),
     )
     .await;
@@ -153,7 +156,6 @@ pub async fn handle(
             cache_slot: cached.slot,
             shadow: cached.shadow,
             embedder: live.embedder.clone(),
-            embed_deadline: live.policy.embeddings.deadline,
         },
         meta,
     };

@@ -1,12 +1,14 @@
 //! The question's embedding: computed once and shared by the classifier and the semantic cache.
 //! An exact cache hit needs neither, so it never waits for one.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::context::RequestContext;
 use crate::policy::LiveState;
 use crate::stage::lookup::{self, QuestionVector};
-use crate::stage::semantic;
+use crate::stage::semantic::{self, SemanticScope};
 
 /// The embedding of a request's question, or why there is none.
 pub struct QuestionEmbedding {
@@ -52,18 +54,23 @@ pub struct Readers {
 /// Embeds the question of `outbound` when the classifier or the semantic tier will read it,
 /// within the policy's embedding deadline. When only the semantic tier would, and its
 /// prefilter finds no stored question near, the embedding waits until after the answer.
+/// `semantic_scope` is the request's [`lookup::semantic_scope`] (its question is the text
+/// embedded).
 pub async fn embed_question(
     live: &LiveState,
     ctx: &RequestContext,
-    model: &str,
     outbound: &Map<String, Value>,
+    semantic_scope: Option<&SemanticScope>,
     readers: Readers,
 ) -> QuestionEmbedding {
     let Readers { routed, semantic } = readers;
     let Some(worker) = live.embedder.as_ref().filter(|_| routed || semantic) else {
         return QuestionEmbedding::none();
     };
-    let question = semantic::question_text(outbound, &live.policy.trim.markers);
+    let question = match semantic_scope {
+        Some((_, question)) => Cow::Borrowed(question.as_str()),
+        None => Cow::Owned(semantic::question_text(outbound, &live.policy.trim.markers)),
+    };
     // A question longer than `cache.semantic_max_tokens` is no semantic lookup (past the model's
     // 256 tokens its vector would stand for its beginning only, and a long question is slow to
     // embed); the classifier still takes the vector of its beginning.
@@ -77,7 +84,7 @@ pub async fn embed_question(
     let deferred = semantic
         && !routed
         && !too_long
-        && lookup::prefilter_rules_out(&live.policy, ctx, model, outbound);
+        && lookup::prefilter_rules_out(&live.policy, ctx, semantic_scope);
     let vector = if routed || !(too_long || deferred) {
         worker
             .embed(&question, live.policy.embeddings.deadline)

@@ -15,7 +15,7 @@ use crate::metrics;
 use crate::policy::{CacheMode, Policy};
 use crate::shared::answers::Fetched;
 use crate::stage::cache::{self, CacheControl, CachedAnswer, Lookup};
-use crate::stage::semantic;
+use crate::stage::semantic::{self, SemanticScope};
 use crate::stage::shadow::ShadowCandidate;
 
 /// What the lookup decided.
@@ -113,6 +113,20 @@ pub async fn exact_hit_ready(
     ctx.cache.get(key).is_some() || fetch_shared(ctx, *key, CacheTier::Exact).await.is_some()
 }
 
+/// The request's semantic scope and question, when the policy has a semantic tier and the
+/// request has a question to look up (computed once per request, for the prefilter, the
+/// embedding and the lookup).
+pub fn semantic_scope(
+    policy: &Policy,
+    ctx: &RequestContext,
+    model: &str,
+    body: &Map<String, Value>,
+) -> Option<SemanticScope> {
+    policy.cache.semantic.as_ref()?;
+    let markers = &policy.trim.markers;
+    semantic::scope(&cache_scope(policy, ctx, model), body, markers)
+}
+
 /// Whether the semantic tier's prefilter rules out every stored question of the request's
 /// scope, so the question's embedding can wait until after the answer (see
 /// `cache.semantic_prefilter`). False without a prefilter, or when the request has no semantic
@@ -120,22 +134,16 @@ pub async fn exact_hit_ready(
 pub fn prefilter_rules_out(
     policy: &Policy,
     ctx: &RequestContext,
-    model: &str,
-    body: &Map<String, Value>,
+    semantic_scope: Option<&SemanticScope>,
 ) -> bool {
     let Some(threshold) = policy.cache.semantic.as_ref().and_then(|s| s.prefilter) else {
         return false;
     };
-    if !ctx.cache.has_prefilter() {
-        return false;
-    }
-    let markers = &policy.trim.markers;
-    let Some((scope, question)) = semantic::scope(&cache_scope(policy, ctx, model), body, markers)
-    else {
+    let Some((scope, question)) = semantic_scope.filter(|_| ctx.cache.has_prefilter()) else {
         return false;
     };
     ctx.cache
-        .screen(&scope, &question, threshold)
+        .screen(scope, question, threshold)
         .is_some_and(|screened| !screened.is_near())
 }
 
@@ -161,15 +169,15 @@ pub enum QuestionVector<'a> {
     TooLong,
 }
 
-/// Looks a request up under its [`exact_key`]; `vector` is its question's embedding. With a
-/// shared tier, what this replica lacks is asked of Redis: the exact key on a local miss, and
-/// the answer of a semantic neighbour another replica stored.
+/// Looks a request up under its [`exact_key`] and, in the semantic tier, its
+/// [`semantic_scope`]; `vector` is its question's embedding. With a shared tier, what this
+/// replica lacks is asked of Redis: the exact key on a local miss, and the answer of a semantic
+/// neighbour another replica stored.
 pub async fn look_up(
     policy: &Policy,
     ctx: &RequestContext,
-    model: &str,
-    body: &Map<String, Value>,
     key: Option<CacheKey>,
+    semantic_scope: Option<SemanticScope>,
     vector: QuestionVector<'_>,
 ) -> CacheOutcome {
     let settings = &policy.cache;
@@ -179,10 +187,6 @@ pub async fn look_up(
     };
     let serves = settings.mode == CacheMode::On;
     let look = ctx.cache_control != CacheControl::Refresh;
-    let semantic_scope = settings.semantic.and_then(|_| {
-        let markers = &policy.trim.markers;
-        semantic::scope(&cache_scope(policy, ctx, model), body, markers)
-    });
     let slot = CacheSlot {
         key,
         semantic: match (&semantic_scope, vector) {

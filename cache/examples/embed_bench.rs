@@ -1,6 +1,8 @@
 //! Latency of embedding one question at a time, the way a semantic cache lookup does:
-//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads]`.
-//! Prints p50/p99 per question (model tokens included), then all of them together.
+//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads] [arena]`
+//! (`arena` turns ONNX Runtime's CPU memory arena on). Prints p50/p99 per question (model
+//! tokens included), then all of them together, then the process's resident memory after
+//! batches of 16 long texts (what a loaded sidecar's embedding worker sees).
 
 use std::time::Instant;
 
@@ -18,12 +20,15 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(Ok(300), |s| s.parse())?;
     let threads: Option<usize> = args.next().map(|s| s.parse()).transpose()?;
+    let memory_arena = args.next().is_some_and(|s| s == "arena");
     let paths = ModelPaths::from_env_or(std::path::Path::new("models"));
     let options = MiniLmOptions {
         intra_threads: threads,
+        memory_arena,
         ..MiniLmOptions::default()
     };
     let embedder = MiniLmEmbedder::load(&paths, &options)?;
+    println!("resident after load: {:.1} MiB", resident_mib());
     let mut all = Vec::new();
     for question in QUESTIONS {
         for _ in 0..20 {
@@ -52,5 +57,36 @@ fn main() -> anyhow::Result<()> {
         percentile(&all, 0.99),
         threads.map_or("all".to_owned(), |t| t.to_string())
     );
+    println!("resident after single questions: {:.1} MiB", resident_mib());
+    let long = QUESTIONS.map(|q| q.repeat(12));
+    let batch: Vec<&str> = long.iter().cycle().take(16).map(String::as_str).collect();
+    let started = Instant::now();
+    for _ in 0..10 {
+        embedder.embed(&batch)?;
+    }
+    println!(
+        "16 texts of 256 tokens: {:.1} ms a batch; resident after: {:.1} MiB (arena {})",
+        started.elapsed().as_secs_f64() * 1e3 / 10.0,
+        resident_mib(),
+        if memory_arena { "on" } else { "off" }
+    );
+    for _ in 0..20 {
+        embedder.embed(&QUESTIONS)?;
+    }
+    println!(
+        "resident after short batches again: {:.1} MiB",
+        resident_mib()
+    );
     Ok(())
+}
+
+/// The process's resident set size (VmRSS), in MiB; 0 where /proc is missing.
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -157,6 +157,10 @@ pub struct MiniLmOptions {
     pub intra_threads: Option<usize>,
     /// Tokens kept per text; longer texts are truncated.
     pub max_tokens: usize,
+    /// ONNX Runtime's CPU memory arena: it keeps every buffer it ever allocated for reuse, so
+    /// the process holds the memory of its largest batch for good. Off, buffers are freed
+    /// after each run.
+    pub memory_arena: bool,
 }
 
 impl Default for MiniLmOptions {
@@ -166,6 +170,7 @@ impl Default for MiniLmOptions {
             // What sentence-transformers uses for this model (its max_seq_length); fastembed's
             // own default of 512 is past what the model was trained on.
             max_tokens: 256,
+            memory_arena: false,
         }
     }
 }
@@ -173,7 +178,7 @@ impl Default for MiniLmOptions {
 /// Whether a text is at most so many model tokens (see [`Embedder::fits_within`]).
 type FitsWithin = dyn Fn(&str, usize) -> bool + Send + Sync;
 
-/// all-MiniLM-L6-v2 (int8 ONNX, 384-d, mean pooling) run in-process through fastembed.
+/// all-MiniLM-L6-v2 (8-bit ONNX, 384-d, mean pooling) run in-process through fastembed.
 pub struct MiniLmEmbedder {
     // fastembed's `embed` takes `&mut self`; one lock serialises batches, which is what a
     // dedicated embedding pool with micro-batching wants anyway.
@@ -227,11 +232,14 @@ impl MiniLmEmbedder {
             },
         )
         .with_pooling(Pooling::Mean)
-        // Weight-only int8: activations stay f32, so vectors do not depend on batch makeup.
+        // 8-bit weight blocks (scripts/requantize_minilm.py): activations are quantised per
+        // block of each row, so a vector does not depend on the other texts in its batch.
         .with_quantization(QuantizationMode::None);
 
+        let cpu = ort::ep::CPU::default().with_arena_allocator(options.memory_arena);
         let mut init = InitOptionsUserDefined::new()
             .with_environment(ort_environment(&paths.ort_dylib)?)
+            .with_execution_providers(vec![cpu.build()])
             .with_max_length(options.max_tokens);
         if let Some(threads) = options.intra_threads {
             init = init.with_intra_threads(threads);

@@ -39,14 +39,27 @@ impl EmbedArgs {
     /// The disk cache of evaluation vectors these arguments name (none with
     /// `--no-embedding-cache`), for the default MiniLM settings.
     pub fn disk_embeddings(&self) -> embed_disk::DiskEmbeddings {
-        // The model and its token cap are part of the identity of a vector.
+        // The model (its folder and the start of its file's SHA-256, so a re-fetched model
+        // never reads another's vectors) and its token cap are part of the identity of a vector.
+        let paths = ModelPaths::from_env_or(&self.model_dir);
         let model_key = format!(
-            "{}-max{}",
+            "{}-{}-max{}",
             ModelPaths::EMBEDDER_SUBDIR,
+            model_fingerprint(&paths.embedder_dir.join("model.onnx")),
             MiniLmOptions::default().max_tokens
         );
         let dir = (!self.no_embedding_cache).then_some(self.embedding_cache.as_path());
         embed_disk::DiskEmbeddings::new(dir, &model_key)
+    }
+}
+
+/// The first 12 hex digits of a model file's SHA-256, or `unread` when it cannot be read (the
+/// model then fails to load with the reason, before any vector is cached).
+fn model_fingerprint(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => crate::pipeline::short_hex(&Sha256::digest(&bytes)),
+        Err(_) => "unread".to_owned(),
     }
 }
 

@@ -14,6 +14,10 @@ Started by scripts/bench.sh (which installs hey, builds the release binary and t
 * streaming: time to the first content byte, one connection;
 * trimming: a ~6,000-token retrieved context trimmed to the policy's cap, one connection;
 * RSS of the sidecar, idle and after the load;
+* with --index-bench, one scope's vector index at 100k and 1M entries (cache/examples/
+  index_scale.rs): real prompt embeddings (QQP questions and Arena-Hard prompts, read here at
+  run time and never stored) augmented to size, build time, memory, lookup p50/p99 and recall@1
+  against an exact scan;
 * with --litellm, the same miss through LiteLLM's proxy (one worker) at 50 req/s, beside frugal
   and the mock at the same rate.
 
@@ -26,6 +30,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -40,6 +45,8 @@ MOCK_PORT, SIDECAR_PORT, LITELLM_PORT = 9193, 8193, 4193
 NO_PREFILTER_PORT = 8194
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
+# Search widths of the index benchmark: the default (32, IndexConfig) and two wider ones.
+INDEX_WIDTHS = "32,64,128"
 
 
 def percentiles(values):
@@ -174,6 +181,43 @@ def long_context(tokens_wanted):
     return "\n".join(docs) + "\n\nQuestion: does vitamin D reduce fractures in older adults?"
 
 
+def index_texts(path, qqp_count=3500, arena_count=500):
+    """Distinct real questions for the index benchmark, shuffled with a fixed seed, one a line:
+    QQP's (evaluation only: its licence is non-commercial) and Arena-Hard's. None without them."""
+    shared = Path(os.environ.get("FRUGAL_SHARED", ROOT.parent / "shared")) / "data"
+    qqp_path, arena_path = shared / "cache/qqp_dev.jsonl.gz", shared / "prompts/arena_hard.jsonl.gz"
+    if not (qqp_path.exists() and arena_path.exists()):
+        return None
+    seen, texts = set(), []
+    with gzip.open(qqp_path, "rt") as f:
+        for line in f:
+            row = json.loads(line)
+            for text in (" ".join(row["a"].split()), " ".join(row["b"].split())):
+                if text and text not in seen and len(texts) < qqp_count:
+                    seen.add(text)
+                    texts.append(text)
+            if len(texts) >= qqp_count:
+                break
+    with gzip.open(arena_path, "rt") as f:
+        texts += [" ".join(json.loads(line)["prompt"].split()) for line in f][:arena_count]
+    random.Random(21).shuffle(texts)
+    path.write_text("\n".join(texts) + "\n")
+    return path
+
+
+def index_scale(command, work, sizes, queries):
+    """The index at each size (cache/examples/index_scale.rs), one dict per size."""
+    texts = index_texts(work / "index_texts.txt")
+    if texts is None:
+        print("index: no QQP/Arena-Hard data under ../shared/data; skipped", file=sys.stderr)
+        return []
+    print(f"index at {sizes} entries (a few minutes) ...", file=sys.stderr)
+    env = {**os.environ, "FRUGAL_MODEL_DIR": str(ROOT / "models")}
+    out = subprocess.run([command, str(texts), sizes, str(queries), INDEX_WIDTHS],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor())
@@ -193,6 +237,10 @@ def main():
     ap.add_argument("--out-json", default=str(ROOT / "target/bench.json"))
     ap.add_argument("--target", default=str(ROOT / "target"), help="cargo's target folder (criterion's results)")
     ap.add_argument("--litellm", help="the `litellm` command of a venv with litellm[proxy], to compare")
+    ap.add_argument("--index-bench", help="the built cache/examples/index_scale binary")
+    ap.add_argument("--index-sizes", default="100000",
+                    help="entries, comma-separated (1000000 builds for ~20 minutes on 2 cores)")
+    ap.add_argument("--index-queries", type=int, default=500, help="queries of each kind")
     args = ap.parse_args()
     work = Path(args.work)
 
@@ -225,6 +273,9 @@ def main():
         for process in processes:
             process.terminate()
             process.wait(timeout=20)
+    if args.index_bench:
+        # After the sidecar has stopped, so that the two do not share the cores.
+        results["index"] = index_scale(args.index_bench, work, args.index_sizes, args.index_queries)
     report = {"machine": machine(), "command": "scripts/bench.sh", "policy": "policies/examples/local.yaml",
               "results": results, "micro": criterion_results(args.target)}
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +485,7 @@ def markdown(report, args):
         for name, x in micro.items():
             lines.append(f"| {name} | {fmt(x['mean_ns'])} | {fmt(x['ci_low_ns'])}–{fmt(x['ci_high_ns'])} |")
         lines.append("")
+    lines += index_markdown(r.get("index") or [])
     lines += [
         "Reading it: the cacheable miss pays for the question's embedding (all-MiniLM-L6-v2, int8,",
         "on CPU), which grows with the question's length; real Arena-Hard prompts are longer than",
@@ -444,6 +496,35 @@ def markdown(report, args):
         "",
     ]
     return "\n".join(lines)
+
+
+def index_markdown(sizes):
+    if not sizes:
+        return []
+    lines = [
+        "One scope's vector index at scale (`cache/examples/index_scale.rs`, default",
+        "`IndexConfig`: M 16, ef_construction 100, int8 graph; built in one go with",
+        "`VectorIndex::from_vectors`, hnsw_rs's parallel insert on all cores). Vectors: "
+        f"{sizes[0]['real_vectors']} real prompt",
+        "embeddings (all-MiniLM-L6-v2 of QQP questions and Arena-Hard prompts), augmented to the",
+        "size with random convex combinations of 2 or 3 of them (uniform weights) plus ±0.01",
+        "uniform noise per component, renormalised. Queries, "
+        f"{sizes[0]['queries_per_kind']} of each kind: near-duplicates (a stored",
+        "vector plus ±0.03 noise per component, cosine ~0.95 to it) and fresh real prompts",
+        "(held out of the stored set). Recall@1: the index's first neighbour is the exact f32",
+        "scan's. Memory: the process's RSS growth over the build.",
+        "",
+        "| entries | build s | index MiB | ef_search | lookup p50 / p99 ms | recall@1, near-duplicates | recall@1, fresh prompts |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size in sizes:
+        for search in size["searches"]:
+            default = " (default)" if search["ef_search"] == size["default_ef_search"] else ""
+            lines.append(
+                f"| {size['entries']:,} | {size['build_s']:.0f} | {size['index_mib']:.0f} | "
+                f"{search['ef_search']}{default} | {search['p50_ms']:.2f} / {search['p99_ms']:.2f} | "
+                f"{search['near_duplicate']['recall_at_1']:.3f} | {search['fresh']['recall_at_1']:.3f} |")
+    return lines + [""]
 
 
 if __name__ == "__main__":

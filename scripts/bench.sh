@@ -5,7 +5,7 @@
 # proxy (pinned, its own venv) at a rate it survives. Writes BENCHMARKS.md and
 # target/bench.json. Not part of the tests.
 #
-#   RATE=1000 DURATION=10s SEQUENTIAL=300 BENCH_LITELLM=1 scripts/bench.sh
+#   RATE=1000 DURATION=10s SEQUENTIAL=300 BENCH_LITELLM=1 INDEX_SIZES=100000 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -14,6 +14,7 @@ command -v hey >/dev/null || apt_packages hey
 setup_models
 say "cargo build --release"
 cargo build --release -p frugal
+cargo build --release -p frugal-cache --example index_scale
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target/release/frugal"
 say "criterion micro-benchmarks (cargo bench, short runs)"
@@ -38,4 +39,5 @@ trap 'rm -rf "$work"' EXIT
 say "benchmarking (about a minute and a half)"
 python3 scripts/bench.py --bin "$bin" --work "$work" \
     --rate "${RATE:-1000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
-    --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}"
+    --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}" \
+    --index-bench "$target/release/examples/index_scale" --index-sizes "${INDEX_SIZES:-100000}"

@@ -1,0 +1,265 @@
+//! Lookup latency, recall@1 against an exact scan, build time and memory of one scope's index
+//! at 100k and 1M entries, over real prompt embeddings augmented to that size (run by
+//! `scripts/bench.sh`, which writes the table into BENCHMARKS.md):
+//!
+//! `cargo run --release -p frugal-cache --example index_scale -- TEXTS SIZES QUERIES EF_LIST`
+//!
+//! TEXTS holds one question per line. All are embedded with the real model (all-MiniLM-L6-v2,
+//! `FRUGAL_MODEL_DIR`); the last QUERIES are held out as fresh queries, the rest are the real
+//! vectors. For each size in SIZES (comma-separated), the index holds the real vectors, then
+//! augmented ones up to the size: each a random convex combination of 2 or 3 real vectors
+//! (uniform weights, normalised to sum 1) plus uniform noise of ±0.01 per component,
+//! renormalised. It is built with `VectorIndex::from_vectors` and the default `IndexConfig`.
+//! Queries: QUERIES noisy copies of random stored vectors (±0.03 per component, cosine ~0.95
+//! to their source: near-duplicate prompts), and the QUERIES fresh real vectors. Recall@1: the
+//! index's first neighbour is the exact scan's (f32, all entries). One JSON line per size on
+//! stdout; progress on stderr.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use frugal_cache::percentile;
+use frugal_cache::synthetic::{normalised, Xorshift};
+use frugal_cache::{Embedder, IndexConfig, MiniLmEmbedder, MiniLmOptions, ModelPaths, VectorIndex};
+use serde_json::{json, Value};
+
+/// Dimension of all-MiniLM-L6-v2's vectors.
+const DIM: usize = MiniLmEmbedder::DIM;
+/// Stored vectors scanned against every query while they are in the CPU cache.
+const SCAN_BLOCK: usize = 1024;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [texts, sizes, queries, widths] = args.as_slice() else {
+        anyhow::bail!("usage: index_scale TEXTS SIZES QUERIES EF_LIST");
+    };
+    let sizes: Vec<usize> = sizes.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let queries: usize = queries.parse()?;
+    let widths: Vec<usize> = widths
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let texts = std::fs::read_to_string(texts).with_context(|| format!("reading {texts}"))?;
+    let texts: Vec<&str> = texts.lines().filter(|t| !t.trim().is_empty()).collect();
+    anyhow::ensure!(
+        texts.len() > 2 * queries,
+        "{} texts are too few",
+        texts.len()
+    );
+
+    let started = Instant::now();
+    let mut real = embed_all(&texts)?;
+    let fresh = real.split_off(real.len() - queries);
+    eprintln!(
+        "index_scale: embedded {} texts in {:.1} s",
+        texts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for &size in &sizes {
+        let line = measure(&real, &fresh, size, &widths)?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Every text's embedding, in order. Batches are of texts of similar length, as a batch is
+/// padded to its longest text.
+fn embed_all(texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let paths = ModelPaths::from_env_or(std::path::Path::new("models"));
+    let embedder = MiniLmEmbedder::load(&paths, &MiniLmOptions::default())?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let mut vectors = vec![Vec::new(); texts.len()];
+    for batch in order.chunks(32) {
+        let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+        for (&i, v) in batch.iter().zip(embedder.embed(&batch_texts)?) {
+            vectors[i] = v;
+        }
+    }
+    Ok(vectors)
+}
+
+/// Builds an index of `size` entries and measures it at each search width.
+fn measure(
+    real: &[Vec<f32>],
+    fresh: &[Vec<f32>],
+    size: usize,
+    widths: &[usize],
+) -> anyhow::Result<Value> {
+    let mut rng = Xorshift::new(0x2100_0000 ^ size as u64);
+    let stored = augmented(real, size, &mut rng);
+    let near: Vec<Vec<f32>> = (0..fresh.len())
+        .map(|_| {
+            let source = pick(&mut rng, size);
+            let v = &stored[source * DIM..(source + 1) * DIM];
+            normalised(v.iter().map(|x| x + 0.06 * rng.next_centered()).collect())
+        })
+        .collect();
+
+    let rss_before = rss_mib();
+    let started = Instant::now();
+    let items = stored
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(id, v)| (id as u64, v));
+    let mut index = VectorIndex::from_vectors(DIM, IndexConfig::default(), items)?;
+    let build_s = started.elapsed().as_secs_f64();
+    let index_mib = rss_mib() - rss_before;
+    eprintln!("index_scale: {size} entries built in {build_s:.1} s, ~{index_mib:.0} MiB");
+
+    let started = Instant::now();
+    let exact_near = exact_nearest(&stored, &near)?;
+    let exact_fresh = exact_nearest(&stored, fresh)?;
+    eprintln!(
+        "index_scale: exact scans of {} queries in {:.1} s",
+        near.len() + fresh.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut searches = Vec::new();
+    for &ef in widths {
+        index.set_ef_search(ef);
+        let (near_ms, near_recall) = lookups(&index, &near, &exact_near)?;
+        let (fresh_ms, fresh_recall) = lookups(&index, fresh, &exact_fresh)?;
+        let mut all: Vec<f64> = near_ms.iter().chain(&fresh_ms).copied().collect();
+        all.sort_by(f64::total_cmp);
+        searches.push(json!({
+            "ef_search": ef,
+            "p50_ms": round3(percentile(&all, 0.5)),
+            "p99_ms": round3(percentile(&all, 0.99)),
+            "near_duplicate": summary(near_ms, near_recall),
+            "fresh": summary(fresh_ms, fresh_recall),
+        }));
+    }
+    Ok(json!({
+        "entries": size,
+        "real_vectors": real.len().min(size),
+        "hnsw": index.is_hnsw(),
+        "build_s": round3(build_s),
+        "index_mib": index_mib.round(),
+        "queries_per_kind": fresh.len(),
+        "default_ef_search": IndexConfig::default().ef_search,
+        "searches": searches,
+    }))
+}
+
+/// `size` unit vectors, flat: the real ones, then convex combinations of 2–3 of them with noise.
+fn augmented(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> Vec<f32> {
+    let mut stored = Vec::with_capacity(size * DIM);
+    for v in real.iter().take(size) {
+        stored.extend(normalised(v.clone()));
+    }
+    while stored.len() < size * DIM {
+        let parts = 2 + pick(rng, 2);
+        let weights: Vec<f32> = (0..parts)
+            .map(|_| rng.next_centered() + 0.5 + 1e-3)
+            .collect();
+        let total: f32 = weights.iter().sum();
+        let mut v = vec![0.0f32; DIM];
+        for w in weights {
+            let base = &real[pick(rng, real.len())];
+            for (x, b) in v.iter_mut().zip(base) {
+                *x += w / total * b;
+            }
+        }
+        stored.extend(normalised(
+            v.iter().map(|x| x + 0.02 * rng.next_centered()).collect(),
+        ));
+    }
+    stored
+}
+
+/// A uniform index below `n`.
+fn pick(rng: &mut Xorshift, n: usize) -> usize {
+    (((rng.next_centered() + 0.5) * n as f32) as usize).min(n - 1)
+}
+
+/// Each query's lookup time (ms) and whether its first neighbour is the exact one.
+fn lookups(
+    index: &VectorIndex,
+    queries: &[Vec<f32>],
+    exact: &[(u64, f32)],
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    let (mut ms, mut found) = (Vec::new(), 0);
+    for (q, (best, _)) in queries.iter().zip(exact) {
+        let t = Instant::now();
+        let got = index.nearest(q, 3)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        found += usize::from(got.first().is_some_and(|n| n.id == *best));
+    }
+    Ok((ms, found))
+}
+
+/// p50, p99 and recall@1 of one kind of query.
+fn summary(mut ms: Vec<f64>, found: usize) -> Value {
+    ms.sort_by(f64::total_cmp);
+    json!({
+        "n": ms.len(),
+        "p50_ms": round3(percentile(&ms, 0.5)),
+        "p99_ms": round3(percentile(&ms, 0.99)),
+        "recall_at_1": round3(found as f64 / ms.len().max(1) as f64),
+    })
+}
+
+/// The exact nearest stored vector (id, cosine) of each query: a full f32 scan, the queries
+/// split across the cores.
+fn exact_nearest(stored: &[f32], queries: &[Vec<f32>]) -> anyhow::Result<Vec<(u64, f32)>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .chunks(per_thread)
+            .map(|part| s.spawn(move || scan(stored, part)))
+            .collect();
+        let mut found = Vec::with_capacity(queries.len());
+        for handle in handles {
+            let part = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("an exact-scan thread panicked"))?;
+            found.extend(part);
+        }
+        Ok(found)
+    })
+}
+
+/// Exact nearest of each query, a block of stored vectors at a time.
+fn scan(stored: &[f32], queries: &[Vec<f32>]) -> Vec<(u64, f32)> {
+    let mut best = vec![(u64::MAX, f32::NEG_INFINITY); queries.len()];
+    for (b, block) in stored.chunks(SCAN_BLOCK * DIM).enumerate() {
+        for (q, best) in queries.iter().zip(&mut best) {
+            for (i, v) in block.chunks_exact(DIM).enumerate() {
+                let similarity = dot(q, v);
+                if similarity > best.1 {
+                    *best = ((b * SCAN_BLOCK + i) as u64, similarity);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Dot product in eight independent partial sums, which the compiler vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Resident set size of this process in MiB (Linux), 0 elsewhere.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v python3 >/dev/null || apt_packages python3
 command -v hey >/dev/null || apt_packages hey
+command -v wrk >/dev/null || apt_packages wrk
 setup_models
 say "cargo build --release"
 cargo build --release -p frugal

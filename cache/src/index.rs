@@ -198,8 +198,27 @@ impl VectorIndex {
     }
 
     /// Adds `vector` under `id`, replacing any vector already under it. The vector is
-    /// re-normalised, so near-unit input stays exactly comparable.
+    /// re-normalised, so near-unit input stays exactly comparable. An exact scan that outgrows
+    /// [`IndexConfig::hnsw_threshold`] becomes a graph here, at once (see
+    /// [`VectorIndex::insert_keeping_scan`] for a caller that builds it elsewhere).
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
+        self.insert_keeping_scan(id, vector)?;
+        if self.outgrew_scan() {
+            self.move_to_graph();
+        }
+        Ok(())
+    }
+
+    /// Whether this is an exact scan holding more vectors than
+    /// [`IndexConfig::hnsw_threshold`]: a graph built from [`VectorIndex::live`] (e.g. with
+    /// [`VectorIndex::from_live`], off the lookup path) should replace it.
+    pub fn outgrew_scan(&self) -> bool {
+        !self.is_hnsw() && self.live.len() > self.config.hnsw_threshold
+    }
+
+    /// [`VectorIndex::insert`], except that an exact scan stays one past the threshold (it
+    /// answers exactly, only more slowly, until its caller swaps a graph in).
+    pub fn insert_keeping_scan(&mut self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
         let vector = self.unit(vector)?;
         self.remove(id);
         let slot = self.slots.len();
@@ -208,9 +227,6 @@ impl VectorIndex {
         match &mut self.backend {
             Backend::Flat { vectors } => vectors.extend_from_slice(&vector),
             Backend::Hnsw(graph) => graph.insert_slice((&quantize(&vector, 1.0), slot)),
-        }
-        if !self.is_hnsw() && self.live.len() > self.config.hnsw_threshold {
-            self.move_to_graph();
         }
         Ok(())
     }

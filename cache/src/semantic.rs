@@ -226,14 +226,16 @@ impl SemanticIndex {
             index: VectorIndex::new(vector.len(), config),
             rebuild: None,
         });
-        if let Err(e) = scope_entry.index.insert(id, vector) {
+        // A scan that outgrows its threshold becomes a graph on a background thread (below),
+        // not here under the lock every lookup takes.
+        if let Err(e) = scope_entry.index.insert_keeping_scan(id, vector) {
             tracing::warn!(error = %e, "not indexing a cached question");
             return;
         }
         if let Some(pending) = &mut scope_entry.rebuild {
             pending.changes.push(Change::Insert(id, vector.to_vec()));
         }
-        self.rebuild_if_needed(&mut state, scope);
+        rebuild_if_needed(&self.state, &mut state, scope);
         state.entries.insert(
             id,
             Entry {
@@ -295,36 +297,7 @@ impl SemanticIndex {
             // A rebuild still running for it finds no scope and is dropped.
             state.scopes.remove(&entry.scope);
         } else {
-            self.rebuild_if_needed(state, entry.scope);
-        }
-    }
-
-    /// Rebuilds `scope`'s index once too many of its vectors are dead: at once while it is a
-    /// small exact scan, on a background thread once it is a graph.
-    fn rebuild_if_needed(&self, state: &mut State, scope: ScopeKey) {
-        let Some(found) = state.scopes.get_mut(&scope) else {
-            return;
-        };
-        if found.rebuild.is_some() || !found.index.needs_rebuild() {
-            return;
-        }
-        if !found.index.is_hnsw() {
-            found.index = found.index.rebuilt();
-            return;
-        }
-        let Some((generation, snapshot)) = begin_rebuild(state, scope) else {
-            return;
-        };
-        let config = state.config;
-        let shared = Arc::downgrade(&self.state);
-        let spawned = std::thread::Builder::new()
-            .name("frugal-index-rebuild".into())
-            .spawn(move || build_and_swap(&shared, scope, generation, config, snapshot));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no thread for an index rebuild; the old index serves on");
-            if let Some(found) = state.scopes.get_mut(&scope) {
-                found.rebuild = None;
-            }
+            rebuild_if_needed(&self.state, state, entry.scope);
         }
     }
 }
@@ -335,7 +308,37 @@ impl Default for SemanticIndex {
     }
 }
 
-/// Marks `scope` as rebuilding and snapshots its live vectors.
+/// Rebuilds `scope`'s index once too many of its vectors are dead (at once while it is a
+/// small exact scan, on a background thread once it is a graph), and turns a scan that
+/// outgrew its threshold into a graph on a background thread (the scan serves meanwhile).
+fn rebuild_if_needed(shared: &Arc<Mutex<State>>, state: &mut State, scope: ScopeKey) {
+    let Some(found) = state.scopes.get_mut(&scope) else {
+        return;
+    };
+    let outgrew = found.index.outgrew_scan();
+    if found.rebuild.is_some() || !(outgrew || found.index.needs_rebuild()) {
+        return;
+    }
+    if !found.index.is_hnsw() && !outgrew {
+        found.index = found.index.rebuilt();
+        return;
+    }
+    let Some((generation, snapshot)) = begin_rebuild(state, scope) else {
+        return;
+    };
+    let config = state.config;
+    let shared = Arc::downgrade(shared);
+    let spawned = std::thread::Builder::new()
+        .name("frugal-index-rebuild".into())
+        .spawn(move || build_and_swap(&shared, scope, generation, config, snapshot));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for an index rebuild; the old index serves on");
+        if let Some(found) = state.scopes.get_mut(&scope) {
+            found.rebuild = None;
+        }
+    }
+}
+
 fn begin_rebuild(state: &mut State, scope: ScopeKey) -> Option<(u64, LiveVectors)> {
     let generation = state.next_generation;
     state.next_generation += 1;
@@ -347,7 +350,13 @@ fn begin_rebuild(state: &mut State, scope: ScopeKey) -> Option<(u64, LiveVectors
     Some((generation, found.index.live()))
 }
 
-/// Builds a fresh index from `snapshot` without the lock, then swaps it in.
+/// Changes made during a rebuild that are replayed onto the fresh index under the lock; more
+/// are replayed without it first (a graph insert takes a millisecond or so, and every lookup
+/// waits for the lock).
+const REPLAY_UNDER_LOCK: usize = 32;
+
+/// Builds a fresh index from `snapshot` without the lock, catches it up with the changes made
+/// meanwhile (most of them without the lock too), then swaps it in.
 fn build_and_swap(
     shared: &Weak<Mutex<State>>,
     scope: ScopeKey,
@@ -357,19 +366,64 @@ fn build_and_swap(
 ) {
     let started = Instant::now();
     let vectors = snapshot.len();
-    let fresh = VectorIndex::from_live(config, snapshot);
-    // The cache may have been dropped (a policy change) while this ran.
-    let Some(shared) = shared.upgrade() else {
+    let mut fresh = VectorIndex::from_live(config, snapshot);
+    loop {
+        // The cache may have been dropped (a policy change) while this ran.
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pending) = pending_rebuild(&mut state, scope, generation) else {
+            return;
+        };
+        if pending.changes.len() > REPLAY_UNDER_LOCK {
+            let changes = std::mem::take(&mut pending.changes);
+            drop(state);
+            replay(&mut fresh, changes);
+            continue;
+        }
+        let swapped = finish_rebuild(&mut state, scope, generation, fresh);
+        // What changed while it was built (removals, a scan's growth) may call for another.
+        if swapped {
+            rebuild_if_needed(&shared, &mut state, scope);
+        }
+        tracing::debug!(
+            vectors,
+            swapped,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "semantic index rebuilt"
+        );
         return;
-    };
-    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
-    let swapped = finish_rebuild(&mut state, scope, generation, fresh);
-    tracing::debug!(
-        vectors,
-        swapped,
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "semantic index rebuilt"
-    );
+    }
+}
+
+/// The rebuild of `scope` from `generation`, if it is still the one wanted.
+fn pending_rebuild(
+    state: &mut State,
+    scope: ScopeKey,
+    generation: u64,
+) -> Option<&mut PendingRebuild> {
+    state
+        .scopes
+        .get_mut(&scope)?
+        .rebuild
+        .as_mut()
+        .filter(|p| p.generation == generation)
+}
+
+/// Applies changes logged against the old index to a fresh one, in order.
+fn replay(fresh: &mut VectorIndex, changes: Vec<Change>) {
+    for change in changes {
+        match change {
+            Change::Insert(id, vector) => {
+                // The old index accepted this vector, so the new one does too.
+                let _ = fresh.insert(id, &vector);
+            }
+            Change::Remove(id) => {
+                fresh.remove(id);
+            }
+        }
+    }
 }
 
 /// Replays the changes logged since the snapshot onto `fresh` and makes it the scope's index;
@@ -386,17 +440,7 @@ fn finish_rebuild(
     let Some(pending) = found.rebuild.take_if(|p| p.generation == generation) else {
         return false;
     };
-    for change in pending.changes {
-        match change {
-            Change::Insert(id, vector) => {
-                // The old index accepted this vector, so the new one does too.
-                let _ = fresh.insert(id, &vector);
-            }
-            Change::Remove(id) => {
-                fresh.remove(id);
-            }
-        }
-    }
+    replay(&mut fresh, pending.changes);
     found.index = fresh;
     true
 }
@@ -503,6 +547,33 @@ mod tests {
         assert_eq!(nearest_key(&index, &scope, &data[35]), Some(key(35)));
         assert_ne!(nearest_key(&index, &scope, &data[4]), Some(key(4)));
         assert_eq!(nearest_key(&index, &scope, &data[20]), Some(key(20)));
+    }
+
+    #[test]
+    fn a_scan_that_outgrows_its_threshold_becomes_a_graph_off_the_insert() {
+        let index = SemanticIndex::with_config(graph_config());
+        let scope = [5; 32];
+        let data = random_units(40, 16, 23);
+        for (i, v) in data.iter().enumerate() {
+            index.insert(scope, key(i), &format!("question {i}"), v);
+            // Whatever the index is at this moment, it answers for what it holds.
+            assert_eq!(nearest_key(&index, &scope, v), Some(key(i)));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let state = index.state.lock().unwrap();
+            let found = &state.scopes[&scope];
+            if found.rebuild.is_none() && found.index.is_hnsw() {
+                assert_eq!(found.index.len(), 40);
+                break;
+            }
+            drop(state);
+            assert!(Instant::now() < deadline, "the graph never landed");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for (i, v) in data.iter().enumerate() {
+            assert_eq!(nearest_key(&index, &scope, v), Some(key(i)));
+        }
     }
 
     #[test]

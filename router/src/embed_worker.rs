@@ -4,6 +4,11 @@
 //! `frugal_embedding_deadline_skips_total`), never fails for want of one. Workers are shared
 //! process-wide per model folder, so a policy reload does not load the model again.
 //!
+//! A request whose embedding could not be ready within its deadline, given the texts queued
+//! ahead of it and the time a text has recently taken, goes on at once (`overloaded`) instead
+//! of waiting out its deadline for nothing: under overload the semantic tier is skipped for some
+//! requests, but none is held up by it.
+//!
 //! Texts come in two lanes. A request waiting for its embedding is urgent; a stored question
 //! embedded after its answer was sent ([`EmbedWorker::embed_in_background`]) is not, and is
 //! embedded only when no request waits, in small batches, so it never delays one by more than
@@ -11,6 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -77,6 +83,9 @@ struct Queue {
     lanes: Mutex<Lanes>,
     ready: Condvar,
     capacity: usize,
+    /// Recent time per text in a batch, in nanoseconds (a moving average; 0 until the first
+    /// batch): what a text queued behind others can expect to wait for each of them.
+    per_text_nanos: AtomicU64,
 }
 
 impl Queue {
@@ -84,20 +93,43 @@ impl Queue {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job, or hands it back when its lane is full.
-    fn push(&self, lane: Lane, job: Job) -> Result<(), Job> {
+    /// Queues a job, or hands it back with why not: its lane is full, or (for an urgent one
+    /// with a `deadline`) the texts ahead of it would take longer than that.
+    fn push(&self, lane: Lane, job: Job, deadline: Option<Duration>) -> Result<(), &'static str> {
         let mut lanes = self.lock();
         let queue = match lane {
             Lane::Urgent => &mut lanes.urgent,
             Lane::Background => &mut lanes.background,
         };
         if queue.len() >= self.capacity {
-            return Err(job);
+            return Err("queue_full");
+        }
+        if let Some(deadline) = deadline {
+            let per_text = self.per_text_nanos.load(Ordering::Relaxed);
+            let ahead = u64::try_from(queue.len()).unwrap_or(u64::MAX);
+            if per_text.saturating_mul(ahead.saturating_add(1)) > nanos(deadline) {
+                return Err("overloaded");
+            }
         }
         queue.push_back(job);
         drop(lanes);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Folds a batch's time into the moving average of the time per text.
+    fn observe(&self, texts: usize, took: Duration) {
+        let Some(per_text) = nanos(took).checked_div(texts as u64) else {
+            return;
+        };
+        let old = self.per_text_nanos.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            per_text
+        } else {
+            // Weight 1/8: a few batches move it, one odd batch does not.
+            old - old / 8 + per_text / 8
+        };
+        self.per_text_nanos.store(new, Ordering::Relaxed);
     }
 
     /// The next batch: urgent texts first (waiting up to `window` for company), background
@@ -138,6 +170,11 @@ impl Queue {
     }
 }
 
+/// A duration in nanoseconds, saturating.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A handle to a running embedding worker; cheap to clone through an `Arc`.
 pub struct EmbedWorker {
     queue: Arc<Queue>,
@@ -168,6 +205,7 @@ impl EmbedWorker {
             lanes: Mutex::new(Lanes::default()),
             ready: Condvar::new(),
             capacity: options.queue.max(1),
+            per_text_nanos: AtomicU64::new(0),
         });
         let dim = embedder.dim();
         metrics::register_embedding_skips();
@@ -196,24 +234,33 @@ impl EmbedWorker {
 
     /// The unit-length embedding of `text`, or `None` if it is not ready within `deadline`.
     pub async fn embed(&self, text: &str, deadline: Duration) -> Option<Vec<f32>> {
-        self.embed_in(Lane::Urgent, text, deadline).await
+        self.embed_in(Lane::Urgent, text, deadline, Some(deadline))
+            .await
     }
 
     /// The embedding of `text` for a caller nobody waits on: it is computed only when no
     /// request waits for its own, and given up after [`BACKGROUND_DEADLINE`].
     pub async fn embed_in_background(&self, text: &str) -> Option<Vec<f32>> {
-        self.embed_in(Lane::Background, text, BACKGROUND_DEADLINE)
+        self.embed_in(Lane::Background, text, BACKGROUND_DEADLINE, None)
             .await
     }
 
-    async fn embed_in(&self, lane: Lane, text: &str, deadline: Duration) -> Option<Vec<f32>> {
+    /// Queues `text` in `lane` and waits up to `deadline` for its vector; with `shed`, gives
+    /// up at once when the texts ahead would not leave it time to be embedded within it.
+    async fn embed_in(
+        &self,
+        lane: Lane,
+        text: &str,
+        deadline: Duration,
+        shed: Option<Duration>,
+    ) -> Option<Vec<f32>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             text: text.to_string(),
             reply,
         };
-        if self.queue.push(lane, job).is_err() {
-            metrics::record_embedding_skip("queue_full");
+        if let Err(why) = self.queue.push(lane, job, shed) {
+            metrics::record_embedding_skip(why);
             return None;
         }
         match tokio::time::timeout(deadline, answer).await {
@@ -241,8 +288,8 @@ impl EmbedWorker {
                 text: (*text).to_string(),
                 reply,
             };
-            if self.queue.push(Lane::Urgent, job).is_err() {
-                metrics::record_embedding_skip("queue_full");
+            if let Err(why) = self.queue.push(Lane::Urgent, job, None) {
+                metrics::record_embedding_skip(why);
                 return None;
             }
             answers.push(answer);
@@ -269,7 +316,9 @@ fn run(embedder: &dyn Embedder, queue: &Queue, options: BatchOptions) {
         let texts: Vec<&str> = batch.iter().map(|j| j.text.as_str()).collect();
         match embedder.embed(&texts) {
             Ok(vectors) => {
-                metrics::record_embedding_batch(batch.len(), started.elapsed());
+                let took = started.elapsed();
+                queue.observe(batch.len(), took);
+                metrics::record_embedding_batch(batch.len(), took);
                 for (job, vector) in batch.into_iter().zip(vectors) {
                     // A caller that stopped waiting just drops the answer.
                     let _ = job.reply.send(vector);
@@ -409,7 +458,7 @@ mod tests {
             text: text.to_string(),
             reply,
         };
-        assert!(worker.queue.push(lane, job).is_ok());
+        assert!(worker.queue.push(lane, job, None).is_ok());
         answer
     }
 
@@ -435,6 +484,28 @@ mod tests {
         for (n, answer) in (1..=9).zip(background) {
             assert_eq!(answer.await.unwrap(), vec![n as f32]);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_could_not_be_embedded_in_time_goes_on_at_once() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::from_millis(200),
+        });
+        let worker = EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap();
+        // The first text teaches the worker that a text takes ~200 ms.
+        assert!(worker.embed("a", Duration::from_secs(5)).await.is_some());
+        // With a 50 ms deadline there is no point waiting: it goes on at once.
+        let started = Instant::now();
+        assert_eq!(worker.embed("b", Duration::from_millis(50)).await, None);
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "{:?}",
+            started.elapsed()
+        );
+        // A deadline long enough is still served, and a background text is never shed so.
+        assert!(worker.embed("c", Duration::from_secs(5)).await.is_some());
+        assert!(worker.embed_in_background("d").await.is_some());
     }
 
     #[tokio::test]

@@ -293,7 +293,7 @@ impl Metric {
             Self::EmbeddingDurationSeconds => "Time to embed one batch of texts.",
             Self::EmbeddingBatchSize => "Texts per embedding batch.",
             Self::EmbeddingDeadlineSkipsTotal => {
-                "Requests that went on without their embedding, by reason (deadline, queue_full, failed)."
+                "Requests that went on without their embedding, by reason (deadline, overloaded, queue_full, failed)."
             }
             Self::CacheGuardRejectionsTotal => {
                 "Semantic cache candidates rejected by a verification guard, by guard."

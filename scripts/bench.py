@@ -320,6 +320,7 @@ def run(args, sidecar_pid):
     results["cacheable_miss"] = sequential(SIDECAR_PORT, [ask("gpt-4o-mini", t) for t in texts[:n]])
     results["cacheable_miss"]["lookups"] = settled_counters(SIDECAR_PORT, before)
     results["cacheable_miss_routed"] = sequential(SIDECAR_PORT, [ask("gpt-4o", t) for t in texts[n:2 * n]])
+    results["rss_before_load_mib"] = rss_mib(sidecar_pid)
     print("cacheable misses under load (wrk) ...", file=sys.stderr)
     before = cache_counters(SIDECAR_PORT)
     loaded = wrk_distinct(SIDECAR_PORT, Path(args.work), args.duration)
@@ -543,7 +544,9 @@ def markdown(report, args):
         + (" Under load: " + ", ".join(f"{k} {v}" for k, v in sorted(r["cacheable_miss_load"].get("lookups", {}).items())) + "."
            if "cacheable_miss_load" in r else ""),
         "",
-        f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r['rss_loaded_mib']} MiB after the load."
+        f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r.get('rss_before_load_mib')} MiB after the",
+        f"one-connection paths, {r['rss_loaded_mib']} MiB after everything (the load run stored some",
+        f"{r.get('cacheable_miss_load', {}).get('statuses', {}).get('all', 0):,} more answers)."
         + (f" LiteLLM's proxy: {r['litellm_rss_loaded_mib']} MiB after its run." if "litellm" in r else ""),
         "",
     ]

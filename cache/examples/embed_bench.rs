@@ -4,6 +4,11 @@
 //! tokens included), then all of them together, then the process's resident memory after
 //! batches of 16 long texts (what a loaded sidecar's embedding worker sees).
 
+#[path = "support/resident.rs"]
+mod resident;
+
+use resident::resident_mib;
+
 use std::time::Instant;
 
 use frugal_cache::percentile;
@@ -78,15 +83,4 @@ fn main() -> anyhow::Result<()> {
         resident_mib()
     );
     Ok(())
-}
-
-/// The process's resident set size (VmRSS), in MiB; 0 where /proc is missing.
-fn resident_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -11,6 +11,11 @@
 //! latter, "served" counts the queries where any of the 3 neighbours returned is at ≥ 0.93,
 //! which is what the semantic tier needs to answer (a near-tie may stand in for the nearest).
 
+#[path = "support/resident.rs"]
+mod resident;
+
+use resident::resident_mib;
+
 use std::time::Instant;
 
 use frugal_cache::percentile;
@@ -41,7 +46,7 @@ fn main() -> anyhow::Result<()> {
             None => rng.unit_vector(dim),
         }
     };
-    let rss_before = rss_mb();
+    let rss_before = resident_mib();
     let mut index = empty_index(dim, ef_search);
     let started = Instant::now();
     let mut probes = Vec::new();
@@ -53,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         index.insert(id as u64, &v)?;
     }
     let build = started.elapsed();
-    let rss_after = rss_mb();
+    let rss_after = resident_mib();
     let mut ms = Vec::new();
     let mut found = 0;
     for (id, q) in &probes {
@@ -104,14 +109,14 @@ fn real_vectors(
     );
     let (stored, rest) = vectors.split_at(entries);
     let probes = &rest[..queries];
-    let rss_before = rss_mb();
+    let rss_before = resident_mib();
     let mut index = empty_index(dim, widths.first().copied().unwrap_or(1));
     let started = Instant::now();
     for (id, v) in stored.iter().enumerate() {
         index.insert(id as u64, v)?;
     }
     let build = started.elapsed();
-    let rss_after = rss_mb();
+    let rss_after = resident_mib();
     println!(
         "real prompt vectors: entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB \
          (index ~{:.0} MB)",
@@ -174,16 +179,4 @@ fn empty_index(dim: usize, ef_search: usize) -> VectorIndex {
         ..IndexConfig::default()
     };
     VectorIndex::new(dim, config)
-}
-
-/// Resident set size of this process in MB (Linux), 0 elsewhere.
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -15,6 +15,11 @@
 //! index's first neighbour is the exact scan's (f32, all entries). One JSON line per size on
 //! stdout; progress on stderr.
 
+#[path = "support/resident.rs"]
+mod resident;
+
+use resident::resident_mib;
+
 use std::time::Instant;
 
 use anyhow::Context;
@@ -96,7 +101,7 @@ fn measure(
         })
         .collect();
 
-    let rss_before = rss_mib();
+    let rss_before = resident_mib();
     let started = Instant::now();
     let items = stored
         .chunks_exact(DIM)
@@ -104,7 +109,7 @@ fn measure(
         .map(|(id, v)| (id as u64, v));
     let mut index = VectorIndex::from_vectors(DIM, IndexConfig::default(), items)?;
     let build_s = started.elapsed().as_secs_f64();
-    let index_mib = rss_mib() - rss_before;
+    let index_mib = resident_mib() - rss_before;
     eprintln!("index_scale: {size} entries built in {build_s:.1} s, ~{index_mib:.0} MiB");
 
     let started = Instant::now();
@@ -250,16 +255,4 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// Resident set size of this process in MiB (Linux), 0 elsewhere.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -140,7 +140,8 @@ impl Settlement {
 /// Embeds a stored question in the background (the client already has its answer) and adds
 /// the vector to the semantic index and, with a shared tier, to the stream other replicas read.
 /// It waits in the worker's background lane, behind requests' own embeddings; one not embedded
-/// within [`BACKGROUND_DEADLINE`] (or that finds the lane full) is left to the exact tier.
+/// within [`crate::embed_worker::BACKGROUND_DEADLINE`] (or that finds the lane full) is left
+/// to the exact tier.
 fn embed_after(
     ctx: &RequestContext,
     worker: Arc<EmbedWorker>,

@@ -13,7 +13,8 @@ Started by scripts/bench.sh (which installs hey, builds the release binary and t
   routed model; with the cache's lookup results and deferred embeddings from /metrics;
 * cacheable miss under load: distinct real questions (QQP's, read at run time for evaluation
   only) at temperature 0, as fast as 16 connections go for the duration (wrk with a Lua script
-  that sends each question once): the requests per second the cache's whole path sustains;
+  that sends each question once): the requests per second the cache's whole path sustains; then
+  the same on a fresh sidecar with `embeddings.threads: 1`;
 * streaming: time to the first content byte, one connection;
 * trimming: a ~6,000-token retrieved context trimmed to the policy's cap, one connection;
 * RSS of the sidecar, idle and after the load;
@@ -47,6 +48,8 @@ MOCK_PORT, SIDECAR_PORT, LITELLM_PORT = 9193, 8193, 4193
 # A second sidecar with the semantic prefilter off: the same cacheable miss with MiniLM on the
 # request path of every question, beside the prefiltered one, in the same run.
 NO_PREFILTER_PORT = 8194
+# A third, started for the load run only: the same policy with one embedding thread.
+ONE_THREAD_PORT = 8195
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
 # Search widths of the index benchmark: the default (32, IndexConfig) and two wider ones.
@@ -256,6 +259,8 @@ def main():
     unfiltered = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{NO_PREFILTER_PORT}", policy)
     unfiltered = re.sub(r"(?m)^cache:\n", "cache:\n  semantic_prefilter: 0\n", unfiltered)
     (work / "policy-no-prefilter.yaml").write_text(unfiltered)
+    one_thread = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{ONE_THREAD_PORT}", policy)
+    (work / "policy-one-thread.yaml").write_text(one_thread + "\nembeddings:\n  threads: 1\n")
     env = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
     mock = subprocess.Popen([args.bin, "mock-upstream", "--listen", f"127.0.0.1:{MOCK_PORT}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -327,6 +332,7 @@ def run(args, sidecar_pid):
     if loaded:
         loaded["lookups"] = settled_counters(SIDECAR_PORT, before)
         results["cacheable_miss_load"] = loaded
+        results["cacheable_miss_load_one_thread"] = load_one_thread(args)
     stream = {**short, "stream": True}
     results["ttfb_direct"] = first_byte(MOCK_PORT, stream, 100)
     results["ttfb"] = first_byte(SIDECAR_PORT, stream, 100)
@@ -336,6 +342,26 @@ def run(args, sidecar_pid):
     results["trim_6k"] = sequential(SIDECAR_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
     results["rss_loaded_mib"] = rss_mib(sidecar_pid)
     return results
+
+
+def load_one_thread(args):
+    """The load run again on a fresh sidecar with `embeddings.threads: 1` (the main one embeds
+    with every core): the throughput one embedding thread leaves to the requests."""
+    work = Path(args.work)
+    env = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
+    sidecar = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy-one-thread.yaml")],
+                               stdout=subprocess.DEVNULL, stderr=open(work / "sidecar-one-thread.log", "w"), env=env)
+    try:
+        wait_up(f"http://127.0.0.1:{ONE_THREAD_PORT}/readyz")
+        before = cache_counters(ONE_THREAD_PORT)
+        loaded = wrk_distinct(ONE_THREAD_PORT, work, args.duration)
+        if loaded:
+            loaded["lookups"] = settled_counters(ONE_THREAD_PORT, before)
+            loaded["rss_after_mib"] = rss_mib(sidecar.pid)
+        return loaded
+    finally:
+        sidecar.terminate()
+        sidecar.wait(timeout=20)
 
 
 def cache_counters(port):
@@ -499,6 +525,7 @@ def markdown(report, args):
         ("cacheable miss, cheap model, prefilter on (MiniLM only near a stored question)", "cacheable_miss", "direct_sequential", "1 conn, sequential"),
         ("cacheable miss, routed model (classifier + cache embed)", "cacheable_miss_routed", "direct_sequential", "1 conn, sequential"),
         ("cacheable miss under load, distinct QQP questions, cheap model, prefilter on", "cacheable_miss_load", None, "16 conns, closed loop (wrk)"),
+        ("the same, `embeddings.threads: 1` (a fresh sidecar)", "cacheable_miss_load_one_thread", None, "16 conns, closed loop (wrk)"),
         ("streaming, time to first content byte, direct", "ttfb_direct", None, "1 conn"),
         ("streaming, time to first content byte", "ttfb", "ttfb_direct", "1 conn"),
         ("~6k-token context, direct", "trim_6k_direct", None, "1 conn"),
@@ -542,7 +569,10 @@ def markdown(report, args):
         "questions embedded after their answers, `frugal_cache_deferred_embeddings_total`): "
         + ", ".join(f"{k} {v}" for k, v in sorted(r["cacheable_miss"].get("lookups", {}).items())) + "."
         + (" Under load: " + ", ".join(f"{k} {v}" for k, v in sorted(r["cacheable_miss_load"].get("lookups", {}).items())) + "."
-           if "cacheable_miss_load" in r else ""),
+           if "cacheable_miss_load" in r else "")
+        + (" With one embedding thread: " + ", ".join(f"{k} {v}" for k, v in sorted(r["cacheable_miss_load_one_thread"].get("lookups", {}).items()))
+           + f"; RSS after {r['cacheable_miss_load_one_thread'].get('rss_after_mib')} MiB."
+           if r.get("cacheable_miss_load_one_thread") else ""),
         "",
         f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r.get('rss_before_load_mib')} MiB after the",
         f"one-connection paths, {r['rss_loaded_mib']} MiB after everything (the load run stored some",
@@ -574,6 +604,9 @@ def markdown(report, args):
         "Questions past `cache.semantic_max_tokens` (128) skip the semantic tier, so for the",
         "unrouted model they wait for no embedding; the routed model's classifier reads the",
         "embedding of every question, long ones included. An exact hit never embeds.",
+        "Under load the embedding worker and the requests share the two cores: with one",
+        "embedding thread (`embeddings.threads: 1`) the worker leaves a core to the requests, and",
+        "ONNX Runtime's threads do not spin waiting for each other.",
         "",
     ]
     return "\n".join(lines)

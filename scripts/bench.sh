@@ -37,7 +37,7 @@ if [ "${BENCH_LITELLM:-1}" = 1 ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-say "benchmarking (about a minute and a half)"
+say "benchmarking (about five minutes: hey, one-connection paths, two wrk runs, LiteLLM, the 100k index)"
 python3 scripts/bench.py --bin "$bin" --work "$work" \
     --rate "${RATE:-1000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
     --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}" \

@@ -1,6 +1,6 @@
 //! Latency of embedding one question at a time, the way a semantic cache lookup does:
-//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads] [arena]`
-//! (`arena` turns ONNX Runtime's CPU memory arena on). Prints p50/p99 per question (model
+//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads] [arena] [nospin]`
+//! (`arena` turns ONNX Runtime's CPU memory arena on, `nospin` stops its threads spinning while they wait). Prints p50/p99 per question (model
 //! tokens included), then all of them together, then the process's resident memory after
 //! batches of 16 long texts (what a loaded sidecar's embedding worker sees).
 
@@ -25,11 +25,14 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(Ok(300), |s| s.parse())?;
     let threads: Option<usize> = args.next().map(|s| s.parse()).transpose()?;
-    let memory_arena = args.next().is_some_and(|s| s == "arena");
+    let flags: Vec<String> = args.collect();
+    let memory_arena = flags.iter().any(|s| s == "arena");
+    let spinning = !flags.iter().any(|s| s == "nospin");
     let paths = ModelPaths::from_env_or(std::path::Path::new("models"));
     let options = MiniLmOptions {
         intra_threads: threads,
         memory_arena,
+        spinning,
         ..MiniLmOptions::default()
     };
     let embedder = MiniLmEmbedder::load(&paths, &options)?;
@@ -63,6 +66,30 @@ fn main() -> anyhow::Result<()> {
         threads.map_or("all".to_owned(), |t| t.to_string())
     );
     println!("resident after single questions: {:.1} MiB", resident_mib());
+    // One question at a time by length: the cost grows with the tokens kept.
+    let long_text = QUESTIONS.join(" ").repeat(8);
+    for max_tokens in [32, 64, 128, 256] {
+        let capped = MiniLmEmbedder::load(
+            &paths,
+            &MiniLmOptions {
+                max_tokens,
+                ..options.clone()
+            },
+        )?;
+        let mut times: Vec<f64> = (0..runs.min(100))
+            .map(|_| {
+                let started = Instant::now();
+                let _ = capped.embed(&[long_text.as_str()]);
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{max_tokens:>3} tokens p50 {:6.2} ms  p99 {:6.2} ms  (a long text, truncated)",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
     let long = QUESTIONS.map(|q| q.repeat(12));
     let batch: Vec<&str> = long.iter().cycle().take(16).map(String::as_str).collect();
     let started = Instant::now();

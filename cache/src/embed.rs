@@ -153,7 +153,8 @@ impl ModelPaths {
 /// Settings for [`MiniLmEmbedder::load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MiniLmOptions {
-    /// ONNX Runtime intra-op threads; `None` uses every core.
+    /// ONNX Runtime intra-op threads; `None` leaves it to ONNX Runtime (every physical core of
+    /// the machine, whatever the process's CPU quota).
     pub intra_threads: Option<usize>,
     /// Tokens kept per text; longer texts are truncated.
     pub max_tokens: usize,
@@ -161,6 +162,10 @@ pub struct MiniLmOptions {
     /// the process holds the memory of its largest batch for good. Off, buffers are freed
     /// after each run.
     pub memory_arena: bool,
+    /// ONNX Runtime's intra-op threads spin while they wait for work (its default). Off, one
+    /// short question takes ~5 ms instead of ~3 on two cores, and under load the sidecar
+    /// served no more requests (`embed_bench`, `scripts/bench.sh`), so it stays on.
+    pub spinning: bool,
 }
 
 impl Default for MiniLmOptions {
@@ -171,6 +176,7 @@ impl Default for MiniLmOptions {
             // own default of 512 is past what the model was trained on.
             max_tokens: 256,
             memory_arena: false,
+            spinning: true,
         }
     }
 }
@@ -240,7 +246,11 @@ impl MiniLmEmbedder {
         let mut init = InitOptionsUserDefined::new()
             .with_environment(ort_environment(&paths.ort_dylib)?)
             .with_execution_providers(vec![cpu.build()])
-            .with_max_length(options.max_tokens);
+            .with_max_length(options.max_tokens)
+            .with_session_config(
+                "session.intra_op.allow_spinning",
+                if options.spinning { "1" } else { "0" },
+            );
         if let Some(threads) = options.intra_threads {
             init = init.with_intra_threads(threads);
         }

@@ -4,10 +4,10 @@
 //! `frugal_embedding_deadline_skips_total`), never fails for want of one. Workers are shared
 //! process-wide per model folder, so a policy reload does not load the model again.
 //!
-//! A request whose embedding could not be ready within its deadline, given the texts queued
-//! ahead of it and the time a text has recently taken, goes on at once (`overloaded`) instead
-//! of waiting out its deadline for nothing: under overload the semantic tier is skipped for some
-//! requests, but none is held up by it.
+//! A request whose embedding could not be ready within its deadline, given the texts ahead of it
+//! (queued, and in the batch being embedded) and the time a text has recently taken, goes on at
+//! once (`overloaded`) instead of waiting out its deadline for nothing: under overload the
+//! semantic tier is skipped for some requests, but none is held up by it.
 //!
 //! Texts come in two lanes. A request waiting for its embedding is urgent; a stored question
 //! embedded after its answer was sent ([`EmbedWorker::embed_in_background`]) is not, and is
@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,9 @@ struct Queue {
     /// Recent time per text in a batch, in nanoseconds (a moving average; 0 until the first
     /// batch): what a text queued behind others can expect to wait for each of them.
     per_text_nanos: AtomicU64,
+    /// Texts in the batch being embedded now (0 between batches): a text queued now waits for
+    /// them too.
+    in_flight: AtomicUsize,
 }
 
 impl Queue {
@@ -106,7 +109,8 @@ impl Queue {
         }
         if let Some(deadline) = deadline {
             let per_text = self.per_text_nanos.load(Ordering::Relaxed);
-            let ahead = u64::try_from(queue.len()).unwrap_or(u64::MAX);
+            let ahead = queue.len() + self.in_flight.load(Ordering::Relaxed);
+            let ahead = u64::try_from(ahead).unwrap_or(u64::MAX);
             if per_text.saturating_mul(ahead.saturating_add(1)) > nanos(deadline) {
                 return Err("overloaded");
             }
@@ -206,6 +210,7 @@ impl EmbedWorker {
             ready: Condvar::new(),
             capacity: options.queue.max(1),
             per_text_nanos: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         });
         let dim = embedder.dim();
         metrics::register_embedding_skips();
@@ -314,7 +319,10 @@ fn run(embedder: &dyn Embedder, queue: &Queue, options: BatchOptions) {
         }
         let started = Instant::now();
         let texts: Vec<&str> = batch.iter().map(|j| j.text.as_str()).collect();
-        match embedder.embed(&texts) {
+        queue.in_flight.store(texts.len(), Ordering::Relaxed);
+        let embedded = embedder.embed(&texts);
+        queue.in_flight.store(0, Ordering::Relaxed);
+        match embedded {
             Ok(vectors) => {
                 let took = started.elapsed();
                 queue.observe(batch.len(), took);
@@ -334,11 +342,23 @@ fn run(embedder: &dyn Embedder, queue: &Queue, options: BatchOptions) {
 pub struct EmbedderConfig {
     /// Folder filled by `scripts/fetch-models.sh` (`FRUGAL_MODEL_DIR` overrides it).
     pub model_dir: PathBuf,
-    /// ONNX Runtime intra-op threads; `None` uses every core.
+    /// ONNX Runtime intra-op threads; `None` uses [`default_threads`].
     pub threads: Option<usize>,
     /// Batching.
     pub batch: BatchOptions,
 }
+
+/// The embedding threads when the policy names none: the cores this process may use (its CPU
+/// quota in a container, which ONNX Runtime's own default ignores), at most
+/// [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_DEFAULT_THREADS)
+}
+
+/// A model this small gains little from more threads than this for one text.
+pub const MAX_DEFAULT_THREADS: usize = 4;
 
 type Registry = Mutex<HashMap<EmbedderConfig, Arc<EmbedWorker>>>;
 
@@ -353,7 +373,7 @@ pub fn shared(config: &EmbedderConfig) -> Result<Arc<EmbedWorker>, EmbedError> {
     }
     let paths = ModelPaths::from_env_or(&config.model_dir);
     let options = MiniLmOptions {
-        intra_threads: config.threads,
+        intra_threads: Some(config.threads.unwrap_or_else(default_threads)),
         ..MiniLmOptions::default()
     };
     let started = Instant::now();
@@ -506,6 +526,34 @@ mod tests {
         // A deadline long enough is still served, and a background text is never shed so.
         assert!(worker.embed("c", Duration::from_secs(5)).await.is_some());
         assert!(worker.embed_in_background("d").await.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_counts_the_batch_being_embedded_as_ahead_of_it() {
+        let embedder = Arc::new(Lengths {
+            batches: Mutex::new(Vec::new()),
+            delay: Duration::from_millis(100),
+        });
+        let worker = Arc::new(EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap());
+        // A text takes ~100 ms; then a background text is being embedded when a request comes.
+        assert!(worker.embed("a", Duration::from_secs(5)).await.is_some());
+        let background = tokio::spawn({
+            let worker = Arc::clone(&worker);
+            async move { worker.embed_in_background("b").await }
+        });
+        while worker.queue.in_flight.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The queue is empty, but the request would wait for the batch running (~100 ms) and
+        // then its own (~100 ms): past its 150 ms, so it goes on at once.
+        let started = Instant::now();
+        assert_eq!(worker.embed("c", Duration::from_millis(150)).await, None);
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(background.await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -12,6 +12,11 @@ use frugal::server::{PolicySource, RunningServer};
 use frugal::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
 
+/// jemalloc instead of glibc's malloc: less memory idle and after load (glibc keeps a heap per
+/// thread that served requests), and no slower (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "frugal",

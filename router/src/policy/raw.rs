@@ -210,7 +210,8 @@ pub struct RawEmbeddings {
     /// queue while a batch runs form the next batch).
     #[serde(default)]
     pub batch_window: Option<String>,
-    /// ONNX Runtime threads (default: every core).
+    /// ONNX Runtime threads (default: the cores the process may use, at most 4; 1 serves the
+    /// most requests under load).
     #[serde(default)]
     pub threads: Option<usize>,
 }

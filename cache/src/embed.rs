@@ -164,7 +164,8 @@ pub struct MiniLmOptions {
     pub memory_arena: bool,
     /// ONNX Runtime's intra-op threads spin while they wait for work (its default). Off, one
     /// short question takes ~5 ms instead of ~3 on two cores, and under load the sidecar
-    /// served no more requests (`embed_bench`, `scripts/bench.sh`), so it stays on.
+    /// served no more requests (`embed_bench … nospin`, and 16 connections of distinct
+    /// questions), so it stays on.
     pub spinning: bool,
 }
 

@@ -357,7 +357,8 @@ pub fn default_threads() -> usize {
         .min(MAX_DEFAULT_THREADS)
 }
 
-/// A model this small gains little from more threads than this for one text.
+/// The cap, so that a big node's cores (with no CPU quota) do not each get a thread that spins
+/// beside the requests; more than 2 were not measured.
 pub const MAX_DEFAULT_THREADS: usize = 4;
 
 type Registry = Mutex<HashMap<EmbedderConfig, Arc<EmbedWorker>>>;

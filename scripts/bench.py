@@ -2,11 +2,13 @@
 """frugal's benchmark run: every path of the sidecar against a direct call to the same mock, in
 one run, at fixed rates and bounded times, written to BENCHMARKS.md and a JSON file.
 
-Started by scripts/bench.sh (which installs hey, builds the release binary and the venv). Paths:
+Started by scripts/bench.sh (which builds the release binary, the load generator
+router/examples/loadgen.rs and the venv). Fixed-rate paths are open-loop (each request's latency
+counts from when it was sent; how late it was sent is reported apart). Paths:
 
-* miss, bypass: `x-frugal-cache: bypass` at a fixed rate (hey), against the mock directly;
-* exact hit: the same request again and again (hey);
-* semantic hit: a rephrasing of a stored question (hey), embedding included;
+* miss, bypass: `x-frugal-cache: bypass` at a fixed rate, against the mock directly;
+* exact hit: the same request again and again, at the same rate;
+* semantic hit: a rephrasing of a stored question at 50 req/s, embedding included;
 * cacheable miss: real prompts at temperature 0, each new, one connection (this client), for the
   cheap model (no routing: the embedding serves the cache only), with the semantic prefilter on
   (the policy's default) and off (a second sidecar, `cache.semantic_prefilter: 0`), and for the
@@ -15,7 +17,7 @@ Started by scripts/bench.sh (which installs hey, builds the release binary and t
   only) at temperature 0, as fast as 16 connections go for the duration (wrk with a Lua script
   that sends each question once): the requests per second the cache's whole path sustains; then
   the same on a fresh sidecar with `embeddings.threads: 1`;
-* streaming: time to the first content byte, one connection;
+* streaming: time to the first content token at 100 req/s, one connection;
 * trimming: a ~6,000-token retrieved context trimmed to the policy's cap, one connection;
 * RSS of the sidecar, idle and after the load;
 * with --index-bench, one scope's vector index at 100k and 1M entries (cache/examples/
@@ -119,41 +121,19 @@ def sequential(port, bodies, headers=None, warmup=5):
     return result
 
 
-def first_byte(port, body, n):
-    """Time to the first content chunk of a streamed answer, one connection."""
-    times = []
-    for _ in range(n):
-        conn = http.client.HTTPConnection("127.0.0.1", port)
-        started = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", json.dumps(body),
-                     {"content-type": "application/json", "x-frugal-cache": "bypass"})
-        response = conn.getresponse()
-        seen = b""
-        while b'"content":"' not in seen.replace(b'"content":""', b""):
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            seen += chunk
-        times.append((time.perf_counter() - started) * 1000)
-        response.read()
-        conn.close()
-    return percentiles(times[3:])
+LOADGEN = None  # the built router/examples/loadgen binary (set from --loadgen)
 
 
-def hey(url, body, rate, conc, duration, headers=()):
-    args = ["hey", "-z", duration, "-c", str(conc), "-q", str(max(1, rate // conc)), "-m", "POST",
-            "-T", "application/json", "-d", json.dumps(body)]
+def load(url, body, rate, conc, duration, headers=(), first_byte=False):
+    """Open-loop load at a fixed rate (examples/loadgen.rs): each request's latency counts from
+    when it was due; with `first_byte`, to the first content token of a streamed answer."""
+    args = [LOADGEN, "--url", url, "--rate", str(rate), "--connections", str(conc),
+            "--duration", duration, "--body", json.dumps(body)]
     for header in headers:
-        args += ["-H", header]
-    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    pct = lambda p: float(re.search(rf"^\s+{p}% in ([\d.]+) secs", out, re.M).group(1)) * 1000
-    codes = dict((int(c), int(n)) for c, n in re.findall(r"^\s+\[(\d+)\]\s+(\d+) responses", out, re.M))
-    return {
-        "rate": rate, "connections": conc, "duration": duration,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": round(pct(50), 3), "p90_ms": round(pct(90), 3), "p99_ms": round(pct(99), 3),
-        "statuses": codes,
-    }
+        args += ["--header", header]
+    if first_byte:
+        args.append("--first-byte")
+    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
 
 
 def prompts(limit):
@@ -237,7 +217,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--loadgen", required=True, help="the built router/examples/loadgen binary")
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--sequential", type=int, default=300, help="requests per one-connection path")
     ap.add_argument("--out-md", default=str(ROOT / "BENCHMARKS.md"))
@@ -250,6 +231,8 @@ def main():
     ap.add_argument("--index-queries", type=int, default=500, help="queries of each kind")
     args = ap.parse_args()
     work = Path(args.work)
+    global LOADGEN
+    LOADGEN = args.loadgen
 
     policy = (ROOT / "policies/examples/local.yaml").read_text()
     policy = policy.replace("127.0.0.1:9100", f"127.0.0.1:{MOCK_PORT}")
@@ -301,18 +284,18 @@ def run(args, sidecar_pid):
     short = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Give me one sentence about the sea."}]}
-    print("fixed-rate paths (hey) ...", file=sys.stderr)
-    results["direct"] = hey(direct_url, short, args.rate, 20, args.duration)
-    results["miss_bypass"] = hey(frugal_url, short, args.rate, 20, args.duration, ["x-frugal-cache: bypass"])
+    print("fixed-rate paths ...", file=sys.stderr)
+    results["direct"] = load(direct_url, short, args.rate, 20, args.duration)
+    results["miss_bypass"] = load(frugal_url, short, args.rate, 20, args.duration, ["x-frugal-cache: bypass"])
     cached = {**short, "temperature": 0}
     sequential(SIDECAR_PORT, [cached], warmup=0)
-    results["exact_hit"] = hey(frugal_url, cached, args.rate, 20, args.duration)
+    results["exact_hit"] = load(frugal_url, cached, args.rate, 20, args.duration)
     first = {"model": "gpt-4o-mini", "temperature": 0, "messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I reverse a list in Python?"}]}
     rephrased = json.loads(json.dumps(first))
     rephrased["messages"][1]["content"] = "How can I reverse a list in Python?"
     sequential(SIDECAR_PORT, [first], warmup=0)
-    results["semantic_hit"] = hey(frugal_url, rephrased, 50, 1, args.duration)
+    results["semantic_hit"] = load(frugal_url, rephrased, 50, 1, args.duration)
 
     print("one-connection paths ...", file=sys.stderr)
     texts = prompts(3 * args.sequential + 20)
@@ -334,8 +317,8 @@ def run(args, sidecar_pid):
         results["cacheable_miss_load"] = loaded
         results["cacheable_miss_load_one_thread"] = load_one_thread(args)
     stream = {**short, "stream": True}
-    results["ttfb_direct"] = first_byte(MOCK_PORT, stream, 100)
-    results["ttfb"] = first_byte(SIDECAR_PORT, stream, 100)
+    results["ttfb_direct"] = load(direct_url, stream, 100, 1, "5s", first_byte=True)
+    results["ttfb"] = load(frugal_url, stream, 100, 1, "5s", ["x-frugal-cache: bypass"], first_byte=True)
     context = long_context(6000)
     trim_body = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [{"role": "user", "content": context}]}
     results["trim_6k_direct"] = sequential(MOCK_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
@@ -480,10 +463,10 @@ def compare_litellm(args, litellm_pid):
         {"role": "user", "content": "Give me one sentence about the sea."}]}
     url = lambda port: f"http://127.0.0.1:{port}/v1/chat/completions"
     return {
-        "litellm_rate_direct": hey(url(MOCK_PORT), short, LITELLM_RATE, 5, args.duration),
-        "litellm_rate_frugal": hey(url(SIDECAR_PORT), short, LITELLM_RATE, 5, args.duration,
+        "litellm_rate_direct": load(url(MOCK_PORT), short, LITELLM_RATE, 5, args.duration),
+        "litellm_rate_frugal": load(url(SIDECAR_PORT), short, LITELLM_RATE, 5, args.duration,
                                    ["x-frugal-cache: bypass"]),
-        "litellm": hey(url(LITELLM_PORT), short, LITELLM_RATE, 5, args.duration,
+        "litellm": load(url(LITELLM_PORT), short, LITELLM_RATE, 5, args.duration,
                        [f"Authorization: Bearer {LITELLM_KEY}"]),
         "litellm_rss_loaded_mib": rss_total_mib(litellm_pid),
     }
@@ -526,8 +509,8 @@ def markdown(report, args):
         ("cacheable miss, routed model (classifier + cache embed)", "cacheable_miss_routed", "direct_sequential", "1 conn, sequential"),
         ("cacheable miss under load, distinct QQP questions, cheap model, prefilter on", "cacheable_miss_load", None, "16 conns, closed loop (wrk)"),
         ("the same, `embeddings.threads: 1` (a fresh sidecar)", "cacheable_miss_load_one_thread", None, "16 conns, closed loop (wrk)"),
-        ("streaming, time to first content byte, direct", "ttfb_direct", None, "1 conn"),
-        ("streaming, time to first content byte", "ttfb", "ttfb_direct", "1 conn"),
+        ("streaming, time to the first content token, direct", "ttfb_direct", None, "100 req/s, 1 conn"),
+        ("streaming, time to the first content token, bypass", "ttfb", "ttfb_direct", "100 req/s, 1 conn"),
         ("~6k-token context, direct", "trim_6k_direct", None, "1 conn"),
         ("~6k-token context trimmed to 800 tokens", "trim_6k", "trim_6k_direct", "1 conn"),
     ]
@@ -542,7 +525,10 @@ def markdown(report, args):
         "# Benchmarks",
         "",
         "Written by `scripts/bench.sh` (which runs `scripts/bench.py`); the same figures are in",
-        "`target/bench.json`. Load generator (hey, or the script's own one-connection client), mock",
+        "`target/bench.json`. Load generators: `router/examples/loadgen.rs` for the fixed rates (open",
+        "loop, one thread; a request's latency counts from when it was sent, and how late it was sent",
+        "is `late_p99_ms` in the JSON), wrk for the closed-loop load, the script's own client for the",
+        "one-connection paths. Mock",
         "upstream (0 ms latency) and sidecar share the machine's cores, so these are upper bounds on",
         "what the sidecar adds. Policy: `policies/examples/local.yaml` (cache on, gpt-4o routed",
         "cheap-first, trimming to 800 tokens).",

@@ -5,17 +5,17 @@
 # proxy (pinned, its own venv) at a rate it survives. Writes BENCHMARKS.md and
 # target/bench.json. Not part of the tests.
 #
-#   RATE=1000 DURATION=10s SEQUENTIAL=300 BENCH_LITELLM=1 INDEX_SIZES=100000 scripts/bench.sh
+#   RATE=2000 DURATION=10s SEQUENTIAL=300 BENCH_LITELLM=1 INDEX_SIZES=100000 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v python3 >/dev/null || apt_packages python3
-command -v hey >/dev/null || apt_packages hey
 command -v wrk >/dev/null || apt_packages wrk
 setup_models
 say "cargo build --release"
 cargo build --release -p frugal
 cargo build --release -p frugal-cache --example index_scale
+cargo build --release -p frugal --example loadgen
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target/release/frugal"
 say "criterion micro-benchmarks (cargo bench, short runs)"
@@ -37,8 +37,8 @@ if [ "${BENCH_LITELLM:-1}" = 1 ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-say "benchmarking (about five minutes: hey, one-connection paths, two wrk runs, LiteLLM, the 100k index)"
-python3 scripts/bench.py --bin "$bin" --work "$work" \
-    --rate "${RATE:-1000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
+say "benchmarking (about five minutes: fixed rates, one-connection paths, two wrk runs, LiteLLM, the 100k index)"
+python3 scripts/bench.py --bin "$bin" --loadgen "$target/release/examples/loadgen" --work "$work" \
+    --rate "${RATE:-2000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
     --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}" \
     --index-bench "$target/release/examples/index_scale" --index-sizes "${INDEX_SIZES:-100000}"

@@ -7,7 +7,8 @@ router/examples/loadgen.rs and the venv). Fixed-rate paths are open-loop (each r
 counts from when it was sent; how late it was sent is reported apart). Paths:
 
 * miss, bypass: `x-frugal-cache: bypass` at a fixed rate, against the mock directly;
-* exact hit: the same request again and again, at the same rate;
+* exact hit: the same request again and again, at the same rate, then as fast as 32 connections
+  go (wrk), beside the mock alone the same way;
 * semantic hit: a rephrasing of a stored question at 50 req/s, embedding included;
 * cacheable miss: real prompts at temperature 0, each new, one connection (this client), for the
   cheap model (no routing: the embedding serves the cache only), with the semantic prefilter on
@@ -290,6 +291,8 @@ def run(args, sidecar_pid):
     cached = {**short, "temperature": 0}
     sequential(SIDECAR_PORT, [cached], warmup=0)
     results["exact_hit"] = load(frugal_url, cached, args.rate, 20, args.duration)
+    results["direct_closed"] = wrk_same(MOCK_PORT, Path(args.work), cached, "5s")
+    results["exact_hit_closed"] = wrk_same(SIDECAR_PORT, Path(args.work), cached, "5s")
     first = {"model": "gpt-4o-mini", "temperature": 0, "messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I reverse a list in Python?"}]}
     rephrased = json.loads(json.dumps(first))
@@ -416,7 +419,23 @@ def wrk_distinct(port, work, duration, conns=16, count=120_000):
     if bodies is None or not shutil.which("wrk"):
         print("cacheable miss under load: no QQP data or no wrk; skipped", file=sys.stderr)
         return None
-    script = work / "distinct.lua"
+    return {**wrk(port, work, bodies, duration, conns), "distinct_bodies": count}
+
+
+def wrk_same(port, work, body, duration, conns=32):
+    """One body again and again, as fast as `conns` connections go (closed loop)."""
+    if not shutil.which("wrk"):
+        print("closed-loop paths: no wrk; skipped", file=sys.stderr)
+        return None
+    bodies = work / "wrk_same.jsonl"
+    bodies.write_text(json.dumps(body) + "\n")
+    return wrk(port, work, bodies, duration, conns)
+
+
+def wrk(port, work, bodies, duration, conns):
+    """wrk, one thread, `conns` connections, sending the lines of `bodies` in turn (the last
+    again once they run out); its throughput, latency percentiles and statuses."""
+    script = work / "bodies.lua"
     script.write_text(WRK_SCRIPT)
     args = ["wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency", "-s", str(script),
             f"http://127.0.0.1:{port}", "--", str(bodies)]
@@ -427,7 +446,7 @@ def wrk_distinct(port, work, duration, conns=16, count=120_000):
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
-        "connections": conns, "duration": duration, "distinct_bodies": count,
+        "connections": conns, "duration": duration,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": round(pct(50), 3), "p90_ms": round(pct(90), 3), "p99_ms": round(pct(99), 3),
         "statuses": {"non_2xx": int(bad.group(1)) if bad else 0, "all": requests},
@@ -502,6 +521,8 @@ def markdown(report, args):
         ("direct to the mock", "direct", None, f"{args.rate} req/s, 20 conns"),
         ("miss, `x-frugal-cache: bypass`", "miss_bypass", "direct", f"{args.rate} req/s, 20 conns"),
         ("exact hit", "exact_hit", "direct", f"{args.rate} req/s, 20 conns"),
+        ("direct to the mock, as fast as it goes", "direct_closed", None, "32 conns, closed loop (wrk)"),
+        ("exact hit, as fast as it goes", "exact_hit_closed", "direct_closed", "32 conns, closed loop (wrk)"),
         ("semantic hit (embedding included)", "semantic_hit", None, "50 req/s, 1 conn"),
         ("direct, real prompts", "direct_sequential", None, "1 conn, sequential"),
         ("cacheable miss, cheap model, prefilter off (MiniLM on every miss)", "cacheable_miss_no_prefilter", "direct_sequential", "1 conn, sequential"),
@@ -539,7 +560,7 @@ def markdown(report, args):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, key, base, load in rows:
-        if key not in r:
+        if not r.get(key):
             continue
         x = r[key]
         rps = f"{x['rps']:.0f}" if "rps" in x else "—"

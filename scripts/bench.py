@@ -53,6 +53,8 @@ MOCK_PORT, SIDECAR_PORT, LITELLM_PORT = 9193, 8193, 4193
 NO_PREFILTER_PORT = 8194
 # A third, started for the load run only: the same policy with one embedding thread.
 ONE_THREAD_PORT = 8195
+# The environment of the mock and the sidecars: quiet logs, the fetched models.
+SIDECAR_ENV = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
 # Search widths of the index benchmark: the default (32, IndexConfig) and two wider ones.
@@ -127,7 +129,8 @@ LOADGEN = None  # the built router/examples/loadgen binary (set from --loadgen)
 
 def load(url, body, rate, conc, duration, headers=(), first_byte=False):
     """Open-loop load at a fixed rate (examples/loadgen.rs): each request's latency counts from
-    when it was due; with `first_byte`, to the first content token of a streamed answer."""
+    when it was sent (how late, apart: `late_p99_ms`), to its end or, with `first_byte`, to the
+    first content token of a streamed answer."""
     args = [LOADGEN, "--url", url, "--rate", str(rate), "--connections", str(conc),
             "--duration", duration, "--body", json.dumps(body)]
     for header in headers:
@@ -245,13 +248,10 @@ def main():
     (work / "policy-no-prefilter.yaml").write_text(unfiltered)
     one_thread = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{ONE_THREAD_PORT}", policy)
     (work / "policy-one-thread.yaml").write_text(one_thread + "\nembeddings:\n  threads: 1\n")
-    env = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
     mock = subprocess.Popen([args.bin, "mock-upstream", "--listen", f"127.0.0.1:{MOCK_PORT}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    sidecar = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy.yaml")],
-                               stdout=subprocess.DEVNULL, stderr=open(work / "sidecar.log", "w"), env=env)
-    second = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy-no-prefilter.yaml")],
-                              stdout=subprocess.DEVNULL, stderr=open(work / "sidecar-no-prefilter.log", "w"), env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=SIDECAR_ENV)
+    sidecar = start_sidecar(args.bin, work, "policy.yaml", "sidecar.log")
+    second = start_sidecar(args.bin, work, "policy-no-prefilter.yaml", "sidecar-no-prefilter.log")
     processes = [sidecar, second, mock]
     try:
         wait_up(f"http://127.0.0.1:{MOCK_PORT}/healthz")
@@ -330,13 +330,17 @@ def run(args, sidecar_pid):
     return results
 
 
+def start_sidecar(binary, work, policy, log):
+    """`frugal serve` with the policy file `work/policy`, its stderr in `work/log`."""
+    return subprocess.Popen([binary, "serve", "--policy", str(work / policy)],
+                            stdout=subprocess.DEVNULL, stderr=open(work / log, "w"), env=SIDECAR_ENV)
+
+
 def load_one_thread(args):
     """The load run again on a fresh sidecar with `embeddings.threads: 1` (the main one embeds
-    with every core): the throughput one embedding thread leaves to the requests."""
+    with the default threads): the throughput one embedding thread leaves to the requests."""
     work = Path(args.work)
-    env = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
-    sidecar = subprocess.Popen([args.bin, "serve", "--policy", str(work / "policy-one-thread.yaml")],
-                               stdout=subprocess.DEVNULL, stderr=open(work / "sidecar-one-thread.log", "w"), env=env)
+    sidecar = start_sidecar(args.bin, work, "policy-one-thread.yaml", "sidecar-one-thread.log")
     try:
         wait_up(f"http://127.0.0.1:{ONE_THREAD_PORT}/readyz")
         before = cache_counters(ONE_THREAD_PORT)

@@ -1,8 +1,9 @@
 //! Latency of embedding one question at a time, the way a semantic cache lookup does:
-//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads] [arena] [nospin]`
-//! (`arena` turns ONNX Runtime's CPU memory arena on, `nospin` stops its threads spinning while they wait). Prints p50/p99 per question (model
-//! tokens included), then all of them together, then the process's resident memory after
-//! batches of 16 long texts (what a loaded sidecar's embedding worker sees).
+//! `cargo run --release -p frugal-cache --example embed_bench -- [runs] [threads] [arena]
+//! [nospin]` (`arena` turns ONNX Runtime's CPU memory arena on, `nospin` stops its threads
+//! spinning while they wait). Prints p50/p99 per question (model tokens included), then all of
+//! them together, then one long text by the tokens kept, then the process's resident memory
+//! after batches of 16 long texts (what a loaded sidecar's embedding worker sees).
 
 #[path = "support/resident.rs"]
 mod resident;
@@ -42,15 +43,8 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..20 {
             embedder.embed(&[question])?;
         }
-        let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                let _ = embedder.embed(&[question]);
-                started.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+        let times = sorted_millis(runs, || embedder.embed(&[question]));
         all.extend_from_slice(&times);
-        times.sort_by(f64::total_cmp);
         println!(
             "{:>3} words  p50 {:6.2} ms  p99 {:6.2} ms  {question}",
             question.split_whitespace().count(),
@@ -76,14 +70,7 @@ fn main() -> anyhow::Result<()> {
                 ..options.clone()
             },
         )?;
-        let mut times: Vec<f64> = (0..runs.min(100))
-            .map(|_| {
-                let started = Instant::now();
-                let _ = capped.embed(&[long_text.as_str()]);
-                started.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
+        let times = sorted_millis(runs.min(100), || capped.embed(&[long_text.as_str()]));
         println!(
             "{max_tokens:>3} tokens p50 {:6.2} ms  p99 {:6.2} ms  (a long text, truncated)",
             percentile(&times, 0.5),
@@ -110,4 +97,17 @@ fn main() -> anyhow::Result<()> {
         resident_mib()
     );
     Ok(())
+}
+
+/// The time of each of `runs` calls of `embed`, in ms, sorted (failures are timed too).
+fn sorted_millis<T>(runs: usize, mut embed: impl FnMut() -> T) -> Vec<f64> {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = embed();
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
 }

@@ -23,6 +23,7 @@ use clap::Parser;
 use frugal_cache::percentile;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -52,6 +53,32 @@ struct Args {
     first_byte: bool,
 }
 
+/// What every request sends, built once: the body and the headers.
+struct Template {
+    body: Bytes,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Template {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let host = args.url.authority().map_or("", |a| a.as_str());
+        let mut headers = vec![
+            (HOST, HeaderValue::from_str(host)?),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        ];
+        for header in &args.header {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("header {header:?} is not `name: value`"))?;
+            headers.push((name.trim().parse()?, value.trim().parse()?));
+        }
+        Ok(Self {
+            body: Bytes::from(args.body.clone()),
+            headers,
+        })
+    }
+}
+
 /// What one connection saw: latencies and lateness in ms, responses by status (`error` for
 /// none).
 #[derive(Default)]
@@ -65,14 +92,18 @@ struct Seen {
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
+    let template = Arc::new(Template::new(&args)?);
     let total = (args.rate as f64 * args.duration.as_secs_f64()).round() as u64;
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(50);
     let tasks: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
-            let (args, next) = (Arc::clone(&args), Arc::clone(&next));
-            tokio::spawn(async move { connection(&args, &next, total, start, period).await })
+            let (args, template, next) =
+                (Arc::clone(&args), Arc::clone(&template), Arc::clone(&next));
+            tokio::spawn(
+                async move { connection(&args, &template, &next, total, start, period).await },
+            )
         })
         .collect();
     let mut seen = Seen::default();
@@ -87,16 +118,16 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     seen.latencies.sort_by(f64::total_cmp);
     seen.late.sort_by(f64::total_cmp);
-    let ms = |p: f64| (percentile(&seen.latencies, p) * 1000.0).round() / 1000.0;
+    let ms = |sorted: &[f64], p: f64| (percentile(sorted, p) * 1000.0).round() / 1000.0;
     let report = serde_json::json!({
         "rate": args.rate,
         "connections": args.connections,
         "duration": humantime::format_duration(args.duration).to_string(),
         "rps": (seen.latencies.len() as f64 / elapsed * 10.0).round() / 10.0,
-        "p50_ms": ms(0.5),
-        "p90_ms": ms(0.9),
-        "p99_ms": ms(0.99),
-        "late_p99_ms": (percentile(&seen.late, 0.99) * 1000.0).round() / 1000.0,
+        "p50_ms": ms(&seen.latencies, 0.5),
+        "p90_ms": ms(&seen.latencies, 0.9),
+        "p99_ms": ms(&seen.latencies, 0.99),
+        "late_p99_ms": ms(&seen.late, 0.99),
         "statuses": seen.statuses,
     });
     println!("{report}");
@@ -106,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
 /// Sends the requests due while there are any, one at a time on its own connection.
 async fn connection(
     args: &Args,
+    template: &Template,
     next: &AtomicU64,
     total: u64,
     start: Instant,
@@ -123,7 +155,7 @@ async fn connection(
         let sent = Instant::now();
         seen.late
             .push(sent.duration_since(due).as_secs_f64() * 1000.0);
-        let status = match send(args, &mut sender, sent).await {
+        let status = match send(args, template, &mut sender, sent).await {
             Ok((status, latency)) => {
                 seen.latencies.push(latency.as_secs_f64() * 1000.0);
                 status.to_string()
@@ -141,6 +173,7 @@ async fn connection(
 /// from `sent` to its end, or to its first content token with `--first-byte`.
 async fn send(
     args: &Args,
+    template: &Template,
     sender: &mut Option<SendRequest<Full<Bytes>>>,
     sent: Instant,
 ) -> anyhow::Result<(u16, Duration)> {
@@ -150,19 +183,10 @@ async fn send(
     };
     let open = sender.insert(connected);
     open.ready().await?;
-    let mut request = Request::post(args.url.path())
-        .header(
-            hyper::header::HOST,
-            args.url.authority().map_or("", |a| a.as_str()),
-        )
-        .header(hyper::header::CONTENT_TYPE, "application/json");
-    for header in &args.header {
-        let (name, value) = header
-            .split_once(':')
-            .with_context(|| format!("header {header:?} is not `name: value`"))?;
-        request = request.header(name.trim(), value.trim());
-    }
-    let request = request.body(Full::new(Bytes::from(args.body.clone())))?;
+    let mut request = Request::post(args.url.path()).body(Full::new(template.body.clone()))?;
+    request
+        .headers_mut()
+        .extend(template.headers.iter().cloned());
     let response = open.send_request(request).await?;
     let status = response.status().as_u16();
     let mut body = response.into_body();

@@ -405,6 +405,16 @@ mod tests {
         delay: Duration,
     }
 
+    impl Lengths {
+        /// A model that takes `delay` a batch.
+        fn taking(delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                batches: Mutex::new(Vec::new()),
+                delay,
+            })
+        }
+    }
+
     impl Embedder for Lengths {
         fn dim(&self) -> usize {
             1
@@ -422,10 +432,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_texts_share_a_batch_and_get_their_own_vector() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::ZERO,
-        });
+        let embedder = Lengths::taking(Duration::ZERO);
         let options = BatchOptions {
             window: Duration::from_millis(50),
             ..BatchOptions::default()
@@ -449,10 +456,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_texts_come_back_in_order() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::ZERO,
-        });
+        let embedder = Lengths::taking(Duration::ZERO);
         let worker = EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap();
         let vectors = worker
             .embed_many(&["a", "bbb", "cc"], Duration::from_secs(5))
@@ -462,10 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_embedding_is_skipped_at_the_deadline() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::from_millis(300),
-        });
+        let embedder = Lengths::taking(Duration::from_millis(300));
         let worker = EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap();
         let started = Instant::now();
         assert_eq!(worker.embed("late", Duration::from_millis(20)).await, None);
@@ -485,10 +486,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_waits_for_no_background_text_but_the_batch_running() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::from_millis(100),
-        });
+        let embedder = Lengths::taking(Duration::from_millis(100));
         let worker = EmbedWorker::spawn(embedder.clone(), BatchOptions::default()).unwrap();
         let background: Vec<_> = (1..=9)
             .map(|n| queue(&worker, Lane::Background, &"b".repeat(n)))
@@ -509,10 +507,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_that_could_not_be_embedded_in_time_goes_on_at_once() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::from_millis(200),
-        });
+        let embedder = Lengths::taking(Duration::from_millis(200));
         let worker = EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap();
         // The first text teaches the worker that a text takes ~200 ms.
         assert!(worker.embed("a", Duration::from_secs(5)).await.is_some());
@@ -531,10 +526,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_counts_the_batch_being_embedded_as_ahead_of_it() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::from_millis(100),
-        });
+        let embedder = Lengths::taking(Duration::from_millis(100));
         let worker = Arc::new(EmbedWorker::spawn(embedder, BatchOptions::default()).unwrap());
         // A text takes ~100 ms; then a background text is being embedded when a request comes.
         assert!(worker.embed("a", Duration::from_secs(5)).await.is_some());
@@ -559,10 +551,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_thread_stops_when_the_handle_is_dropped() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::ZERO,
-        });
+        let embedder = Lengths::taking(Duration::ZERO);
         let worker = EmbedWorker::spawn(embedder.clone(), BatchOptions::default()).unwrap();
         assert_eq!(worker.embed_in_background("abc").await, Some(vec![3.0]));
         drop(worker);
@@ -576,10 +565,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_sheds_at_once_instead_of_waiting() {
-        let embedder = Arc::new(Lengths {
-            batches: Mutex::new(Vec::new()),
-            delay: Duration::from_secs(1),
-        });
+        let embedder = Lengths::taking(Duration::from_secs(1));
         let options = BatchOptions {
             max_batch: 1,
             queue: 1,

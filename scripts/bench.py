@@ -209,6 +209,23 @@ def index_scale(command, work, sizes, queries):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def cache_memory(command, work, entries):
+    """The cache's memory per entry against what `cache.max_bytes` counts, one dict per kind
+    of entry (router/examples/cache_memory.rs, each in a process of its own)."""
+    texts = index_texts(work / "index_texts.txt")
+    if texts is None:
+        print("cache memory: no QQP/Arena-Hard data under ../shared/data; skipped", file=sys.stderr)
+        return []
+    print(f"cache memory, {entries} entries of each kind (a minute or two) ...", file=sys.stderr)
+    env = {**os.environ, "FRUGAL_MODEL_DIR": str(ROOT / "models")}
+    kinds = []
+    for mode in ("answers", "semantic", "prefiltered", "elsewhere"):
+        out = subprocess.run([command, str(texts), str(entries), mode],
+                             capture_output=True, text=True, check=True, env=env).stdout
+        kinds += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return kinds
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor())
@@ -233,6 +250,8 @@ def main():
     ap.add_argument("--index-sizes", default="100000",
                     help="entries, comma-separated (1000000 builds for ~20 minutes on 2 cores)")
     ap.add_argument("--index-queries", type=int, default=500, help="queries of each kind")
+    ap.add_argument("--cache-memory", help="the built router/examples/cache_memory binary")
+    ap.add_argument("--cache-memory-entries", type=int, default=20000, help="entries of each kind")
     args = ap.parse_args()
     work = Path(args.work)
     global LOADGEN
@@ -269,6 +288,8 @@ def main():
     if args.index_bench:
         # After the sidecar has stopped, so that the two do not share the cores.
         results["index"] = index_scale(args.index_bench, work, args.index_sizes, args.index_queries)
+    if args.cache_memory:
+        results["cache_memory"] = cache_memory(args.cache_memory, work, args.cache_memory_entries)
     report = {"machine": machine(), "command": "scripts/bench.sh", "policy": "policies/examples/local.yaml",
               "results": results, "micro": criterion_results(args.target)}
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
@@ -605,6 +626,7 @@ def markdown(report, args):
             lines.append(f"| {name} | {fmt(x['mean_ns'])} | {fmt(x['ci_low_ns'])}–{fmt(x['ci_high_ns'])} |")
         lines.append("")
     lines += index_markdown(r.get("index") or [])
+    lines += cache_memory_markdown(r.get("cache_memory") or [])
     lines += [
         "Reading it: with the prefilter off, every cacheable miss pays for the question's",
         "embedding (all-MiniLM-L6-v2, 8-bit weights, on CPU), which grows with the question's",
@@ -621,6 +643,32 @@ def markdown(report, args):
         "",
     ]
     return "\n".join(lines)
+
+
+def cache_memory_markdown(kinds):
+    if not kinds:
+        return []
+    what = {
+        "answers": "answers only (exact tier)",
+        "semantic": "answers + semantic tier",
+        "prefiltered": "answers + semantic tier + prefilter (the default)",
+        "elsewhere": "questions from other replicas (shared tier)",
+    }
+    lines = [
+        "The cache's memory against what `cache.max_bytes` counts (`router/examples/cache_memory.rs`,",
+        f"{kinds[0]['entries']:,} entries of each kind in one scope, each in a fresh process with the",
+        "sidecar's allocator: real questions of up to 512 characters, chat completion answers of",
+        "200 to 2,000 characters, random unit vectors; resident growth once the index's background",
+        "rebuilds are done).",
+        "",
+        "| entries | resident bytes per entry | counted bytes per entry | counted / resident |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for kind in kinds:
+        lines.append(
+            f"| {what.get(kind['mode'], kind['mode'])} | {kind['rss_bytes_per_entry']:,.0f} | "
+            f"{kind['counted_bytes_per_entry']:,.0f} | {kind['counted_share_of_rss']:.2f} |")
+    return lines + [""]
 
 
 def index_markdown(sizes):

@@ -15,7 +15,7 @@ setup_models
 say "cargo build --release"
 cargo build --release -p frugal
 cargo build --release -p frugal-cache --example index_scale
-cargo build --release -p frugal --example loadgen
+cargo build --release -p frugal --example loadgen --example cache_memory
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target/release/frugal"
 say "criterion micro-benchmarks (cargo bench, short runs)"
@@ -37,8 +37,9 @@ if [ "${BENCH_LITELLM:-1}" = 1 ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-say "benchmarking (about five minutes: fixed rates, one-connection paths, two wrk runs, LiteLLM, the 100k index)"
+say "benchmarking (about five minutes: fixed rates, one-connection paths, two wrk runs, LiteLLM, the 100k index, the cache's memory)"
 python3 scripts/bench.py --bin "$bin" --loadgen "$target/release/examples/loadgen" --work "$work" \
     --rate "${RATE:-2000}" --duration "${DURATION:-10s}" --sequential "${SEQUENTIAL:-300}" \
     --out-json "$target/bench.json" --target "$target" "${litellm_args[@]}" \
-    --index-bench "$target/release/examples/index_scale" --index-sizes "${INDEX_SIZES:-100000}"
+    --index-bench "$target/release/examples/index_scale" --index-sizes "${INDEX_SIZES:-100000}" \
+    --cache-memory "$target/release/examples/cache_memory"

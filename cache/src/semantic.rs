@@ -61,8 +61,9 @@ pub enum SemanticLookup {
 }
 
 struct Entry {
-    /// What the guards compare; `None` in an index of vectors only (the prefilter's).
-    question: Option<Analysis>,
+    /// The question, which the guards compare; `None` in an index of vectors only (the
+    /// prefilter's).
+    question: Option<Box<str>>,
     key: CacheKey,
     scope: ScopeKey,
 }
@@ -160,17 +161,20 @@ impl SemanticIndex {
         let Some(best) = neighbours.into_iter().find(|n| n.similarity >= threshold) else {
             return SemanticLookup::Miss;
         };
-        let Some((entry, stored)) = state
+        let Some((key, stored)) = state
             .entries
             .get(&best.id)
-            .and_then(|e| Some((e, e.question.as_ref()?)))
+            .and_then(|e| Some((e.key, e.question.clone()?)))
         else {
             return SemanticLookup::Miss;
         };
-        let verdict = verifier.verify(&Analysis::new(question), stored);
+        // The guards read both questions' analyses, made here (microseconds) without the lock
+        // rather than kept for every stored question (kilobytes each).
+        drop(state);
+        let verdict = verifier.verify(&Analysis::new(question), &Analysis::new(&stored));
         match verdict.first() {
             None => SemanticLookup::Hit {
-                key: entry.key,
+                key,
                 similarity: best.similarity,
             },
             Some(guard) => SemanticLookup::Rejected {
@@ -198,7 +202,7 @@ impl SemanticIndex {
 
     /// Indexes a stored answer's question under its scope.
     pub fn insert(&self, scope: ScopeKey, key: CacheKey, question: &str, vector: &[f32]) {
-        self.insert_entry(scope, key, Some(Analysis::new(question)), vector);
+        self.insert_entry(scope, key, Some(question.into()), vector);
     }
 
     /// Indexes a vector with no question to verify (the prefilter's static vectors): found by
@@ -211,7 +215,7 @@ impl SemanticIndex {
         &self,
         scope: ScopeKey,
         key: CacheKey,
-        question: Option<Analysis>,
+        question: Option<Box<str>>,
         vector: &[f32],
     ) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -253,6 +257,17 @@ impl SemanticIndex {
         if let Some(id) = state.by_key.get(key).copied() {
             self.remove(&mut state, id);
         }
+    }
+
+    /// Scopes whose index is being rebuilt on a background thread.
+    pub fn rebuilds_running(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scopes
+            .values()
+            .filter(|s| s.rebuild.is_some())
+            .count()
     }
 
     /// Questions indexed, over every scope.

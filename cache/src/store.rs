@@ -16,10 +16,50 @@ use crate::semantic::{SemanticIndex, SemanticLookup, SemanticQuery};
 use crate::static_embed::StaticEmbedder;
 use crate::verify::Guard;
 
-/// What the store needs to know of an answer: the bytes it takes, which the byte bound counts.
+/// What the store needs to know of an answer: the memory it takes, which the byte bound counts.
 pub trait Weighted {
-    /// Its size in bytes (saturating at `u32::MAX`).
+    /// The bytes of memory it holds, its own struct included (saturating at `u32::MAX`).
     fn weight(&self) -> u32;
+}
+
+/// Memory of one entry of the store besides its answer: the key, moka's own bookkeeping
+/// (its hash table, LRU and expiry queues) and the answer's `Arc`. Measured, with the next two,
+/// by `router/examples/cache_memory.rs` (jemalloc, 50,000 entries of real prompts in one
+/// scope): the bound follows the process's resident growth within about 10%.
+pub const STORE_ENTRY_BYTES: u32 = 200;
+/// Memory of one question in the semantic tier besides its text: its vector in the scope's
+/// index (a 384-dimension f32 row while the scope is an exact scan; an int8 HNSW node with its
+/// links once it is a graph), and the entry and key maps.
+pub const SEMANTIC_ENTRY_BYTES: u32 = 4000;
+/// Memory of one question's static vector in the prefilter's index (256 dimensions, as above).
+pub const PREFILTER_ENTRY_BYTES: u32 = 1700;
+
+/// What the store holds under a key: an answer, or only a question indexed from another replica
+/// (whose answer lives there), so that both count towards the byte bound and expire.
+struct Held<A> {
+    /// The answer; `None` for a question whose answer this store does not hold.
+    answer: Option<Arc<A>>,
+    /// Bytes the key's questions take in the semantic tier and the prefilter.
+    indexed: u32,
+}
+
+impl<A> Clone for Held<A> {
+    fn clone(&self) -> Self {
+        Self {
+            answer: self.answer.clone(),
+            indexed: self.indexed,
+        }
+    }
+}
+
+impl<A: Weighted> Held<A> {
+    /// Bytes it counts towards the bound.
+    fn weight(&self) -> u32 {
+        let answer = self.answer.as_ref().map_or(0, |a| a.weight());
+        STORE_ENTRY_BYTES
+            .saturating_add(answer)
+            .saturating_add(self.indexed)
+    }
 }
 
 /// What the store tells its owner as it changes (the crate keeps no metrics of its own).
@@ -36,7 +76,8 @@ impl StoreEvents for () {}
 /// How much the store keeps, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
-    /// Bytes of answers held at most (least recently used go first).
+    /// Bytes of memory held at most: answers and their questions' index entries (least recently
+    /// used go first).
     pub max_bytes: u64,
     /// How long an answer is served after it was stored.
     pub ttl: Duration,
@@ -97,7 +138,7 @@ pub enum Similar<A> {
 
 /// The two tiers of stored answers of type `A`.
 pub struct ResponseCache<A> {
-    store: moka::sync::Cache<CacheKey, Arc<A>>,
+    store: moka::sync::Cache<CacheKey, Held<A>>,
     semantic: Arc<SemanticIndex>,
     prefilter: Option<Prefilter>,
     /// Questions stored without their embedding whose embedding is still being computed.
@@ -144,7 +185,7 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
         let on_evict = events.clone();
         let store = moka::sync::Cache::builder()
             .max_capacity(limits.max_bytes)
-            .weigher(|_key: &CacheKey, answer: &Arc<A>| answer.weight())
+            .weigher(|_key: &CacheKey, held: &Held<A>| held.weight())
             .time_to_live(limits.ttl)
             .eviction_listener(move |key: Arc<CacheKey>, _answer, cause| {
                 if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
@@ -167,45 +208,85 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
 
     /// The answer stored under an exact key.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<A>> {
-        self.store.get(key)
+        self.store.get(key)?.answer
+    }
+
+    /// Entries held and the bytes they count towards [`StoreLimits::max_bytes`], once the
+    /// store's pending bookkeeping is done.
+    pub fn size(&self) -> (u64, u64) {
+        self.store.run_pending_tasks();
+        (self.store.entry_count(), self.store.weighted_size())
+    }
+
+    /// Scopes whose index (the semantic tier's or the prefilter's) is being rebuilt on a
+    /// background thread.
+    pub fn rebuilds_running(&self) -> usize {
+        self.semantic.rebuilds_running()
+            + self
+                .prefilter
+                .as_ref()
+                .map_or(0, |p| p.index().rebuilds_running())
     }
 
     /// Stores an answer in its slot: the exact tier and, with a semantic entry, the index.
     pub fn store(&self, slot: CacheSlot, answer: A) {
-        self.store.insert(slot.key, Arc::new(answer));
-        self.store.run_pending_tasks();
-        self.events
-            .resized(self.store.entry_count(), self.store.weighted_size());
+        let indexed = slot
+            .semantic
+            .as_ref()
+            .map_or(0, |entry| self.index_bytes(&entry.question));
+        let held = Held {
+            answer: Some(Arc::new(answer)),
+            indexed,
+        };
+        self.store.insert(slot.key, held);
+        self.resized();
         if let Some(entry) = slot.semantic {
-            self.index(slot.key, entry);
+            self.index_if_held(slot.key, entry);
         }
     }
 
     /// Stores an answer under its exact key only (one fetched from another replica, whose
     /// question the index already has or does not need).
     pub fn store_exact(&self, key: CacheKey, answer: Arc<A>) {
-        self.store.insert(key, answer);
-        self.store.run_pending_tasks();
-        self.events
-            .resized(self.store.entry_count(), self.store.weighted_size());
+        // The key's question, when indexed here, keeps counting.
+        self.store.entry(key).and_upsert_with(|held| Held {
+            answer: Some(answer),
+            indexed: held.map_or(0, |h| h.into_value().indexed),
+        });
+        self.resized();
     }
 
     /// Indexes a question whose answer lives elsewhere under `key` (another replica stored
-    /// it); a hit on it is [`Similar::Absent`] until the answer is fetched.
+    /// it); a hit on it is [`Similar::Absent`] until the answer is fetched. The question counts
+    /// towards the byte bound and expires with the TTL like a stored answer, so a replica
+    /// following a busy fleet holds only as many as fit.
     pub fn index_elsewhere(&self, key: CacheKey, entry: SemanticSlot) {
-        self.index(key, entry);
+        let indexed = self.index_bytes(&entry.question);
+        self.store.entry(key).and_upsert_with(|held| Held {
+            answer: held.and_then(|h| h.into_value().answer),
+            indexed,
+        });
+        self.resized();
+        self.index_if_held(key, entry);
     }
 
-    /// Adds the embedding of a question stored without one ([`SemanticSlot::vector`] `None`). As
-    /// with [`ResponseCache::store`], an answer gone meanwhile makes a later hit on it
-    /// [`Similar::Absent`].
+    /// Adds the embedding of a question stored without one ([`SemanticSlot::vector`] `None`),
+    /// unless its answer is gone meanwhile. (One evicted between the check and the insert is
+    /// [`Similar::Absent`] at its next hit, as with [`ResponseCache::store`].)
     pub fn index_embedding(&self, key: CacheKey, entry: &SemanticSlot, vector: &[f32]) {
-        self.semantic
-            .insert(entry.scope, key, &entry.question, vector);
+        if self.store.contains_key(&key) {
+            self.semantic
+                .insert(entry.scope, key, &entry.question, vector);
+        }
     }
 
     /// Drops a key's question from the semantic index (its answer is gone everywhere).
     pub fn forget(&self, key: &CacheKey) {
+        // What held only the question goes too.
+        self.store.entry(*key).and_compute_with(|held| match held {
+            Some(h) if h.value().answer.is_none() => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
         self.semantic.forget(key);
         if let Some(prefilter) = &self.prefilter {
             prefilter.forget(key);
@@ -237,6 +318,35 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
     pub fn screen(&self, scope: &ScopeKey, question: &str, threshold: f32) -> Option<Screened> {
         let prefilter = self.prefilter.as_ref()?;
         Some(prefilter.screen(scope, question, threshold))
+    }
+
+    /// Bytes a question takes in the semantic tier (and the prefilter, when on).
+    fn index_bytes(&self, question: &str) -> u32 {
+        let text = u32::try_from(question.len()).unwrap_or(u32::MAX);
+        let prefilter = if self.prefilter.is_some() {
+            PREFILTER_ENTRY_BYTES
+        } else {
+            0
+        };
+        SEMANTIC_ENTRY_BYTES
+            .saturating_add(text)
+            .saturating_add(prefilter)
+    }
+
+    /// Tells the owner the store's size after a change.
+    fn resized(&self) {
+        self.store.run_pending_tasks();
+        self.events
+            .resized(self.store.entry_count(), self.store.weighted_size());
+    }
+
+    /// Indexes a question under `key` if the store took the key in: moka may refuse a new
+    /// entry room (it admits by how often keys are used), and a question indexed without one
+    /// would count towards no bound and never leave.
+    fn index_if_held(&self, key: CacheKey, entry: SemanticSlot) {
+        if self.store.contains_key(&key) {
+            self.index(key, entry);
+        }
     }
 
     /// Indexes a question under `key`: its static vector for the prefilter, and its embedding
@@ -359,26 +469,82 @@ mod tests {
         );
     }
 
+    /// What an answer of [`Answer`]'s 100 bytes with an indexed `question` counts (no
+    /// prefilter).
+    fn entry_bytes(question: &str) -> u64 {
+        u64::from(STORE_ENTRY_BYTES + 100 + SEMANTIC_ENTRY_BYTES) + question.len() as u64
+    }
+
     #[test]
     fn an_evicted_answer_is_reported_and_its_question_tombstoned() {
         let events = Arc::new(Counted::default());
-        let cache = ResponseCache::new(limits(150), events.clone());
+        let room = entry_bytes("second question") * 3 / 2;
+        let cache = ResponseCache::new(limits(room), events.clone());
         cache.store(slot(1, "first question", &[1.0, 0.0]), Answer("one"));
         cache.store(slot(2, "second question", &[0.0, 1.0]), Answer("two"));
-        // Room for one answer of 100 bytes: one of the two went, and its vector with it.
-        assert_eq!(events.evicted.load(Ordering::Relaxed), 1);
+        // Room for one answer and its question: one of the two went, and its vector with it
+        // (or was refused room, and not indexed).
         assert_eq!(events.entries.load(Ordering::Relaxed), 1);
         let verifier = Verifier::new(crate::GuardSet::NONE);
         let mut hits = 0;
         for vector in [[1.0, 0.0], [0.0, 1.0]] {
-            match cache.find_similar(&query(&[1; 32], "question", &vector, &verifier)) {
-                Similar::Hit { .. } => hits += 1,
-                // Indexed after its answer was refused room: the caller forgets it.
-                Similar::Absent { key, .. } => cache.forget(&key),
-                _ => {}
+            if let Similar::Hit { .. } =
+                cache.find_similar(&query(&[1; 32], "question", &vector, &verifier))
+            {
+                hits += 1;
             }
         }
         assert_eq!(hits, 1);
+        assert_eq!(cache.semantic.len(), 1);
+    }
+
+    #[test]
+    fn the_bound_counts_each_question_with_its_answer() {
+        let cache = ResponseCache::new(limits(1 << 20), Arc::new(()));
+        cache.store(slot(1, "first question", &[1.0, 0.0]), Answer("one"));
+        cache.store_exact([2; 32], Arc::new(Answer("two")));
+        let exact_only = u64::from(STORE_ENTRY_BYTES + 100);
+        assert_eq!(
+            cache.size(),
+            (2, entry_bytes("first question") + exact_only)
+        );
+    }
+
+    #[test]
+    fn questions_from_other_replicas_count_towards_the_bound_and_leave_with_it() {
+        let room = entry_bytes("question 00") * 10;
+        let cache: ResponseCache<Answer> = ResponseCache::new(limits(room), Arc::new(()));
+        for i in 0..100u8 {
+            let entry = SemanticSlot {
+                scope: [1; 32],
+                question: format!("question {i:02}"),
+                vector: Some(vec![1.0, f32::from(i)]),
+            };
+            cache.index_elsewhere([i; 32], entry);
+        }
+        let (held, bytes) = cache.size();
+        assert!(bytes <= room, "{bytes} bytes held in a bound of {room}");
+        assert!((1..=10).contains(&held), "{held} held");
+        // Each question left the index with its place in the store.
+        assert_eq!(cache.semantic.len() as u64, held);
+    }
+
+    #[test]
+    fn a_fetched_answer_keeps_its_question_counted_and_a_forgotten_question_leaves() {
+        let cache: ResponseCache<Answer> = ResponseCache::new(limits(1 << 20), Arc::new(()));
+        let entry = |question: &str| SemanticSlot {
+            scope: [1; 32],
+            question: question.into(),
+            vector: Some(vec![1.0, 0.0]),
+        };
+        cache.index_elsewhere([7; 32], entry("fetched question"));
+        cache.index_elsewhere([8; 32], entry("forgotten question"));
+        assert_eq!(cache.get(&[7; 32]), None, "only the question is held");
+        let question_only = u64::from(STORE_ENTRY_BYTES + SEMANTIC_ENTRY_BYTES);
+        assert_eq!(cache.size().1, 2 * question_only + 34);
+        cache.store_exact([7; 32], Arc::new(Answer("fetched")));
+        cache.forget(&[8; 32]);
+        assert_eq!(cache.size(), (1, entry_bytes("fetched question")));
         assert_eq!(cache.semantic.len(), 1);
     }
 

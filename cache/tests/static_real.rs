@@ -62,7 +62,7 @@ fn the_prefilter_rules_out_only_questions_far_from_every_stored_one() {
 
     let Some(embedder) = embedder() else { return };
     let limits = StoreLimits {
-        max_bytes: 1_000,
+        max_bytes: 1 << 20,
         ttl: Duration::from_secs(60),
     };
     let cache = ResponseCache::with_prefilter(limits, Arc::new(()), Some(Arc::new(embedder)));

@@ -53,11 +53,11 @@ pub enum Metric {
     /// Counter `{tier, result}`: cache lookups (`exact`, `semantic`; `hit`, `miss`,
     /// `shadow_hit`, `bypass`, `rejected`, `skipped`, `too_long`, `prefiltered`).
     CacheLookupsTotal,
-    /// Gauge: answers in the cache.
+    /// Gauge: entries in the cache (answers, and questions indexed from other replicas).
     CacheEntries,
-    /// Gauge: bytes of answers in the cache.
+    /// Gauge: memory the cache's entries take, as `cache.max_bytes` counts it.
     CacheBytes,
-    /// Counter: answers evicted for size or expired.
+    /// Counter: entries evicted for size or expired.
     CacheEvictionsTotal,
     /// Counter `{result}`: questions the prefilter let through unembedded, embedded after the
     /// answer was sent (`indexed`, or `dropped` when the worker had no time for them).
@@ -275,9 +275,13 @@ impl Metric {
             Self::CacheLookupsTotal => {
                 "Cache lookups by tier and result (hit, miss, shadow_hit, bypass, rejected, skipped, too_long, prefiltered)."
             }
-            Self::CacheEntries => "Answers in the response cache.",
-            Self::CacheBytes => "Bytes of answers in the response cache.",
-            Self::CacheEvictionsTotal => "Cached answers evicted for size or expired.",
+            Self::CacheEntries => {
+                "Entries in the response cache: answers, and questions indexed from other replicas."
+            }
+            Self::CacheBytes => {
+                "Memory the response cache's entries take (answers and their questions' index entries), as cache.max_bytes bounds it."
+            }
+            Self::CacheEvictionsTotal => "Response cache entries evicted for size or expired.",
             Self::CacheDeferredEmbeddingsTotal => {
                 "Questions the semantic prefilter let through unembedded, embedded after the answer, by result (indexed, dropped)."
             }

@@ -366,12 +366,13 @@ SCRAPE_TENANTS = {
 SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag"}
 # The response cache for the scrape (k8s/base/policy.yaml has none, so no cache series would
 # appear): on, so a repeated request is a hit, and small enough that a third stored answer
-# evicts one. Each stored answer weighs its JSON length + 64 bytes; the mock upstream's answer
-# to chat_request() is 406 bytes of JSON (470 stored), so two answers fit in 1000 bytes and a
-# third does not.
+# evicts one. Each entry counts the memory it takes: the mock upstream's answer to
+# chat_request() (406 bytes of JSON, about 3 KB as held), its question's semantic and
+# prefilter index entries (about 5.7 KB) and the store's own 200 bytes, so about 9 KB: two
+# fit in 25000 bytes and a third does not.
 # Trimming for the scrape: a small cap, so one request with a long tool result is trimmed.
 SCRAPE_TRIM = {"mode": "on", "max_context_tokens": 40}
-SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 1000, "similarity_threshold": 0.5}
+SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 25000, "similarity_threshold": 0.5}
 # Routing for the scrape: the k8s ladder, but every routed request starts cheap (no prompt
 # scores above 0.99) and the mock's token logprobs (-0.05) are below the floor, so a request
 # for gpt-4o starts cheap and escalates with reason low_logprob.

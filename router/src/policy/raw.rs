@@ -357,7 +357,8 @@ pub struct RawCache {
     /// How long an answer may be served from the cache, e.g. `1h`.
     #[serde(default)]
     pub ttl: Option<String>,
-    /// Most bytes of answers kept; least recently used go first.
+    /// Most bytes of memory the cache takes (answers as held, and their questions' index
+    /// entries); least recently used go first.
     #[serde(default)]
     pub max_bytes: Option<u64>,
     /// Requests with a higher `temperature` (default 1.0 when absent) are not cached.

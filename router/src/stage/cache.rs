@@ -85,10 +85,65 @@ pub struct CachedAnswer {
 }
 
 impl Weighted for CachedAnswer {
+    /// An estimate of the memory it holds: the struct in its `Arc`, the model alias, and the
+    /// completion as serde_json holds it, which is some three times its JSON text for a short
+    /// answer (checked against the resident growth by `examples/cache_memory.rs`).
     fn weight(&self) -> u32 {
-        let bytes = Value::Object(self.completion.clone()).to_string().len() + 64;
+        let bytes = std::mem::size_of::<Self>()
+            + ARC_HEADER_BYTES
+            + allocation(self.model.len())
+            + map_bytes(&self.completion);
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
+}
+
+/// The two reference counts in front of an `Arc`'s value.
+const ARC_HEADER_BYTES: usize = 16;
+
+/// Memory of a JSON object as serde_json holds it (`preserve_order`: an index map): its entry
+/// vector (hash, key and value each, grown by doubling from four) and its hash table of
+/// indices, then what the keys and values point to.
+fn map_bytes(map: &Map<String, Value>) -> usize {
+    let len = map.len();
+    if len == 0 {
+        return 0;
+    }
+    let entries = len.next_power_of_two().max(4);
+    let entry = std::mem::size_of::<(u64, String, Value)>();
+    let buckets = match len {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (len * 8 / 7).next_power_of_two(),
+    };
+    // One index and one control byte a bucket, and a group's worth of control bytes more.
+    let table = buckets * (std::mem::size_of::<usize>() + 1) + 16;
+    let contents: usize = map
+        .iter()
+        .map(|(key, value)| allocation(key.len()) + value_bytes(value))
+        .sum();
+    entries * entry + table + contents
+}
+
+/// Memory a JSON value points to (its own inline size is counted by its container).
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => allocation(text.len()),
+        Value::Array(items) if !items.is_empty() => {
+            let slots = items.len().next_power_of_two().max(4);
+            slots * std::mem::size_of::<Value>() + items.iter().map(value_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map_bytes(map),
+        _ => 0,
+    }
+}
+
+/// Bytes the allocator gives a request of `len` bytes: a multiple of 16, and about one part in
+/// sixteen more for large ones (its size classes are spaced a quarter apart).
+fn allocation(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    (len + len / 16).next_multiple_of(16)
 }
 
 impl CachedAnswer {
@@ -247,6 +302,36 @@ mod tests {
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    fn answer_of(content: &str) -> CachedAnswer {
+        let completion = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
+        });
+        CachedAnswer {
+            completion: body(completion),
+            tokens: Tokens::new(9, 12, crate::stage::account::TokenSource::Usage),
+            model: "small".into(),
+        }
+    }
+
+    #[test]
+    fn a_stored_answer_weighs_its_memory_not_its_json_text() {
+        let short = answer_of("Hello! How can I help you today?");
+        let text = Value::Object(short.completion.clone()).to_string().len();
+        let weight = short.weight() as usize;
+        // Four maps, a list and a dozen strings: some 3 KB, several times the text.
+        assert!(
+            (2_500..4_000).contains(&weight),
+            "{weight} bytes for {text} of JSON"
+        );
+        // A longer answer adds its text, and the allocator's slack on it.
+        let long = answer_of(&"x".repeat(10_000));
+        let added = long.weight() as usize - weight;
+        assert!((10_000..11_000).contains(&added), "{added} bytes added");
     }
 
     #[test]

@@ -263,7 +263,7 @@ pub struct CachePolicy {
     pub mode: CacheMode,
     /// Entry lifetime.
     pub ttl: Duration,
-    /// Byte budget of stored answers.
+    /// Memory budget of the cache: answers and their questions' index entries.
     pub max_bytes: u64,
     /// Hottest sampling temperature still cached.
     pub max_temperature: f64,

@@ -343,6 +343,10 @@ def run(args, sidecar_pid):
     stream = {**short, "stream": True}
     results["ttfb_direct"] = load(direct_url, stream, 100, 1, "5s", first_byte=True)
     results["ttfb"] = load(frugal_url, stream, 100, 1, "5s", ["x-frugal-cache: bypass"], first_byte=True)
+    # The same low rate without streaming: what a request adds when the cores are idle between
+    # requests (each wakes parked threads), set against the streaming relay's own share.
+    results["slow_direct"] = load(direct_url, short, 100, 1, "5s")
+    results["slow_bypass"] = load(frugal_url, short, 100, 1, "5s", ["x-frugal-cache: bypass"])
     context = long_context(6000)
     trim_body = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [{"role": "user", "content": context}]}
     results["trim_6k_direct"] = sequential(MOCK_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
@@ -557,6 +561,8 @@ def markdown(report, args):
         ("the same, `embeddings.threads: 1` (a fresh sidecar)", "cacheable_miss_load_one_thread", None, "16 conns, closed loop (wrk)"),
         ("streaming, time to the first content token, direct", "ttfb_direct", None, "100 req/s, 1 conn"),
         ("streaming, time to the first content token, bypass", "ttfb", "ttfb_direct", "100 req/s, 1 conn"),
+        ("not streaming, direct", "slow_direct", None, "100 req/s, 1 conn"),
+        ("not streaming, miss (bypass)", "slow_bypass", "slow_direct", "100 req/s, 1 conn"),
         ("~6k-token context, direct", "trim_6k_direct", None, "1 conn"),
         ("~6k-token context trimmed to 800 tokens", "trim_6k", "trim_6k_direct", "1 conn"),
     ]

@@ -3,6 +3,7 @@
 //! [`super::anthropic`] so callers always send and receive OpenAI's shapes; and OpenAI's
 //! `POST {base_url}/embeddings`.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,53 +246,26 @@ impl OpenAiCompatible {
         Ok(self.events(response.bytes_stream()))
     }
 
-    /// The SSE events of a body arriving in chunks, each within the idle timeout.
+    /// The SSE events of a body arriving in chunks, each within the idle timeout. The stream is
+    /// read where it is polled (no task or channel in between, so no thread hop per chunk); it
+    /// ends after `[DONE]` or its first error.
     fn events(
         &self,
-        mut bytes: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+        bytes: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
     ) -> UpstreamStream {
-        let idle = self.config.timeouts.idle;
-        let provider = self.config.name.clone();
-        let mut translator = self.is_anthropic().then(StreamTranslator::default);
-        let stream = async_stream(move |tx| async move {
-            let mut parser = SseParser::default();
-            loop {
-                let next = match tokio::time::timeout(idle, bytes.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        let _ = tx.send(Err(timeout_error(&provider, "idle", idle))).await;
-                        return;
-                    }
-                };
-                match next {
-                    Some(Ok(chunk)) => {
-                        for event in parser.push(&chunk) {
-                            let event = event.map_err(|reason| invalid_error(&provider, reason));
-                            let events = match translator.as_mut() {
-                                Some(translator) => translate(translator, event, &provider),
-                                None => vec![event],
-                            };
-                            for event in events {
-                                let stop = !matches!(event, Ok(SseEvent::Data { .. }));
-                                if tx.send(event).await.is_err() || stop {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(unreachable_error(&provider, &e))).await;
-                        return;
-                    }
-                    None => {
-                        let reason = "the stream ended before `data: [DONE]`".to_string();
-                        let _ = tx.send(Err(invalid_error(&provider, reason))).await;
-                        return;
-                    }
-                }
-            }
-        });
-        Box::pin(stream)
+        let reading = EventReader {
+            bytes,
+            parser: SseParser::default(),
+            translator: self.is_anthropic().then(StreamTranslator::default),
+            ready: VecDeque::new(),
+            ended: false,
+            idle: self.config.timeouts.idle,
+            provider: self.config.name.clone(),
+        };
+        Box::pin(futures::stream::unfold(reading, |mut reading| async move {
+            let event = reading.next_event().await?;
+            Some((event, reading))
+        }))
     }
 
     async fn check_status(
@@ -435,14 +409,63 @@ fn object_with_array(bytes: &[u8], field: &str) -> Result<Map<String, Value>, St
     Ok(map)
 }
 
-/// Runs a producer task feeding a bounded channel and exposes it as a stream.
-fn async_stream<T, F, Fut>(producer: F) -> impl Stream<Item = T> + Send
+/// An upstream SSE body being read: the events parsed (and translated from Anthropic's) but not
+/// yet taken.
+struct EventReader<S> {
+    bytes: S,
+    parser: SseParser,
+    translator: Option<StreamTranslator>,
+    ready: VecDeque<Result<SseEvent, UpstreamError>>,
+    /// `[DONE]` or an error was taken: nothing follows.
+    ended: bool,
+    idle: Duration,
+    provider: String,
+}
+
+impl<S> EventReader<S>
 where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(producer(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    /// The next event, reading more of the body when none is parsed; `None` once the stream
+    /// has ended.
+    async fn next_event(&mut self) -> Option<Result<SseEvent, UpstreamError>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(event) = self.ready.pop_front() {
+                self.ended = !matches!(event, Ok(SseEvent::Data { .. }));
+                return Some(event);
+            }
+            let next = match tokio::time::timeout(self.idle, self.bytes.next()).await {
+                Ok(next) => next,
+                Err(_) => return self.end(timeout_error(&self.provider, "idle", self.idle)),
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    for event in self.parser.push(&chunk) {
+                        let event = event.map_err(|reason| invalid_error(&self.provider, reason));
+                        match self.translator.as_mut() {
+                            Some(translator) => {
+                                self.ready
+                                    .extend(translate(translator, event, &self.provider));
+                            }
+                            None => self.ready.push_back(event),
+                        }
+                    }
+                }
+                Some(Err(e)) => return self.end(unreachable_error(&self.provider, &e)),
+                None => {
+                    let reason = "the stream ended before `data: [DONE]`".to_string();
+                    return self.end(invalid_error(&self.provider, reason));
+                }
+            }
+        }
+    }
+
+    /// Ends the stream with `error`.
+    fn end(&mut self, error: UpstreamError) -> Option<Result<SseEvent, UpstreamError>> {
+        self.ended = true;
+        Some(Err(error))
+    }
 }

@@ -352,6 +352,7 @@ def run(args, sidecar_pid):
     results["trim_6k_direct"] = sequential(MOCK_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
     results["trim_6k"] = sequential(SIDECAR_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
     results["rss_loaded_mib"] = rss_mib(sidecar_pid)
+    results["cache_loaded"] = cache_size(SIDECAR_PORT)
     return results
 
 
@@ -391,6 +392,15 @@ def cache_counters(port):
         key = f"{labels.get('tier')} {labels.get('result')}" if name == "lookups" else f"deferred {labels.get('result')}"
         counts[key] = counts.get(key, 0) + int(float(value))
     return counts
+
+
+def cache_size(port):
+    """The entries the sidecar's response cache holds and the bytes it counts, from /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    gauge = lambda name: int(float(m[1])) if (m := re.search(rf"^{name} (\S+)$", text, re.M)) else 0
+    return {"entries": gauge("frugal_cache_entries"), "bytes": gauge("frugal_cache_bytes")}
 
 
 def settled_counters(port, before, seconds=60):
@@ -613,8 +623,11 @@ def markdown(report, args):
            if r.get("cacheable_miss_load_one_thread") else ""),
         "",
         f"Sidecar RSS: {r['rss_idle_mib']} MiB idle, {r.get('rss_before_load_mib')} MiB after the",
-        f"one-connection paths, {r['rss_loaded_mib']} MiB after everything (the load run stored some",
-        f"{r.get('cacheable_miss_load', {}).get('statuses', {}).get('all', 0):,} more answers)."
+        f"one-connection paths, {r['rss_loaded_mib']} MiB after everything (the load run sent some",
+        f"{r.get('cacheable_miss_load', {}).get('statuses', {}).get('all', 0):,} more cacheable questions"
+        + (f"; the cache then held {r['cache_loaded']['entries']:,} entries, counted at"
+           f" {r['cache_loaded']['bytes'] / 2**20:.1f} MiB of its `max_bytes`)."
+           if r.get("cache_loaded") else ").")
         + (f" LiteLLM's proxy: {r['litellm_rss_loaded_mib']} MiB after its run." if "litellm" in r else ""),
         "",
     ]

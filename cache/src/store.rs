@@ -24,8 +24,9 @@ pub trait Weighted {
 
 /// Memory of one entry of the store besides its answer: the key, moka's own bookkeeping
 /// (its hash table, LRU and expiry queues) and the answer's `Arc`. Measured, with the next two,
-/// by `router/examples/cache_memory.rs` (jemalloc, 50,000 entries of real prompts in one
-/// scope): the bound follows the process's resident growth within about 10%.
+/// by `router/examples/cache_memory.rs` (jemalloc, 20,000–50,000 entries of real prompts in one
+/// scope): what is counted is within 2% of the process's resident growth for answers with their
+/// questions, and some 15% above it for questions from other replicas.
 pub const STORE_ENTRY_BYTES: u32 = 200;
 /// Memory of one question in the semantic tier besides its text: its vector in the scope's
 /// index (a 384-dimension f32 row while the scope is an exact scan; an int8 HNSW node with its
@@ -64,7 +65,7 @@ impl<A: Weighted> Held<A> {
 
 /// What the store tells its owner as it changes (the crate keeps no metrics of its own).
 pub trait StoreEvents: Send + Sync + 'static {
-    /// An answer left for room or age.
+    /// An entry left for room or age.
     fn evicted(&self) {}
     /// The store's size after an insert: answers and bytes held.
     fn resized(&self, _entries: u64, _bytes: u64) {}
@@ -280,6 +281,21 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
         }
     }
 
+    /// Notes that a question stored without its embedding will not get one (the embedding
+    /// worker had no room for it): its answer stays, for the exact tier, and no longer counts
+    /// the semantic entry it was stored with room for.
+    pub fn embedding_dropped(&self, key: CacheKey) {
+        let indexed = self.prefilter_bytes();
+        self.store.entry(key).and_compute_with(|held| match held {
+            Some(held) if held.value().indexed > indexed => {
+                let answer = held.into_value().answer;
+                moka::ops::compute::Op::Put(Held { answer, indexed })
+            }
+            _ => moka::ops::compute::Op::Nop,
+        });
+        self.resized();
+    }
+
     /// Drops a key's question from the semantic index (its answer is gone everywhere).
     pub fn forget(&self, key: &CacheKey) {
         // What held only the question goes too.
@@ -323,14 +339,18 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
     /// Bytes a question takes in the semantic tier (and the prefilter, when on).
     fn index_bytes(&self, question: &str) -> u32 {
         let text = u32::try_from(question.len()).unwrap_or(u32::MAX);
-        let prefilter = if self.prefilter.is_some() {
+        SEMANTIC_ENTRY_BYTES
+            .saturating_add(text)
+            .saturating_add(self.prefilter_bytes())
+    }
+
+    /// Bytes a question takes in the prefilter (none without one).
+    fn prefilter_bytes(&self) -> u32 {
+        if self.prefilter.is_some() {
             PREFILTER_ENTRY_BYTES
         } else {
             0
-        };
-        SEMANTIC_ENTRY_BYTES
-            .saturating_add(text)
-            .saturating_add(prefilter)
+        }
     }
 
     /// Tells the owner the store's size after a change.
@@ -508,6 +528,20 @@ mod tests {
             cache.size(),
             (2, entry_bytes("first question") + exact_only)
         );
+    }
+
+    #[test]
+    fn a_question_left_unembedded_stops_counting_its_semantic_entry() {
+        let cache = ResponseCache::new(limits(1 << 20), Arc::new(()));
+        let mut unembedded = slot(1, "first question", &[1.0, 0.0]);
+        if let Some(entry) = unembedded.semantic.as_mut() {
+            entry.vector = None;
+        }
+        cache.store(unembedded, Answer("one"));
+        assert_eq!(cache.size().1, entry_bytes("first question"));
+        cache.embedding_dropped([1; 32]);
+        assert_eq!(cache.size(), (1, u64::from(STORE_ENTRY_BYTES + 100)));
+        assert_eq!(cache.get(&[1; 32]).as_deref(), Some(&Answer("one")));
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn embed_after(
     let pending = cache.embedding_pending();
     tokio::spawn(async move {
         let Some(vector) = worker.embed_in_background(&entry.question).await else {
+            cache.embedding_dropped(key);
             metrics::record_deferred_embedding(false);
             tracing::debug!("a stored question was not embedded in time; exact tier only");
             return;

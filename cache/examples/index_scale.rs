@@ -13,7 +13,8 @@
 //! Queries: QUERIES noisy copies of random stored vectors (±0.03 per component, cosine ~0.95
 //! to their source: near-duplicate prompts), and the QUERIES fresh real vectors. Recall@1: the
 //! index's first neighbour is the exact scan's (f32, all entries). One JSON line per size on
-//! stdout; progress on stderr.
+//! stdout; progress on stderr. `INDEX_M` and `INDEX_EF_CONSTRUCTION` override the graph's
+//! links per node and insert width, to try other settings.
 
 #[path = "support/resident.rs"]
 mod resident;
@@ -107,7 +108,17 @@ fn measure(
         .chunks_exact(DIM)
         .enumerate()
         .map(|(id, v)| (id as u64, v));
-    let mut index = VectorIndex::from_vectors(DIM, IndexConfig::default(), items)?;
+    let mut config = IndexConfig::default();
+    if let Some(m) = std::env::var("INDEX_M").ok().and_then(|v| v.parse().ok()) {
+        config.max_connections = m;
+    }
+    if let Some(ef) = std::env::var("INDEX_EF_CONSTRUCTION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.ef_construction = ef;
+    }
+    let mut index = VectorIndex::from_vectors(DIM, config, items)?;
     let build_s = started.elapsed().as_secs_f64();
     let index_mib = resident_mib() - rss_before;
     eprintln!("index_scale: {size} entries built in {build_s:.1} s, ~{index_mib:.0} MiB");

@@ -31,7 +31,7 @@ pub const STORE_ENTRY_BYTES: u32 = 200;
 /// Memory of one question in the semantic tier besides its text: its vector in the scope's
 /// index (a 384-dimension f32 row while the scope is an exact scan; an int8 HNSW node with its
 /// links once it is a graph), and the entry and key maps.
-pub const SEMANTIC_ENTRY_BYTES: u32 = 4000;
+pub const SEMANTIC_ENTRY_BYTES: u32 = 5200;
 /// Memory of one question's static vector in the prefilter's index (256 dimensions, as above).
 pub const PREFILTER_ENTRY_BYTES: u32 = 1700;
 

@@ -368,7 +368,7 @@ SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag
 # appear): on, so a repeated request is a hit, and small enough that a third stored answer
 # evicts one. Each entry counts the memory it takes: the mock upstream's answer to
 # chat_request() (406 bytes of JSON, about 3 KB as held), its question's semantic and
-# prefilter index entries (about 5.7 KB) and the store's own 200 bytes, so about 9 KB: two
+# prefilter index entries (about 6.9 KB) and the store's own 200 bytes, so about 10 KB: two
 # fit in 25000 bytes and a third does not.
 # Trimming for the scrape: a small cap, so one request with a long tool result is trimmed.
 SCRAPE_TRIM = {"mode": "on", "max_context_tokens": 40}

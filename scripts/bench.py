@@ -203,9 +203,13 @@ def index_scale(command, work, sizes, queries):
         print("index: no QQP/Arena-Hard data under ../shared/data; skipped", file=sys.stderr)
         return []
     print(f"index at {sizes} entries (a few minutes) ...", file=sys.stderr)
+    return example_lines([command, str(texts), sizes, str(queries), INDEX_WIDTHS])
+
+
+def example_lines(args):
+    """The JSON lines a measuring example (run with the repository's models) prints."""
     env = {**os.environ, "FRUGAL_MODEL_DIR": str(ROOT / "models")}
-    out = subprocess.run([command, str(texts), sizes, str(queries), INDEX_WIDTHS],
-                         capture_output=True, text=True, check=True, env=env).stdout
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -217,13 +221,8 @@ def cache_memory(command, work, entries):
         print("cache memory: no QQP/Arena-Hard data under ../shared/data; skipped", file=sys.stderr)
         return []
     print(f"cache memory, {entries} entries of each kind (a minute or two) ...", file=sys.stderr)
-    env = {**os.environ, "FRUGAL_MODEL_DIR": str(ROOT / "models")}
-    kinds = []
-    for mode in ("answers", "semantic", "prefiltered", "elsewhere"):
-        out = subprocess.run([command, str(texts), str(entries), mode],
-                             capture_output=True, text=True, check=True, env=env).stdout
-        kinds += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return kinds
+    return [kind for mode in ("answers", "semantic", "prefiltered", "elsewhere")
+            for kind in example_lines([command, str(texts), str(entries), mode])]
 
 
 def machine():
@@ -380,11 +379,16 @@ def load_one_thread(args):
         sidecar.wait(timeout=20)
 
 
-def cache_counters(port):
-    """The sidecar's cache lookup results and deferred embeddings so far, from /metrics."""
+def metrics_text(port):
+    """The sidecar's /metrics exposition."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    return conn.getresponse().read().decode()
+
+
+def cache_counters(port):
+    """The sidecar's cache lookup results and deferred embeddings so far, from /metrics."""
+    text = metrics_text(port)
     counts = {}
     for name, labels, value in re.findall(
             r'^frugal_cache_(lookups|deferred_embeddings)_total\{([^}]*)\} ([\d.e+]+)$', text, re.M):
@@ -396,9 +400,7 @@ def cache_counters(port):
 
 def cache_size(port):
     """The entries the sidecar's response cache holds and the bytes it counts, from /metrics."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    text = metrics_text(port)
     gauge = lambda name: int(float(m[1])) if (m := re.search(rf"^{name} (\S+)$", text, re.M)) else 0
     return {"entries": gauge("frugal_cache_entries"), "bytes": gauge("frugal_cache_bytes")}
 

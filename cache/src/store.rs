@@ -355,9 +355,8 @@ impl<A: Weighted + Send + Sync + 'static> ResponseCache<A> {
 
     /// Tells the owner the store's size after a change.
     fn resized(&self) {
-        self.store.run_pending_tasks();
-        self.events
-            .resized(self.store.entry_count(), self.store.weighted_size());
+        let (entries, bytes) = self.size();
+        self.events.resized(entries, bytes);
     }
 
     /// Indexes a question under `key` if the store took the key in: moka may refuse a new

@@ -27,7 +27,9 @@ pub struct CachedEmbedding {
 impl Weighted for CachedEmbedding {
     /// Its text and the struct in its `Arc`.
     fn weight(&self) -> u32 {
-        let bytes = self.embedding.len() + std::mem::size_of::<Self>() + 16;
+        let bytes = self.embedding.len()
+            + std::mem::size_of::<Self>()
+            + crate::stage::cache::ARC_HEADER_BYTES;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }

@@ -98,7 +98,7 @@ impl Weighted for CachedAnswer {
 }
 
 /// The two reference counts in front of an `Arc`'s value.
-const ARC_HEADER_BYTES: usize = 16;
+pub(crate) const ARC_HEADER_BYTES: usize = 16;
 
 /// Memory of a JSON object as serde_json holds it (`preserve_order`: an index map): its entry
 /// vector (hash, key and value each, grown by doubling from four) and its hash table of

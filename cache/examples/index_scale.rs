@@ -7,14 +7,19 @@
 //! TEXTS holds one question per line. All are embedded with the real model (all-MiniLM-L6-v2,
 //! `FRUGAL_MODEL_DIR`); the last QUERIES are held out as fresh queries, the rest are the real
 //! vectors. For each size in SIZES (comma-separated), the index holds the real vectors, then
-//! augmented ones up to the size: each a random convex combination of 2 or 3 real vectors
-//! (uniform weights, normalised to sum 1) plus uniform noise of ±0.01 per component,
-//! renormalised. It is built with `VectorIndex::from_vectors` and the default `IndexConfig`.
+//! augmented ones up to the size: each a point between a real vector and one of its ten nearest
+//! real neighbours, a uniform share of the way, plus uniform noise of ±0.01 per component,
+//! renormalised (new prompts among the real ones). `INDEX_AUGMENT=mix` instead mixes 2 or 3
+//! random real vectors (a random convex combination, then the same noise): points between
+//! unrelated prompts, far from any real one, a stress case for the graph. It is built with
+//! `VectorIndex::from_vectors` and the default `IndexConfig`.
 //! Queries: QUERIES noisy copies of random stored vectors (±0.03 per component, cosine ~0.95
 //! to their source: near-duplicate prompts), and the QUERIES fresh real vectors. Recall@1: the
 //! index's first neighbour is the exact scan's (f32, all entries). One JSON line per size on
 //! stdout; progress on stderr. `INDEX_M` and `INDEX_EF_CONSTRUCTION` override the graph's
-//! links per node and insert width, to try other settings.
+//! links per node and insert width, to try other settings. `INDEX_VECTORS=FILE` keeps the
+//! texts' embeddings in FILE and reuses them while the texts are the same (embedding ~100k
+//! texts takes ~10 minutes on 2 cores).
 
 #[path = "support/resident.rs"]
 mod resident;
@@ -54,7 +59,10 @@ fn main() -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let mut real = embed_all(&texts)?;
+    let mut real = match std::env::var_os("INDEX_VECTORS") {
+        Some(file) => embed_all_kept(&texts, std::path::Path::new(&file))?,
+        None => embed_all(&texts)?,
+    };
     let fresh = real.split_off(real.len() - queries);
     eprintln!(
         "index_scale: embedded {} texts in {:.1} s",
@@ -66,6 +74,34 @@ fn main() -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Every text's embedding, read from `file` when it holds those of the same texts, else
+/// computed and written there: a little-endian u64 fingerprint of the texts, then DIM f32s a
+/// text.
+fn embed_all_kept(texts: &[&str], file: &std::path::Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    let fingerprint = texts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| {
+        t.bytes()
+            .chain([b'\n'])
+            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    });
+    if let Ok(bytes) = std::fs::read(file) {
+        let expected = 8 + texts.len() * DIM * 4;
+        if bytes.len() == expected && bytes[..8] == fingerprint.to_le_bytes() {
+            let floats: Vec<f32> = bytes[8..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            return Ok(floats.chunks_exact(DIM).map(<[f32]>::to_vec).collect());
+        }
+    }
+    let vectors = embed_all(texts)?;
+    let mut bytes = fingerprint.to_le_bytes().to_vec();
+    for x in vectors.iter().flatten() {
+        bytes.extend(x.to_le_bytes());
+    }
+    std::fs::write(file, bytes).with_context(|| format!("writing {}", file.display()))?;
+    Ok(vectors)
 }
 
 /// Every text's embedding, in order. Batches are of texts of similar length, as a batch is
@@ -93,7 +129,12 @@ fn measure(
     widths: &[usize],
 ) -> anyhow::Result<Value> {
     let mut rng = Xorshift::new(0x2100_0000 ^ size as u64);
-    let stored = augmented(real, size, &mut rng);
+    let mixed = std::env::var("INDEX_AUGMENT").is_ok_and(|a| a == "mix");
+    let stored = if mixed {
+        augmented(real, size, &mut rng)
+    } else {
+        interpolated(real, size, &mut rng)?
+    };
     let near: Vec<Vec<f32>> = (0..fresh.len())
         .map(|_| {
             let source = pick(&mut rng, size);
@@ -154,6 +195,7 @@ fn measure(
     Ok(json!({
         "entries": size,
         "real_vectors": real.len().min(size),
+        "augmentation": if mixed { "mix" } else { "neighbours" },
         "hnsw": index.is_hnsw(),
         "build_s": round3(build_s),
         "index_mib": index_mib.round(),
@@ -187,6 +229,52 @@ fn augmented(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> Vec<f32> {
         ));
     }
     stored
+}
+
+/// `size` unit vectors, flat: the real ones, then points between a real vector and one of its
+/// ten nearest real neighbours (a uniform share of the way, SMOTE's oversampling) with noise of
+/// ±0.01 per component, renormalised: new prompts among the real ones, where [`augmented`]'s
+/// mixes of unrelated prompts fill the space between topics that no prompt embeds to.
+fn interpolated(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> anyhow::Result<Vec<f32>> {
+    let mut stored = Vec::with_capacity(size * DIM);
+    for v in real.iter().take(size) {
+        stored.extend(normalised(v.clone()));
+    }
+    if stored.len() >= size * DIM {
+        return Ok(stored);
+    }
+    let started = Instant::now();
+    let items = real
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v.as_slice()));
+    let mut index = VectorIndex::from_vectors(DIM, IndexConfig::default(), items)?;
+    index.set_ef_search(64);
+    let mut neighbours: Vec<Vec<usize>> = Vec::with_capacity(real.len());
+    for v in real {
+        let found = index.nearest(v, 11)?;
+        neighbours.push(found.iter().skip(1).map(|n| n.id as usize).collect());
+    }
+    eprintln!(
+        "index_scale: neighbours of {} real vectors in {:.1} s",
+        real.len(),
+        started.elapsed().as_secs_f64()
+    );
+    while stored.len() < size * DIM {
+        let a = pick(rng, real.len());
+        let Some(&b) = neighbours[a].get(pick(rng, neighbours[a].len().max(1))) else {
+            continue;
+        };
+        let t = rng.next_centered() + 0.5;
+        stored.extend(normalised(
+            real[a]
+                .iter()
+                .zip(&real[b])
+                .map(|(x, y)| x + t * (y - x) + 0.02 * rng.next_centered())
+                .collect(),
+        ));
+    }
+    Ok(stored)
 }
 
 /// A uniform index below `n`.

@@ -2,7 +2,7 @@
 //!
 //! While a scope is small an exact scan over a contiguous array is both exact and faster than a
 //! graph; past [`IndexConfig::hnsw_threshold`] live vectors the index moves to an HNSW graph
-//! (hnsw_rs, dot-product distance on unit vectors). The graph stores each vector as int8 (component ×
+//! (`graph.rs`, dot product of unit vectors). The graph stores each vector as int8 (component ×
 //! [`QUANT_SCALE`]): a quarter of the memory of f32, for a cosine error of about 0.002 (the
 //! flat scan stays exact f32). Removals are tombstones: the slot is marked dead and skipped at
 //! query time (inside the graph search, so dead points never crowd out live ones).
@@ -12,16 +12,12 @@
 
 use std::collections::HashMap;
 
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::hnsw::Hnsw;
+use crate::graph::{Graph, GraphConfig};
 
 /// Scale of the graph's int8 components: a unit vector's component `x` is stored as
 /// `round(x × QUANT_SCALE)`, so components in [-0.5, 0.5] keep full precision (a unit vector
 /// of a few hundred dimensions rarely has one beyond 0.3; larger ones are clamped).
 pub const QUANT_SCALE: f32 = 254.0;
-
-/// Vectors quantised and handed to hnsw_rs's parallel insert at a time when a graph is built.
-const GRAPH_INSERT_CHUNK: usize = 4096;
 
 /// Tuning of a [`VectorIndex`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,18 +40,15 @@ impl Default for IndexConfig {
             // An exact scan of 4096 × 384 floats (6 MB, cache-resident) takes ~0.25 ms; past
             // that memory bandwidth dominates and the graph wins (`examples/index_bench.rs`).
             hnsw_threshold: 4096,
-            // 32 links against 16: at 100k augmented prompt vectors, near-duplicate recall@1 at
-            // `ef_search` 32 went from 0.976 to 0.990-0.996 (fresh prompts 0.888 to 0.908-0.916)
-            // for the same build time and lookup p99 (~0.65 ms); at 1M from 0.532 to 0.668
-            // (`examples/index_scale.rs`, INDEX_M). A graph node takes ~1.2 KB more in the cache
+            // 32 links (64 on layer 0): at 1M entries (116k real prompt vectors and points
+            // between them, `examples/index_scale.rs`) near-duplicate recall@1 is 0.992 at
+            // `ef_search` 32, lookup p99 0.31 ms; a node takes its 384 bytes plus ~260 of links
             // (`SEMANTIC_ENTRY_BYTES`).
             max_connections: 32,
             ef_construction: 100,
-            // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily; a
-            // wider search buys recall for far neighbours, which are misses anyway. Measured on
-            // 100k real prompt embeddings (`examples/index_bench.rs`): of the queries whose true
-            // nearest is at ≥ 0.93, 99.3% get a neighbour at ≥ 0.93 back at 32 (p99 1.6 ms),
-            // 100% at 64 (p99 2.8 ms); the rest of the recall@1 gap is ties between duplicates.
+            // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily: 32
+            // finds a near-duplicate's nearest 99.2% of the time at 1M entries (100% at 128, p99
+            // 0.67 ms); a wider search buys recall for far neighbours, which are misses anyway.
             ef_search: 32,
             rebuild_dead_share: 0.3,
         }
@@ -90,8 +83,8 @@ pub struct Neighbour {
 enum Backend {
     /// Slot `s` occupies `vectors[s * dim..(s + 1) * dim]`.
     Flat { vectors: Vec<f32> },
-    /// Data id = slot; vectors quantised by [`quantize`].
-    Hnsw(Box<Hnsw<'static, i8, DistDotI8>>),
+    /// Node id = slot; vectors quantised by [`quantize`].
+    Hnsw(Box<Graph>),
 }
 
 /// Live vectors of an index with their ids, in insertion order: what a rebuild starts from.
@@ -120,18 +113,6 @@ impl LiveVectors {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
-    }
-}
-
-/// `1 − cosine` of two int8-quantised unit vectors, never negative (hnsw_rs needs that). It
-/// takes the quantised vectors as unit length, which costs about 0.002 of cosine and saves two
-/// of three dot products per distance.
-#[derive(Debug, Clone, Copy, Default)]
-struct DistDotI8;
-
-impl Distance<i8> for DistDotI8 {
-    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
-        (1.0 - dot_i8(a, b) as f32 / (QUANT_SCALE * QUANT_SCALE)).max(0.0)
     }
 }
 
@@ -231,7 +212,7 @@ impl VectorIndex {
         self.live.insert(id, slot);
         match &mut self.backend {
             Backend::Flat { vectors } => vectors.extend_from_slice(&vector),
-            Backend::Hnsw(graph) => graph.insert_slice((&quantize(&vector, 1.0), slot)),
+            Backend::Hnsw(graph) => graph.insert(&quantize(&vector, 1.0)),
         }
         Ok(())
     }
@@ -270,20 +251,17 @@ impl VectorIndex {
                 all
             }
             Backend::Hnsw(graph) => {
-                let alive = |slot: &usize| self.slots.get(*slot).is_some_and(|s| s.1);
-                let ef = self.config.ef_search.max(k);
+                let alive = |node: u32| self.slots.get(node as usize).is_some_and(|s| s.1);
                 // The filter costs a check per visited node: skip it while nothing is dead.
-                let filter: Option<&dyn hnsw_rs::filter::FilterT> =
-                    (self.dead() > 0).then_some(&alive);
+                let filter: Option<&dyn Fn(u32) -> bool> = (self.dead() > 0).then_some(&alive);
                 graph
-                    .search_filter(&quantize(&query, 1.0), k, ef, filter)
+                    .search(&quantize(&query, 1.0), k, self.config.ef_search, filter)
                     .into_iter()
-                    .filter_map(|n| {
-                        let (id, alive) = *self.slots.get(n.d_id)?;
-                        // Distance is 1 − dot and clamped at 0 by hnsw_rs; turn it back.
+                    .filter_map(|(dot, node)| {
+                        let (id, alive) = *self.slots.get(node as usize)?;
                         alive.then_some(Neighbour {
                             id,
-                            similarity: (1.0 - n.distance).clamp(-1.0, 1.0),
+                            similarity: (dot as f32 / (QUANT_SCALE * QUANT_SCALE)).clamp(-1.0, 1.0),
                         })
                     })
                     .collect()
@@ -310,13 +288,10 @@ impl VectorIndex {
                     alive.then(|| (slot, id, v.to_vec()))
                 })
                 .collect(),
-            Backend::Hnsw(graph) => graph
-                .get_point_indexation()
-                .into_iter()
-                .filter_map(|p| {
-                    let slot = p.get_origin_id();
+            Backend::Hnsw(graph) => (0..graph.len())
+                .filter_map(|slot| {
                     let (id, alive) = *self.slots.get(slot)?;
-                    alive.then(|| (slot, id, dequantize(p.get_v())))
+                    alive.then(|| (slot, id, dequantize(graph.vector(slot))))
                 })
                 .collect(),
         };
@@ -392,28 +367,16 @@ impl VectorIndex {
             .enumerate()
             .map(|(s, (id, _, _))| (*id, s))
             .collect();
-        let graph = Hnsw::new(
-            self.config.max_connections,
-            (items.len() * 2).max(self.config.hnsw_threshold * 2),
-            16,
-            self.config.ef_construction,
-            DistDotI8,
-        );
-        // hnsw_rs keeps its own copy of each vector: quantising a chunk at a time keeps a
-        // second copy of the whole set from raising the peak (and, freed in small pieces, the
-        // resident size).
-        for (n, chunk) in items.chunks(GRAPH_INSERT_CHUNK).enumerate() {
-            let quantized: Vec<Vec<i8>> = chunk
-                .iter()
-                .map(|(_, v, norm)| quantize(v, *norm))
-                .collect();
-            let data: Vec<(&[i8], usize)> = quantized
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.as_slice(), n * GRAPH_INSERT_CHUNK + i))
-                .collect();
-            graph.parallel_insert_slice(&data);
+        let mut vectors = Vec::with_capacity(items.len() * self.dim);
+        for (_, v, norm) in items {
+            vectors.extend(quantize(v, *norm));
         }
+        let config = GraphConfig {
+            links: self.config.max_connections,
+            ef_construction: self.config.ef_construction,
+        };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let graph = Graph::build(self.dim, config, vectors, threads);
         self.backend = Backend::Hnsw(Box::new(graph));
     }
 
@@ -457,27 +420,6 @@ fn quantize(vector: &[f32], norm: f32) -> Vec<i8> {
 /// The f32 vector an int8 graph vector stands for.
 fn dequantize(vector: &[i8]) -> Vec<f32> {
     vector.iter().map(|x| f32::from(*x) / QUANT_SCALE).collect()
-}
-
-/// Dot product of two int8 vectors: products of pairs summed in i16 (at most 2 × 127²), then
-/// in 16 independent i32 lanes, which the compiler vectorises.
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 16];
-    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
-    let tail: i32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| i32::from(*x) * i32::from(*y))
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            let pair = i16::from(x[2 * i]) * i16::from(y[2 * i])
-                + i16::from(x[2 * i + 1]) * i16::from(y[2 * i + 1]);
-            acc[i] += i32::from(pair);
-        }
-    }
-    acc.iter().sum::<i32>() + tail
 }
 
 /// Dot product with eight independent partial sums, which the compiler turns into SIMD (a

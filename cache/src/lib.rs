@@ -19,6 +19,7 @@
 //! other offline commands in the `frugal` crate.
 
 mod embed;
+mod graph;
 pub mod index;
 mod outcome;
 mod percentile;

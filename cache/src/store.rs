@@ -24,16 +24,20 @@ pub trait Weighted {
 
 /// Memory of one entry of the store besides its answer: the key, moka's own bookkeeping
 /// (its hash table, LRU and expiry queues) and the answer's `Arc`. Measured, with the next two,
-/// by `router/examples/cache_memory.rs` (jemalloc, 20,000–50,000 entries of real prompts in one
-/// scope): what is counted is within 2% of the process's resident growth for answers with their
-/// questions, and some 15% above it for questions from other replicas.
+/// by `router/examples/cache_memory.rs` (jemalloc, 4,000–50,000 entries of real prompts in one
+/// scope): what is counted is within 1% of the process's resident growth for answers alone,
+/// 1–8% above it for answers with their questions, and more for questions from other replicas
+/// (it never counts less than is held).
 pub const STORE_ENTRY_BYTES: u32 = 200;
 /// Memory of one question in the semantic tier besides its text: its vector in the scope's
-/// index (a 384-dimension f32 row while the scope is an exact scan; an int8 HNSW node with its
-/// links once it is a graph), and the entry and key maps.
-pub const SEMANTIC_ENTRY_BYTES: u32 = 5200;
-/// Memory of one question's static vector in the prefilter's index (256 dimensions, as above).
-pub const PREFILTER_ENTRY_BYTES: u32 = 1700;
+/// index (a 384-dimension f32 row while the scope is an exact scan, ~2.5 KB with the maps as
+/// measured at 4,000 entries; an int8 graph node with its links once it is a graph, ~2.0 KB at
+/// 20,000–50,000), and the entry and key maps. The scan's figure, so a graph over-counts a
+/// little.
+pub const SEMANTIC_ENTRY_BYTES: u32 = 2500;
+/// Memory of one question's static vector in the prefilter's index (256 dimensions, as above:
+/// 0.6–0.9 KB measured).
+pub const PREFILTER_ENTRY_BYTES: u32 = 900;
 
 /// What the store holds under a key: an answer, or only a question indexed from another replica
 /// (whose answer lives there), so that both count towards the byte bound and expire.

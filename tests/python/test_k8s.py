@@ -368,11 +368,11 @@ SCRAPE_RUNS = {"max_tokens": 100000, "loop_max_repeats": 1, "loop_action": "flag
 # appear): on, so a repeated request is a hit, and small enough that a third stored answer
 # evicts one. Each entry counts the memory it takes: the mock upstream's answer to
 # chat_request() (406 bytes of JSON, about 3 KB as held), its question's semantic and
-# prefilter index entries (about 6.9 KB) and the store's own 200 bytes, so about 10 KB: two
-# fit in 25000 bytes and a third does not.
+# prefilter index entries (about 3.5 KB) and the store's own 200 bytes, so about 6.7 KB: two
+# fit in 17000 bytes and a third does not.
 # Trimming for the scrape: a small cap, so one request with a long tool result is trimmed.
 SCRAPE_TRIM = {"mode": "on", "max_context_tokens": 40}
-SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 25000, "similarity_threshold": 0.5}
+SCRAPE_CACHE = {"mode": "on", "max_temperature": 1.0, "max_bytes": 17000, "similarity_threshold": 0.5}
 # Routing for the scrape: the k8s ladder, but every routed request starts cheap (no prompt
 # scores above 0.99) and the mock's token logprobs (-0.05) are below the floor, so a request
 # for gpt-4o starts cheap and escalates with reason low_logprob.

@@ -207,10 +207,7 @@ fn measure(
 
 /// `size` unit vectors, flat: the real ones, then convex combinations of 2–3 of them with noise.
 fn augmented(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> Vec<f32> {
-    let mut stored = Vec::with_capacity(size * DIM);
-    for v in real.iter().take(size) {
-        stored.extend(normalised(v.clone()));
-    }
+    let mut stored = real_first(real, size);
     while stored.len() < size * DIM {
         let parts = 2 + pick(rng, 2);
         let weights: Vec<f32> = (0..parts)
@@ -236,10 +233,7 @@ fn augmented(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> Vec<f32> {
 /// ±0.01 per component, renormalised: new prompts among the real ones, where [`augmented`]'s
 /// mixes of unrelated prompts fill the space between topics that no prompt embeds to.
 fn interpolated(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> anyhow::Result<Vec<f32>> {
-    let mut stored = Vec::with_capacity(size * DIM);
-    for v in real.iter().take(size) {
-        stored.extend(normalised(v.clone()));
-    }
+    let mut stored = real_first(real, size);
     if stored.len() >= size * DIM {
         return Ok(stored);
     }
@@ -275,6 +269,15 @@ fn interpolated(real: &[Vec<f32>], size: usize, rng: &mut Xorshift) -> anyhow::R
         ));
     }
     Ok(stored)
+}
+
+/// Room for `size` unit vectors, flat, holding the real ones (as many as fit) first.
+fn real_first(real: &[Vec<f32>], size: usize) -> Vec<f32> {
+    let mut stored = Vec::with_capacity(size * DIM);
+    for v in real.iter().take(size) {
+        stored.extend(normalised(v.clone()));
+    }
+    stored
 }
 
 /// A uniform index below `n`.

@@ -208,11 +208,11 @@ impl Graph {
         let node = self.levels.len() as u32;
         let level = self.random_level();
         self.levels.push(level);
-        let row0 = self.row0_len();
+        let row0 = self.row_len(0);
         self.layer0.extend((0..row0).map(|_| AtomicU32::new(0)));
         if level > 0 {
             self.upper_at.push(self.upper.len() as u32);
-            let rows = usize::from(level) * (self.config.links + 1);
+            let rows = usize::from(level) * self.row_len(1);
             self.upper.extend((0..rows).map(|_| AtomicU32::new(0)));
         } else {
             self.upper_at.push(NONE);
@@ -230,10 +230,6 @@ impl Graph {
         level.min(f64::from(MAX_LEVEL)) as u8
     }
 
-    fn row0_len(&self) -> usize {
-        2 * self.config.links + 1
-    }
-
     /// Most links a row of `layer` holds.
     fn capacity(&self, layer: u8) -> usize {
         if layer == 0 {
@@ -243,14 +239,18 @@ impl Graph {
         }
     }
 
+    /// Length of a row of `layer`: its count, then room for its links.
+    fn row_len(&self, layer: u8) -> usize {
+        self.capacity(layer) + 1
+    }
+
     /// Node `node`'s row on `layer`: its count, then its ids.
     fn row(&self, node: u32, layer: u8) -> &[AtomicU32] {
+        let len = self.row_len(layer);
         if layer == 0 {
-            let len = self.row0_len();
             let start = node as usize * len;
             &self.layer0[start..start + len]
         } else {
-            let len = self.config.links + 1;
             let start = self.upper_at[node as usize] as usize + (usize::from(layer) - 1) * len;
             &self.upper[start..start + len]
         }

@@ -521,6 +521,70 @@ mod tests {
         assert_eq!(cache.semantic.len(), 1);
     }
 
+    /// An answer that says which question it answers.
+    #[derive(Debug, PartialEq)]
+    struct Numbered(u64);
+
+    impl Weighted for Numbered {
+        fn weight(&self) -> u32 {
+            100
+        }
+    }
+
+    #[test]
+    fn concurrent_stores_and_lookups_stay_within_the_bound_and_never_serve_another_answer() {
+        const THREADS: u64 = 4;
+        const PER_THREAD: u64 = 2500;
+        let question = |n: u64| format!("question {n}");
+        // Room for ~5,000 of the 10,000 entries: evictions race with stores and lookups, and
+        // the scope's index outgrows its scan (4,096) and moves to a graph on the way.
+        let room = entry_bytes(&question(THREADS * PER_THREAD)) * 5000;
+        let cache: ResponseCache<Numbered> = ResponseCache::new(limits(room), Arc::new(()));
+        let vectors = crate::synthetic::random_units((THREADS * PER_THREAD) as usize, 64, 23);
+        let verifier = Verifier::new(crate::GuardSet::NONE);
+        let hits = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (cache, vectors, verifier, hits) = (&cache, &vectors, &verifier, &hits);
+                s.spawn(move || {
+                    for n in t * PER_THREAD..(t + 1) * PER_THREAD {
+                        let mut key = [0u8; 32];
+                        key[..8].copy_from_slice(&n.to_le_bytes());
+                        let vector = &vectors[n as usize];
+                        let slot = CacheSlot {
+                            key,
+                            semantic: Some(SemanticSlot {
+                                scope: [1; 32],
+                                question: question(n),
+                                vector: Some(vector.clone()),
+                            }),
+                        };
+                        cache.store(slot, Numbered(n));
+                        // Look up a question stored a little earlier, by this or another thread.
+                        let earlier = n.saturating_sub(37 * (t + 1));
+                        let asked = question(earlier);
+                        let vector = &vectors[earlier as usize];
+                        let found = cache.find_similar(&query(&[1; 32], &asked, vector, verifier));
+                        if let Similar::Hit { answer, .. } = found {
+                            assert_eq!(*answer, Numbered(earlier), "another question's answer");
+                            hits.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let (entries, bytes) = cache.size();
+        assert!(
+            bytes <= room,
+            "{bytes} bytes counted past the bound of {room}"
+        );
+        assert!(entries > 0 && entries < THREADS * PER_THREAD);
+        assert!(
+            hits.load(Ordering::Relaxed) > 0,
+            "no lookup found its question"
+        );
+    }
+
     #[test]
     fn the_bound_counts_each_question_with_its_answer() {
         let cache = ResponseCache::new(limits(1 << 20), Arc::new(()));

@@ -23,7 +23,7 @@ use crate::metrics;
 use crate::policy::{Live, LiveState, Policy, Reloader};
 use crate::shared::{follow, SharedTier};
 use crate::stage::budget::Budgets;
-use crate::stage::cache;
+use crate::stage::cache::{self, ResponseCache};
 use crate::stage::run::Runs;
 use crate::tenants::TenantLabels;
 use crate::upstream::Resilience;
@@ -47,6 +47,8 @@ pub struct RunningServer {
     pub live: Live,
     /// Tenant budget state.
     pub budgets: Arc<Budgets>,
+    /// The response cache (one for the server's life, across reloads).
+    pub cache: Arc<ResponseCache>,
     budget_file: Option<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -172,7 +174,7 @@ impl RunningServer {
             ledger: Arc::new(Ledger::new()),
             budgets: budgets.clone(),
             runs: Arc::new(Runs::default()),
-            cache,
+            cache: cache.clone(),
             resilience: Arc::new(Resilience::new()),
             admission: Arc::new(Admission::default()),
             tenants: Arc::new(TenantLabels::default()),
@@ -239,6 +241,7 @@ impl RunningServer {
             admin_addr,
             live,
             budgets,
+            cache,
             budget_file,
             stop,
             task,

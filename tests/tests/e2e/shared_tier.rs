@@ -1,22 +1,35 @@
 //! The shared tier through sidecars on one real Redis: what one replica stores, another serves
 //! (exact at once, semantic once the stream brings it), a new replica warms from Redis, budget
-//! and run caps hold across replicas under concurrency, and Redis going away fails no request.
+//! and run caps hold across replicas under concurrency, two replicas filling a small cache at
+//! once stay within its bound and serve no other question's answer, and Redis going away fails
+//! no request.
 
 use std::time::{Duration, Instant};
 
 use frugal_tests::redis::RedisServer;
 use frugal_tests::{check_with_promtool, header, policy_for, MockUpstream, Sidecar};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 /// A policy on `mock` sharing through the Redis at `url`, with the cache on (semantic too).
 fn shared_policy(mock: &MockUpstream, url: &str, extra: &str) -> String {
+    shared_policy_with_cache(mock, url, "", extra)
+}
+
+/// [`shared_policy`] with more `cache` settings (`cache_extra`, e.g. `max_bytes: 1000, `).
+fn shared_policy_with_cache(
+    mock: &MockUpstream,
+    url: &str,
+    cache_extra: &str,
+    extra: &str,
+) -> String {
     // Each test process has its own variable, so tests in one process could not collide.
     let var = format!("FRUGAL_TEST_REDIS_{}", std::process::id());
     std::env::set_var(&var, url);
     policy_for(
         &mock.base_url(),
         &format!(
-            "cache: {{ mode: on, ttl: 10m, max_temperature: 0.5 }}\n\
+            "cache: {{ {cache_extra}mode: on, ttl: 10m, max_temperature: 0.5 }}\n\
              shared: {{ redis_url_env: {var}, timeout: 200ms, warm_timeout: 2s }}\n{extra}"
         ),
     )
@@ -123,6 +136,134 @@ async fn a_new_replica_warms_its_index_from_redis_before_it_is_ready() {
     );
     assert_eq!(mock.total_calls(), 1);
     assert!(c.metrics().await.contains("frugal_shared_warm_entries 1"));
+}
+
+/// Forty questions on unrelated subjects: no two are a semantic match.
+const UNRELATED: [&str; 40] = [
+    "How do volcanoes form?",
+    "What is the best way to tune a violin?",
+    "Should I choose a fixed or variable rate mortgage?",
+    "Why do cats purr?",
+    "How does a refrigerator keep food cold?",
+    "What caused the fall of the Roman Empire?",
+    "How many bones are in the human hand?",
+    "Which programming language should a beginner learn first?",
+    "How do I remove a red wine stain from carpet?",
+    "What is the difference between weather and climate?",
+    "How long should I boil an egg for a runny yolk?",
+    "Why is the sky blue during the day?",
+    "What are the rules of chess castling?",
+    "How do vaccines train the immune system?",
+    "What is a good stretching routine for runners?",
+    "How does compound interest work on savings?",
+    "Who painted the ceiling of the Sistine Chapel?",
+    "How can I improve my sleep quality?",
+    "What does a database index do?",
+    "Why do leaves change colour in autumn?",
+    "How do I replace a flat bicycle tyre?",
+    "What is the plot of Hamlet?",
+    "How do solar panels generate electricity?",
+    "What should I pack for a week of winter camping?",
+    "How are diamonds formed underground?",
+    "What is the capital city of Australia?",
+    "How do I write a polite resignation letter?",
+    "Why do onions make people cry?",
+    "How does GPS work out where I am?",
+    "What are the symptoms of dehydration?",
+    "How do bees make honey?",
+    "What is the offside rule in football?",
+    "How can I learn to juggle three balls?",
+    "Why does bread go stale?",
+    "What is a black hole made of?",
+    "How do I grow tomatoes on a balcony?",
+    "What makes a good password?",
+    "How did the printing press change Europe?",
+    "Why do we have leap years?",
+    "How does a jet engine produce thrust?",
+];
+
+/// Asks `questions` on `sidecar`, eight at a time: each answer's status and text by question.
+async fn ask_all(
+    sidecar: &Sidecar,
+    questions: Vec<&'static str>,
+) -> Vec<(&'static str, u16, String)> {
+    futures::stream::iter(questions)
+        .map(|question| async move {
+            let response = sidecar.chat_as("acme", &ask(question)).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or_default();
+            let text = body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (question, status, text)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn two_replicas_filling_a_small_shared_cache_stay_within_its_bound_and_serve_only_their_own_answers(
+) {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    // Room for about ten of these answers with their semantic entries, fewer than the
+    // questions: both replicas evict while they store and while the other's questions arrive.
+    const MAX_BYTES: u64 = 70_000;
+    let policy = shared_policy_with_cache(&mock, &redis.url(), "max_bytes: 70000, ", "");
+    let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
+    // Each replica asks every question twice, eight at a time, in opposite orders.
+    let forward: Vec<&str> = UNRELATED.iter().chain(&UNRELATED).copied().collect();
+    let backward: Vec<&str> = forward.iter().rev().copied().collect();
+    let asking = futures::future::join(ask_all(&a, forward), ask_all(&b, backward));
+    // Meanwhile the counted bytes of each replica's cache are sampled.
+    let largest = std::cell::Cell::new(0);
+    let watching = async {
+        loop {
+            for sidecar in [&a, &b] {
+                largest.set(largest.get().max(sidecar.server.cache.size().1));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let (answers_a, answers_b) = tokio::select! {
+        answers = asking => answers,
+        _ = watching => unreachable!("the watcher never ends"),
+    };
+    assert!(
+        largest.get() <= MAX_BYTES,
+        "{} bytes counted at one point, bound {MAX_BYTES}",
+        largest.get()
+    );
+    let answers: Vec<_> = answers_a.into_iter().chain(answers_b).collect();
+    for (question, status, text) in &answers {
+        assert_eq!(*status, 200, "{question}");
+        // The mock quotes the question it answered: a cached answer must be this question's.
+        assert!(
+            text.contains(&format!("You asked: \"{question}\"")),
+            "{question:?} was answered with {text:?}"
+        );
+    }
+    a.embeddings_settled().await;
+    b.embeddings_settled().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for sidecar in [&a, &b] {
+        let (entries, bytes) = sidecar.server.cache.size();
+        assert!(
+            bytes <= MAX_BYTES,
+            "{bytes} bytes counted, bound {MAX_BYTES}"
+        );
+        assert!(entries < 40, "{entries} entries: nothing was evicted");
+        assert!(entries > 0);
+    }
+    let upstream = mock.total_calls();
+    assert!(
+        (40..160).contains(&upstream),
+        "{upstream} upstream calls for 160 requests of 40 questions"
+    );
 }
 
 /// A request whose reserved worst case equals its cost (see budget.rs).

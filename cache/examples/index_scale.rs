@@ -12,10 +12,13 @@
 //! renormalised (new prompts among the real ones). `INDEX_AUGMENT=mix` instead mixes 2 or 3
 //! random real vectors (a random convex combination, then the same noise): points between
 //! unrelated prompts, far from any real one, a stress case for the graph. It is built with
-//! `VectorIndex::from_vectors` and the default `IndexConfig`.
+//! `VectorIndex::from_vectors` and the default `IndexConfig`, then searched at each width of
+//! EF_LIST (comma-separated) and at the default's width for its size (`search_width`).
 //! Queries: QUERIES noisy copies of random stored vectors (±0.03 per component, cosine ~0.95
 //! to their source: near-duplicate prompts), and the QUERIES fresh real vectors. Recall@1: the
-//! index's first neighbour is the exact scan's (f32, all entries). One JSON line per size on
+//! index's first neighbour is the exact scan's (f32, all entries); `recall_at_1_int8`: it is as
+//! near as the best of an exact scan of the int8 vectors the index holds (a perfect search of
+//! this index; the rest is int8 rounding among near-ties). One JSON line per size on
 //! stdout; progress on stderr. `INDEX_M` and `INDEX_EF_CONSTRUCTION` override the graph's
 //! links per node and insert width, to try other settings. `INDEX_VECTORS=FILE` keeps the
 //! texts' embeddings in FILE and reuses them while the texts are the same (embedding ~100k
@@ -31,7 +34,9 @@ use std::time::Instant;
 use anyhow::Context;
 use frugal_cache::percentile;
 use frugal_cache::synthetic::{normalised, Xorshift};
-use frugal_cache::{Embedder, IndexConfig, MiniLmEmbedder, MiniLmOptions, ModelPaths, VectorIndex};
+use frugal_cache::{
+    Embedder, IndexConfig, MiniLmEmbedder, MiniLmOptions, ModelPaths, VectorIndex, QUANT_SCALE,
+};
 use serde_json::{json, Value};
 
 /// Dimension of all-MiniLM-L6-v2's vectors.
@@ -167,16 +172,47 @@ fn measure(
     let started = Instant::now();
     let exact_near = exact_nearest(&stored, &near)?;
     let exact_fresh = exact_nearest(&stored, fresh)?;
+    // The same scans over the int8 vectors the index holds and searches with: what a perfect
+    // search of the index could return, to tell search misses from int8 rounding.
+    let stored_int8 = as_int8(&stored);
+    let near_int8: Vec<Vec<f32>> = near.iter().map(|q| as_int8(q)).collect();
+    let fresh_int8: Vec<Vec<f32>> = fresh.iter().map(|q| as_int8(q)).collect();
+    let exact_near_int8 = exact_nearest(&stored_int8, &near_int8)?;
+    let exact_fresh_int8 = exact_nearest(&stored_int8, &fresh_int8)?;
     eprintln!(
         "index_scale: exact scans of {} queries in {:.1} s",
         near.len() + fresh.len(),
         started.elapsed().as_secs_f64()
     );
+    // The default width at this size (`IndexConfig::search_width`) is always measured.
+    let default_width = IndexConfig::default().search_width(size);
+    let mut widths = widths.to_vec();
+    if !widths.contains(&default_width) {
+        widths.push(default_width);
+        widths.sort_unstable();
+    }
     let mut searches = Vec::new();
-    for &ef in widths {
+    for &ef in &widths {
         index.set_ef_search(ef);
-        let near_found = lookups(&index, &stored, &near, &exact_near)?;
-        let fresh_found = lookups(&index, &stored, fresh, &exact_fresh)?;
+        let int8 = |queries, exact| Int8Scan {
+            stored: &stored_int8,
+            queries,
+            exact,
+        };
+        let near_found = lookups(
+            &index,
+            &stored,
+            &near,
+            &exact_near,
+            int8(&near_int8, &exact_near_int8),
+        )?;
+        let fresh_found = lookups(
+            &index,
+            &stored,
+            fresh,
+            &exact_fresh,
+            int8(&fresh_int8, &exact_fresh_int8),
+        )?;
         let mut all: Vec<f64> = near_found
             .ms
             .iter()
@@ -200,7 +236,7 @@ fn measure(
         "build_s": round3(build_s),
         "index_mib": index_mib.round(),
         "queries_per_kind": fresh.len(),
-        "default_ef_search": IndexConfig::default().ef_search,
+        "default_ef_search": default_width,
         "searches": searches,
     }))
 }
@@ -291,29 +327,45 @@ struct Found {
     ms: Vec<f64>,
     /// Lookups whose first neighbour is the exact scan's.
     exact: usize,
+    /// Lookups whose first neighbour is as near as the best by the index's own int8 vectors.
+    exact_int8: usize,
     /// Each lookup's shortfall: the exact best cosine less the exact cosine of the neighbour
     /// the index returned first (0 when it is the best; 1 when it returned none).
     shortfall: Vec<f64>,
 }
 
-/// Each query's lookup against the exact scan's answer.
+/// The exact scan over the int8 vectors (as f32): stored vectors, queries, each query's best.
+struct Int8Scan<'a> {
+    stored: &'a [f32],
+    queries: &'a [Vec<f32>],
+    exact: &'a [(u64, f32)],
+}
+
+/// Each query's lookup against the exact scan's answer, and against the int8 scan's (equal
+/// int8 similarities count as found: the index cannot tell such vectors apart).
 fn lookups(
     index: &VectorIndex,
     stored: &[f32],
     queries: &[Vec<f32>],
     exact: &[(u64, f32)],
+    int8: Int8Scan<'_>,
 ) -> anyhow::Result<Found> {
     let mut found = Found {
         ms: Vec::new(),
         exact: 0,
+        exact_int8: 0,
         shortfall: Vec::new(),
     };
-    for (q, (best, best_similarity)) in queries.iter().zip(exact) {
+    for (i, (q, (best, best_similarity))) in queries.iter().zip(exact).enumerate() {
         let t = Instant::now();
         let got = index.nearest(q, 3)?;
         found.ms.push(t.elapsed().as_secs_f64() * 1e3);
         let first = got.first().map(|n| n.id);
         found.exact += usize::from(first == Some(*best));
+        found.exact_int8 += usize::from(first.is_some_and(|id| {
+            let at = id as usize * DIM;
+            dot(&int8.queries[i], &int8.stored[at..at + DIM]) >= int8.exact[i].1 - 1e-6
+        }));
         let shortfall = first.map_or(1.0, |id| {
             let at = id as usize * DIM;
             best_similarity - dot(q, &stored[at..at + DIM])
@@ -330,6 +382,7 @@ fn summary(found: Found) -> Value {
     let Found {
         mut ms,
         exact,
+        exact_int8,
         mut shortfall,
     } = found;
     ms.sort_by(f64::total_cmp);
@@ -341,6 +394,7 @@ fn summary(found: Found) -> Value {
         "p50_ms": round3(percentile(&ms, 0.5)),
         "p99_ms": round3(percentile(&ms, 0.99)),
         "recall_at_1": round3(exact as f64 / n),
+        "recall_at_1_int8": round3(exact_int8 as f64 / n),
         "within_0_01": round3(close as f64 / n),
         "shortfall_p99": (percentile(&shortfall, 0.99) * 1e4).round() / 1e4,
     })
@@ -381,6 +435,14 @@ fn scan(stored: &[f32], queries: &[Vec<f32>]) -> Vec<(u64, f32)> {
         }
     }
     best
+}
+
+/// Each vector's int8 form as the index quantises it (`QUANT_SCALE`), read back as f32.
+fn as_int8(vectors: &[f32]) -> Vec<f32> {
+    vectors
+        .iter()
+        .map(|x| (x * QUANT_SCALE).round().clamp(-127.0, 127.0) / QUANT_SCALE)
+        .collect()
 }
 
 /// Dot product in eight independent partial sums, which the compiler vectorises.

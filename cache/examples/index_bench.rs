@@ -172,10 +172,11 @@ fn p50_p99(ms: &mut [f64]) -> (f64, f64) {
     (percentile(ms, 0.5), percentile(ms, 0.99))
 }
 
-/// An empty index with the default tuning but `ef_search`.
+/// An empty index with the default tuning but `ef_search` (at every size: no widening).
 fn empty_index(dim: usize, ef_search: usize) -> VectorIndex {
     let config = IndexConfig {
         ef_search,
+        widen_every: 0,
         ..IndexConfig::default()
     };
     VectorIndex::new(dim, config)

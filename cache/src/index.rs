@@ -28,8 +28,12 @@ pub struct IndexConfig {
     pub max_connections: usize,
     /// HNSW candidate list size while inserting.
     pub ef_construction: usize,
-    /// HNSW candidate list size while searching (raised to `k` when smaller).
+    /// HNSW candidate list size while searching (raised to `k` when smaller), up to
+    /// `widen_every` live vectors; see [`IndexConfig::search_width`].
     pub ef_search: usize,
+    /// Live vectors for each further `ef_search` of search width, up to [`MAX_WIDENING`] times
+    /// `ef_search`; 0 keeps the width at `ef_search` whatever the size.
+    pub widen_every: usize,
     /// Dead slots, as a share of all slots, past which [`VectorIndex::needs_rebuild`] is true.
     pub rebuild_dead_share: f32,
 }
@@ -41,16 +45,34 @@ impl Default for IndexConfig {
             // that memory bandwidth dominates and the graph wins (`examples/index_bench.rs`).
             hnsw_threshold: 4096,
             // 32 links (64 on layer 0): at 1M entries (116k real prompt vectors and points
-            // between them, `examples/index_scale.rs`) near-duplicate recall@1 is 0.992 at
-            // `ef_search` 32, lookup p99 0.31 ms; a node takes its 384 bytes plus ~260 of links
+            // between them, `examples/index_scale.rs`) a search of width 256 finds the nearest
+            // by the index's own int8 vectors for every near-duplicate and 99.4% of fresh
+            // prompts, lookup p99 1.3 ms; a node takes its 384 bytes plus ~260 of links
             // (`SEMANTIC_ENTRY_BYTES`).
             max_connections: 32,
             ef_construction: 100,
-            // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily: 32
-            // finds a near-duplicate's nearest 99.2% of the time at 1M entries (100% at 128, p99
-            // 0.67 ms); a wider search buys recall for far neighbours, which are misses anyway.
+            // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily: up to
+            // 125k entries a width of 32 finds every near-duplicate's nearest (p99 ~0.3 ms).
             ef_search: 32,
+            // A larger graph needs a wider search for the same recall: at 1M entries 32 finds
+            // 99.2% of near-duplicates' and 92.0% of fresh prompts' nearest, 128 100% and
+            // 97.6%, 256 (the width there) 100% and 99.4%.
+            widen_every: 125_000,
             rebuild_dead_share: 0.3,
+        }
+    }
+}
+
+/// The most [`IndexConfig::widen_every`] multiplies [`IndexConfig::ef_search`] by.
+pub const MAX_WIDENING: usize = 8;
+
+impl IndexConfig {
+    /// The HNSW search width for a graph of `live` vectors: `ef_search` once per
+    /// `widen_every` of them (at least once, at most [`MAX_WIDENING`] times).
+    pub fn search_width(&self, live: usize) -> usize {
+        match live.checked_div(self.widen_every) {
+            Some(steps) => self.ef_search * steps.clamp(1, MAX_WIDENING),
+            None => self.ef_search,
         }
     }
 }
@@ -167,9 +189,11 @@ impl VectorIndex {
         self.slots.len() - self.live.len()
     }
 
-    /// Changes the HNSW search width (`ef_search`) of later lookups; the graph is unchanged.
+    /// Searches later lookups with exactly `ef_search`, whatever the size (no widening; for
+    /// benchmarks); the graph is unchanged.
     pub fn set_ef_search(&mut self, ef_search: usize) {
         self.config.ef_search = ef_search;
+        self.config.widen_every = 0;
     }
 
     /// Whether the index searches an HNSW graph (rather than scanning).
@@ -255,7 +279,12 @@ impl VectorIndex {
                 // The filter costs a check per visited node: skip it while nothing is dead.
                 let filter: Option<&dyn Fn(u32) -> bool> = (self.dead() > 0).then_some(&alive);
                 graph
-                    .search(&quantize(&query, 1.0), k, self.config.ef_search, filter)
+                    .search(
+                        &quantize(&query, 1.0),
+                        k,
+                        self.config.search_width(self.live.len()),
+                        filter,
+                    )
                     .into_iter()
                     .filter_map(|(dot, node)| {
                         let (id, alive) = *self.slots.get(node as usize)?;
@@ -453,6 +482,21 @@ mod tests {
             hnsw_threshold: 64,
             ..IndexConfig::default()
         }
+    }
+
+    #[test]
+    fn the_search_widens_with_the_graph_up_to_its_limit() {
+        let config = IndexConfig::default();
+        let base = config.ef_search;
+        assert_eq!(config.search_width(0), base);
+        assert_eq!(config.search_width(config.widen_every - 1), base);
+        assert_eq!(config.search_width(2 * config.widen_every), 2 * base);
+        assert_eq!(config.search_width(usize::MAX), MAX_WIDENING * base);
+        let fixed = IndexConfig {
+            widen_every: 0,
+            ..config
+        };
+        assert_eq!(fixed.search_width(usize::MAX), base);
     }
 
     #[test]

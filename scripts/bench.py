@@ -57,7 +57,8 @@ ONE_THREAD_PORT = 8195
 SIDECAR_ENV = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
-# Search widths of the index benchmark: the default (32, IndexConfig) and two wider ones.
+# Search widths of the index benchmark: 32 (IndexConfig's ef_search, the default up to 125k
+# entries) and two wider ones; index_scale adds the default's width at a larger size.
 INDEX_WIDTHS = "32,64,128"
 # Real questions behind the index benchmark's vectors: enough that the points augmented between
 # them stay among real prompts at 100k (with 3,500, fresh prompts' recall@1 fell to 0.75 from
@@ -716,8 +717,9 @@ def index_markdown(sizes):
         return []
     lines = [
         "One scope's vector index at scale (`cache/examples/index_scale.rs`, default",
-        "`IndexConfig`: 32 links a node, ef_construction 100, int8 graph; built in one go with",
-        "`VectorIndex::from_vectors` on all cores). Vectors: "
+        "`IndexConfig`: 32 links a node, ef_construction 100, int8 graph, a search width of 32 per",
+        "125k entries up to 256; built in one go with `VectorIndex::from_vectors` on all cores).",
+        "Vectors: "
         f"{sizes[0]['real_vectors']:,} real prompt",
         "embeddings (all-MiniLM-L6-v2 of QQP questions and Arena-Hard prompts), augmented to the",
         "size with points between a real vector and one of its ten nearest real neighbours (a",

@@ -35,7 +35,7 @@ use anyhow::Context;
 use frugal_cache::percentile;
 use frugal_cache::synthetic::{normalised, Xorshift};
 use frugal_cache::{
-    Embedder, IndexConfig, MiniLmEmbedder, MiniLmOptions, ModelPaths, VectorIndex, QUANT_SCALE,
+    int8_round_trip, Embedder, IndexConfig, MiniLmEmbedder, MiniLmOptions, ModelPaths, VectorIndex,
 };
 use serde_json::{json, Value};
 
@@ -174,11 +174,19 @@ fn measure(
     let exact_fresh = exact_nearest(&stored, fresh)?;
     // The same scans over the int8 vectors the index holds and searches with: what a perfect
     // search of the index could return, to tell search misses from int8 rounding.
-    let stored_int8 = as_int8(&stored);
-    let near_int8: Vec<Vec<f32>> = near.iter().map(|q| as_int8(q)).collect();
-    let fresh_int8: Vec<Vec<f32>> = fresh.iter().map(|q| as_int8(q)).collect();
-    let exact_near_int8 = exact_nearest(&stored_int8, &near_int8)?;
-    let exact_fresh_int8 = exact_nearest(&stored_int8, &fresh_int8)?;
+    let stored_int8: Vec<f32> = stored.chunks_exact(DIM).flat_map(int8_round_trip).collect();
+    let near_int8: Vec<Vec<f32>> = near.iter().map(|q| int8_round_trip(q)).collect();
+    let fresh_int8: Vec<Vec<f32>> = fresh.iter().map(|q| int8_round_trip(q)).collect();
+    let near_scan = Int8Scan {
+        stored: &stored_int8,
+        exact: exact_nearest(&stored_int8, &near_int8)?,
+        queries: near_int8,
+    };
+    let fresh_scan = Int8Scan {
+        stored: &stored_int8,
+        exact: exact_nearest(&stored_int8, &fresh_int8)?,
+        queries: fresh_int8,
+    };
     eprintln!(
         "index_scale: exact scans of {} queries in {:.1} s",
         near.len() + fresh.len(),
@@ -194,25 +202,8 @@ fn measure(
     let mut searches = Vec::new();
     for &ef in &widths {
         index.set_ef_search(ef);
-        let int8 = |queries, exact| Int8Scan {
-            stored: &stored_int8,
-            queries,
-            exact,
-        };
-        let near_found = lookups(
-            &index,
-            &stored,
-            &near,
-            &exact_near,
-            int8(&near_int8, &exact_near_int8),
-        )?;
-        let fresh_found = lookups(
-            &index,
-            &stored,
-            fresh,
-            &exact_fresh,
-            int8(&fresh_int8, &exact_fresh_int8),
-        )?;
+        let near_found = lookups(&index, &stored, &near, &exact_near, &near_scan)?;
+        let fresh_found = lookups(&index, &stored, fresh, &exact_fresh, &fresh_scan)?;
         let mut all: Vec<f64> = near_found
             .ms
             .iter()
@@ -337,8 +328,8 @@ struct Found {
 /// The exact scan over the int8 vectors (as f32): stored vectors, queries, each query's best.
 struct Int8Scan<'a> {
     stored: &'a [f32],
-    queries: &'a [Vec<f32>],
-    exact: &'a [(u64, f32)],
+    queries: Vec<Vec<f32>>,
+    exact: Vec<(u64, f32)>,
 }
 
 /// Each query's lookup against the exact scan's answer, and against the int8 scan's (equal
@@ -348,7 +339,7 @@ fn lookups(
     stored: &[f32],
     queries: &[Vec<f32>],
     exact: &[(u64, f32)],
-    int8: Int8Scan<'_>,
+    int8: &Int8Scan<'_>,
 ) -> anyhow::Result<Found> {
     let mut found = Found {
         ms: Vec::new(),
@@ -435,14 +426,6 @@ fn scan(stored: &[f32], queries: &[Vec<f32>]) -> Vec<(u64, f32)> {
         }
     }
     best
-}
-
-/// Each vector's int8 form as the index quantises it (`QUANT_SCALE`), read back as f32.
-fn as_int8(vectors: &[f32]) -> Vec<f32> {
-    vectors
-        .iter()
-        .map(|x| (x * QUANT_SCALE).round().clamp(-127.0, 127.0) / QUANT_SCALE)
-        .collect()
 }
 
 /// Dot product in eight independent partial sums, which the compiler vectorises.

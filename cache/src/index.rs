@@ -446,6 +446,13 @@ fn quantize(vector: &[f32], norm: f32) -> Vec<i8> {
         .collect()
 }
 
+/// What the graph makes of a unit vector, as f32: its int8 form (as a query or a stored vector
+/// of unit length is quantised) read back. For checking a search against an exact scan of
+/// what the graph holds.
+pub fn int8_round_trip(vector: &[f32]) -> Vec<f32> {
+    dequantize(&quantize(vector, 1.0))
+}
+
 /// The f32 vector an int8 graph vector stands for.
 fn dequantize(vector: &[i8]) -> Vec<f32> {
     vector.iter().map(|x| f32::from(*x) / QUANT_SCALE).collect()

@@ -32,7 +32,7 @@ pub mod synthetic;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
-pub use index::{IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
+pub use index::{int8_round_trip, IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
 pub use outcome::{CacheTier, ShadowVerdict, TierResult};
 pub use percentile::percentile;
 pub use prefilter::Screened;

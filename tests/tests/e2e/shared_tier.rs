@@ -213,7 +213,8 @@ async fn two_replicas_filling_a_small_shared_cache_stay_within_its_bound_and_ser
     // Room for about ten of these answers with their semantic entries, fewer than the
     // questions: both replicas evict while they store and while the other's questions arrive.
     const MAX_BYTES: u64 = 70_000;
-    let policy = shared_policy_with_cache(&mock, &redis.url(), "max_bytes: 70000, ", "");
+    let cache = format!("max_bytes: {MAX_BYTES}, ");
+    let policy = shared_policy_with_cache(&mock, &redis.url(), &cache, "");
     let (a, b) = (Sidecar::start(&policy).await, Sidecar::start(&policy).await);
     // Each replica asks every question twice, eight at a time, in opposite orders.
     let forward: Vec<&str> = UNRELATED.iter().chain(&UNRELATED).copied().collect();

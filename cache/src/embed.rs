@@ -185,6 +185,38 @@ impl Default for MiniLmOptions {
 /// Whether a text is at most so many model tokens (see [`Embedder::fits_within`]).
 type FitsWithin = dyn Fn(&str, usize) -> bool + Send + Sync;
 
+/// What the model's BERT tokenizer (lower-casing normaliser, whitespace and punctuation
+/// pre-tokeniser, WordPiece) must make of a text's length, told from the text alone: most
+/// questions are plainly short or plainly long, and tokenising one costs more than the rest
+/// of a cacheable miss's work in the sidecar.
+#[derive(Debug, Clone, Copy)]
+struct TokenBounds {
+    /// Tokens added to every text ([CLS] and [SEP]).
+    specials: usize,
+    /// Tokens the model reads; the tokenizer truncates the rest.
+    model_max: usize,
+}
+
+impl TokenBounds {
+    /// `Some(true)` when `text` is ASCII and short enough that a token per character (the
+    /// most an ASCII character can make) still fits `max_tokens`; `Some(false)` when its words
+    /// that hold an ASCII letter or digit (at least a token each) are already too many;
+    /// `None` when only the tokenizer can tell.
+    fn fits_within(self, text: &str, max_tokens: usize) -> Option<bool> {
+        let room = max_tokens.min(self.model_max);
+        if text.is_ascii() && text.len().saturating_add(self.specials) <= room {
+            return Some(true);
+        }
+        let most_words = max_tokens.saturating_sub(self.specials);
+        let words = text
+            .split_whitespace()
+            .filter(|word| word.bytes().any(|b| b.is_ascii_alphanumeric()))
+            .take(most_words + 1)
+            .count();
+        (words > most_words).then_some(false)
+    }
+}
+
 /// all-MiniLM-L6-v2 (8-bit ONNX, 384-d, mean pooling) run in-process through fastembed.
 pub struct MiniLmEmbedder {
     // fastembed's `embed` takes `&mut self`; one lock serialises batches, which is what a
@@ -193,6 +225,8 @@ pub struct MiniLmEmbedder {
     /// The model's tokenizer (truncating at `max_tokens`), answering
     /// [`Embedder::fits_within`] without waiting for the model's lock.
     fits: Box<FitsWithin>,
+    /// What the text's length alone tells, before `fits` is asked.
+    bounds: TokenBounds,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -215,6 +249,12 @@ const MODEL_FILES: [&str; 5] = [
 impl MiniLmEmbedder {
     /// Length of the vectors all-MiniLM-L6-v2 produces.
     pub const DIM: usize = 384;
+
+    /// [`Embedder::fits_within`] as the tokenizer answers it, always tokenizing `text` (the
+    /// trait's method tokenizes only a text whose length cannot tell).
+    pub fn tokenized_fits_within(&self, text: &str, max_tokens: usize) -> bool {
+        (self.fits)(text, max_tokens)
+    }
 
     /// Loads the model and, on first use in the process, the ONNX Runtime library.
     pub fn load(paths: &ModelPaths, options: &MiniLmOptions) -> Result<Self, EmbedError> {
@@ -263,6 +303,10 @@ impl MiniLmEmbedder {
         })?;
 
         let tokenizer = model.tokenizer.clone();
+        // [CLS] and [SEP], counted the way the tokenizer adds them.
+        let specials = tokenizer
+            .encode("", true)
+            .map_or(2, |encoding| encoding.len());
         // The tokenizer truncates at `max_tokens` and keeps what it cut as overflow.
         let fits = move |text: &str, max_tokens: usize| {
             tokenizer.encode(text, true).is_ok_and(|encoding| {
@@ -272,6 +316,10 @@ impl MiniLmEmbedder {
         let embedder = Self {
             model: Mutex::new(model),
             fits: Box::new(fits),
+            bounds: TokenBounds {
+                specials,
+                model_max: options.max_tokens,
+            },
         };
         // A wrong model file should fail at start-up, not on the first request.
         embedder.embed(&["frugal"])?;
@@ -304,7 +352,9 @@ impl Embedder for MiniLmEmbedder {
     }
 
     fn fits_within(&self, text: &str, max_tokens: usize) -> bool {
-        (self.fits)(text, max_tokens)
+        self.bounds
+            .fits_within(text, max_tokens)
+            .unwrap_or_else(|| self.tokenized_fits_within(text, max_tokens))
     }
 }
 
@@ -443,6 +493,27 @@ mod tests {
             Path::new("/default/all-MiniLM-L6-v2-int8")
         );
         assert_eq!(paths.ort_dylib, Path::new("/usr/lib/libonnxruntime.so"));
+    }
+
+    #[test]
+    fn the_length_alone_tells_plainly_short_and_plainly_long_texts() {
+        let bounds = TokenBounds {
+            specials: 2,
+            model_max: 256,
+        };
+        // ASCII: at most a token a byte, plus [CLS] and [SEP].
+        assert_eq!(bounds.fits_within("How do I sort a list?", 128), Some(true));
+        assert_eq!(bounds.fits_within(&"x".repeat(126), 128), Some(true));
+        assert_eq!(bounds.fits_within(&"x".repeat(127), 128), None);
+        // The model's own limit caps what fits however large the budget.
+        assert_eq!(bounds.fits_within(&"x".repeat(254), 1000), Some(true));
+        assert_eq!(bounds.fits_within(&"x".repeat(255), 1000), None);
+        // Words that hold a letter or digit are a token each at least.
+        assert_eq!(bounds.fits_within(&"word ".repeat(127), 128), Some(false));
+        assert_eq!(bounds.fits_within(&"word ".repeat(126), 128), None);
+        // Words of symbols alone, or non-ASCII text, need the tokenizer.
+        assert_eq!(bounds.fits_within(&"… ".repeat(200), 128), None);
+        assert_eq!(bounds.fits_within("¿Qué hora es?", 128), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! (object keys sorted), so a field a client adds is part of the key and can never cause a
 //! false hit, and neither ever matches across tenants, namespaces or models.
 
+use std::io::{self, Write};
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -48,7 +50,7 @@ impl CacheScope<'_> {
     /// The exact-tier key of `body`: this scope and every request field except the delivery
     /// switches, in canonical form.
     pub fn exact_key(&self, body: &Map<String, Value>) -> CacheKey {
-        self.hash(b"", body)
+        self.hash(b"", body, None)
     }
 
     /// The semantic scope of `body` and its question, or `None` when the request is no
@@ -71,50 +73,125 @@ impl CacheScope<'_> {
         if question.is_empty() {
             return None;
         }
-        let mut blanked = messages.clone();
-        if let Some(message) = blanked[last_user].as_object_mut() {
-            message.insert("content".into(), rest);
-        }
-        let mut scoped = body.clone();
-        scoped.insert("messages".into(), Value::Array(blanked));
-        Some((self.hash(SEMANTIC_DOMAIN, &scoped), question))
+        let blank = Blank {
+            index: last_user,
+            content: &rest,
+        };
+        Some((self.hash(SEMANTIC_DOMAIN, body, Some(blank)), question))
     }
 
     /// SHA-256 of `domain` (which keeps hashes of different uses apart), the scope and every
-    /// request field except the model and the delivery switches, canonical.
-    fn hash(&self, domain: &[u8], body: &Map<String, Value>) -> [u8; 32] {
+    /// request field except the model and the delivery switches, canonical; with `blank`, one
+    /// message's content written as another value. The canonical text is written straight
+    /// into the hasher, never built as a copy of the body.
+    fn hash(&self, domain: &[u8], body: &Map<String, Value>, blank: Option<Blank<'_>>) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(domain);
         for part in [self.tenant, self.namespace, self.model] {
             hasher.update(part.len().to_le_bytes());
             hasher.update(part.as_bytes());
         }
-        let fields: Map<String, Value> = body
-            .iter()
-            .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()) && k.as_str() != "model")
-            .map(|(k, v)| (k.clone(), canonical(v)))
-            .collect();
-        hasher.update(canonical(&Value::Object(fields)).to_string().as_bytes());
+        let fields = fields_of(body).filter(|(k, _)| !DELIVERY_FIELDS.contains(k) && *k != "model");
+        let mut out = HashWriter(&mut hasher);
+        // A hasher takes every byte: writing to it cannot fail.
+        let _ = write_object(&mut out, fields, |out, key, value| {
+            match (key, value, blank) {
+                ("messages", Value::Array(messages), Some(blank)) => {
+                    write_messages(out, messages, blank)
+                }
+                _ => write_canonical(out, value),
+            }
+        });
         hasher.finalize().into()
     }
 }
 
-/// The value with every object's keys sorted.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), canonical(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
+/// A message of the semantic scope whose content stands in for the question left out.
+#[derive(Clone, Copy)]
+struct Blank<'a> {
+    /// Its index in `messages`.
+    index: usize,
+    /// What is written as its content.
+    content: &'a Value,
+}
+
+/// Feeds what is written to a SHA-256 hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `value` as compact JSON with every object's keys sorted: the canonical form.
+fn write_canonical(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Object(map) => write_object(out, fields_of(map), |out, _, value| {
+            write_canonical(out, value)
+        }),
+        Value::Array(items) => {
+            out.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(out, item)?;
+            }
+            out.write_all(b"]")
+        }
+        leaf => serde_json::to_writer(out, leaf).map_err(io::Error::other),
+    }
+}
+
+/// Writes an object of `fields` with its keys sorted, each value by `write_value`.
+fn write_object<'a>(
+    out: &mut dyn Write,
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    mut write_value: impl FnMut(&mut dyn Write, &str, &'a Value) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut fields: Vec<(&str, &Value)> = fields.collect();
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.write_all(b"{")?;
+    for (i, (key, value)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key).map_err(io::Error::other)?;
+        out.write_all(b":")?;
+        write_value(out, key, value)?;
+    }
+    out.write_all(b"}")
+}
+
+/// Writes `messages` canonically, the one at `blank.index` with `blank.content` as its content.
+fn write_messages(out: &mut dyn Write, messages: &[Value], blank: Blank<'_>) -> io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match message {
+            Value::Object(map) if i == blank.index => {
+                let fields = fields_of(map)
+                    .filter(|(k, _)| *k != "content")
+                    .chain(std::iter::once(("content", blank.content)));
+                write_object(out, fields, |out, _, value| write_canonical(out, value))?;
+            }
+            _ => write_canonical(out, message)?,
+        }
+    }
+    out.write_all(b"]")
+}
+
+/// An object's fields, keys as `&str`.
+fn fields_of(map: &Map<String, Value>) -> impl Iterator<Item = (&str, &Value)> {
+    map.iter().map(|(k, v)| (k.as_str(), v))
 }
 
 #[cfg(test)]
@@ -185,5 +262,85 @@ mod tests {
         assert_eq!(scope.semantic_key(&answered, whole), None);
         let blank = body(json!({"messages":[{"role":"user","content":"  "}]}));
         assert_eq!(scope.semantic_key(&blank, whole), None);
+    }
+
+    /// The keys as first computed: the canonical body built as a copy, then serialised.
+    fn tree_hash(scope: &CacheScope<'_>, domain: &[u8], body: &Map<String, Value>) -> [u8; 32] {
+        fn canonical(value: &Value) -> Value {
+            match value {
+                Value::Object(map) => {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.clone(), canonical(v)))
+                            .collect(),
+                    )
+                }
+                Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+                other => other.clone(),
+            }
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(domain);
+        for part in [scope.tenant, scope.namespace, scope.model] {
+            hasher.update(part.len().to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let fields: Map<String, Value> = body
+            .iter()
+            .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()) && k.as_str() != "model")
+            .map(|(k, v)| (k.clone(), canonical(v)))
+            .collect();
+        hasher.update(canonical(&Value::Object(fields)).to_string().as_bytes());
+        hasher.finalize().into()
+    }
+
+    #[test]
+    fn keys_are_byte_for_byte_those_of_a_built_canonical_copy() {
+        let scope = CacheScope {
+            tenant: "t",
+            namespace: "ns",
+            model: "m",
+        };
+        let rest = json!([{"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]);
+        let split = |_: Option<&Value>| SplitQuestion {
+            question: "q".into(),
+            rest: rest.clone(),
+        };
+        let bodies = [
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"stream": true, "stream_options": {"include_usage": true}, "temperature": 0.25,
+                   "z": [1, -2, 3.5e300, 18446744073709551615u64, null, true, false],
+                   "messages": [{"role": "system", "content": "Be \"brief\"\n\u{1F600} é \u{0007}"},
+                                {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "b": {"y": 1, "x": 2}}]},
+                                {"content": [{"type": "text", "text": "what?"}], "role": "user", "name": "n"}],
+                   "a": {"c": {}, "b": [], "a": ""}}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
+        ];
+        for body in bodies {
+            let body = body.as_object().unwrap().clone();
+            assert_eq!(
+                scope.exact_key(&body),
+                tree_hash(&scope, b"", &body),
+                "{body:?}"
+            );
+            let (semantic, _) = scope.semantic_key(&body, split).unwrap();
+            let messages = body["messages"].as_array().unwrap();
+            let mut blanked = messages.clone();
+            let last = blanked.len() - 1;
+            blanked[last]
+                .as_object_mut()
+                .unwrap()
+                .insert("content".into(), rest.clone());
+            let mut scoped = body.clone();
+            scoped.insert("messages".into(), Value::Array(blanked));
+            assert_eq!(
+                semantic,
+                tree_hash(&scope, SEMANTIC_DOMAIN, &scoped),
+                "{body:?}"
+            );
+        }
     }
 }

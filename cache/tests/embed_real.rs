@@ -130,3 +130,36 @@ fn batch_of_32_short_sentences_timing() {
         per_batch / 32
     );
 }
+
+#[test]
+fn the_length_bounds_agree_with_the_tokenizer() {
+    let Some(embedder) = embedder() else { return };
+    let word = "reversal ";
+    let mut texts: Vec<String> = vec![
+        String::new(),
+        "How do I reverse a list in Python?".into(),
+        "¿Cómo invierto una lista en Python? 日本語の質問です。".into(),
+        "한국어 질문입니다 그리고 더 많은 단어".repeat(9),
+        "!!!???...,,,;;;".repeat(12),
+        "e\u{301}".repeat(70),
+        "\u{200b}x ".repeat(90),
+        "A".repeat(300),
+        "supercalifragilisticexpialidocious ".repeat(5),
+    ];
+    for n in [
+        60, 62, 63, 64, 120, 125, 126, 127, 128, 129, 250, 254, 255, 256, 300,
+    ] {
+        texts.push("x".repeat(n));
+        texts.push(word.repeat(n / word.len() + 1));
+        texts.push("a, ".repeat(n / 3));
+    }
+    for text in &texts {
+        for max_tokens in [16, 64, 128, 256, 512] {
+            assert_eq!(
+                embedder.fits_within(text, max_tokens),
+                embedder.tokenized_fits_within(text, max_tokens),
+                "{max_tokens} tokens: {text:?}"
+            );
+        }
+    }
+}

@@ -113,16 +113,19 @@ pub async fn exact_hit_ready(
     ctx.cache.get(key).is_some() || fetch_shared(ctx, *key, CacheTier::Exact).await.is_some()
 }
 
-/// The request's semantic scope and question, when the policy has a semantic tier and the
-/// request has a question to look up (computed once per request, for the prefilter, the
-/// embedding and the lookup).
+/// The request's semantic scope and question, when the semantic tier would look it up (see
+/// [`wants_semantic`]: not for a client's bypass or a request the cache may not hold) and it
+/// has a question (computed once per request, for the prefilter, the embedding, the lookup and
+/// the store).
 pub fn semantic_scope(
     policy: &Policy,
     ctx: &RequestContext,
     model: &str,
     body: &Map<String, Value>,
 ) -> Option<SemanticScope> {
-    policy.cache.semantic.as_ref()?;
+    if !wants_semantic(policy, ctx, body) {
+        return None;
+    }
     let markers = &policy.trim.markers;
     semantic::scope(&cache_scope(policy, ctx, model), body, markers)
 }

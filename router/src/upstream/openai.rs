@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use reqwest::Url;
 use serde_json::{Map, Value};
 
 use super::anthropic::{self, Shaping, StreamTranslator, Translated};
@@ -45,10 +46,40 @@ pub struct OpenAiCompatible {
     config: Arc<ProviderConfig>,
     client: reqwest::Client,
     api_key: Option<String>,
+    /// Where requests go, parsed once: a URL parsed per request cost more than the rest of
+    /// building the request.
+    endpoints: Endpoints,
     /// How requests to an Anthropic provider are shaped.
     shaping: Shaping,
     /// Answers in-process instead of over HTTP (a replay).
     simulated: Option<Arc<dyn Simulate>>,
+}
+
+/// A provider's endpoints.
+#[derive(Debug)]
+struct Endpoints {
+    chat_completions: Url,
+    embeddings: Url,
+    /// Anthropic's Messages API.
+    messages: Url,
+}
+
+impl Endpoints {
+    /// The endpoints under the provider's `base_url`.
+    fn of(config: &ProviderConfig) -> Result<Self, UpstreamError> {
+        let url = |path: &str| {
+            let joined = format!("{}/{path}", config.base_url);
+            Url::parse(&joined).map_err(|e| UpstreamError::Config {
+                provider: config.name.clone(),
+                reason: format!("`{joined}` is not a URL: {e}"),
+            })
+        };
+        Ok(Self {
+            chat_completions: url("chat/completions")?,
+            embeddings: url("embeddings")?,
+            messages: url("messages")?,
+        })
+    }
 }
 
 impl OpenAiCompatible {
@@ -67,10 +98,12 @@ impl OpenAiCompatible {
             .api_key_env
             .as_deref()
             .and_then(|var| std::env::var(var).ok());
+        let endpoints = Endpoints::of(&config)?;
         Ok(Self {
             config,
             client,
             api_key,
+            endpoints,
             shaping: Shaping::default(),
             simulated: None,
         })
@@ -111,10 +144,9 @@ impl OpenAiCompatible {
         if self.is_anthropic() {
             let body = anthropic::to_messages_request(body, self.shaping)
                 .map_err(|reason| self.untranslatable(&reason))?;
-            let url = format!("{}/messages", self.config.base_url);
             let request = self
                 .client
-                .post(url)
+                .post(self.endpoints.messages.clone())
                 .header("anthropic-version", anthropic::API_VERSION)
                 .json(&body);
             return Ok(match &self.api_key {
@@ -122,13 +154,12 @@ impl OpenAiCompatible {
                 None => request,
             });
         }
-        Ok(self.post("chat/completions", body))
+        Ok(self.post(&self.endpoints.chat_completions, body))
     }
 
     /// A POST of `body` to an OpenAI-compatible `path`, with the key as a bearer token.
-    fn post(&self, path: &str, body: &Map<String, Value>) -> reqwest::RequestBuilder {
-        let url = format!("{}/{path}", self.config.base_url);
-        let request = self.client.post(url).json(body);
+    fn post(&self, url: &Url, body: &Map<String, Value>) -> reqwest::RequestBuilder {
+        let request = self.client.post(url.clone()).json(body);
         match &self.api_key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -191,7 +222,7 @@ impl OpenAiCompatible {
         if self.is_anthropic() {
             return Err(self.untranslatable("Anthropic has no embeddings API"));
         }
-        self.send_and_parse(self.post("embeddings", body), |raw| {
+        self.send_and_parse(self.post(&self.endpoints.embeddings, body), |raw| {
             let body = parse_embeddings(&raw).map_err(|reason| self.invalid(reason))?;
             Ok(UpstreamReply { raw, body })
         })

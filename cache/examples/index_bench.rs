@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     }
     let (p50, p99) = p50_p99(&mut ms);
     println!(
-        "entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB (index ~{:.0} MB); \
+        "entries {entries} (graph: {}), built in {:.1} s, RSS {:.0} MB (index ~{:.0} MB); \
          lookup p50 {:.3} ms p99 {:.3} ms; recall@1 of noisy copies {:.3}",
         index.is_hnsw(),
         build.as_secs_f64(),
@@ -118,7 +118,7 @@ fn real_vectors(
     let build = started.elapsed();
     let rss_after = resident_mib();
     println!(
-        "real prompt vectors: entries {entries} (hnsw: {}), built in {:.1} s, RSS {:.0} MB \
+        "real prompt vectors: entries {entries} (graph: {}), built in {:.1} s, RSS {:.0} MB \
          (index ~{:.0} MB)",
         index.is_hnsw(),
         build.as_secs_f64(),

@@ -135,16 +135,7 @@ fn write_canonical(out: &mut dyn Write, value: &Value) -> io::Result<()> {
         Value::Object(map) => write_object(out, fields_of(map), |out, _, value| {
             write_canonical(out, value)
         }),
-        Value::Array(items) => {
-            out.write_all(b"[")?;
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                write_canonical(out, item)?;
-            }
-            out.write_all(b"]")
-        }
+        Value::Array(items) => write_array(out, items, |out, _, item| write_canonical(out, item)),
         leaf => serde_json::to_writer(out, leaf).map_err(io::Error::other),
     }
 }
@@ -171,20 +162,29 @@ fn write_object<'a>(
 
 /// Writes `messages` canonically, the one at `blank.index` with `blank.content` as its content.
 fn write_messages(out: &mut dyn Write, messages: &[Value], blank: Blank<'_>) -> io::Result<()> {
+    write_array(out, messages, |out, i, message| match message {
+        Value::Object(map) if i == blank.index => {
+            let fields = fields_of(map)
+                .filter(|(k, _)| *k != "content")
+                .chain(std::iter::once(("content", blank.content)));
+            write_object(out, fields, |out, _, value| write_canonical(out, value))
+        }
+        _ => write_canonical(out, message),
+    })
+}
+
+/// Writes an array of `items`, each (with its index) by `write_item`.
+fn write_array(
+    out: &mut dyn Write,
+    items: &[Value],
+    mut write_item: impl FnMut(&mut dyn Write, usize, &Value) -> io::Result<()>,
+) -> io::Result<()> {
     out.write_all(b"[")?;
-    for (i, message) in messages.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
-        match message {
-            Value::Object(map) if i == blank.index => {
-                let fields = fields_of(map)
-                    .filter(|(k, _)| *k != "content")
-                    .chain(std::iter::once(("content", blank.content)));
-                write_object(out, fields, |out, _, value| write_canonical(out, value))?;
-            }
-            _ => write_canonical(out, message)?,
-        }
+        write_item(out, i, item)?;
     }
     out.write_all(b"]")
 }

@@ -193,7 +193,7 @@ type FitsWithin = dyn Fn(&str, usize) -> bool + Send + Sync;
 struct TokenBounds {
     /// Tokens added to every text ([CLS] and [SEP]).
     specials: usize,
-    /// Tokens the model reads; the tokenizer truncates the rest.
+    /// Where the tokenizer truncates (what the model reads).
     model_max: usize,
 }
 
@@ -303,10 +303,16 @@ impl MiniLmEmbedder {
         })?;
 
         let tokenizer = model.tokenizer.clone();
-        // [CLS] and [SEP], counted the way the tokenizer adds them.
-        let specials = tokenizer
-            .encode("", true)
-            .map_or(2, |encoding| encoding.len());
+        // What the tokenizer itself does: the tokens it adds ([CLS] and [SEP]) and where it
+        // truncates (the options' `max_tokens`, or less if the model's files say so).
+        let bounds = TokenBounds {
+            specials: tokenizer
+                .encode("", true)
+                .map_or(2, |encoding| encoding.len()),
+            model_max: tokenizer
+                .get_truncation()
+                .map_or(usize::MAX, |truncation| truncation.max_length),
+        };
         // The tokenizer truncates at `max_tokens` and keeps what it cut as overflow.
         let fits = move |text: &str, max_tokens: usize| {
             tokenizer.encode(text, true).is_ok_and(|encoding| {
@@ -316,10 +322,7 @@ impl MiniLmEmbedder {
         let embedder = Self {
             model: Mutex::new(model),
             fits: Box::new(fits),
-            bounds: TokenBounds {
-                specials,
-                model_max: options.max_tokens,
-            },
+            bounds,
         };
         // A wrong model file should fail at start-up, not on the first request.
         embedder.embed(&["frugal"])?;

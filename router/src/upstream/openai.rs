@@ -157,7 +157,8 @@ impl OpenAiCompatible {
         Ok(self.post(&self.endpoints.chat_completions, body))
     }
 
-    /// A POST of `body` to an OpenAI-compatible `path`, with the key as a bearer token.
+    /// A POST of `body` to one of an OpenAI-compatible provider's endpoints, with the key as a
+    /// bearer token.
     fn post(&self, url: &Url, body: &Map<String, Value>) -> reqwest::RequestBuilder {
         let request = self.client.post(url.clone()).json(body);
         match &self.api_key {

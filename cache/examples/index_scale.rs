@@ -17,12 +17,17 @@
 //! Queries: QUERIES noisy copies of random stored vectors (±0.03 per component, cosine ~0.95
 //! to their source: near-duplicate prompts), and the QUERIES fresh real vectors. Recall@1: the
 //! index's first neighbour is the exact scan's (f32, all entries); `recall_at_1_int8`: it is as
-//! near as the best of an exact scan of the int8 vectors the index holds (a perfect search of
-//! this index; the rest is int8 rounding among near-ties). One JSON line per size on
+//! near as the best of an exact scan of the graph's int8 vectors alone (what a perfect search
+//! of the graph returns without the re-rank by residuals, `IndexConfig::exact_rerank`; the gap
+//! to the f32 scan is int8 rounding among near-ties, which the re-rank closes for the
+//! candidates the search reached). One JSON line per size on
 //! stdout; progress on stderr. `INDEX_M` and `INDEX_EF_CONSTRUCTION` override the graph's
-//! links per node and insert width, to try other settings. `INDEX_VECTORS=FILE` keeps the
+//! links per node and insert width, and `INDEX_RERANK=off` drops the residuals' re-rank
+//! (`IndexConfig::exact_rerank`), to try other settings. `INDEX_VECTORS=FILE` keeps the
 //! texts' embeddings in FILE and reuses them while the texts are the same (embedding ~100k
-//! texts takes ~10 minutes on 2 cores).
+//! texts takes ~10 minutes on 2 cores). `INDEX_EVAL_VECTORS=FILE` takes the real vectors from
+//! an evaluation embedding cache instead (`frugal eval cache` keeps the QQP and PAWS texts'
+//! under `target/frugal-embeddings-cache/`, ~105k), and TEXTS only for its count check.
 
 #[path = "support/resident.rs"]
 mod resident;
@@ -64,14 +69,23 @@ fn main() -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let mut real = match std::env::var_os("INDEX_VECTORS") {
-        Some(file) => embed_all_kept(&texts, std::path::Path::new(&file))?,
-        None => embed_all(&texts)?,
+    let mut real = match (
+        std::env::var_os("INDEX_EVAL_VECTORS"),
+        std::env::var_os("INDEX_VECTORS"),
+    ) {
+        (Some(file), _) => eval_vectors(std::path::Path::new(&file))?,
+        (None, Some(file)) => embed_all_kept(&texts, std::path::Path::new(&file))?,
+        (None, None) => embed_all(&texts)?,
     };
+    anyhow::ensure!(
+        real.len() > 2 * queries,
+        "{} vectors are too few",
+        real.len()
+    );
     let fresh = real.split_off(real.len() - queries);
     eprintln!(
-        "index_scale: embedded {} texts in {:.1} s",
-        texts.len(),
+        "index_scale: {} real vectors in {:.1} s",
+        real.len() + fresh.len(),
         started.elapsed().as_secs_f64()
     );
     for &size in &sizes {
@@ -79,6 +93,28 @@ fn main() -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The vectors of an evaluation embedding cache (`frugal eval cache` fills one under
+/// `target/frugal-embeddings-cache/`: records of a 32-byte SHA-256 of the text, then DIM
+/// little-endian f32s), in file order.
+fn eval_vectors(file: &std::path::Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let record = 32 + DIM * 4;
+    anyhow::ensure!(
+        bytes.len() % record == 0,
+        "{} is not a file of {record}-byte records",
+        file.display()
+    );
+    Ok(bytes
+        .chunks_exact(record)
+        .map(|r| {
+            r[32..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect())
 }
 
 /// Every text's embedding, read from `file` when it holds those of the same texts, else
@@ -164,6 +200,9 @@ fn measure(
     {
         config.ef_construction = ef;
     }
+    if std::env::var("INDEX_RERANK").is_ok_and(|r| r == "off") {
+        config.exact_rerank = false;
+    }
     let mut index = VectorIndex::from_vectors(DIM, config, items)?;
     let build_s = started.elapsed().as_secs_f64();
     let index_mib = resident_mib() - rss_before;
@@ -224,6 +263,7 @@ fn measure(
         "real_vectors": real.len().min(size),
         "augmentation": if mixed { "mix" } else { "neighbours" },
         "hnsw": index.is_hnsw(),
+        "exact_rerank": config.exact_rerank,
         "build_s": round3(build_s),
         "index_mib": index_mib.round(),
         "queries_per_kind": fresh.len(),

@@ -4,7 +4,12 @@
 //! graph; past [`IndexConfig::hnsw_threshold`] live vectors the index moves to an HNSW graph
 //! (`graph.rs`, dot product of unit vectors). The graph stores each vector as int8 (component ×
 //! [`QUANT_SCALE`]): a quarter of the memory of f32, for a cosine error of about 0.002 (the
-//! flat scan stays exact f32). Removals are tombstones: the slot is marked dead and skipped at
+//! flat scan stays exact f32). That error reorders near-ties, so by default
+//! ([`IndexConfig::exact_rerank`]) the index also keeps each graph vector's rounding residual as
+//! int8 (another byte a dimension) and re-ranks the graph's best [`RERANK_CANDIDATES`] with
+//! both: similarities within ~1e-5 of the f32 ones, so the graph returns the exact scan's
+//! nearest whenever its search reached it, and a threshold decides on the exact similarity.
+//! Removals are tombstones: the slot is marked dead and skipped at
 //! query time (inside the graph search, so dead points never crowd out live ones).
 //! [`VectorIndex::live`] snapshots the live vectors and [`VectorIndex::from_live`] builds a
 //! compact index from them, so a caller can rebuild off the lookup path and swap the result in
@@ -18,6 +23,17 @@ use crate::graph::{Graph, GraphConfig};
 /// `round(x × QUANT_SCALE)`, so components in [-0.5, 0.5] keep full precision (a unit vector
 /// of a few hundred dimensions rarely has one beyond 0.3; larger ones are clamped).
 pub const QUANT_SCALE: f32 = 254.0;
+
+/// Scale of a graph vector's residual: the rounding error of `x × QUANT_SCALE` (within ±0.5)
+/// is stored as `round(error × RESIDUAL_SCALE)`, so a component is known to within
+/// `1 / (2 × QUANT_SCALE × RESIDUAL_SCALE)` (~8e-6). 256 rather than 254 keeps the residual
+/// below half a step, so a vector read back quantises to the same int8 values again.
+const RESIDUAL_SCALE: f32 = 256.0;
+
+/// Candidates of a graph search re-ranked by their residuals (when the index keeps them): the
+/// exact nearest is among the best 16 by int8 unless the search missed it (int8 rounding moves a
+/// cosine by ~0.002; 16 candidates span far more than that among real prompts).
+pub const RERANK_CANDIDATES: usize = 16;
 
 /// Tuning of a [`VectorIndex`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +52,10 @@ pub struct IndexConfig {
     pub widen_every: usize,
     /// Dead slots, as a share of all slots, past which [`VectorIndex::needs_rebuild`] is true.
     pub rebuild_dead_share: f32,
+    /// Whether a graph keeps each vector's int8 rounding residual (one more byte a dimension)
+    /// to re-rank its best [`RERANK_CANDIDATES`] at near-f32 precision; without it similarities
+    /// from a graph are off by up to ~0.002 and near-ties come back in any order.
+    pub exact_rerank: bool,
 }
 
 impl Default for IndexConfig {
@@ -44,21 +64,22 @@ impl Default for IndexConfig {
             // An exact scan of 4096 × 384 floats (6 MB, cache-resident) takes ~0.25 ms; past
             // that memory bandwidth dominates and the graph wins (`examples/index_bench.rs`).
             hnsw_threshold: 4096,
-            // 32 links (64 on layer 0): at 1M entries (116k real prompt vectors and points
-            // between them, `examples/index_scale.rs`) a search of width 256 finds the nearest
-            // by the index's own int8 vectors for every near-duplicate and 99.4% of fresh
-            // prompts, lookup p99 1.3 ms; a node takes its 384 bytes plus ~260 of links
-            // (`SEMANTIC_ENTRY_BYTES`).
+            // 32 links (64 on layer 0): at 1M entries (105k real QQP/PAWS prompt vectors and
+            // points between them, `examples/index_scale.rs`) a search of width 256, re-ranked,
+            // returns the exact f32 scan's nearest for 99.8% of near-duplicates and 98.4% of
+            // fresh prompts, lookup p99 1.3 ms; a node takes its 384 bytes, 384 of residual and
+            // ~260 of links (`SEMANTIC_ENTRY_BYTES`).
             max_connections: 32,
             ef_construction: 100,
             // Cache hits sit at cosine ≥ 0.9, where the graph finds the neighbour easily: up to
             // 125k entries a width of 32 finds every near-duplicate's nearest (p99 ~0.3 ms).
             ef_search: 32,
-            // A larger graph needs a wider search for the same recall: at 1M entries 32 finds
-            // 99.2% of near-duplicates' and 92.0% of fresh prompts' nearest, 128 100% and
-            // 97.6%, 256 (the width there) 100% and 99.4%.
+            // A larger graph needs a wider search for the same recall: at 1M entries (as
+            // above) 128 finds 99.8% of near-duplicates' and 97.0% of fresh prompts' nearest,
+            // 256 (the width there) 99.8% and 98.4%.
             widen_every: 125_000,
             rebuild_dead_share: 0.3,
+            exact_rerank: true,
         }
     }
 }
@@ -106,7 +127,12 @@ enum Backend {
     /// Slot `s` occupies `vectors[s * dim..(s + 1) * dim]`.
     Flat { vectors: Vec<f32> },
     /// Node id = slot; vectors quantised by [`quantize`].
-    Hnsw(Box<Graph>),
+    Hnsw {
+        graph: Box<Graph>,
+        /// Node `n`'s residual (see [`residual`]) is `residuals[n * dim..(n + 1) * dim]`;
+        /// empty unless [`IndexConfig::exact_rerank`].
+        residuals: Vec<i8>,
+    },
 }
 
 /// Live vectors of an index with their ids, in insertion order: what a rebuild starts from.
@@ -198,7 +224,7 @@ impl VectorIndex {
 
     /// Whether the index searches an HNSW graph (rather than scanning).
     pub fn is_hnsw(&self) -> bool {
-        matches!(self.backend, Backend::Hnsw(_))
+        matches!(self.backend, Backend::Hnsw { .. })
     }
 
     /// Whether enough slots are dead that a [`VectorIndex::rebuilt`] copy is worth making.
@@ -236,7 +262,13 @@ impl VectorIndex {
         self.live.insert(id, slot);
         match &mut self.backend {
             Backend::Flat { vectors } => vectors.extend_from_slice(&vector),
-            Backend::Hnsw(graph) => graph.insert(&quantize(&vector, 1.0)),
+            Backend::Hnsw { graph, residuals } => {
+                let coarse = quantize(&vector, 1.0);
+                if self.config.exact_rerank {
+                    residuals.extend(residual(&vector, 1.0, &coarse));
+                }
+                graph.insert(&coarse);
+            }
         }
         Ok(())
     }
@@ -274,29 +306,38 @@ impl VectorIndex {
                 all.truncate(k);
                 all
             }
-            Backend::Hnsw(graph) => {
+            Backend::Hnsw { graph, residuals } => {
                 let alive = |node: u32| self.slots.get(node as usize).is_some_and(|s| s.1);
                 // The filter costs a check per visited node: skip it while nothing is dead.
                 let filter: Option<&dyn Fn(u32) -> bool> = (self.dead() > 0).then_some(&alive);
+                let rerank = self.config.exact_rerank && !residuals.is_empty();
+                let candidates = if rerank { k.max(RERANK_CANDIDATES) } else { k };
                 graph
                     .search(
                         &quantize(&query, 1.0),
-                        k,
+                        candidates,
                         self.config.search_width(self.live.len()),
                         filter,
                     )
                     .into_iter()
                     .filter_map(|(dot, node)| {
-                        let (id, alive) = *self.slots.get(node as usize)?;
+                        let slot = node as usize;
+                        let (id, alive) = *self.slots.get(slot)?;
+                        let similarity = match residuals.get(slot * self.dim..(slot + 1) * self.dim)
+                        {
+                            Some(fine) if rerank => dot_refined(&query, graph.vector(slot), fine),
+                            _ => dot as f32 / (QUANT_SCALE * QUANT_SCALE),
+                        };
                         alive.then_some(Neighbour {
                             id,
-                            similarity: (dot as f32 / (QUANT_SCALE * QUANT_SCALE)).clamp(-1.0, 1.0),
+                            similarity: similarity.clamp(-1.0, 1.0),
                         })
                     })
                     .collect()
             }
         };
         found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        found.truncate(k);
         Ok(found)
     }
 
@@ -306,7 +347,7 @@ impl VectorIndex {
     }
 
     /// Every live vector with its id, in insertion order (graph vectors come back dequantised,
-    /// and quantise to the same int8 values again).
+    /// with their residuals when kept, and quantise to the same int8 values again).
     pub fn live(&self) -> LiveVectors {
         let mut found: Vec<(usize, u64, Vec<f32>)> = match &self.backend {
             Backend::Flat { vectors } => vectors
@@ -317,10 +358,11 @@ impl VectorIndex {
                     alive.then(|| (slot, id, v.to_vec()))
                 })
                 .collect(),
-            Backend::Hnsw(graph) => (0..graph.len())
+            Backend::Hnsw { graph, residuals } => (0..graph.len())
                 .filter_map(|slot| {
                     let (id, alive) = *self.slots.get(slot)?;
-                    alive.then(|| (slot, id, dequantize(graph.vector(slot))))
+                    let fine = residuals.get(slot * self.dim..(slot + 1) * self.dim);
+                    alive.then(|| (slot, id, dequantize(graph.vector(slot), fine)))
                 })
                 .collect(),
         };
@@ -397,8 +439,16 @@ impl VectorIndex {
             .map(|(s, (id, _, _))| (*id, s))
             .collect();
         let mut vectors = Vec::with_capacity(items.len() * self.dim);
+        let mut residuals = Vec::new();
+        if self.config.exact_rerank {
+            residuals.reserve_exact(items.len() * self.dim);
+        }
         for (_, v, norm) in items {
-            vectors.extend(quantize(v, *norm));
+            let coarse = quantize(v, *norm);
+            if self.config.exact_rerank {
+                residuals.extend(residual(v, *norm, &coarse));
+            }
+            vectors.extend(coarse);
         }
         let config = GraphConfig {
             links: self.config.max_connections,
@@ -406,7 +456,10 @@ impl VectorIndex {
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let graph = Graph::build(self.dim, config, vectors, threads);
-        self.backend = Backend::Hnsw(Box::new(graph));
+        self.backend = Backend::Hnsw {
+            graph: Box::new(graph),
+            residuals,
+        };
     }
 
     fn unit(&self, vector: &[f32]) -> Result<Vec<f32>, IndexError> {
@@ -446,16 +499,58 @@ fn quantize(vector: &[f32], norm: f32) -> Vec<i8> {
         .collect()
 }
 
+/// What [`quantize`] rounded off `vector / norm` (its int8 form `coarse`), in units of
+/// `1 / (QUANT_SCALE × RESIDUAL_SCALE)`: the component is `(coarse + residual / RESIDUAL_SCALE)
+/// / QUANT_SCALE` to within ~8e-6 (clamped components, beyond ±0.5, keep only part of theirs).
+fn residual<'a>(vector: &'a [f32], norm: f32, coarse: &'a [i8]) -> impl Iterator<Item = i8> + 'a {
+    let scale = QUANT_SCALE / norm;
+    vector.iter().zip(coarse).map(move |(x, c)| {
+        ((x * scale - f32::from(*c)) * RESIDUAL_SCALE)
+            .round()
+            .clamp(-127.0, 127.0) as i8
+    })
+}
+
 /// What the graph makes of a unit vector, as f32: its int8 form (as a query or a stored vector
 /// of unit length is quantised) read back. For checking a search against an exact scan of
 /// what the graph holds.
 pub fn int8_round_trip(vector: &[f32]) -> Vec<f32> {
-    dequantize(&quantize(vector, 1.0))
+    dequantize(&quantize(vector, 1.0), None)
 }
 
-/// The f32 vector an int8 graph vector stands for.
-fn dequantize(vector: &[i8]) -> Vec<f32> {
-    vector.iter().map(|x| f32::from(*x) / QUANT_SCALE).collect()
+/// The f32 vector an int8 graph vector (with its residual, if kept) stands for.
+fn dequantize(coarse: &[i8], residual: Option<&[i8]>) -> Vec<f32> {
+    match residual {
+        Some(fine) => coarse
+            .iter()
+            .zip(fine)
+            .map(|(c, r)| (f32::from(*c) + f32::from(*r) / RESIDUAL_SCALE) / QUANT_SCALE)
+            .collect(),
+        None => coarse.iter().map(|c| f32::from(*c) / QUANT_SCALE).collect(),
+    }
+}
+
+/// The dot product of the f32 `query` with the graph vector whose int8 form is `coarse` and
+/// residual `fine`, at near-f32 precision; eight partial sums, as in [`dot`].
+fn dot_refined(query: &[f32], coarse: &[i8], fine: &[i8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (cq, cc, cf) = (
+        query.chunks_exact(8),
+        coarse.chunks_exact(8),
+        fine.chunks_exact(8),
+    );
+    let tail: f32 = cq
+        .remainder()
+        .iter()
+        .zip(cc.remainder().iter().zip(cf.remainder()))
+        .map(|(q, (c, f))| q * (f32::from(*c) + f32::from(*f) / RESIDUAL_SCALE))
+        .sum();
+    for ((q, c), f) in cq.zip(cc).zip(cf) {
+        for i in 0..8 {
+            acc[i] += q[i] * (f32::from(c[i]) + f32::from(f[i]) / RESIDUAL_SCALE);
+        }
+    }
+    (acc.iter().sum::<f32>() + tail) / QUANT_SCALE
 }
 
 /// Dot product with eight independent partial sums, which the compiler turns into SIMD (a
@@ -604,6 +699,81 @@ mod tests {
                 );
                 assert_eq!((a[0].id, b[0].id), (probe as u64, probe as u64));
             }
+        }
+    }
+
+    /// A query and `count` stored vectors, of which the first ten are near-ties: the query
+    /// plus a little noise each, within a few thousandths of cosine of one another (int8's
+    /// rounding reorders them); the rest are random.
+    fn near_ties(count: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let mut rng = crate::synthetic::Xorshift::new(23);
+        let query = rng.unit_vector(64);
+        let stored = (0..count)
+            .map(|i| match i {
+                0..10 => crate::synthetic::normalised(
+                    query
+                        .iter()
+                        .map(|x| x + 0.03 * rng.next_centered())
+                        .collect(),
+                ),
+                _ => rng.unit_vector(64),
+            })
+            .collect();
+        (query, stored)
+    }
+
+    #[test]
+    fn a_graph_re_ranks_near_ties_to_the_exact_scans_order() {
+        let (query, stored) = near_ties(300);
+        let exact: Vec<f32> = stored.iter().map(|v| dot(v, &query)).collect();
+        let mut best: Vec<usize> = (0..stored.len()).collect();
+        best.sort_by(|a, b| exact[*b].total_cmp(&exact[*a]));
+        let items = stored.iter().enumerate().map(|(i, v)| (i as u64, &v[..]));
+        let index = VectorIndex::from_vectors(64, small(), items).unwrap();
+        assert!(index.is_hnsw());
+        let found = index.nearest(&query, 5).unwrap();
+        let ids: Vec<u64> = found.iter().map(|n| n.id).collect();
+        let expected: Vec<u64> = best[..5].iter().map(|&i| i as u64).collect();
+        assert_eq!(ids, expected, "the exact scan's five nearest, in its order");
+        for n in &found {
+            let error = (n.similarity - exact[n.id as usize]).abs();
+            assert!(error < 2e-5, "similarity off by {error}");
+        }
+
+        // Without the residuals the int8 similarities are coarser than the ties' spread.
+        let coarse = IndexConfig {
+            exact_rerank: false,
+            ..small()
+        };
+        let items = stored.iter().enumerate().map(|(i, v)| (i as u64, &v[..]));
+        let index = VectorIndex::from_vectors(64, coarse, items).unwrap();
+        let worst = index
+            .nearest(&query, 5)
+            .unwrap()
+            .iter()
+            .map(|n| (n.similarity - exact[n.id as usize]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst > 1e-4, "int8 alone is off by {worst}");
+    }
+
+    #[test]
+    fn residuals_survive_inserts_and_rebuilds() {
+        let (query, stored) = near_ties(200);
+        let mut index = VectorIndex::new(64, small());
+        for (i, v) in stored.iter().enumerate() {
+            index.insert(i as u64, v).unwrap();
+        }
+        assert!(
+            index.is_hnsw(),
+            "the last inserts went into the graph one at a time"
+        );
+        index.remove(0);
+        let before = index.nearest(&query, 10).unwrap();
+        let rebuilt = index.rebuilt();
+        assert_eq!(rebuilt.nearest(&query, 10).unwrap(), before);
+        assert_eq!(rebuilt.rebuilt().nearest(&query, 10).unwrap(), before);
+        for n in &before {
+            assert!((n.similarity - dot(&stored[n.id as usize], &query)).abs() < 2e-5);
         }
     }
 

@@ -32,10 +32,13 @@ pub mod synthetic;
 pub mod verify;
 
 pub use embed::{cosine, EmbedError, Embedder, MiniLmEmbedder, MiniLmOptions, ModelPaths};
-pub use index::{int8_round_trip, IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE};
+pub use index::{
+    int8_round_trip, IndexConfig, LiveVectors, Neighbour, VectorIndex, QUANT_SCALE,
+    RERANK_CANDIDATES,
+};
 pub use outcome::{CacheTier, ShadowVerdict, TierResult};
 pub use percentile::percentile;
-pub use prefilter::Screened;
+pub use prefilter::{prefilter_index_config, Screened};
 pub use scope::{CacheKey, CacheScope, ScopeKey, SplitQuestion};
 pub use semantic::SemanticQuery;
 pub use static_embed::{StaticEmbedder, StaticModelError};

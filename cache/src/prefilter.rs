@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::index::IndexConfig;
 use crate::scope::{CacheKey, ScopeKey};
 use crate::semantic::SemanticIndex;
 use crate::static_embed::StaticEmbedder;
@@ -37,6 +38,16 @@ impl Screened {
     }
 }
 
+/// How the prefilter's indexes are tuned: as the semantic tier's, without the residuals for an
+/// exact re-rank (the prefilter only gates, with a margin far wider than int8's ~0.002 cosine
+/// error, and an entry keeps to [`crate::PREFILTER_ENTRY_BYTES`]).
+pub fn prefilter_index_config() -> IndexConfig {
+    IndexConfig {
+        exact_rerank: false,
+        ..IndexConfig::default()
+    }
+}
+
 /// Static vectors of the indexed questions, per scope.
 pub(crate) struct Prefilter {
     embedder: Arc<StaticEmbedder>,
@@ -50,7 +61,7 @@ impl Prefilter {
     pub(crate) fn new(embedder: Arc<StaticEmbedder>) -> Self {
         Self {
             embedder,
-            index: Arc::new(SemanticIndex::new()),
+            index: Arc::new(SemanticIndex::with_config(prefilter_index_config())),
             unscreened: Mutex::default(),
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use frugal_cache::{cosine, IndexConfig, StaticEmbedder, VectorIndex};
+use frugal_cache::{cosine, prefilter_index_config, StaticEmbedder, VectorIndex};
 use serde::Serialize;
 
 use super::evaluation::Mode;
@@ -53,7 +53,7 @@ pub fn ruled_out(
             })
             .collect(),
         Mode::Index => {
-            let mut index = VectorIndex::new(embedder.dim(), IndexConfig::default());
+            let mut index = VectorIndex::new(embedder.dim(), prefilter_index_config());
             let mut entry_of: HashMap<&str, u64> = HashMap::new();
             for (pair, vector) in pairs.iter().zip(&a) {
                 let next = entry_of.len() as u64;

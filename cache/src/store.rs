@@ -31,10 +31,10 @@ pub trait Weighted {
 pub const STORE_ENTRY_BYTES: u32 = 200;
 /// Memory of one question in the semantic tier besides its text: its vector in the scope's
 /// index (a 384-dimension f32 row while the scope is an exact scan, ~2.5 KB with the maps as
-/// measured at 4,000 entries; an int8 graph node with its links once it is a graph, ~2.0 KB at
-/// 20,000–50,000), and the entry and key maps. The scan's figure, so a graph over-counts a
-/// little.
-pub const SEMANTIC_ENTRY_BYTES: u32 = 2500;
+/// measured at 4,000 entries; once it is a graph, an int8 node with its links and its int8
+/// residual for the re-rank, ~2.0 KB + 384 bytes at 20,000–50,000), and the entry and key maps.
+/// The graph's figure with a margin, so a scan over-counts a little.
+pub const SEMANTIC_ENTRY_BYTES: u32 = 2900;
 /// Memory of one question's static vector in the prefilter's index (256 dimensions, as above:
 /// 0.6–0.9 KB measured).
 pub const PREFILTER_ENTRY_BYTES: u32 = 900;

@@ -87,15 +87,38 @@ impl fmt::Display for Usd {
         let nano = (self.0 + self.0.signum() * 500) / 1000; // round to nano-dollars
         let sign = if nano < 0 { "-" } else { "" };
         let nano = nano.unsigned_abs();
-        let (whole, frac) = (nano / 1_000_000_000, nano % 1_000_000_000);
-        let frac = format!("{frac:09}");
-        let frac = frac.trim_end_matches('0');
-        if frac.is_empty() {
-            write!(f, "{sign}{whole}")
-        } else {
-            write!(f, "{sign}{whole}.{frac}")
+        // Every real amount is below 2^64 nano-dollars, where u64 arithmetic is cheaper.
+        match u64::try_from(nano) {
+            Ok(nano) => write_dollars(f, sign, nano / NANO, (nano % NANO) as u32),
+            Err(_) => write_dollars(
+                f,
+                sign,
+                nano / u128::from(NANO),
+                (nano % u128::from(NANO)) as u32,
+            ),
         }
     }
+}
+
+/// Nano-dollars in a dollar.
+const NANO: u64 = 1_000_000_000;
+
+/// Writes `whole` dollars and `nano` (< 10^9) nano-dollars, trailing zeros trimmed.
+fn write_dollars(
+    f: &mut fmt::Formatter<'_>,
+    sign: &str,
+    whole: impl fmt::Display,
+    mut nano: u32,
+) -> fmt::Result {
+    if nano == 0 {
+        return write!(f, "{sign}{whole}");
+    }
+    let mut width = 9;
+    while nano.is_multiple_of(10) {
+        nano /= 10;
+        width -= 1;
+    }
+    write!(f, "{sign}{whole}.{nano:0width$}")
 }
 
 impl Serialize for Usd {
@@ -208,5 +231,12 @@ mod tests {
         assert_eq!(Usd::from_dollars(-1.5).to_string(), "-1.5");
         assert_eq!(Usd::ZERO.to_string(), "0");
         assert_eq!(Usd::from_pico(150_000).to_string(), "0.00000015");
+        assert_eq!(Usd::from_pico(12_000_000_000_000).to_string(), "12");
+        assert_eq!(Usd::from_pico(1_230_000_000_000).to_string(), "1.23");
+        assert_eq!(Usd::from_pico(1_000_000_001_000).to_string(), "1.000000001");
+        // Past 2^64 nano-dollars, where the u128 path formats it.
+        let huge = i128::from(u64::MAX) * 1000 * 10;
+        assert_eq!(Usd::from_pico(huge).to_string(), "184467440737.09551615");
+        assert_eq!(Usd::from_pico(-huge).to_string(), "-184467440737.09551615");
     }
 }

@@ -67,16 +67,41 @@ pub fn prompt_tokens(body: &Map<String, Value>) -> u64 {
         .iter()
         .map(|m| {
             let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-            3 + count(role) + count(&content_text(m.get("content")))
+            let content = match m.get("content") {
+                Some(Value::String(text)) => count(text),
+                other => count(&content_text(other)),
+            };
+            3 + role_tokens(role) + content
         })
         .sum();
     per_message + 3
+}
+
+/// The roles OpenAI's API knows, each one token in o200k_base.
+const ONE_TOKEN_ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
+
+/// A role's tokens, without running the tokenizer for the roles every request names.
+fn role_tokens(role: &str) -> u64 {
+    if ONE_TOKEN_ROLES.contains(&role) {
+        1
+    } else {
+        count(role)
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a test should panic on the unexpected")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_known_roles_are_one_token_each() {
+        for role in ONE_TOKEN_ROLES {
+            assert_eq!(count(role), 1, "{role}");
+            assert_eq!(role_tokens(role), count(role));
+        }
+        assert_eq!(role_tokens("narrator"), count("narrator"));
+    }
 
     #[test]
     fn split_matches_tiktoken_and_concatenates_back() {

@@ -11,6 +11,7 @@
 //! The series are as bounded as their labels: tenants (see [`crate::tenants`]), the policy's
 //! models, levers and cache tiers.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -24,8 +25,10 @@ use crate::money::Usd;
 /// Label names and values of one series, in the order they are written.
 type Labels = Vec<(&'static str, String)>;
 
-/// One metric's series: the metric (for its help text) and each label set's total.
-type Family = (Metric, BTreeMap<Labels, Usd>);
+/// One metric's series: the metric (for its help text) and each label set's labels and total,
+/// keyed by the labels written out ([`with_key`]), so that adding to an existing series
+/// allocates nothing.
+type Family = (Metric, BTreeMap<String, (Labels, Usd)>);
 
 /// Exact dollar counters by metric and labels.
 #[derive(Debug, Default)]
@@ -52,20 +55,31 @@ impl UsdCounters {
             );
             return;
         }
-        let labels: Labels = labels.iter().map(|&(k, v)| (k, v.to_string())).collect();
-        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let (_, by_labels) = series
-            .entry(metric.name())
-            .or_insert_with(|| (metric, BTreeMap::new()));
-        let total = by_labels.entry(labels).or_default();
-        *total = *total + amount;
+        with_key(labels, |key| {
+            let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+            let (_, by_labels) = series
+                .entry(metric.name())
+                .or_insert_with(|| (metric, BTreeMap::new()));
+            match by_labels.get_mut(key) {
+                Some((_, total)) => *total = *total + amount,
+                None => {
+                    let owned = labels.iter().map(|&(k, v)| (k, v.to_string())).collect();
+                    by_labels.insert(key.to_string(), (owned, amount));
+                }
+            }
+        });
     }
 
     /// The current value of one series, if it exists.
     pub fn get(&self, metric: Metric, labels: &[(&'static str, &str)]) -> Option<Usd> {
-        let labels: Labels = labels.iter().map(|&(k, v)| (k, v.to_string())).collect();
-        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        series.get(metric.name())?.1.get(&labels).copied()
+        with_key(labels, |key| {
+            let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+            series
+                .get(metric.name())?
+                .1
+                .get(key)
+                .map(|(_, total)| *total)
+        })
     }
 
     /// The counters in the Prometheus text format, each with its HELP and TYPE lines.
@@ -75,7 +89,7 @@ impl UsdCounters {
         for (name, (metric, by_labels)) in series.iter() {
             write_help_line(&mut out, name, metric.help());
             write_type_line(&mut out, name, "counter");
-            for (labels, total) in by_labels {
+            for (labels, total) in by_labels.values() {
                 let labels: Vec<String> = labels
                     .iter()
                     .map(|(k, v)| format!("{k}=\"{}\"", sanitize_label_value(v)))
@@ -96,9 +110,48 @@ impl UsdCounters {
     }
 }
 
+/// Calls `f` with the labels written out as a series key (`name=value` each, ended by a NUL,
+/// a NUL inside a value doubled: no two label sets share a key), in a buffer the thread
+/// reuses.
+fn with_key<R>(labels: &[(&'static str, &str)], f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    KEY.with_borrow_mut(|key| {
+        key.clear();
+        for (name, value) in labels {
+            key.push_str(name);
+            key.push('=');
+            if value.contains('\0') {
+                key.push_str(&value.replace('\0', "\0\0"));
+            } else {
+                key.push_str(value);
+            }
+            key.push('\0');
+        }
+        f(key)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_sets_that_join_alike_stay_apart() {
+        let counters = UsdCounters::default();
+        let cent = Usd::from_dollars(0.01);
+        let first = [("tenant", "a\0"), ("model", "b")];
+        let second = [("tenant", "a"), ("model", "\0b")];
+        counters.add(Metric::CostUsdTotal, &first, cent);
+        counters.add(Metric::CostUsdTotal, &second, cent + cent);
+        assert_eq!(counters.get(Metric::CostUsdTotal, &first), Some(cent));
+        assert_eq!(
+            counters.get(Metric::CostUsdTotal, &second),
+            Some(cent + cent)
+        );
+        assert_eq!(counters.get(Metric::CostUsdTotal, &[("tenant", "a")]), None);
+    }
 
     #[test]
     fn renders_typed_counters_with_escaped_labels() {

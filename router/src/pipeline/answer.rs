@@ -123,7 +123,7 @@ impl<'p> Pending<'p> {
         } else {
             best.reply.raw.clone()
         };
-        let (meta, _) = self.settle(&best, attempts, escalations);
+        let (meta, _) = self.settle(best, attempts, escalations);
         Reply {
             meta,
             body: ReplyBody::Json(raw),
@@ -138,7 +138,7 @@ impl<'p> Pending<'p> {
     ) -> Reply {
         let include_usage = wants_usage(&self.outbound);
         let completion = best.client_completion();
-        let (meta, account) = self.settle(&best, attempts, escalations);
+        let (meta, account) = self.settle(best, attempts, escalations);
         let id = completion
             .get("id")
             .and_then(Value::as_str)
@@ -160,23 +160,24 @@ impl<'p> Pending<'p> {
     /// account and budget warnings.
     fn settle(
         self,
-        best: &Accepted<'p>,
+        best: Accepted<'p>,
         attempts: Vec<Attempt>,
         escalations: Vec<Escalation>,
     ) -> (ReplyMeta, Account) {
         let mut meta = self.meta;
         self.ctx
             .note(|d| d.escalations = escalations.iter().map(ToString::to_string).collect());
+        let (model, tier) = (best.model, best.tier);
         let (account, warnings) = self.settlement.complete(
             self.ctx,
-            best.completed(),
+            best.into_completed(),
             attempts,
             escalation::count(&escalations),
         );
         meta.escalations = escalations;
         meta.budget_warnings = warnings;
         meta.account = Some(account.clone());
-        meta.answered_by(best.model, best.tier);
+        meta.answered_by(model, tier);
         (meta, account)
     }
 }

@@ -1,6 +1,8 @@
 //! Climbing the buffered rungs of a plan: each rung answers in full (never streamed) and is
 //! checked; the request escalates while an answer fails its checks or a call fails.
 
+use std::borrow::Cow;
+
 use frugal_classifier::Tier;
 use serde_json::{json, Map, Value};
 
@@ -38,10 +40,14 @@ impl Accepted<'_> {
         completion
     }
 
-    /// The answer to settle.
-    pub(super) fn completed(&self) -> CompletedAnswer {
+    /// The answer to settle, its completion as the client may see it (moved, not copied).
+    pub(super) fn into_completed(self) -> CompletedAnswer {
+        let mut completion = self.reply.body;
+        if self.added_logprobs {
+            strip_logprobs(&mut completion);
+        }
         CompletedAnswer {
-            completion: self.client_completion(),
+            completion,
             tokens: self.tokens,
             model: self.model.alias.clone(),
         }
@@ -166,11 +172,13 @@ impl<'p> Pending<'p> {
 
     /// The body a buffered rung is sent: never streamed, and with logprobs asked for when a
     /// later rung may take over on a low mean logprob (whether they were added is returned).
-    fn rung_body(&self, rung: Rung<'p>, is_final: bool) -> (Map<String, Value>, bool) {
+    fn rung_body(&self, rung: Rung<'p>, is_final: bool) -> (Cow<'_, Map<String, Value>>, bool) {
         let checks = &self.live.policy.route.checks;
-        let mut body = self.outbound.clone();
+        // Copied only when it changes.
+        let mut body = Cow::Borrowed(&self.outbound);
         if body.get("stream").and_then(Value::as_bool) == Some(true) {
             // A buffered rung of a streamed request: answered whole, replayed as SSE.
+            let body = body.to_mut();
             body.insert("stream".into(), Value::Bool(false));
             body.remove("stream_options");
         }
@@ -184,6 +192,7 @@ impl<'p> Pending<'p> {
             supports && body.get("logprobs").and_then(Value::as_bool) != Some(true)
         };
         if added_logprobs {
+            let body = body.to_mut();
             body.insert("logprobs".into(), Value::Bool(true));
             // Some servers (llama.cpp) return logprobs only with top_logprobs set.
             if !body.contains_key("top_logprobs") {

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use frugal::mock::{LabelledModels, MockOptions, MockServer, Script};
 use frugal::server::{PolicySource, RunningServer};
 use frugal::telemetry::{self, LogFormat};
+use frugal::trim::Tokenizer;
 use tokio::net::TcpListener;
 
 /// jemalloc instead of glibc's malloc: less memory idle and after load (glibc keeps a heap per
@@ -249,6 +250,14 @@ async fn serve(
         ),
         None => None,
     };
+    // The token counters' tables load now, not in the first request (~90 ms for o200k_base).
+    let tokenizer = policy.trim.tokenizer;
+    tokio::task::spawn_blocking(move || {
+        Tokenizer::O200kBase.load();
+        tokenizer.load();
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the tokenizers failed: {e}"))?;
     let models = policy.models.len();
     let hash = policy.hash.clone();
     let source = PolicySource {

@@ -768,10 +768,14 @@ mod tests {
             "the last inserts went into the graph one at a time"
         );
         index.remove(0);
-        let before = index.nearest(&query, 10).unwrap();
+        // The near ties (ids 1..=9, all within 0.001 of each other and far from the rest):
+        // any search finds them, and only the residuals order them the same every time. (A
+        // rebuilt graph is another graph, so which far vector comes tenth may differ.)
+        let before = index.nearest(&query, 9).unwrap();
+        assert!(before.iter().all(|n| (1..=9).contains(&n.id)), "{before:?}");
         let rebuilt = index.rebuilt();
-        assert_eq!(rebuilt.nearest(&query, 10).unwrap(), before);
-        assert_eq!(rebuilt.rebuilt().nearest(&query, 10).unwrap(), before);
+        assert_eq!(rebuilt.nearest(&query, 9).unwrap(), before);
+        assert_eq!(rebuilt.rebuilt().nearest(&query, 9).unwrap(), before);
         for n in &before {
             assert!((n.similarity - dot(&stored[n.id as usize], &query)).abs() < 2e-5);
         }

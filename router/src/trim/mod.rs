@@ -70,9 +70,7 @@ impl Tokenizer {
                 .sum()
         })
     }
-}
 
-impl Tokenizer {
     /// Loads the tokenizer's tables now (o200k_base: ~50 ms and ~65 MiB resident, half of it
     /// the embedded dictionary's pages) rather than in the first request that counts tokens.
     pub fn load(self) {

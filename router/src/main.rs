@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use frugal::mock::{LabelledModels, MockOptions, MockServer, Script};
 use frugal::server::{PolicySource, RunningServer};
 use frugal::telemetry::{self, LogFormat};
-use frugal::trim::Tokenizer;
 use tokio::net::TcpListener;
 
 /// jemalloc instead of glibc's malloc: less memory idle and after load (glibc keeps a heap per
@@ -250,14 +249,6 @@ async fn serve(
         ),
         None => None,
     };
-    // The token counters' tables load now, not in the first request (~50 ms for o200k_base).
-    let tokenizer = policy.trim.tokenizer;
-    tokio::task::spawn_blocking(move || {
-        Tokenizer::O200kBase.load();
-        tokenizer.load();
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the tokenizers failed: {e}"))?;
     let models = policy.models.len();
     let hash = policy.hash.clone();
     let source = PolicySource {
@@ -305,10 +296,6 @@ async fn mock_upstream(listen: SocketAddr, options: MockOptions) -> anyhow::Resu
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    // Its `usage` counts tokens: the counter loads now, not in the first answer (~50 ms).
-    tokio::task::spawn_blocking(|| Tokenizer::O200kBase.load())
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the tokenizer failed: {e}"))?;
     let latency_ms = options.latency.as_millis();
     let labelled = options.labels.as_ref().map_or(0, |l| l.len());
     let mock = MockServer::start_with(listener, options).map_err(anyhow::Error::msg)?;

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use crate::tokens::last_user_text;
+use crate::trim::Tokenizer;
 pub use labels::{LabelledModels, Side, Verdict};
 pub use prompt_cache::ProviderCache;
 pub use reply::Answer;
@@ -115,6 +116,8 @@ impl MockServer {
     /// Starts a mock on `listener` that answers as `options` say.
     pub fn start_with(listener: TcpListener, options: MockOptions) -> Result<Self, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Its `usage` counts tokens: the counter loads now, not in the first answer (~50 ms).
+        Tokenizer::O200kBase.load();
         let MockOptions {
             script,
             latency,

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use super::compile::{CacheMode, Policy};
 use super::route::RouteMode;
 use crate::embed_worker::{self, EmbedWorker};
+use crate::trim::Tokenizer;
 use crate::upstream::{UpstreamError, Upstreams};
 
 /// Everything a request needs that depends on the policy.
@@ -40,6 +41,11 @@ impl LiveState {
     /// Builds the live state for a compiled policy.
     pub fn new(policy: Policy, revision: u64) -> Result<Self, LiveError> {
         let upstreams = Upstreams::from_policy(&policy)?;
+        // The token counters load with the policy, not in its first request (~50 ms for
+        // o200k_base): every request's worst case counts in o200k_base, trimming in the
+        // policy's tokenizer.
+        Tokenizer::O200kBase.load();
+        policy.trim.tokenizer.load();
         let embedder = if needs_embeddings(&policy) {
             Some(embed_worker::shared(&policy.embeddings.config)?)
         } else {

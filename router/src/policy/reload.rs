@@ -108,11 +108,6 @@ impl Reloader {
             );
         }
         let next = revision + 1;
-        // A policy that trims in another tokenizer's counts loads it before it takes requests.
-        let tokenizer = policy.trim.tokenizer;
-        if let Err(e) = tokio::task::spawn_blocking(move || tokenizer.load()).await {
-            tracing::warn!(error = %e, "could not load the policy's tokenizer ahead of requests");
-        }
         match LiveState::new(policy, next) {
             Ok(state) => {
                 let hash = state.policy.hash.clone();

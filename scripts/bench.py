@@ -57,6 +57,11 @@ ONE_THREAD_PORT = 8195
 SIDECAR_ENV = {**os.environ, "RUST_LOG": "warn", "FRUGAL_MODEL_DIR": str(ROOT / "models")}
 LITELLM_KEY = "sk-frugal-bench"
 LITELLM_RATE = 50
+# The one-line request of the miss, hit and LiteLLM paths: the same body wherever they are set
+# side by side.
+SHORT = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Give me one sentence about the sea."}]}
 # Search widths of the index benchmark: 32 (IndexConfig's ef_search, the default up to 125k
 # entries) and two wider ones; index_scale adds the default's width at a larger size.
 INDEX_WIDTHS = "32,64,128"
@@ -315,18 +320,15 @@ def run(args, sidecar_pid):
     direct_url = f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions"
     frugal_url = f"http://127.0.0.1:{SIDECAR_PORT}/v1/chat/completions"
     results = {"rss_idle_mib": rss_mib(sidecar_pid)}
-    short = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Give me one sentence about the sea."}]}
     print("fixed-rate paths ...", file=sys.stderr)
-    results["direct"] = load(direct_url, short, args.rate, 20, args.duration)
-    results["miss_bypass"] = load(frugal_url, short, args.rate, 20, args.duration, ["x-frugal-cache: bypass"])
-    cached = {**short, "temperature": 0}
+    results["direct"] = load(direct_url, SHORT, args.rate, 20, args.duration)
+    results["miss_bypass"] = load(frugal_url, SHORT, args.rate, 20, args.duration, ["x-frugal-cache: bypass"])
+    cached = {**SHORT, "temperature": 0}
     sequential(SIDECAR_PORT, [cached], warmup=0)
     results["exact_hit"] = load(frugal_url, cached, args.rate, 20, args.duration)
     results["direct_closed"] = wrk_same(MOCK_PORT, Path(args.work), cached, "5s")
     results["exact_hit_closed"] = wrk_same(SIDECAR_PORT, Path(args.work), cached, "5s")
-    results["bypass_closed"] = wrk_same(SIDECAR_PORT, Path(args.work), short, "5s",
+    results["bypass_closed"] = wrk_same(SIDECAR_PORT, Path(args.work), SHORT, "5s",
                                         headers=["x-frugal-cache: bypass"])
     first = {"model": "gpt-4o-mini", "temperature": 0, "messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I reverse a list in Python?"}]}
@@ -354,13 +356,13 @@ def run(args, sidecar_pid):
         loaded["lookups"] = settled_counters(SIDECAR_PORT, before)
         results["cacheable_miss_load"] = loaded
         results["cacheable_miss_load_one_thread"] = load_one_thread(args)
-    stream = {**short, "stream": True}
+    stream = {**SHORT, "stream": True}
     results["ttfb_direct"] = load(direct_url, stream, 100, 1, "5s", first_byte=True)
     results["ttfb"] = load(frugal_url, stream, 100, 1, "5s", ["x-frugal-cache: bypass"], first_byte=True)
     # The same low rate without streaming: what a request adds when the cores are idle between
     # requests (each wakes parked threads), set against the streaming relay's own share.
-    results["slow_direct"] = load(direct_url, short, 100, 1, "5s")
-    results["slow_bypass"] = load(frugal_url, short, 100, 1, "5s", ["x-frugal-cache: bypass"])
+    results["slow_direct"] = load(direct_url, SHORT, 100, 1, "5s")
+    results["slow_bypass"] = load(frugal_url, SHORT, 100, 1, "5s", ["x-frugal-cache: bypass"])
     context = long_context(6000)
     trim_body = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [{"role": "user", "content": context}]}
     results["trim_6k_direct"] = sequential(MOCK_PORT, [trim_body] * 60, {"x-frugal-cache": "bypass"})
@@ -539,18 +541,15 @@ def start_litellm(command, work):
 def compare_litellm(args, litellm_pid):
     """The same miss path through LiteLLM and through frugal, at a rate LiteLLM survives."""
     print("the same miss through LiteLLM ...", file=sys.stderr)
-    short = {"model": "gpt-4o-mini", "max_tokens": 40, "messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Give me one sentence about the sea."}]}
     url = lambda port: f"http://127.0.0.1:{port}/v1/chat/completions"
     return {
-        "litellm_rate_direct": load(url(MOCK_PORT), short, LITELLM_RATE, 5, args.duration),
-        "litellm_rate_frugal": load(url(SIDECAR_PORT), short, LITELLM_RATE, 5, args.duration,
+        "litellm_rate_direct": load(url(MOCK_PORT), SHORT, LITELLM_RATE, 5, args.duration),
+        "litellm_rate_frugal": load(url(SIDECAR_PORT), SHORT, LITELLM_RATE, 5, args.duration,
                                    ["x-frugal-cache: bypass"]),
-        "litellm": load(url(LITELLM_PORT), short, LITELLM_RATE, 5, args.duration,
+        "litellm": load(url(LITELLM_PORT), SHORT, LITELLM_RATE, 5, args.duration,
                        [f"Authorization: Bearer {LITELLM_KEY}"]),
         # As fast as it goes, to set beside frugal's `bypass_closed` (the same body).
-        "litellm_closed": wrk_same(LITELLM_PORT, Path(args.work), short, "5s",
+        "litellm_closed": wrk_same(LITELLM_PORT, Path(args.work), SHORT, "5s",
                                    headers=[f"Authorization: Bearer {LITELLM_KEY}"]),
         "litellm_rss_loaded_mib": rss_total_mib(litellm_pid),
     }

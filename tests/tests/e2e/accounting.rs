@@ -1,6 +1,8 @@
 //! Cost accounting through the sidecar: headers, the savings endpoint, tenants, streams.
 
-use frugal_tests::{chat_body, expect_error, frugal_binary, policy_for, MockUpstream, Sidecar};
+use frugal_tests::{
+    chat_body, check_with_promtool, expect_error, frugal_binary, policy_for, MockUpstream, Sidecar,
+};
 use serde_json::{json, Value};
 
 fn dollars(response: &reqwest::Response, header: &str) -> f64 {
@@ -100,6 +102,60 @@ async fn savings_against_a_baseline_model_add_up_per_tenant() {
         assert!(metrics.contains(name), "{name} in {metrics}");
     }
     assert!(metrics.contains("lever=\"route\""));
+}
+
+/// The sum over a dollar counter's series of one tenant in the Prometheus text.
+fn tenant_total(metrics: &str, metric: &str, tenant: &str) -> f64 {
+    let label = format!("tenant=\"{tenant}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_lose_no_dollar_in_the_counters() {
+    let mock = MockUpstream::start().await;
+    let sidecar = Sidecar::start(&policy_for(&mock.base_url(), "baseline_model: strong\n")).await;
+    let tenants = ["t-7f3a", "ops_2", "team.b", "x"];
+    let requests = (0..120).map(|i| {
+        let tenant = tenants[i % tenants.len()];
+        let model = if i % 3 == 0 { "strong" } else { "cheap" };
+        let stream = i % 5 == 0;
+        let mut body = chat_body(model, &format!("Question number {i}: what changed?"));
+        body["stream"] = json!(stream);
+        let sidecar = &sidecar;
+        async move {
+            let response = sidecar.chat_as(tenant, &body).await;
+            assert_eq!(response.status(), 200);
+            // Streams settle when read to their end.
+            response.bytes().await.unwrap();
+        }
+    });
+    futures::future::join_all(requests).await;
+
+    let report = sidecar.savings("").await;
+    assert_eq!(report["total"]["requests"], 120);
+    let metrics = sidecar.metrics().await;
+    for tenant in tenants {
+        let ledger = &report["tenants"][tenant];
+        assert_eq!(ledger["requests"], 30, "{tenant}");
+        for (metric, field) in [
+            ("frugal_cost_usd_total", "actual_usd"),
+            ("frugal_baseline_cost_usd_total", "baseline_usd"),
+            ("frugal_saved_usd_total", "saved_usd"),
+        ] {
+            let counted = tenant_total(&metrics, metric, tenant);
+            let expected = ledger[field].as_f64().unwrap();
+            assert!(expected > 0.0, "{tenant} {field}: {ledger}");
+            assert!(
+                (counted - expected).abs() < 1e-9,
+                "{metric} for {tenant}: {counted} against the ledger's {expected}"
+            );
+        }
+    }
+    check_with_promtool(&metrics);
 }
 
 #[tokio::test]
